@@ -1,0 +1,3 @@
+// Blending: patch weight maps and the partial sums (Σw·f, Σw) of the invariance formula.
+export * from './accumulator.ts';
+export * from './weights.ts';

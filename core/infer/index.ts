@@ -1,0 +1,2 @@
+// Chunk inference: the compute step shared by every worker.
+export * from './chunk.ts';

@@ -117,6 +117,11 @@ export class AxisPlan {
     return this.blockChunks.filter((c) => c.stop - c.start === 1).length;
   }
 
+  /** Σ over blocks of the number of chunks touching each (block-chunk incidences). */
+  blockChunkIncidences(): number {
+    return this.blockChunks.reduce((sum, c) => sum + c.stop - c.start, 0);
+  }
+
   /** Voxels inferred along this axis by chunkflow-style margin cropping with chunk core `chunk`. */
   static marginCroppingPatches(o: {
     n: number;

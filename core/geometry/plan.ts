@@ -27,6 +27,8 @@ export interface PlanCounts {
   blocks: number;
   ownedBlocks: number;
   seamBlocks: number;
+  /** Partial objects written in all: one per (seam block, contributing chunk). */
+  seamPartials: number;
   regionVoxels: number;
   /** Σ patch volume: the inference work of the whole plan. */
   patchVoxels: number;
@@ -120,6 +122,8 @@ export class Plan {
       blocks,
       ownedBlocks,
       seamBlocks: blocks - ownedBlocks,
+      // Incidences factor per axis; owned blocks contribute exactly 1 each.
+      seamPartials: product(per((ax) => ax.blockChunkIncidences())) - ownedBlocks,
       regionVoxels: this.region.size,
       patchVoxels: product(this.patchGrid) * product(this.patchShape),
       marginCroppingPatchVoxels:

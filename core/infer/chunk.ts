@@ -30,29 +30,48 @@ export async function inferChunk(o: InferChunkOptions): Promise<PartialSum> {
   const cin = input.channels;
   const weights = blendWeights(o.blend, patch);
   const acc = new PartialSum(chunk.footprint, o.outputChannels);
-  const batch = new Float32Array(batchSize * cin * pv);
-  const boxes: Box[] = [];
+  const outPerItem = o.outputChannels * pv;
+  // Two batch buffers: one is being filled while the model works on the other, and the
+  // previous result is accumulated while the next batch computes (depth-2 pipeline).
+  const buffers = [new Float32Array(batchSize * cin * pv), new Float32Array(batchSize * cin * pv)];
+  let fill = 0;
+  let boxes: Box[] = [];
+  let inflight: Promise<{ out: Float32Array; boxes: Box[] }> | undefined;
   let done = 0;
 
-  const flush = async (): Promise<void> => {
-    if (boxes.length === 0) return;
-    const n = boxes.length;
-    const view = n === batchSize ? batch : batch.subarray(0, n * cin * pv);
-    const out = await o.model.run(view, n, patch);
+  const drain = async (): Promise<void> => {
+    if (!inflight) return;
+    const { out, boxes: done_ } = await inflight;
+    inflight = undefined;
     o.checkOutput?.(out);
-    const outPerItem = o.outputChannels * pv;
-    for (let i = 0; i < n; i++) acc.addPatch(boxes[i]!, out, i * outPerItem, weights);
-    done += n;
-    boxes.length = 0;
+    for (let i = 0; i < done_.length; i++) acc.addPatch(done_[i]!, out, i * outPerItem, weights);
+    done += done_.length;
     await o.onBatch?.(done);
   };
 
+  const dispatch = async (): Promise<void> => {
+    if (boxes.length === 0) return;
+    const n = boxes.length;
+    const buf = buffers[fill]!;
+    const view = n === batchSize ? buf : buf.subarray(0, n * cin * pv);
+    const sent = boxes;
+    const next = o.model.run(view, n, patch).then((out) => ({ out, boxes: sent }));
+    // If accumulating the previous batch throws (abort, lost lease), this one is abandoned:
+    // mark its rejection handled so it cannot crash the process.
+    next.catch(() => {});
+    await drain();
+    inflight = next;
+    fill = 1 - fill;
+    boxes = [];
+  };
+
   for (const box of plan.patches(chunk)) {
-    gatherPatch(input, box, batch, boxes.length * cin * pv);
+    gatherPatch(input, box, buffers[fill]!, boxes.length * cin * pv);
     boxes.push(box);
-    if (boxes.length === batchSize) await flush();
+    if (boxes.length === batchSize) await dispatch();
   }
-  await flush();
+  await dispatch();
+  await drain();
   return acc;
 }
 

@@ -1,0 +1,236 @@
+// `tessera run`: the whole pipeline on one machine. The parent process owns the ledger
+// (a journal under the state directory) and forks N worker processes that claim chunks
+// over IPC. A worker that dies is replaced and its chunk re-claimed at once; a run that
+// is killed resumes from the journal, never re-inferring a DONE chunk.
+
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, rmSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { LocalLedger, serveLedger } from '../core/ledger/index.ts';
+import {
+  blendSeams,
+  type ChunkTiming,
+  describePoison,
+  finalizeJob,
+  openJob,
+  planJob,
+  type RunReport,
+  verifyJob,
+} from '../core/pipeline/index.ts';
+import { LocalStore } from '../core/store/index.ts';
+import { defaultStateDir, type LoadedManifest } from './job-files.ts';
+import type { WorkerInit, WorkerMessage } from './local-worker.ts';
+import type { Progress } from './progress.ts';
+import { forkTs } from './ts-child.ts';
+
+export interface LocalRunOptions {
+  workers?: number;
+  stateDir?: string;
+  leaseMs?: number;
+  batchSize?: number;
+  /** Rounds of verify → re-drive before giving up on chunks that stay unfinished. */
+  maxRounds?: number;
+  log?: (line: string) => void;
+  progress?: Progress;
+  /** Test hook: called with each forked worker. */
+  onWorker?: (child: ChildProcess, owner: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface LocalRunResult {
+  status: 'SUCCEEDED' | 'FAILED' | 'INTERRUPTED';
+  output: string;
+  chunks: number;
+  seconds: number;
+  report?: RunReport;
+  /** Chunks this invocation inferred (a resumed run skips what earlier runs finished). */
+  inferredThisRun: number;
+  message?: string;
+}
+
+export async function runLocal(
+  m: LoadedManifest,
+  o: LocalRunOptions = {},
+): Promise<LocalRunResult> {
+  const log = o.log ?? (() => {});
+  const startedAt = new Date();
+  const stateDir = o.stateDir ?? defaultStateDir(m);
+  mkdirSync(stateDir, { recursive: true });
+  // The ledger's lock makes this the only run on the state directory (a second one
+  // would double-claim): so no worker of an earlier run can be alive.
+  const ledger = await LocalLedger.open(join(stateDir, 'ledger'));
+  const timings: Record<string, number> = {};
+  const step = async <T>(name: string, f: () => Promise<T>): Promise<T> => {
+    const t0 = performance.now();
+    try {
+      return await f();
+    } finally {
+      timings[name] = Math.round(performance.now() - t0) / 1000 + (timings[name] ?? 0);
+    }
+  };
+  try {
+    const workDir = join(stateDir, 'work', m.jobId);
+    const ctx = await openJob(m.manifest, {
+      jobId: m.jobId,
+      work: new LocalStore(workDir, { fsync: false }),
+      baseDir: m.baseDir,
+    });
+    const { created, output } = await step('plan', () =>
+      planJob(ctx, ledger, { leaseMs: o.leaseMs }),
+    );
+    // Chunks held by the earlier run's (dead) workers are free now.
+    await ledger.abandonOwners(m.jobId, () => true);
+    const initial = await ledger.counts(m.jobId);
+    log(
+      created
+        ? `planned ${m.jobId}: ${ctx.plan.counts.chunks} chunks, ${ctx.plan.counts.patches} patches`
+        : `resuming ${m.jobId}: ${initial.DONE + initial.SKIPPED}/${ctx.plan.counts.chunks} chunks already done`,
+    );
+
+    const workers = Math.max(1, Math.min(o.workers ?? 1, ctx.plan.counts.chunks));
+    const threads = Math.max(1, Math.floor(availableParallelism() / workers));
+    const chunkTimings: ChunkTiming[] = [];
+    let inferred = 0;
+    let failedAttempts = 0;
+    const progressState = {
+      done: initial.DONE + initial.SKIPPED,
+      total: ctx.plan.counts.chunks,
+      failed: 0,
+      voxels: 0,
+    };
+    let device = m.manifest.compute.device;
+
+    const runRound = async (): Promise<void> => {
+      let spawned = 0;
+      // Replacements for dead workers are bounded: a worker that dies on every chunk
+      // burns one attempt each time, so chunks hit maxAttempts and the round ends.
+      const maxSpawns = workers + ctx.plan.counts.chunks * m.manifest.maxAttempts;
+      const live = new Set<Promise<void>>();
+      const children = new Set<ChildProcess>();
+      const spawn = (slot: number): void => {
+        const owner = `local-${process.pid}-${slot}-${spawned++}`;
+        const child = forkTs(new URL('./local-worker.ts', import.meta.url), ['--tessera-worker'], {
+          stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        });
+        children.add(child);
+        o.onWorker?.(child, owner);
+        const stopServing = serveLedger(ledger, child);
+        child.on('message', (msg: WorkerMessage) => {
+          if (msg.type === 'ready') device = msg.device as typeof device;
+          else if (msg.type === 'fatal') log(`worker ${msg.owner} failed: ${msg.error}`);
+          else if (msg.type === 'event') {
+            const e = msg.event;
+            if (e.type === 'done') {
+              progressState.done++;
+              progressState.voxels += e.voxels;
+              if (!e.skipped) inferred++;
+              chunkTimings.push({ chunkId: e.chunkId, ...e.ms });
+            } else if (e.type === 'failed') {
+              failedAttempts++;
+              progressState.failed = failedAttempts;
+              log(
+                `chunk ${e.chunkId} failed${e.poison ? ' for the last time (poison)' : ', will retry'}: ${e.error}`,
+              );
+            } else if (e.type === 'warning') log(`warning: ${e.message}`);
+            o.progress?.update(progressState);
+          }
+        });
+        const init: WorkerInit = {
+          type: 'init',
+          manifestPath: m.path,
+          workDir,
+          jobId: m.jobId,
+          owner,
+          startIndex: Math.floor((slot * ctx.plan.counts.chunks) / workers),
+          threads,
+          batchSize: o.batchSize ?? 4,
+          device: m.manifest.compute.device,
+        };
+        child.send(init);
+        const done = new Promise<void>((resolve) => {
+          child.on('exit', (code, signal) => {
+            stopServing();
+            children.delete(child);
+            void (async () => {
+              if (code !== 0 || signal) {
+                // It died holding chunks: make them claimable now rather than at lease expiry.
+                await ledger.abandonOwners(m.jobId, (x) => x === owner);
+                const c = await ledger.counts(m.jobId);
+                const aborted = o.signal?.aborted === true;
+                if (!aborted)
+                  log(
+                    `worker ${owner} exited (${signal ?? `code ${code}`})${c.PENDING > 0 ? '; starting a replacement' : ''}`,
+                  );
+                if (!aborted && c.PENDING > 0 && spawned < maxSpawns) spawn(slot);
+              }
+              live.delete(done);
+              resolve();
+            })();
+          });
+        });
+        live.add(done);
+      };
+      for (let i = 0; i < workers; i++) spawn(i);
+      const onAbort = (): void => {
+        // Workers get SIGTERM: they stop claiming and release their chunks.
+        for (const c of children) c.kill('SIGTERM');
+      };
+      o.signal?.addEventListener('abort', onAbort);
+      while (live.size > 0) await Promise.race(live);
+      o.signal?.removeEventListener('abort', onAbort);
+    };
+
+    let verify = await verifyJob(ledger, m.jobId);
+    for (let round = 0; round < (o.maxRounds ?? 3) && verify.status === 'INCOMPLETE'; round++) {
+      if (o.signal?.aborted) break;
+      await step('work', runRound);
+      verify = await step('verify', () => verifyJob(ledger, m.jobId));
+    }
+    o.progress?.update(progressState, true);
+    o.progress?.end();
+    const seconds = (Date.now() - startedAt.getTime()) / 1000;
+    if (o.signal?.aborted && verify.status === 'INCOMPLETE') {
+      return {
+        status: 'INTERRUPTED',
+        output: m.manifest.output.url,
+        chunks: ctx.plan.counts.chunks,
+        seconds,
+        inferredThisRun: inferred,
+        message: `interrupted with ${verify.counts.DONE + verify.counts.SKIPPED}/${ctx.plan.counts.chunks} chunks done; run the same command again to resume`,
+      };
+    }
+    if (verify.status === 'COMPLETE') {
+      await step('blend', () => blendSeams(ctx, output));
+    }
+    const report = await step('finalize', () =>
+      finalizeJob(ctx, {
+        ledger,
+        verify,
+        startedAt,
+        timings,
+        chunkTimings,
+        workers,
+        device,
+      }),
+    );
+    if (verify.status === 'COMPLETE') rmSync(workDir, { recursive: true, force: true });
+    const message =
+      verify.status === 'FAILED'
+        ? `job ${m.jobId} FAILED: ${verify.poison.length} chunk(s) failed ${m.manifest.maxAttempts} attempts:\n${describePoison(verify.poison)}`
+        : verify.status === 'INCOMPLETE'
+          ? `job ${m.jobId} FAILED: ${verify.counts.PENDING + verify.counts.RUNNING} chunk(s) still unfinished after ${o.maxRounds ?? 3} rounds; run again to resume`
+          : undefined;
+    return {
+      status: report.status,
+      output: m.manifest.output.url,
+      chunks: ctx.plan.counts.chunks,
+      seconds: (Date.now() - startedAt.getTime()) / 1000,
+      report,
+      inferredThisRun: inferred,
+      ...(message ? { message } : {}),
+    };
+  } finally {
+    await ledger.close();
+  }
+}

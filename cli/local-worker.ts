@@ -1,0 +1,92 @@
+// A local worker process: forked by `tessera run`, it claims chunks through the parent's
+// ledger (IPC), runs the model on its own inference thread, and reports events. SIGTERM
+// or SIGINT stops it claiming and releases what it holds.
+
+import { IpcLedgerClient } from '../core/ledger/index.ts';
+import { ThreadedModel } from '../core/model/index.ts';
+import { openJob, runWorker } from '../core/pipeline/index.ts';
+import { LocalStore } from '../core/store/index.ts';
+import { openOutputVolume } from '../core/volume/index.ts';
+import { loadManifest } from './job-files.ts';
+
+export interface WorkerInit {
+  type: 'init';
+  manifestPath: string;
+  workDir: string;
+  jobId: string;
+  owner: string;
+  startIndex: number;
+  threads: number;
+  batchSize: number;
+  device: 'cpu' | 'gpu';
+}
+
+export type WorkerMessage =
+  | { type: 'event'; owner: string; event: import('../core/pipeline/index.ts').WorkerEvent }
+  | { type: 'ready'; owner: string; device: string }
+  | { type: 'fatal'; owner: string; error: string };
+
+const send = (m: WorkerMessage): void => {
+  process.send?.(m);
+};
+
+export async function workerProcessMain(init: WorkerInit): Promise<void> {
+  const controller = new AbortController();
+  const stop = (): void => controller.abort();
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  let model: ThreadedModel | undefined;
+  try {
+    const loaded = await loadManifest(init.manifestPath);
+    const ctx = await openJob(loaded.manifest, {
+      jobId: init.jobId,
+      work: new LocalStore(init.workDir),
+      baseDir: loaded.baseDir,
+    });
+    const modelPath = resolveModelPath(loaded.manifest.model.url, loaded.baseDir);
+    model = await ThreadedModel.open(
+      { path: modelPath },
+      {
+        sha256: loaded.manifest.model.sha256,
+        device: init.device,
+        intraOpThreads: init.threads,
+        log: (m) =>
+          send({ type: 'event', owner: init.owner, event: { type: 'warning', message: m } }),
+      },
+    );
+    send({ type: 'ready', owner: init.owner, device: model.device });
+    const output = await openOutputVolume(ctx.outputStore);
+    await runWorker({
+      ctx,
+      ledger: new IpcLedgerClient(process),
+      output,
+      owner: init.owner,
+      model,
+      startIndex: init.startIndex,
+      batchSize: init.batchSize,
+      signal: controller.signal,
+      onEvent: (event) => send({ type: 'event', owner: init.owner, event }),
+    });
+  } catch (e) {
+    send({ type: 'fatal', owner: init.owner, error: e instanceof Error ? e.message : String(e) });
+    process.exitCode = 1;
+  } finally {
+    await model?.close();
+  }
+}
+
+export function resolveModelPath(url: string, baseDir: string): string {
+  if (url.startsWith('s3://'))
+    throw new Error(
+      `model.url ${url}: a local run reads models from local paths; download it or run in the cloud`,
+    );
+  const path = url.startsWith('file://') ? new URL(url).pathname : url;
+  return path.startsWith('/') ? path : `${baseDir}/${path}`;
+}
+
+// Entry point when forked.
+if (process.send && process.argv.includes('--tessera-worker')) {
+  process.once('message', (m: WorkerInit) => {
+    void workerProcessMain(m).then(() => process.disconnect?.());
+  });
+}

@@ -1,0 +1,67 @@
+// `tessera run <manifest.json> [--workers N] [--state DIR] [--json]`
+
+import { loadManifest } from './job-files.ts';
+import { runLocal } from './local-run.ts';
+import { intOption, parse } from './main.ts';
+import { Progress } from './progress.ts';
+
+const USAGE = `Usage: tessera run <manifest.json> [--workers N] [--state DIR] [--json] [--lease-seconds S] [--batch N]
+
+Runs the whole pipeline on this machine: plan, N worker processes, verify, blend, finalize.
+Interrupted runs (Ctrl-C, kill -9) resume from the state directory (default:
+.tessera/<name> beside the manifest) without redoing finished chunks.`;
+
+export async function runCommand(args: string[]): Promise<number> {
+  const { values, positionals, help } = parse(
+    args,
+    {
+      workers: { type: 'string', short: 'w' },
+      state: { type: 'string' },
+      json: { type: 'boolean' },
+      'lease-seconds': { type: 'string' },
+      batch: { type: 'string' },
+    },
+    USAGE,
+  );
+  if (help) return 0;
+  const [path] = positionals;
+  if (!path || positionals.length > 1) {
+    process.stderr.write(`${USAGE}\n`);
+    return 2;
+  }
+  const json = values.json === true;
+  const loaded = await loadManifest(path);
+  const controller = new AbortController();
+  const onSignal = (): void => controller.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const log = (line: string): void => {
+    process.stderr.write(`${line}\n`);
+  };
+  try {
+    const result = await runLocal(loaded, {
+      workers: intOption(values.workers, 'workers', loaded.manifest.compute.maxWorkers),
+      stateDir: values.state as string | undefined,
+      leaseMs: intOption(values['lease-seconds'], 'lease-seconds', 60) * 1000,
+      batchSize: intOption(values.batch, 'batch', 4),
+      log,
+      progress: new Progress(process.stderr, loaded.manifest.name),
+      signal: controller.signal,
+    });
+    if (result.message) process.stderr.write(`${result.message}\n`);
+    if (result.status === 'SUCCEEDED') {
+      process.stderr.write(
+        `done in ${result.seconds.toFixed(1)}s: output ${result.output} (report.json inside), ${result.inferredThisRun} chunks inferred this run\n`,
+      );
+    }
+    if (json) {
+      process.stdout.write(
+        `${JSON.stringify({ status: result.status === 'SUCCEEDED' ? 'SUCCEEDED' : 'FAILED', output: result.output, chunks: result.chunks, seconds: result.seconds, inferredThisRun: result.inferredThisRun, jobId: loaded.jobId })}\n`,
+      );
+    }
+    return result.status === 'SUCCEEDED' ? 0 : result.status === 'INTERRUPTED' ? 130 : 1;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}

@@ -1,0 +1,67 @@
+// Binary encoding of a seam partial (Σw·f per channel and Σw over a box). Internal
+// format, little-endian:
+//
+//   "TSP1" | u32 channels | i32 start[3] | i32 stop[3] | f32 den[n] | f32 num[C·n]
+//
+// A fixed header instead of JSON keeps decoding allocation-free apart from the copy out
+// of the (possibly unaligned) object buffer, and lets a truncated object be detected.
+
+import { Box } from '../geometry/index.ts';
+import { PartialSum } from './accumulator.ts';
+
+const MAGIC = 0x31505354; // "TSP1"
+const HEADER = 32;
+
+export class PartialDecodeError extends Error {
+  override readonly name = 'PartialDecodeError';
+  constructor(
+    message: string,
+    readonly key: string,
+  ) {
+    super(message);
+  }
+}
+
+export function encodePartial(p: PartialSum): Uint8Array {
+  const n = p.box.size;
+  const out = new Uint8Array(HEADER + 4 * n * (1 + p.channels));
+  const view = new DataView(out.buffer);
+  view.setUint32(0, MAGIC, true);
+  view.setUint32(4, p.channels, true);
+  for (let a = 0; a < 3; a++) {
+    view.setInt32(8 + 4 * a, p.box.start[a]!, true);
+    view.setInt32(20 + 4 * a, p.box.stop[a]!, true);
+  }
+  new Float32Array(out.buffer, HEADER, n).set(p.den.data);
+  new Float32Array(out.buffer, HEADER + 4 * n, n * p.channels).set(p.num.data);
+  return out;
+}
+
+export function decodePartial(bytes: Uint8Array, key: string): PartialSum {
+  const fail = (why: string): never => {
+    throw new PartialDecodeError(
+      `seam partial ${key} is unreadable (${why}); re-run the chunk that wrote it (tessera run resumes and rewrites it)`,
+      key,
+    );
+  };
+  if (bytes.byteLength < HEADER) fail('shorter than its header');
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (view.getUint32(0, true) !== MAGIC) fail('bad magic');
+  const channels = view.getUint32(4, true);
+  const start = [0, 1, 2].map((a) => view.getInt32(8 + 4 * a, true));
+  const stop = [0, 1, 2].map((a) => view.getInt32(20 + 4 * a, true));
+  const box = new Box(
+    start as unknown as [number, number, number],
+    stop as unknown as [number, number, number],
+  );
+  const n = box.size;
+  if (bytes.byteLength !== HEADER + 4 * n * (1 + channels))
+    fail(`expected ${HEADER + 4 * n * (1 + channels)} bytes, got ${bytes.byteLength}`);
+  // Copy into an aligned buffer: the object's bytes may start at any offset.
+  const floats = new Float32Array(n * (1 + channels));
+  new Uint8Array(floats.buffer).set(bytes.subarray(HEADER));
+  const p = new PartialSum(box, channels);
+  p.den.data.set(floats.subarray(0, n));
+  p.num.data.set(floats.subarray(n));
+  return p;
+}

@@ -1,0 +1,141 @@
+// Failures of the ledger a caller can act on. Payloads are plain data so the IPC
+// transport can rebuild the same class on the other side.
+
+import type { ChunkRow, Claim } from './port.ts';
+
+/** Base class: `instanceof LedgerError` catches every ledger failure. */
+export class LedgerError extends Error {
+  override readonly name: string = 'LedgerError';
+}
+
+/** The job id is not in the ledger. */
+export class JobNotFoundError extends LedgerError {
+  override readonly name = 'JobNotFoundError';
+  constructor(
+    readonly jobId: string,
+    readonly chunkId?: string,
+  ) {
+    super(
+      `job "${jobId}" is not in the ledger${chunkId === undefined ? '' : ` (asked about chunk "${chunkId}")`}; ` +
+        'check the job id, or plan/create the job before starting workers on it',
+    );
+  }
+}
+
+/** A claim names a chunk the job does not have (index out of range or id mismatch). */
+export class ChunkNotFoundError extends LedgerError {
+  override readonly name = 'ChunkNotFoundError';
+  constructor(
+    readonly jobId: string,
+    readonly chunkId: string,
+    readonly index: number,
+  ) {
+    super(
+      `job "${jobId}" has no chunk "${chunkId}" at index ${index}; the claim was not issued ` +
+        'by this ledger for this job (wrong job id, or a claim from another plan)',
+    );
+  }
+}
+
+export type LeaseAction = 'heartbeat' | 'complete' | 'release' | 'fail';
+
+/**
+ * The claim's tenure is over: the row is no longer RUNNING under this owner and token
+ * (its lease expired and another worker claimed it, a sweep or an admin re-drove it, or
+ * it was already finished). `row` is the row as it is now.
+ */
+export class LeaseLostError extends LedgerError {
+  override readonly name = 'LeaseLostError';
+  constructor(
+    readonly action: LeaseAction,
+    readonly claim: Claim,
+    readonly row: ChunkRow,
+  ) {
+    const now = `${row.status}${row.owner === undefined ? '' : ` owned by "${row.owner}"`} at token ${row.token}`;
+    const todo =
+      action === 'complete'
+        ? 'do not count this chunk as yours; its outputs are deterministic, so what was written is harmless'
+        : 'stop working on it and claim another chunk';
+    super(
+      `${action} of chunk "${claim.chunkId}" in job "${claim.jobId}" refused: "${claim.owner}" ` +
+        `holds token ${claim.token}, but the chunk is now ${now}. The lease expired or the ` +
+        `chunk was re-driven; ${todo}. Frequent lease losses mean leaseMs is too short for ` +
+        'the heartbeat interval.',
+    );
+  }
+}
+
+/** createJob got a spec or chunk list that cannot make a job. */
+export class InvalidJobError extends LedgerError {
+  override readonly name = 'InvalidJobError';
+  constructor(
+    readonly jobId: string,
+    readonly field: string,
+    readonly detail: string,
+  ) {
+    super(`job "${jobId}": ${field} ${detail}; fix the plan that produced it`);
+  }
+}
+
+/** The local journal has a damaged line that is not a torn final write. */
+export class LedgerCorruptError extends LedgerError {
+  override readonly name = 'LedgerCorruptError';
+  constructor(
+    readonly path: string,
+    readonly line: number,
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `ledger journal ${path}, line ${line}: ${detail}. Only a torn LAST line is repaired ` +
+        'automatically; restore the state directory from a backup or start the job afresh',
+      options,
+    );
+  }
+}
+
+/** Another live process holds the local ledger's state directory. */
+export class LedgerLockedError extends LedgerError {
+  override readonly name = 'LedgerLockedError';
+  constructor(
+    readonly dir: string,
+    readonly pid: number,
+  ) {
+    super(
+      `ledger state directory ${dir} is in use by process ${pid}; stop that run first. ` +
+        `If no Tessera run uses it, delete ${dir}/ledger.lock`,
+    );
+  }
+}
+
+/** The ledger was closed and cannot record transitions any more. */
+export class LedgerClosedError extends LedgerError {
+  override readonly name = 'LedgerClosedError';
+  constructor(
+    readonly where: string,
+    readonly jobId?: string,
+  ) {
+    super(
+      `ledger ${where} is closed${jobId === undefined ? '' : ` (job "${jobId}")`}; open it again to continue`,
+    );
+  }
+}
+
+/** The IPC channel to the process that owns the ledger broke or answered nonsense. */
+export class LedgerIpcError extends LedgerError {
+  override readonly name = 'LedgerIpcError';
+  constructor(detail: string, options?: { cause?: unknown }) {
+    super(`ledger IPC: ${detail}`, options);
+  }
+}
+
+/** An error of a kind the IPC transport does not rebuild, thrown in the serving process. */
+export class RemoteLedgerError extends LedgerError {
+  override readonly name = 'RemoteLedgerError';
+  constructor(
+    readonly remoteName: string,
+    remoteMessage: string,
+  ) {
+    super(`ledger process threw ${remoteName}: ${remoteMessage}`);
+  }
+}

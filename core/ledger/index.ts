@@ -1,0 +1,15 @@
+// The ledger: port, protocol rules, errors, and the local adapters.
+
+export * from './errors.ts';
+export { type IpcEndpoint, IpcLedgerClient, serveLedger } from './ipc.ts';
+export { LocalLedger, type LocalLedgerOptions } from './local.ts';
+export { MemoryLedger } from './memory.ts';
+export * from './port.ts';
+export {
+  holdsLease,
+  isClaimable,
+  isPoisoned,
+  leaseExpired,
+  MAX_ERROR_LENGTH,
+  type RowState,
+} from './protocol.ts';

@@ -1,0 +1,420 @@
+// The ledger in memory: the reference adapter for the contract tests and the state
+// behind LocalLedger. A job of 10^6 chunks costs its id list plus a few bits per chunk:
+// rows that never left their initial PENDING state are implicit, and claimable chunks are
+// found through an IndexSet (PENDING) and a LeaseHeap (RUNNING, by expiry) instead of a
+// scan. Every method runs to completion synchronously inside its promise, which is what
+// makes each transition atomic here, as one conditional UpdateItem is in DynamoDB.
+//
+// Every row transition goes through `commit`, which first hands the change to `persist`
+// (a no-op here; LocalLedger journals it) and only then applies it, so a transition that
+// could not be recorded never becomes visible.
+
+import { ChunkNotFoundError, InvalidJobError, JobNotFoundError, LeaseLostError } from './errors.ts';
+import { IndexSet } from './index-set.ts';
+import { type LeaseEntry, LeaseHeap } from './lease-heap.ts';
+import type {
+  ChunkRef,
+  ChunkRow,
+  ChunkStatus,
+  Claim,
+  JobSpec,
+  Ledger,
+  StatusCounts,
+} from './port.ts';
+import {
+  capError,
+  expiredMessage,
+  holdsLease,
+  initialRow,
+  isClaimable,
+  isPoisoned,
+  leaseExpired,
+  poisonMessage,
+  type RowState,
+  startIndexFor,
+  toClaim,
+  validateChunkId,
+  validateJobSpec,
+} from './protocol.ts';
+
+/** One row transition: the full new state of one chunk row. */
+export interface RowChange {
+  jobId: string;
+  index: number;
+  row: RowState;
+}
+
+interface JobState {
+  readonly spec: JobSpec;
+  readonly ids: readonly string[];
+  /** Rows that left their initial state; absent = PENDING, 0 attempts, token 0. */
+  readonly rows: Map<number, RowState>;
+  readonly pending: IndexSet;
+  readonly leases: LeaseHeap;
+  readonly counts: StatusCounts;
+}
+
+const zeroCounts = (): StatusCounts => ({
+  PENDING: 0,
+  RUNNING: 0,
+  DONE: 0,
+  FAILED: 0,
+  SKIPPED: 0,
+});
+
+/** Reads a chunk list into index order, checking it covers 0..chunkCount-1 exactly once. */
+export function collectChunkIds(job: JobSpec, chunks: Iterable<ChunkRef>): string[] {
+  const ids = new Array<string>(job.chunkCount);
+  const seenIndex = new IndexSet(job.chunkCount);
+  const seenId = new Set<string>();
+  let n = 0;
+  for (const { chunkId, index } of chunks) {
+    if (!Number.isSafeInteger(index) || index < 0 || index >= job.chunkCount) {
+      throw new InvalidJobError(
+        job.jobId,
+        `chunks[${n}].index`,
+        `must be an integer in 0..${job.chunkCount - 1}, got ${index}`,
+      );
+    }
+    validateChunkId(job.jobId, chunkId, index);
+    if (seenIndex.has(index)) {
+      throw new InvalidJobError(job.jobId, `chunks[${n}].index`, `repeats index ${index}`);
+    }
+    if (seenId.has(chunkId)) {
+      throw new InvalidJobError(job.jobId, `chunks[${n}].chunkId`, `repeats "${chunkId}"`);
+    }
+    seenIndex.add(index);
+    seenId.add(chunkId);
+    ids[index] = chunkId;
+    n++;
+  }
+  if (n !== job.chunkCount) {
+    throw new InvalidJobError(
+      job.jobId,
+      'chunks',
+      `has ${n} entries but chunkCount is ${job.chunkCount}`,
+    );
+  }
+  return ids;
+}
+
+export class MemoryLedger implements Ledger {
+  private readonly jobs = new Map<string, JobState>();
+
+  async createJob(
+    job: JobSpec,
+    chunks: Iterable<ChunkRef>,
+  ): Promise<{ created: boolean; job: JobSpec }> {
+    validateJobSpec(job);
+    const existing = this.jobs.get(job.jobId);
+    // Idempotent by id alone: a duplicate S3 event or a repeated start must not re-plan.
+    if (existing) return { created: false, job: structuredClone(existing.spec) };
+    const spec = structuredClone(job);
+    const ids = collectChunkIds(spec, chunks);
+    this.persistJob(spec, ids);
+    this.restoreJob(spec, ids);
+    return { created: true, job: structuredClone(spec) };
+  }
+
+  async getJob(jobId: string): Promise<JobSpec | undefined> {
+    const s = this.jobs.get(jobId);
+    return s ? structuredClone(s.spec) : undefined;
+  }
+
+  async claim(
+    jobId: string,
+    owner: string,
+    o: { startIndex?: number; now?: number } = {},
+  ): Promise<Claim | undefined> {
+    const s = this.job(jobId);
+    const now = o.now ?? Date.now();
+    const start = startIndexFor(s.spec, o.startIndex);
+    const index = this.takeExpired(s, now) ?? this.takePending(s, start);
+    if (index === undefined) return undefined;
+    const row = this.row(s, index);
+    const next: RowState = {
+      status: 'RUNNING',
+      owner,
+      leaseExpiresAt: now + s.spec.leaseMs,
+      attempts: row.attempts + 1,
+      token: row.token + 1,
+      updatedAt: now,
+    };
+    if (row.lastError !== undefined) next.lastError = row.lastError;
+    this.commit([{ jobId, index, row: next }]);
+    return toClaim(s.spec, s.ids[index]!, index, next);
+  }
+
+  async heartbeat(claim: Claim, o: { now?: number } = {}): Promise<Claim> {
+    const { s, row } = this.tenure(claim, 'heartbeat');
+    const now = o.now ?? Date.now();
+    const next: RowState = { ...row, leaseExpiresAt: now + s.spec.leaseMs, updatedAt: now };
+    this.commit([{ jobId: claim.jobId, index: claim.index, row: next }]);
+    return { ...claim, leaseExpiresAt: next.leaseExpiresAt! };
+  }
+
+  async complete(claim: Claim, o: { skipped?: boolean } = {}): Promise<void> {
+    const status: ChunkStatus = o.skipped ? 'SKIPPED' : 'DONE';
+    const s = this.job(claim.jobId, claim.chunkId);
+    const current = this.rowFor(s, claim);
+    // A retry after a lost response finds its own completion: same owner, same token.
+    if (
+      current.status === status &&
+      current.owner === claim.owner &&
+      current.token === claim.token
+    ) {
+      return;
+    }
+    const { row } = this.tenure(claim, 'complete');
+    const { leaseExpiresAt: _, ...rest } = row;
+    this.commit([
+      { jobId: claim.jobId, index: claim.index, row: { ...rest, status, updatedAt: Date.now() } },
+    ]);
+  }
+
+  async release(claim: Claim): Promise<void> {
+    const { row } = this.tenure(claim, 'release');
+    // Undo the claim's attempt: a spot reclaim or SIGTERM says nothing about the chunk.
+    const next: RowState = {
+      status: 'PENDING',
+      attempts: row.attempts - 1,
+      token: row.token,
+      updatedAt: Date.now(),
+    };
+    if (row.lastError !== undefined) next.lastError = row.lastError;
+    this.commit([{ jobId: claim.jobId, index: claim.index, row: next }]);
+  }
+
+  async fail(claim: Claim, error: string): Promise<ChunkRow> {
+    const { s, row } = this.tenure(claim, 'fail');
+    const poisoned = row.attempts >= s.spec.maxAttempts;
+    const next: RowState = {
+      status: poisoned ? 'FAILED' : 'PENDING',
+      attempts: row.attempts,
+      token: row.token,
+      lastError: capError(error),
+      updatedAt: Date.now(),
+    };
+    // A FAILED row keeps its last owner: the report names the worker whose log to read.
+    if (poisoned && row.owner !== undefined) next.owner = row.owner;
+    this.commit([{ jobId: claim.jobId, index: claim.index, row: next }]);
+    return this.materialize(s, claim.index);
+  }
+
+  async counts(jobId: string): Promise<StatusCounts> {
+    return { ...this.job(jobId).counts };
+  }
+
+  async *list(jobId: string, status?: ChunkStatus): AsyncIterable<ChunkRow> {
+    const s = this.job(jobId);
+    if (status === undefined || status === 'PENDING') {
+      for (let i = 0; i < s.spec.chunkCount; i++) {
+        if (status === undefined || this.row(s, i).status === status) yield this.materialize(s, i);
+      }
+      return;
+    }
+    // Every non-PENDING row is a touched row: no pass over a million untouched chunks.
+    const indices = [...s.rows.keys()].sort((a, b) => a - b);
+    for (const i of indices) {
+      if (this.row(s, i).status === status) yield this.materialize(s, i);
+    }
+  }
+
+  async sweep(
+    jobId: string,
+    o: { now?: number } = {},
+  ): Promise<{ expired: number; failed: number }> {
+    const s = this.job(jobId);
+    const now = o.now ?? Date.now();
+    let expired = 0;
+    let failed = 0;
+    for (;;) {
+      const top = s.leases.peek((e) => this.isLive(s, e));
+      if (!top || !leaseExpired(this.row(s, top.index), now)) break;
+      const row = this.row(s, top.index);
+      if (isPoisoned(row, s.spec, now)) {
+        this.poison(s, top.index, row, now);
+        failed++;
+        continue;
+      }
+      const next: RowState = {
+        status: 'PENDING',
+        attempts: row.attempts,
+        token: row.token,
+        lastError: expiredMessage(row),
+        updatedAt: now,
+      };
+      this.commit([{ jobId, index: top.index, row: next }]);
+      expired++;
+    }
+    return { expired, failed };
+  }
+
+  /**
+   * Local admin, not in the port: makes the RUNNING chunks of owners known to be dead
+   * claimable now, without waiting for their leases. Their attempts stay counted (the
+   * worker did die on them), so a chunk already at maxAttempts becomes FAILED.
+   */
+  async abandonOwners(
+    jobId: string,
+    predicate: (owner: string) => boolean,
+    o: { now?: number } = {},
+  ): Promise<{ released: number; failed: number }> {
+    const s = this.job(jobId);
+    const now = o.now ?? Date.now();
+    const changes: RowChange[] = [];
+    let failed = 0;
+    for (const [index, row] of s.rows) {
+      if (row.status !== 'RUNNING' || row.owner === undefined || !predicate(row.owner)) continue;
+      const dead = row.attempts >= s.spec.maxAttempts;
+      if (dead) failed++;
+      const next: RowState = {
+        status: dead ? 'FAILED' : 'PENDING',
+        attempts: row.attempts,
+        token: row.token,
+        lastError: dead
+          ? poisonMessage(s.spec, row)
+          : `owner "${row.owner}" (token ${row.token}) was abandoned: its process is gone`,
+        updatedAt: now,
+      };
+      if (dead) next.owner = row.owner;
+      changes.push({ jobId, index, row: next });
+    }
+    if (changes.length > 0) this.commit(changes);
+    return { released: changes.length - failed, failed };
+  }
+
+  // ---- persistence hooks (LocalLedger) ------------------------------------------------
+
+  /** Called before a job becomes visible; throwing aborts the creation. */
+  protected persistJob(_job: JobSpec, _ids: readonly string[]): void {}
+
+  /** Called before row changes become visible; throwing aborts them. */
+  protected persistRows(_changes: readonly RowChange[]): void {}
+
+  /** Installs a job without persisting it (creation, and replay of a journal). */
+  protected restoreJob(spec: JobSpec, ids: readonly string[]): void {
+    this.jobs.set(spec.jobId, {
+      spec,
+      ids,
+      rows: new Map(),
+      pending: new IndexSet(spec.chunkCount, true),
+      leases: new LeaseHeap(),
+      counts: { ...zeroCounts(), PENDING: spec.chunkCount },
+    });
+  }
+
+  /** Applies one row change without persisting it. */
+  protected restoreRow(change: RowChange): void {
+    const s = this.jobs.get(change.jobId);
+    if (!s) throw new JobNotFoundError(change.jobId);
+    const { index, row } = change;
+    const before = this.row(s, index);
+    s.counts[before.status]--;
+    s.counts[row.status]++;
+    s.rows.set(index, row);
+    if (row.status === 'PENDING') s.pending.add(index);
+    else s.pending.delete(index);
+    if (row.status === 'RUNNING' && row.leaseExpiresAt !== undefined) {
+      s.leases.push({ expiresAt: row.leaseExpiresAt, index, token: row.token });
+      s.leases.compact((e) => this.isLive(s, e), s.counts.RUNNING);
+    }
+  }
+
+  /** Every job with its touched rows (index → state): what a compacted journal must hold. */
+  protected *snapshot(): Generator<{ spec: JobSpec; rows: ReadonlyMap<number, RowState> }> {
+    for (const s of this.jobs.values()) yield { spec: s.spec, rows: s.rows };
+  }
+
+  protected hasChunk(jobId: string, index: number): boolean {
+    const s = this.jobs.get(jobId);
+    return (
+      s !== undefined && Number.isSafeInteger(index) && index >= 0 && index < s.spec.chunkCount
+    );
+  }
+
+  // ---- internals ----------------------------------------------------------------------
+
+  private commit(changes: readonly RowChange[]): void {
+    this.persistRows(changes);
+    for (const c of changes) this.restoreRow(c);
+  }
+
+  private job(jobId: string, chunkId?: string): JobState {
+    const s = this.jobs.get(jobId);
+    if (!s) throw new JobNotFoundError(jobId, chunkId);
+    return s;
+  }
+
+  private row(s: JobState, index: number): RowState {
+    return s.rows.get(index) ?? initialRow(s.spec);
+  }
+
+  private rowFor(s: JobState, claim: Claim): RowState {
+    if (s.ids[claim.index] !== claim.chunkId) {
+      throw new ChunkNotFoundError(claim.jobId, claim.chunkId, claim.index);
+    }
+    return this.row(s, claim.index);
+  }
+
+  /** The claim's row if the claim still holds it, else LeaseLostError with the row as it is. */
+  private tenure(
+    claim: Claim,
+    action: 'heartbeat' | 'complete' | 'release' | 'fail',
+  ): { s: JobState; row: RowState } {
+    const s = this.job(claim.jobId, claim.chunkId);
+    const row = this.rowFor(s, claim);
+    if (!holdsLease(row, claim)) {
+      throw new LeaseLostError(action, claim, this.materialize(s, claim.index));
+    }
+    return { s, row };
+  }
+
+  private materialize(s: JobState, index: number): ChunkRow {
+    return { jobId: s.spec.jobId, chunkId: s.ids[index]!, index, ...this.row(s, index) };
+  }
+
+  private isLive(s: JobState, e: LeaseEntry): boolean {
+    const row = s.rows.get(e.index);
+    return (
+      row !== undefined &&
+      row.status === 'RUNNING' &&
+      row.token === e.token &&
+      row.leaseExpiresAt === e.expiresAt
+    );
+  }
+
+  /**
+   * The earliest-expiring lease, if it is past expiry on this caller's clock: re-driving a
+   * dead worker's chunk first keeps it from becoming the job's tail. Poisoned leases met
+   * on the way are made FAILED (the claim path of the poison rule). The heap is ordered
+   * by expiry, so whatever clock the caller has, checking the top answers for all.
+   */
+  private takeExpired(s: JobState, now: number): number | undefined {
+    for (;;) {
+      const top = s.leases.peek((e) => this.isLive(s, e));
+      if (!top) return undefined;
+      const row = this.row(s, top.index);
+      if (!leaseExpired(row, now)) return undefined;
+      if (isClaimable(row, s.spec, now)) return top.index;
+      this.poison(s, top.index, row, now);
+    }
+  }
+
+  private takePending(s: JobState, start: number): number | undefined {
+    const i = s.pending.nextWrapping(start);
+    return i < 0 ? undefined : i;
+  }
+
+  private poison(s: JobState, index: number, row: RowState, now: number): void {
+    const next: RowState = {
+      status: 'FAILED',
+      attempts: row.attempts,
+      token: row.token,
+      lastError: poisonMessage(s.spec, row),
+      updatedAt: now,
+    };
+    if (row.owner !== undefined) next.owner = row.owner;
+    this.commit([{ jobId: s.spec.jobId, index, row: next }]);
+  }
+}

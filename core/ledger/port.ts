@@ -1,0 +1,127 @@
+// The ledger port: which chunks of a job are done, who works on which, and the claim
+// protocol that keeps every chunk with exactly one live owner.
+//
+// Every method maps onto ONE DynamoDB item operation (a conditional UpdateItem on one
+// chunk row, or a conditional PutItem on the job row), so no adapter needs multi-row
+// transactions. The conditions, as the DynamoDB adapter will write them:
+//
+//   claim      SET status=RUNNING, owner=:o, token=token+1, attempts=attempts+1,
+//              leaseExpiresAt=:now+leaseMs
+//              IF attempts < :max AND (status = PENDING OR
+//                 (status = RUNNING AND leaseExpiresAt < :now - SKEW_MS))
+//   poison     SET status=FAILED, lastError=…   (a RUNNING row found expired at max)
+//              IF status = RUNNING AND token = :seen AND attempts >= :max
+//                 AND leaseExpiresAt < :now - SKEW_MS
+//   heartbeat  SET leaseExpiresAt=:now+leaseMs          IF status=RUNNING AND owner AND token
+//   complete   SET status=DONE|SKIPPED, REMOVE lease    IF status=RUNNING AND owner AND token
+//              (on ConditionalCheckFailed, an ALL_OLD row already DONE by the same owner
+//              and token is success: the first response was lost, the write was not)
+//   release    SET status=PENDING, attempts=attempts-1  IF status=RUNNING AND owner AND token
+//   fail       SET status=PENDING|FAILED, lastError     IF status=RUNNING AND owner AND token
+//              (the caller reads attempts from its claim; the condition pins the token,
+//              so attempts cannot have moved under it)
+//
+// The fencing token increments on every claim and never otherwise, so owner+token names
+// one tenure of one chunk: a worker that stalled past its lease and wakes up after
+// someone else claimed the chunk is refused, even if the new owner has the same name
+// (a restarted process reusing its host name).
+
+/** PENDING: claimable. RUNNING: leased to `owner`. DONE/SKIPPED: final. FAILED: poison. */
+export type ChunkStatus = 'PENDING' | 'RUNNING' | 'DONE' | 'FAILED' | 'SKIPPED';
+
+export const CHUNK_STATUSES: readonly ChunkStatus[] = [
+  'PENDING',
+  'RUNNING',
+  'DONE',
+  'FAILED',
+  'SKIPPED',
+];
+
+/**
+ * Clock disagreement tolerated between workers. Leases are written with the owner's clock
+ * (a lab box and a Batch child may be seconds apart), so a claimer treats a lease as
+ * expired only once `leaseExpiresAt + SKEW_MS < now` on its own clock: an owner whose
+ * clock runs up to SKEW_MS behind the claimer's, and which heartbeats in time by its
+ * own clock, never loses its chunk to a duplicate claim. Leases must be much longer
+ * than this (tens of seconds to minutes) for the allowance to cost little.
+ */
+export const SKEW_MS = 5000;
+
+export interface ChunkRow {
+  jobId: string;
+  chunkId: string;
+  index: number;
+  status: ChunkStatus;
+  owner?: string;
+  /** Epoch ms on the owner's clock; set while RUNNING. */
+  leaseExpiresAt?: number;
+  /** Claims that counted: +1 per claim, -1 per release (a graceful stop is not a try). */
+  attempts: number;
+  /** Fencing token: +1 on every claim, never otherwise. */
+  token: number;
+  lastError?: string;
+  updatedAt: number;
+}
+
+export interface JobSpec {
+  jobId: string;
+  chunkCount: number;
+  /** Claims a chunk may use up (fail or lease expiry) before it is FAILED as poison. */
+  maxAttempts: number;
+  leaseMs: number;
+  createdAt: number;
+  attributes?: Record<string, string | number | boolean>;
+}
+
+/** What a claim hands the worker; owner + token are its proof of tenure. */
+export interface Claim {
+  jobId: string;
+  chunkId: string;
+  index: number;
+  owner: string;
+  token: number;
+  /** 1 for the first counted try of this chunk. */
+  attempt: number;
+  leaseExpiresAt: number;
+}
+
+export type StatusCounts = Record<ChunkStatus, number>;
+
+/** One chunk handed to createJob: `index` runs over 0..chunkCount-1, each exactly once. */
+export interface ChunkRef {
+  chunkId: string;
+  index: number;
+}
+
+export interface Ledger {
+  /** Idempotent: a second call with the same jobId creates nothing and returns created:false (and the existing spec). */
+  createJob(job: JobSpec, chunks: Iterable<ChunkRef>): Promise<{ created: boolean; job: JobSpec }>;
+  getJob(jobId: string): Promise<JobSpec | undefined>;
+  /**
+   * Claims one claimable chunk or returns undefined when none is claimable now.
+   * `startIndex` is where this worker starts looking (its shard), then it steals from
+   * others: PENDING chunks are taken lowest index first from startIndex upward, wrapping
+   * to 0; a startIndex ≥ chunkCount is taken modulo chunkCount (a fleet larger than the
+   * job). Adapters may prefer expired leases over PENDING chunks (re-driving dead
+   * workers' chunks early shortens the job's tail); the contract does not pin that.
+   * A RUNNING chunk found expired at maxAttempts is made FAILED on the way.
+   */
+  claim(
+    jobId: string,
+    owner: string,
+    o?: { startIndex?: number; now?: number },
+  ): Promise<Claim | undefined>;
+  /** Extends the lease to now + leaseMs. Throws LeaseLostError if the tenure ended. */
+  heartbeat(claim: Claim, o?: { now?: number }): Promise<Claim>;
+  /** → DONE (or SKIPPED). Call only after the chunk's writes are durable. */
+  complete(claim: Claim, o?: { skipped?: boolean }): Promise<void>;
+  /** → PENDING, the attempt is NOT counted (graceful spot/SIGTERM stop). */
+  release(claim: Claim): Promise<void>;
+  /** → PENDING if attempts < maxAttempts else FAILED (poison); returns the new row. */
+  fail(claim: Claim, error: string): Promise<ChunkRow>;
+  counts(jobId: string): Promise<StatusCounts>;
+  /** Rows in index order, optionally of one status. */
+  list(jobId: string, status?: ChunkStatus): AsyncIterable<ChunkRow>;
+  /** Verify's re-drive: RUNNING rows whose lease expired become claimable (or FAILED at maxAttempts); returns what changed. */
+  sweep(jobId: string, o?: { now?: number }): Promise<{ expired: number; failed: number }>;
+}

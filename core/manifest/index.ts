@@ -1,0 +1,23 @@
+// Public surface of the manifest module: parse and validate job manifests, their JSON
+// Schema, and the storage-URL helpers the AWS side reuses for bucket checks.
+export { InvalidUrlError, ManifestError, type ManifestIssue } from './errors.ts';
+export { type JsonSchema, manifestJsonSchema } from './json-schema.ts';
+export {
+  type ManifestParseResult,
+  parseManifest,
+  parseManifestText,
+  safeParseManifest,
+} from './parse.ts';
+export { type Manifest, type ManifestInput, manifestSchema } from './schema.ts';
+export {
+  isS3Url,
+  parseS3Url,
+  parseStorageUrl,
+  type S3Location,
+  type StorageLocation,
+  s3BucketProblem,
+  s3UrlIsUnder,
+  sameStorageLocation,
+  storageUrlProblem,
+} from './url.ts';
+export { checkManifestAgainstVolume } from './volume.ts';

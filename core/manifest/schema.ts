@@ -1,0 +1,288 @@
+// The manifest v1 schema: what a user writes to describe one inference job. Field
+// names are a public contract (users' files, the JSON Schema, the docs); add fields,
+// never rename them. Per-field rules live on the fields, so the JSON Schema export
+// carries them to editors; rules that relate fields live in `crossFieldChecks`.
+//
+//   patchShape  |<-------- patch -------->|
+//   overlap                     |<------->|
+//   stride      |<-- stride --->|            stride = patchShape - overlap
+//   chunkShape  |<---------- >= one stride ---------->|
+import { z } from 'zod';
+import { sameStorageLocation, storageUrlProblem } from './url.ts';
+
+const AXES = ['z', 'y', 'x'] as const;
+
+// min(1) rather than positive(): the JSON Schema then says `minimum: 1`, which reads plainer.
+const positiveInt = z.int().min(1);
+const triple = (item: z.ZodInt) => z.tuple([item, item, item]);
+
+const positiveTriple = (description: string) => triple(positiveInt).describe(description);
+
+// Refinements (not regexes) so that each message can say what exactly is wrong.
+const storageUrl = (what: string) =>
+  z
+    .string()
+    .superRefine((url, ctx) => {
+      const problem = storageUrlProblem(url);
+      if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+    })
+    .describe(
+      `${what}. A local path (relative to the working directory), file:///absolute/path, ` +
+        'or s3://bucket/key.',
+    );
+
+const NAME_PATTERN = /^[a-z0-9]+(-[a-z0-9]+)*$/;
+
+const nameSchema = z
+  .string()
+  .max(63, { error: 'must be at most 63 characters (it is used in AWS resource names)' })
+  .regex(NAME_PATTERN, {
+    error:
+      'must be lower-case letters and digits in words joined by single dashes, e.g. "mito-seg-v2"',
+  })
+  .describe(
+    'Job name: lower-case letters and digits in words joined by single dashes ' +
+      '(e.g. "mito-seg-v2"), at most 63 characters. Used in job ids and AWS resource names.',
+  );
+
+const inputSchema = z
+  .strictObject({
+    url: storageUrl('The input volume (a Zarr v2/v3 array or group)'),
+    array: z
+      .string()
+      .regex(/^[^/]+(\/[^/]+)*$/, {
+        error:
+          'must be a path inside the Zarr group such as "volumes/raw" (no leading, trailing or double "/")',
+      })
+      .refine((path) => !path.split('/').some((part) => part === '.' || part === '..'), {
+        error: 'must not contain "." or ".." segments',
+      })
+      .optional()
+      .describe(
+        'Path of the array inside the Zarr group at `url` (e.g. "volumes/raw" or "0" for the ' +
+          'full-resolution OME-Zarr level). Omit when `url` points at the array itself.',
+      ),
+    scale: z
+      .number()
+      .optional()
+      .describe('Multiplies every input voxel before inference: x * scale + offset. Default 1.'),
+    offset: z
+      .number()
+      .optional()
+      .describe('Added to every input voxel after scaling: x * scale + offset. Default 0.'),
+    skipBelow: z
+      .number()
+      .optional()
+      .describe(
+        'Chunks whose input voxels (as stored, before scale and offset) are all below this ' +
+          'value are skipped, not inferred. Saves compute on empty background and padding.',
+      ),
+  })
+  .describe('Where the image to run the model on is stored.');
+
+const outputSchema = z
+  .strictObject({
+    url: storageUrl('Where the output Zarr array is written; must differ from input.url'),
+    dtype: z
+      .enum(['float32', 'uint8'])
+      .describe(
+        'Voxel type of the output array: "float32", or "uint8" for a quarter of the storage.',
+      ),
+    blockShape: positiveTriple(
+      'Storage chunk shape of the output array, [z, y, x], positive integers. Larger blocks ' +
+        'mean fewer S3 requests per chunk. Omit to let the planner choose.',
+    ).optional(),
+  })
+  .describe('Where and how the result is written.');
+
+const modelSchema = z
+  .strictObject({
+    url: storageUrl('The ONNX model file (must end in .onnx)').refine(
+      (url) => url.toLowerCase().endsWith('.onnx'),
+      { error: 'must name an .onnx file' },
+    ),
+    sha256: z
+      .string()
+      .regex(/^[0-9a-fA-F]{64}$/, {
+        error: 'must be 64 hexadecimal digits, as printed by `sha256sum model.onnx`',
+      })
+      .toLowerCase()
+      .optional()
+      .describe(
+        'SHA-256 of the model file (64 hex digits, as printed by sha256sum); when given, the ' +
+          'model file is checked against it before use.',
+      ),
+    patchShape: positiveTriple(
+      'Shape of the input patch the model is run on, [z, y, x], positive integers.',
+    ),
+    outputChannels: positiveInt.describe('Number of output channels the model produces (>= 1).'),
+  })
+  .describe('The network to run.');
+
+const regionSchema = z
+  .strictObject({
+    start: triple(z.int().nonnegative()).describe(
+      'First voxel of the region (inclusive), [z, y, x], each >= 0.',
+    ),
+    stop: triple(z.int().nonnegative()).describe(
+      'End of the region (exclusive), [z, y, x]; each must be greater than start and at most ' +
+        'the volume shape.',
+    ),
+  })
+  .superRefine((region, ctx) => {
+    AXES.forEach((_, i) => {
+      const start = region.start[i] ?? 0;
+      const stop = region.stop[i] ?? 0;
+      if (start >= stop) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['stop', i],
+          message: `region.stop[${i}] = ${stop} must be greater than region.start[${i}] = ${start}`,
+        });
+      }
+    });
+  })
+  .describe('Part of the volume to process (half-open box). Omit to process the whole volume.');
+
+const computeSchema = z
+  .strictObject({
+    device: z
+      .enum(['cpu', 'gpu'])
+      .default('cpu')
+      .describe('Run the model on CPU or GPU workers. Default "cpu".'),
+    maxWorkers: z
+      .int()
+      .min(1)
+      .max(10_000)
+      .default(1)
+      .describe('Most workers running at once (1..10000; the AWS Batch array limit). Default 1.'),
+    spot: z
+      .boolean()
+      .default(true)
+      .describe('Use spot capacity (cheaper, may be reclaimed; work resumes). Default true.'),
+  })
+  .describe('Where the job runs. Defaults to one CPU worker on spot.');
+
+const manifestObject = z.strictObject({
+  $schema: z
+    .string()
+    .optional()
+    .describe('Optional path or URL of this JSON Schema, for editor support. Ignored by Tessera.'),
+  version: z
+    .literal(1, {
+      error: (issue) =>
+        issue.input === undefined
+          ? 'is required; write "version": 1'
+          : 'unsupported manifest version; this Tessera reads "version": 1',
+    })
+    .describe('Manifest format version. Always 1.'),
+  name: nameSchema,
+  input: inputSchema,
+  output: outputSchema,
+  model: modelSchema,
+  overlap: triple(z.int().nonnegative()).describe(
+    'Overlap between neighbouring patches, in voxels, as [z, y, x]; each >= 0 and smaller ' +
+      'than model.patchShape. Patches advance by patchShape - overlap.',
+  ),
+  blend: z
+    .enum(['bump', 'gaussian', 'constant'])
+    .default('bump')
+    .describe(
+      'Weight used to blend overlapping patches: "bump" (smooth, zero-free), "gaussian" ' +
+        '(sigma = patch/8) or "constant" (plain average). Default "bump".',
+    ),
+  chunkShape: positiveTriple(
+    'Shape of the unit of work one worker claims, [z, y, x], positive integers; at least one ' +
+      'patch stride (model.patchShape - overlap) per axis. Size it to minutes of compute: ' +
+      'an interrupted worker loses at most one chunk.',
+  ),
+  region: regionSchema.optional(),
+  compute: computeSchema.prefault({}),
+  maxAttempts: z
+    .int()
+    .min(1)
+    .max(100)
+    .default(3)
+    .describe('Attempts per chunk before it is marked failed and the job stops. Default 3.'),
+});
+
+// Cross-field rules read fields that may themselves be invalid (`when` below runs them
+// even then, so a user sees every problem in one go), hence each field is re-checked
+// with its own schema before it is used.
+function crossFieldChecks(raw: unknown, ctx: z.RefinementCtx): void {
+  const field = <S extends z.ZodType>(schema: S, value: unknown): z.output<S> | undefined => {
+    const result = schema.safeParse(value);
+    return result.success ? result.data : undefined;
+  };
+  const doc = asRecord(raw);
+  const model = asRecord(doc.model);
+  const input = asRecord(doc.input);
+  const output = asRecord(doc.output);
+  const patch = field(manifestObject.shape.model.shape.patchShape, model.patchShape);
+  const overlap = field(manifestObject.shape.overlap, doc.overlap);
+  const chunk = field(manifestObject.shape.chunkShape, doc.chunkShape);
+
+  if (patch && overlap) {
+    AXES.forEach((_, i) => {
+      const stride = patch[i]! - overlap[i]!;
+      if (stride <= 0) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['overlap', i],
+          message:
+            `overlap[${i}] = ${overlap[i]} must be smaller than model.patchShape[${i}] = ` +
+            `${patch[i]}; lower the overlap`,
+        });
+      } else if (chunk && chunk[i]! < stride) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['chunkShape', i],
+          message:
+            `chunkShape[${i}] = ${chunk[i]} must hold at least one patch stride ` +
+            `(model.patchShape[${i}] - overlap[${i}] = ${stride}); use at least ${stride}`,
+        });
+      }
+    });
+  }
+
+  const inputUrl = field(manifestObject.shape.input.shape.url, input.url);
+  const outputUrl = field(manifestObject.shape.output.shape.url, output.url);
+  if (
+    inputUrl !== undefined &&
+    outputUrl !== undefined &&
+    sameStorageLocation(inputUrl, outputUrl)
+  ) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['output', 'url'],
+      message: 'must differ from input.url; writing the output over the input would destroy it',
+    });
+  }
+}
+
+function asRecord(value: unknown): Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+    ? (value as Record<string, unknown>)
+    : {};
+}
+
+export const manifestSchema = manifestObject
+  .superRefine(crossFieldChecks, { when: () => true })
+  .meta({
+    title: 'Tessera manifest (version 1)',
+    description:
+      'One chunked inference job: run `model` over `input` (or its `region`) in overlapping ' +
+      'patches, blend them, and write `output`.',
+  });
+
+type DeepReadonly<T> = T extends readonly unknown[]
+  ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
+  : T extends object
+    ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
+    : T;
+
+/** A parsed manifest, defaults applied, deeply frozen. */
+export type Manifest = DeepReadonly<z.output<typeof manifestSchema>>;
+
+/** What a user may write (fields with defaults optional). */
+export type ManifestInput = z.input<typeof manifestSchema>;

@@ -1,0 +1,343 @@
+/**
+ * Runs an ONNX segmentation model on batches of 3D patches.
+ *
+ * The runner owns one onnxruntime session and enforces the contract the rest of
+ * Tessera relies on: one float32 input [n, inC, z, y, x] and an output
+ * [n, outC, z, y, x] with the same z, y, x as the input patch (blending adds
+ * outputs voxel-for-voxel onto the input grid, so a model that crops would
+ * silently shift every patch).
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { InferenceSession, Tensor } from 'onnxruntime-node';
+import {
+  ModelChecksumError,
+  ModelInputError,
+  ModelLoadError,
+  ModelOutputError,
+  ModelRunError,
+} from './errors.ts';
+
+export type ModelSource = { path: string } | { bytes: Uint8Array; name?: string };
+
+export type Device = 'cpu' | 'gpu';
+
+export interface GpuOptions {
+  deviceId?: number;
+  memoryLimitBytes?: number;
+  arenaExtendStrategy?: 'kNextPowerOfTwo' | 'kSameAsRequested';
+}
+
+export interface ModelRunnerOptions {
+  /** Expected sha256 of the model bytes, hex. Checked before onnxruntime sees them. */
+  sha256?: string;
+  /** 'gpu' falls back to CPU (with a warning) where CUDA cannot be used. */
+  device?: Device;
+  /** Defaults to os.availableParallelism(): a CPU worker should use the whole machine. */
+  intraOpThreads?: number;
+  gpu?: GpuOptions;
+  log?: (msg: string) => void;
+}
+
+export type Patch = readonly [number, number, number];
+
+/**
+ * The CUDA provider entry as the onnxruntime docs name its options. The common
+ * typings only declare deviceId, and the onnxruntime-node 1.30 binding reads only
+ * deviceId from this object: the memory knobs are passed for bindings that honour
+ * them and are otherwise inert.
+ */
+interface CudaProviderEntry extends InferenceSession.CudaExecutionProviderOption {
+  gpuMemLimit?: number;
+  arenaExtendStrategy?: 'kNextPowerOfTwo' | 'kSameAsRequested';
+}
+
+interface Opened {
+  session: InferenceSession;
+  device: Device;
+  providers: string[];
+}
+
+export class ModelRunner {
+  /** What actually runs: 'cpu' after a GPU fallback. */
+  readonly device: Device;
+  readonly providers: string[];
+  /** Undefined once closed. */
+  private session: InferenceSession | undefined;
+
+  private constructor(
+    opened: Opened,
+    /** Where the model came from, for messages: a path or the caller's name. */
+    readonly name: string,
+    /** sha256 of the bytes actually loaded, hex. */
+    readonly sha256: string,
+    readonly inputName: string,
+    readonly outputName: string,
+    /** Undefined where the model leaves the dim symbolic. */
+    readonly inputChannels: number | undefined,
+    readonly outputChannels: number | undefined,
+  ) {
+    this.session = opened.session;
+    this.device = opened.device;
+    this.providers = opened.providers;
+  }
+
+  static async open(source: ModelSource, options: ModelRunnerOptions = {}): Promise<ModelRunner> {
+    const name = 'path' in source ? source.path : (source.name ?? '<in-memory model>');
+    const bytes = 'path' in source ? await readModelFile(source.path) : source.bytes;
+
+    const actual = createHash('sha256').update(bytes).digest('hex');
+    if (options.sha256 !== undefined && options.sha256.trim().toLowerCase() !== actual) {
+      throw new ModelChecksumError(name, options.sha256, actual);
+    }
+
+    const threads = options.intraOpThreads ?? availableParallelism();
+    if (!Number.isInteger(threads) || threads < 1) {
+      throw new RangeError(`intraOpThreads must be a positive integer, got ${threads}`);
+    }
+    const sessionOptions: InferenceSession.SessionOptions = {
+      graphOptimizationLevel: 'all',
+      intraOpNumThreads: threads,
+    };
+    const log = options.log ?? ((msg: string) => console.warn(msg));
+    // The session is built from the hashed bytes, never by re-reading the path,
+    // so what runs is exactly what was verified.
+    const opened =
+      options.device === 'gpu'
+        ? await openGpu(name, bytes, sessionOptions, options.gpu ?? {}, log)
+        : {
+            session: await openCpu(name, bytes, sessionOptions),
+            device: 'cpu' as const,
+            providers: ['cpu'],
+          };
+
+    try {
+      const io = describeIo(name, opened.session);
+      return new ModelRunner(
+        opened,
+        name,
+        actual,
+        io.inputName,
+        io.outputName,
+        io.inputChannels,
+        io.outputChannels,
+      );
+    } catch (err) {
+      await opened.session.release();
+      throw err;
+    }
+  }
+
+  /**
+   * Runs n patches. `batch` is [n, inC, pz, py, px] row-major; the result is
+   * [n, outC, pz, py, px]. NaN is passed through: whether it is fatal is the caller's call.
+   */
+  async run(batch: Float32Array, n: number, patch: Patch): Promise<Float32Array> {
+    const session = this.session;
+    const [pz, py, px] = patch;
+    if (!Number.isInteger(n) || n < 1 || !patch.every((p) => Number.isInteger(p) && p >= 1)) {
+      throw new ModelInputError(
+        this.name,
+        `n and patch must be positive integers, got n=${n}, patch=[${patch.join(', ')}]`,
+      );
+    }
+    const voxels = pz * py * px;
+    const inC = this.inputChannels ?? batch.length / (n * voxels);
+    if (!Number.isInteger(inC) || inC < 1 || batch.length !== n * inC * voxels) {
+      throw new ModelInputError(
+        this.name,
+        `batch has ${batch.length} values, but n=${n} patches of [${patch.join(', ')}] with ` +
+          `${this.inputChannels ?? 'a whole number of'} channel(s) need ` +
+          `${this.inputChannels === undefined ? `a multiple of ${n * voxels}` : n * this.inputChannels * voxels}`,
+      );
+    }
+    const inputDims = [n, inC, pz, py, px];
+    if (session === undefined) {
+      throw new ModelRunError(this.name, inputDims, 'the runner was closed; open a new one');
+    }
+
+    let output: unknown;
+    try {
+      const feeds = { [this.inputName]: new Tensor('float32', batch, inputDims) };
+      const results = await session.run(feeds, [this.outputName]);
+      output = results[this.outputName];
+    } catch (err) {
+      throw new ModelRunError(
+        this.name,
+        inputDims,
+        `inference failed on input [${inputDims.join(', ')}]: ${errorText(err)}. Check that the ` +
+          `model accepts ${inC} input channel(s) and this patch size (networks that downsample ` +
+          'need sizes divisible by their total stride).',
+        { cause: err },
+      );
+    }
+    return this.checkOutput(output, n, patch);
+  }
+
+  async close(): Promise<void> {
+    const session = this.session;
+    this.session = undefined;
+    await session?.release();
+  }
+
+  private checkOutput(output: unknown, n: number, patch: Patch): Float32Array {
+    const expected: (number | string)[] = [n, this.outputChannels ?? 'C', ...patch];
+    if (
+      !(output instanceof Tensor) ||
+      output.type !== 'float32' ||
+      !(output.data instanceof Float32Array)
+    ) {
+      const actualType = output instanceof Tensor ? output.type : typeof output;
+      throw new ModelOutputError(
+        this.name,
+        expected,
+        output instanceof Tensor ? output.dims : [],
+        `Output "${this.outputName}" is ${actualType}, not a float32 tensor: export the model ` +
+          'with a float32 output.',
+      );
+    }
+    const dims = output.dims;
+    const fix = (): string => {
+      if (dims.length !== 5) return 'The output must be 5-D [n, c, z, y, x].';
+      if (dims[0] !== n) return 'The batch dim must pass through unchanged.';
+      if (this.outputChannels !== undefined && dims[1] !== this.outputChannels) {
+        return `The model declares ${this.outputChannels} output channels: fix its output declaration.`;
+      }
+      return (
+        'Output z, y, x must equal the input patch because outputs are blended voxel-for-voxel ' +
+        "onto the input grid: use 'same' padding in the convolutions, or pad/crop inside the model."
+      );
+    };
+    const ok =
+      dims.length === 5 &&
+      dims[0] === n &&
+      (dims[1] ?? 0) >= 1 &&
+      (this.outputChannels === undefined || dims[1] === this.outputChannels) &&
+      dims[2] === patch[0] &&
+      dims[3] === patch[1] &&
+      dims[4] === patch[2];
+    if (!ok) throw new ModelOutputError(this.name, expected, dims, fix());
+    return output.data;
+  }
+}
+
+async function readModelFile(path: string): Promise<Uint8Array> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    throw new ModelLoadError(
+      path,
+      `cannot read the file (${errorText(err)}). Check the model path, or that the file was ` +
+        'downloaded and is readable.',
+      { cause: err },
+    );
+  }
+}
+
+async function openCpu(
+  name: string,
+  bytes: Uint8Array,
+  options: InferenceSession.SessionOptions,
+): Promise<InferenceSession> {
+  try {
+    return await InferenceSession.create(bytes, { ...options, executionProviders: ['cpu'] });
+  } catch (err) {
+    throw new ModelLoadError(
+      name,
+      `onnxruntime cannot load it (${errorText(err)}). Check that it is a complete ONNX model ` +
+        '(not truncated, not an HTML error page) and that its opset is supported by onnxruntime 1.30; ' +
+        're-export or re-download it.',
+      { cause: err },
+    );
+  }
+}
+
+async function openGpu(
+  name: string,
+  bytes: Uint8Array,
+  options: InferenceSession.SessionOptions,
+  gpu: GpuOptions,
+  log: (msg: string) => void,
+): Promise<Opened> {
+  const cuda: CudaProviderEntry = { name: 'cuda', deviceId: gpu.deviceId ?? 0 };
+  // The binding tests for presence, so absent knobs must be absent, not undefined.
+  if (gpu.memoryLimitBytes !== undefined) cuda.gpuMemLimit = gpu.memoryLimitBytes;
+  if (gpu.arenaExtendStrategy !== undefined) cuda.arenaExtendStrategy = gpu.arenaExtendStrategy;
+  let cudaError: unknown;
+  try {
+    const session = await InferenceSession.create(bytes, {
+      ...options,
+      executionProviders: [cuda, 'cpu'],
+    });
+    return { session, device: 'gpu', providers: ['cuda', 'cpu'] };
+  } catch (err) {
+    cudaError = err;
+  }
+  // onnxruntime's errors carry no code, so CUDA trouble is told apart from a bad
+  // model by retrying on CPU: a model that loads there failed only because of CUDA.
+  const session = await openCpu(name, bytes, options);
+  log(
+    `model ${name}: CUDA is not usable here (${errorText(cudaError)}); running on CPU. ` +
+      'Install the CUDA build of onnxruntime and its CUDA/cuDNN libraries, or ask for device "cpu".',
+  );
+  return { session, device: 'cpu', providers: ['cpu'] };
+}
+
+interface Io {
+  inputName: string;
+  outputName: string;
+  inputChannels: number | undefined;
+  outputChannels: number | undefined;
+}
+
+function describeIo(name: string, session: InferenceSession): Io {
+  const [input, ...moreInputs] = session.inputMetadata;
+  const output = session.outputMetadata[0];
+  if (input === undefined || moreInputs.length > 0) {
+    throw new ModelLoadError(
+      name,
+      `has ${session.inputMetadata.length} inputs; Tessera feeds exactly one float32 tensor ` +
+        '[n, c, z, y, x]. Export the model with a single image input.',
+    );
+  }
+  if (output === undefined) {
+    throw new ModelLoadError(name, 'has no outputs. Export the model with a float32 output.');
+  }
+  for (const [role, meta] of [
+    ['input', input],
+    ['output', output],
+  ] as const) {
+    if (!meta.isTensor || meta.type !== 'float32') {
+      throw new ModelLoadError(
+        name,
+        `${role} "${meta.name}" is ${meta.isTensor ? meta.type : 'not a tensor'}; Tessera needs a ` +
+          `float32 tensor. Export the model with a float32 ${role}.`,
+      );
+    }
+    // An empty shape means "unknown rank", which is allowed; a known rank must be 5.
+    if (meta.shape.length !== 0 && meta.shape.length !== 5) {
+      throw new ModelLoadError(
+        name,
+        `${role} "${meta.name}" has rank ${meta.shape.length} ([${meta.shape.join(', ')}]); ` +
+          'Tessera needs 5-D [n, c, z, y, x]. Export a 3D model (add batch/channel dims if missing).',
+      );
+    }
+  }
+  return {
+    inputName: input.name,
+    outputName: output.name,
+    inputChannels: staticChannels(input),
+    outputChannels: staticChannels(output),
+  };
+}
+
+function staticChannels(meta: InferenceSession.ValueMetadata): number | undefined {
+  if (!meta.isTensor) return undefined;
+  const c = meta.shape[1];
+  return typeof c === 'number' && c > 0 ? c : undefined;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,53 @@
+// The inference thread: owns one ModelRunner and answers run requests. onnxruntime-node
+// runs sessions synchronously, so keeping it off the main thread is what lets the
+// worker read, write and heartbeat while the model computes.
+
+import { parentPort, workerData } from 'node:worker_threads';
+import { ModelRunner, type ModelRunnerOptions, type ModelSource } from './runner.ts';
+import type { ThreadReply, ThreadRequest } from './threaded.ts';
+
+const port = parentPort!;
+const { source, options } = workerData as { source: ModelSource; options: ModelRunnerOptions };
+
+const logs: string[] = [];
+try {
+  const runner = await ModelRunner.open(source, { ...options, log: (m) => logs.push(m) });
+  const ready: ThreadReply = {
+    type: 'ready',
+    device: runner.device,
+    providers: runner.providers,
+    sha256: runner.sha256,
+    inputChannels: runner.inputChannels,
+    outputChannels: runner.outputChannels,
+    logs,
+  };
+  port.postMessage(ready);
+  port.on('message', async (req: ThreadRequest) => {
+    if (req.type === 'close') {
+      await runner.close();
+      port.close();
+      return;
+    }
+    try {
+      const out = await runner.run(req.batch, req.n, req.patch);
+      const reply: ThreadReply = { type: 'result', id: req.id, out, batch: req.batch };
+      port.postMessage(reply, [out.buffer as ArrayBuffer, req.batch.buffer as ArrayBuffer]);
+    } catch (error) {
+      const reply: ThreadReply = {
+        type: 'error',
+        id: req.id,
+        error: serialise(error),
+        batch: req.batch,
+      };
+      port.postMessage(reply, [req.batch.buffer as ArrayBuffer]);
+    }
+  });
+} catch (error) {
+  port.postMessage({ type: 'failed', error: serialise(error), logs } satisfies ThreadReply);
+}
+
+function serialise(error: unknown): { name: string; message: string } {
+  return error instanceof Error
+    ? { name: error.name, message: error.message }
+    : { name: 'Error', message: String(error) };
+}

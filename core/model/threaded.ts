@@ -1,0 +1,137 @@
+// A ModelRunner on its own thread, behind the same run() signature. Batches travel as
+// transferred ArrayBuffers (no copies); the caller gets its batch buffer back with the
+// result so it can be refilled while the next batch computes.
+
+import { Worker } from 'node:worker_threads';
+import type { Device, ModelRunnerOptions, ModelSource, Patch } from './runner.ts';
+
+export type ThreadRequest =
+  | { type: 'run'; id: number; batch: Float32Array; n: number; patch: Patch }
+  | { type: 'close' };
+
+type SerialisedError = { name: string; message: string };
+
+export type ThreadReply =
+  | {
+      type: 'ready';
+      device: Device;
+      providers: string[];
+      sha256: string;
+      inputChannels: number | undefined;
+      outputChannels: number | undefined;
+      logs: string[];
+    }
+  | { type: 'failed'; error: SerialisedError; logs: string[] }
+  | { type: 'result'; id: number; out: Float32Array; batch: Float32Array }
+  | { type: 'error'; id: number; error: SerialisedError; batch: Float32Array };
+
+interface Pending {
+  resolve: (r: { out: Float32Array; batch: Float32Array }) => void;
+  reject: (e: Error) => void;
+}
+
+export class ThreadedModel {
+  private nextId = 0;
+  private readonly pending = new Map<number, Pending>();
+
+  private constructor(
+    private readonly worker: Worker,
+    readonly info: Extract<ThreadReply, { type: 'ready' }>,
+  ) {
+    worker.on('message', (m: ThreadReply) => {
+      if (m.type !== 'result' && m.type !== 'error') return;
+      const p = this.pending.get(m.id);
+      this.pending.delete(m.id);
+      if (m.type === 'result') p?.resolve({ out: m.out, batch: m.batch });
+      else p?.reject(rebuild(m.error));
+    });
+    worker.on('error', (e) => this.failAll(e));
+    worker.on('exit', (code) =>
+      this.failAll(
+        new RemoteModelError({
+          name: 'ThreadExit',
+          message: `inference thread exited (code ${code})`,
+        }),
+      ),
+    );
+  }
+
+  static async open(
+    source: ModelSource,
+    options: Omit<ModelRunnerOptions, 'log'> & { log?: (m: string) => void } = {},
+  ): Promise<ThreadedModel> {
+    const { log, ...rest } = options;
+    const worker = new Worker(new URL('./thread-boot.mjs', import.meta.url), {
+      workerData: {
+        entry: new URL('./thread-entry.ts', import.meta.url).href,
+        source,
+        options: rest,
+      },
+    });
+    const first = await new Promise<ThreadReply>((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    });
+    if (first.type === 'failed') {
+      for (const m of first.logs) (log ?? console.warn)(m);
+      await worker.terminate();
+      throw rebuild(first.error);
+    }
+    if (first.type !== 'ready') throw new Error(`inference thread sent ${first.type} before ready`);
+    for (const m of first.logs) (log ?? console.warn)(m);
+    return new ThreadedModel(worker, first);
+  }
+
+  get device(): Device {
+    return this.info.device;
+  }
+
+  /**
+   * Runs a batch. The batch buffer is transferred to the thread: the caller must not touch
+   * `batch` until the promise settles, and gets it back (as `batch`) in the result.
+   */
+  runTransfer(
+    batch: Float32Array,
+    n: number,
+    patch: Patch,
+  ): Promise<{ out: Float32Array; batch: Float32Array }> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      const req: ThreadRequest = { type: 'run', id, batch, n, patch };
+      this.worker.postMessage(req, [batch.buffer as ArrayBuffer]);
+    });
+  }
+
+  /** PatchModel-compatible: copies the batch so the caller's array stays usable. */
+  async run(batch: Float32Array, n: number, patch: Patch): Promise<Float32Array> {
+    return (await this.runTransfer(batch.slice(), n, patch)).out;
+  }
+
+  async close(): Promise<void> {
+    this.worker.postMessage({ type: 'close' } satisfies ThreadRequest);
+    await this.worker.terminate();
+  }
+
+  private failAll(e: Error): void {
+    for (const p of this.pending.values()) p.reject(e);
+    this.pending.clear();
+  }
+}
+
+/**
+ * An error raised in the inference thread. Errors cross the thread as name + message;
+ * `remoteName` keeps the original class name (ModelChecksumError, ModelOutputError, ...).
+ */
+export class RemoteModelError extends Error {
+  override readonly name = 'RemoteModelError';
+  readonly remoteName: string;
+  constructor(e: SerialisedError) {
+    super(e.message);
+    this.remoteName = e.name;
+  }
+}
+
+function rebuild(e: SerialisedError): Error {
+  return new RemoteModelError(e);
+}

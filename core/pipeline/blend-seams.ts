@@ -1,0 +1,51 @@
+// Blend: each seam block sums the partials (Σw·f, Σw) of every chunk whose footprint
+// touches it, normalises, and is written final. Each block has exactly one writer (the
+// invocation given it), and re-running rewrites identical bytes.
+
+import { decodePartial, PartialSum } from '../blend/index.ts';
+import type { BlockDescriptor } from '../geometry/index.ts';
+import type { OutputVolume } from '../volume/index.ts';
+import { type JobContext, partialKey } from './context.ts';
+import { outputConverter } from './convert.ts';
+import { MissingPartialError } from './errors.ts';
+import { outputBlock } from './worker.ts';
+
+export async function blendSeamBlock(
+  ctx: JobContext,
+  output: OutputVolume,
+  block: BlockDescriptor,
+): Promise<void> {
+  const channels = ctx.manifest.model.outputChannels;
+  const sum = new PartialSum(block.box, channels);
+  for (const chunk of ctx.plan.contributors(block)) {
+    const key = partialKey(block.key, chunk.id);
+    const bytes = await ctx.work.get(key);
+    if (bytes === undefined) throw new MissingPartialError(block.key, chunk.id, key);
+    sum.addPartial(decodePartial(bytes, key));
+  }
+  const out = outputBlock(ctx.manifest.output.dtype, block.box, channels);
+  sum.normalizeInto(out, block.regionBox, outputConverter(ctx.manifest.output.dtype));
+  await output.writeBlock(block.coord, out);
+}
+
+/** Blends the given seam blocks (default: all of the plan's), `concurrency` at a time. */
+export async function blendSeams(
+  ctx: JobContext,
+  output: OutputVolume,
+  o: {
+    blocks?: Iterable<BlockDescriptor>;
+    concurrency?: number;
+    onBlock?: (done: number) => void;
+  } = {},
+): Promise<number> {
+  const it = (o.blocks ?? ctx.plan.seamBlockList())[Symbol.iterator]();
+  let done = 0;
+  const lane = async (): Promise<void> => {
+    for (let r = it.next(); !r.done; r = it.next()) {
+      await blendSeamBlock(ctx, output, r.value);
+      o.onBlock?.(++done);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? 4) }, lane));
+  return done;
+}

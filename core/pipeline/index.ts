@@ -1,0 +1,12 @@
+// Pipeline steps shared by the CLI, the Lambdas and the containers:
+// plan → work → verify → blend seams → finalize.
+export * from './blend-seams.ts';
+export * from './context.ts';
+export * from './convert.ts';
+export * from './errors.ts';
+export * from './finalize.ts';
+export * from './lease.ts';
+export * from './plan-job.ts';
+export * from './report.ts';
+export * from './verify.ts';
+export * from './worker.ts';

@@ -1,0 +1,36 @@
+// Plan: create the job's chunk rows (idempotently) and its output array.
+
+import type { JobSpec, Ledger } from '../ledger/index.ts';
+import type { OutputVolume } from '../volume/index.ts';
+import { ensureOutput, type JobContext } from './context.ts';
+
+export interface PlanJobOptions {
+  leaseMs?: number;
+  now?: number;
+}
+
+export const DEFAULT_LEASE_MS = 60_000;
+
+export async function planJob(
+  ctx: JobContext,
+  ledger: Ledger,
+  o: PlanJobOptions = {},
+): Promise<{ created: boolean; job: JobSpec; output: OutputVolume }> {
+  const { plan } = ctx;
+  // The output first: a job whose rows exist always has somewhere to write.
+  const output = await ensureOutput(ctx);
+  const spec: JobSpec = {
+    jobId: ctx.jobId,
+    chunkCount: plan.counts.chunks,
+    maxAttempts: ctx.manifest.maxAttempts,
+    leaseMs: o.leaseMs ?? DEFAULT_LEASE_MS,
+    createdAt: o.now ?? Date.now(),
+    attributes: { name: ctx.manifest.name, output: ctx.manifest.output.url },
+  };
+  const chunks = (function* () {
+    for (let i = 0; i < plan.counts.chunks; i++)
+      yield { chunkId: plan.chunkId(plan.chunkCoordAt(i)), index: i };
+  })();
+  const { created, job } = await ledger.createJob(spec, chunks);
+  return { created, job, output };
+}

@@ -1,0 +1,303 @@
+// The worker: claim a chunk, read its input (with halo), infer its patches, write the
+// blocks it owns final and a partial for each seam block, then complete. Repeats until
+// no chunk is left. Survives being killed at any point: every write is idempotent and
+// completion is recorded only after the writes are durable.
+//
+//   claim N+1 + read  ─┐ (prefetch, while N infers)
+//   infer N  ──────────┼──► write N + complete (write-behind, while N+1 infers)
+//                      └──► infer N+1 ...
+
+import { type Dense, fillBox } from '../array/dense.ts';
+import { encodePartial, type PartialSum } from '../blend/index.ts';
+import { Box, type ChunkDescriptor } from '../geometry/index.ts';
+import { inferChunk } from '../infer/index.ts';
+import { type Claim, LeaseLostError, type Ledger } from '../ledger/index.ts';
+import type { PatchModel } from '../reference/index.ts';
+import { normalize, type OutputVolume } from '../volume/index.ts';
+import { type JobContext, partialKey } from './context.ts';
+import { outputConverter } from './convert.ts';
+import { ChunkFailure } from './errors.ts';
+import { LeaseKeeper } from './lease.ts';
+
+export interface WorkerOptions {
+  ctx: JobContext;
+  ledger: Ledger;
+  output: OutputVolume;
+  owner: string;
+  model: PatchModel;
+  /** Where this worker starts looking for work (its shard); it steals from others after. */
+  startIndex?: number;
+  batchSize?: number;
+  /** Aborting stops claiming and releases the chunks in hand. */
+  signal?: AbortSignal;
+  /** Heartbeat period; default a third of the job's lease. */
+  heartbeatMs?: number;
+  /** When nothing is claimable but chunks are still RUNNING elsewhere, poll this often. 0: exit. */
+  idlePollMs?: number;
+  onEvent?: (e: WorkerEvent) => void;
+}
+
+export type WorkerEvent =
+  | { type: 'claimed'; chunkId: string; attempt: number }
+  | {
+      type: 'done';
+      chunkId: string;
+      skipped: boolean;
+      patches: number;
+      voxels: number;
+      ms: { read: number; infer: number; write: number };
+    }
+  | { type: 'failed'; chunkId: string; error: string; poison: boolean }
+  | { type: 'released'; chunkId: string }
+  | { type: 'lease-lost'; chunkId: string }
+  | { type: 'warning'; message: string };
+
+export interface WorkerStats {
+  done: number;
+  skipped: number;
+  failed: number;
+  released: number;
+  leaseLost: number;
+  patches: number;
+}
+
+interface Work {
+  claim: Claim;
+  keeper: LeaseKeeper;
+  chunk: ChunkDescriptor;
+  input: Promise<{ data: Dense<Float32Array>; skip: boolean; ms: number }>;
+}
+
+class Aborted extends Error {
+  override readonly name = 'Aborted';
+}
+
+export async function runWorker(o: WorkerOptions): Promise<WorkerStats> {
+  const { ctx, ledger } = o;
+  const job = await ledger.getJob(ctx.jobId);
+  if (!job) throw new Error(`job ${ctx.jobId} is not in the ledger; plan it first`);
+  const heartbeatMs = o.heartbeatMs ?? Math.max(50, Math.floor(job.leaseMs / 3));
+  const idlePollMs = o.idlePollMs ?? Math.min(2000, job.leaseMs);
+  const stats: WorkerStats = {
+    done: 0,
+    skipped: 0,
+    failed: 0,
+    released: 0,
+    leaseLost: 0,
+    patches: 0,
+  };
+  const emit = (e: WorkerEvent): void => o.onEvent?.(e);
+  const aborted = (): boolean => o.signal?.aborted === true;
+
+  const claimNext = async (): Promise<Work | undefined> => {
+    for (;;) {
+      if (aborted()) return undefined;
+      const claim = await ledger.claim(ctx.jobId, o.owner, { startIndex: o.startIndex ?? 0 });
+      if (claim) {
+        emit({ type: 'claimed', chunkId: claim.chunkId, attempt: claim.attempt });
+        const chunk = ctx.plan.describeChunk(claim.chunkId);
+        const keeper = new LeaseKeeper(ledger, claim, heartbeatMs, (e) =>
+          emit({
+            type: 'warning',
+            message: `heartbeat for chunk ${claim.chunkId} failed: ${String(e)}`,
+          }),
+        ).start();
+        const input = readInput(ctx, chunk);
+        input.catch(() => {}); // observed when the chunk is processed
+        return { claim, keeper, chunk, input };
+      }
+      const counts = await ledger.counts(ctx.jobId);
+      if (idlePollMs <= 0 || counts.RUNNING === 0 || aborted()) return undefined;
+      // Others still hold chunks; one of them may die and its lease expire: wait and retry.
+      await sleep(idlePollMs, o.signal);
+    }
+  };
+
+  const giveBack = async (w: Work): Promise<void> => {
+    const claim = await w.keeper.stop();
+    if (w.keeper.lost) return;
+    try {
+      await ledger.release(claim);
+      stats.released++;
+      emit({ type: 'released', chunkId: claim.chunkId });
+    } catch (e) {
+      if (!(e instanceof LeaseLostError)) throw e;
+    }
+  };
+
+  const failChunk = async (w: Work, error: unknown): Promise<void> => {
+    const claim = await w.keeper.stop();
+    if (w.keeper.lost) return;
+    const message = error instanceof Error ? error.message : String(error);
+    try {
+      const row = await ledger.fail(claim, message);
+      stats.failed++;
+      emit({
+        type: 'failed',
+        chunkId: claim.chunkId,
+        error: message,
+        poison: row.status === 'FAILED',
+      });
+    } catch (e) {
+      if (!(e instanceof LeaseLostError)) throw e;
+    }
+  };
+
+  let next = claimNext();
+  let writing: Promise<void> = Promise.resolve();
+  for (;;) {
+    const cur = await next;
+    if (!cur) break;
+    next = aborted() ? Promise.resolve(undefined) : claimNext();
+    let acc: PartialSum;
+    let times: { read: number; infer: number };
+    let skip: boolean;
+    try {
+      const input = await cur.input;
+      skip = input.skip;
+      const t0 = performance.now();
+      acc = await inferChunk({
+        plan: ctx.plan,
+        chunk: cur.chunk,
+        input: input.data,
+        model: skip ? zeroModel(ctx.manifest.model.outputChannels) : o.model,
+        blend: ctx.manifest.blend,
+        outputChannels: ctx.manifest.model.outputChannels,
+        batchSize: o.batchSize,
+        onBatch: () => {
+          if (aborted()) throw new Aborted();
+          // Another owner holds a newer token: stop computing what we may not write.
+          if (cur.keeper.lost) throw new Aborted();
+        },
+        checkOutput: (out) => rejectNonFinite(out, cur.chunk.id),
+      });
+      times = { read: input.ms, infer: performance.now() - t0 };
+    } catch (e) {
+      if (cur.keeper.lost || e instanceof LeaseLostError) {
+        await cur.keeper.stop();
+        stats.leaseLost++;
+        emit({ type: 'lease-lost', chunkId: cur.claim.chunkId });
+      } else if (e instanceof Aborted) await giveBack(cur);
+      else await failChunk(cur, e);
+      continue;
+    }
+    // One write in flight at a time bounds memory to ~3 chunks (reading, inferring, writing).
+    await writing;
+    writing = (async () => {
+      const t0 = performance.now();
+      try {
+        await writeChunk(ctx, o.output, cur.chunk, acc);
+        const claim = await cur.keeper.stop();
+        if (cur.keeper.lost) {
+          stats.leaseLost++;
+          emit({ type: 'lease-lost', chunkId: claim.chunkId });
+          return;
+        }
+        await ledger.complete(claim, { skipped: skip });
+        if (skip) stats.skipped++;
+        else stats.done++;
+        stats.patches += cur.chunk.patchCount;
+        emit({
+          type: 'done',
+          chunkId: claim.chunkId,
+          skipped: skip,
+          patches: skip ? 0 : cur.chunk.patchCount,
+          voxels: cur.chunk.footprint.size,
+          ms: { ...times, write: performance.now() - t0 },
+        });
+      } catch (e) {
+        if (e instanceof LeaseLostError) {
+          stats.leaseLost++;
+          emit({ type: 'lease-lost', chunkId: cur.claim.chunkId });
+        } else await failChunk(cur, e);
+      }
+    })();
+  }
+  await writing;
+  // A prefetched claim taken just before an abort is handed back too.
+  const left = await next;
+  if (left) await giveBack(left);
+  return stats;
+}
+
+async function readInput(
+  ctx: JobContext,
+  chunk: ChunkDescriptor,
+): Promise<{ data: Dense<Float32Array>; skip: boolean; ms: number }> {
+  const t0 = performance.now();
+  const raw = await ctx.input.readBox(chunk.readBox);
+  const valid = Box.ofShape(ctx.plan.volumeShape);
+  const { scale, offset, skipBelow } = ctx.manifest.input;
+  const skip = skipBelow !== undefined && allBelow(raw.data, skipBelow);
+  const data = normalize(raw, { dtype: ctx.input.dtype, scale, offset, valid });
+  return { data, skip, ms: performance.now() - t0 };
+}
+
+function allBelow(values: ArrayLike<number>, threshold: number): boolean {
+  for (let i = 0; i < values.length; i++) if (!(values[i]! < threshold)) return false;
+  return true;
+}
+
+/** Writes the chunk's owned blocks final and its seam partials. Idempotent. */
+async function writeChunk(
+  ctx: JobContext,
+  output: OutputVolume,
+  chunk: ChunkDescriptor,
+  acc: PartialSum,
+): Promise<void> {
+  const convert = outputConverter(ctx.manifest.output.dtype);
+  const channels = ctx.manifest.model.outputChannels;
+  for (const b of ctx.plan.ownedBlocks(chunk)) {
+    const block = outputBlock(ctx.manifest.output.dtype, b.box, channels);
+    acc.normalizeInto(block, b.regionBox, convert);
+    await output.writeBlock(b.coord, block);
+  }
+  for (const b of ctx.plan.seamBlocks(chunk)) {
+    await ctx.work.set(
+      partialKey(b.key, chunk.id),
+      encodePartial(acc.extract(b.box.intersect(chunk.footprint))),
+    );
+  }
+}
+
+export function outputBlock(
+  dtype: 'float32' | 'uint8',
+  box: Box,
+  channels: number,
+): Dense<Float32Array | Uint8Array> {
+  const data =
+    dtype === 'uint8' ? new Uint8Array(channels * box.size) : new Float32Array(channels * box.size);
+  const block = { box, channels, data };
+  // Voxels outside the region keep the fill value (0).
+  fillBox(block, box, 0);
+  return block;
+}
+
+function rejectNonFinite(out: Float32Array, chunkId: string): void {
+  for (let i = 0; i < out.length; i++) {
+    if (!Number.isFinite(out[i]!)) {
+      throw new ChunkFailure(
+        `chunk ${chunkId}: the model returned ${out[i]} (non-finite output); check the model and the input normalisation`,
+        chunkId,
+      );
+    }
+  }
+}
+
+/** Stands in for the model on skipped (empty) chunks: output 0, weights as usual. */
+function zeroModel(channels: number): PatchModel {
+  return {
+    run: async (_batch, n, patch) =>
+      new Float32Array(n * channels * patch[0] * patch[1] * patch[2]),
+  };
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,104 @@
+// Errors a caller of the volume module can act on. Each names the array (store
+// location + array path) and says what to do.
+
+import type { Box } from '../geometry/index.ts';
+
+/** No Zarr array where one was expected. */
+export class VolumeNotFoundError extends Error {
+  override readonly name = 'VolumeNotFoundError';
+  constructor(
+    readonly location: string,
+    readonly arrayPath: string,
+    readonly detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `No Zarr array at ${where(location, arrayPath)}: ${detail}. Check that the URL points at the Zarr store (the directory or prefix holding zarr.json or .zarray) and that the array path names an array inside it (for OME-Zarr usually "0").`,
+      options,
+    );
+  }
+}
+
+/** An array Tessera cannot use: wrong rank, unsupported data type, unreadable metadata. */
+export class VolumeFormatError extends Error {
+  override readonly name = 'VolumeFormatError';
+  constructor(
+    readonly location: string,
+    readonly arrayPath: string,
+    readonly field: 'shape' | 'data_type' | 'metadata',
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`Unsupported Zarr array at ${where(location, arrayPath)}: ${detail}`, options);
+  }
+}
+
+/**
+ * Reading a box failed. `reason` separates bad data (a corrupt or truncated chunk:
+ * retrying will not help, the input must be repaired) from I/O failures (may pass on retry).
+ */
+export class VolumeReadError extends Error {
+  override readonly name = 'VolumeReadError';
+  constructor(
+    readonly location: string,
+    readonly arrayPath: string,
+    readonly box: Box,
+    readonly reason: 'corrupt-chunk' | 'io',
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `Reading box ${box} of the Zarr array at ${where(location, arrayPath)} failed: ${detail}. ${
+        reason === 'corrupt-chunk'
+          ? 'The chunk bytes are damaged: re-create or re-upload that chunk of the input.'
+          : 'Check that the storage is reachable and readable, then retry.'
+      }`,
+      options,
+    );
+  }
+}
+
+/** An existing output array whose metadata differs from what this run would write. */
+export class OutputMismatchError extends Error {
+  override readonly name = 'OutputMismatchError';
+  constructor(
+    readonly location: string,
+    readonly field: string,
+    readonly expected: unknown,
+    readonly actual: unknown,
+  ) {
+    super(
+      `The output at ${location} already holds a Zarr array whose ${field} is ${JSON.stringify(actual)}, but this run writes ${JSON.stringify(expected)}. Choose another output.url, or delete the old output if it is no longer needed.`,
+    );
+  }
+}
+
+/** A block handed to `writeBlock` that does not match the block it claims to be. */
+export class InvalidBlockError extends Error {
+  override readonly name = 'InvalidBlockError';
+  constructor(
+    readonly location: string,
+    readonly coord: readonly number[],
+    detail: string,
+  ) {
+    super(`Cannot write block [${coord.join(', ')}] of the output at ${location}: ${detail}`);
+  }
+}
+
+/** Encoding or storing an output block failed. */
+export class VolumeWriteError extends Error {
+  override readonly name = 'VolumeWriteError';
+  constructor(
+    readonly location: string,
+    readonly key: string,
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`Writing ${key} of the output at ${location} failed: ${detail}`, options);
+  }
+}
+
+function where(location: string, arrayPath: string): string {
+  const path = arrayPath.replace(/^\/+/, '');
+  return path === '' ? location : `${location.replace(/\/+$/, '')}/${path} (array path "${path}")`;
+}

@@ -1,0 +1,144 @@
+// OME-Zarr (NGFF) multiscales metadata: written on the output so napari, neuroglancer
+// and webknossos open it with the right voxel size, read on the input for the same.
+//
+// Written as OME-Zarr 0.5: in the root group's zarr.json, under attributes.ome:
+//   { version: "0.5", multiscales: [{ name, axes: [c, z, y, x], datasets: [
+//       { path: "0", coordinateTransformations: [{scale}, {translation}?] }, ...] }],
+//     omero: { channels: [{ label, ... }] } }
+// Read from 0.5 (attributes.ome.multiscales) and 0.4 (attributes.multiscales, in
+// .zattrs for Zarr v2 groups; zarrita presents both as group attributes).
+
+import type { Vec3 } from '../geometry/index.ts';
+import type { AbsolutePath, Store } from '../store/index.ts';
+import { describeStore } from '../store/index.ts';
+import { OutputMismatchError } from './errors.ts';
+import { isNumberArray, isObject, type JsonObject, readJson, writeJson } from './json.ts';
+
+export type SpaceUnit = 'nanometer' | 'micrometer' | 'millimeter' | 'angstrom';
+
+export interface OmeOptions {
+  readonly name: string;
+  /** Channel labels, or just the channel count (labels become "channel 0", ...). */
+  readonly channels: readonly string[] | number;
+  /** Physical size of one level-0 voxel, (z, y, x). */
+  readonly voxelSize?: Vec3;
+  /** Physical position of voxel (0, 0, 0), (z, y, x). */
+  readonly translation?: Vec3;
+  /** Unit of voxelSize and translation; omitted from the axes when not given. */
+  readonly unit?: SpaceUnit;
+  /** Resolution levels stored at paths "0", "1", ...; each halves z, y and x. Default 1. */
+  readonly levels?: number;
+}
+
+const ROOT: AbsolutePath = '/zarr.json';
+
+/** Writes `attributes.ome` into the root group, keeping every other attribute. */
+export async function writeOmeMetadata(store: Store, o: OmeOptions): Promise<void> {
+  const location = describeStore(store);
+  const existing = await readJson(store, ROOT);
+  if (existing !== undefined && !(isObject(existing) && existing.node_type === 'group'))
+    throw new OutputMismatchError(location, 'root node_type', 'group', nodeType(existing));
+  const group: JsonObject = isObject(existing)
+    ? existing
+    : { zarr_format: 3, node_type: 'group', attributes: {} };
+  const attributes = isObject(group.attributes) ? group.attributes : {};
+
+  const level0 = await readJson(store, '/0/zarr.json');
+  const shape = isObject(level0) && isNumberArray(level0.shape) ? level0.shape : undefined;
+  const labels =
+    typeof o.channels === 'number'
+      ? Array.from({ length: o.channels }, (_, i) => `channel ${i}`)
+      : [...o.channels];
+  if (shape !== undefined && shape[0] !== labels.length)
+    throw new OutputMismatchError(location, 'channel count', labels.length, shape[0]);
+  const dtype = isObject(level0) ? level0.data_type : undefined;
+
+  const previousOme = isObject(attributes.ome) ? attributes.ome : {};
+  const ome: JsonObject = {
+    ...previousOme,
+    version: '0.5',
+    multiscales: [multiscale(o)],
+    omero: { channels: labels.map((label) => channel(label, dtype)) },
+  };
+  await writeJson(store, ROOT, { ...group, attributes: { ...attributes, ome } });
+}
+
+function multiscale(o: OmeOptions): JsonObject {
+  const space = (name: string): JsonObject =>
+    o.unit === undefined ? { name, type: 'space' } : { name, type: 'space', unit: o.unit };
+  const voxel = o.voxelSize ?? [1, 1, 1];
+  const levels = Math.max(1, o.levels ?? 1);
+  const datasets = Array.from({ length: levels }, (_, level) => {
+    const f = 2 ** level;
+    const transforms: JsonObject[] = [
+      { type: 'scale', scale: [1, voxel[0] * f, voxel[1] * f, voxel[2] * f] },
+    ];
+    // A level downsampled by f has its first voxel centred (f - 1) / 2 level-0 voxels in.
+    const t = o.translation ?? [0, 0, 0];
+    const shift = voxel.map((v, a) => t[a]! + ((f - 1) / 2) * v);
+    if (o.translation !== undefined || level > 0)
+      transforms.push({ type: 'translation', translation: [0, ...shift] });
+    return { path: String(level), coordinateTransformations: transforms };
+  });
+  return {
+    name: o.name,
+    axes: [{ name: 'c', type: 'channel' }, space('z'), space('y'), space('x')],
+    datasets,
+  };
+}
+
+function channel(label: string, dtype: unknown): JsonObject {
+  const max = dtype === 'uint8' ? 255 : 1;
+  return {
+    label,
+    active: true,
+    color: 'FFFFFF',
+    family: 'linear',
+    window: { min: 0, max, start: 0, end: max },
+  };
+}
+
+function nodeType(doc: unknown): unknown {
+  return isObject(doc) ? (doc.node_type ?? `zarr_format ${String(doc.zarr_format)}`) : doc;
+}
+
+/** The multiscales list of a group's attributes (OME-Zarr 0.5 or 0.4), or []. */
+export function multiscalesOf(attributes: JsonObject): JsonObject[] {
+  const list = isObject(attributes.ome) ? attributes.ome.multiscales : attributes.multiscales;
+  return Array.isArray(list) ? list.filter(isObject) : [];
+}
+
+/** Dataset paths of a group's first multiscale, level 0 first. */
+export function datasetPaths(attributes: JsonObject): string[] {
+  const datasets = multiscalesOf(attributes)[0]?.datasets;
+  if (!Array.isArray(datasets)) return [];
+  return datasets.filter(isObject).flatMap((d) => (typeof d.path === 'string' ? [d.path] : []));
+}
+
+/**
+ * The (z, y, x) voxel size of dataset `path` in a group's multiscales: its scale
+ * transform times the multiscale-wide one, last three axes. Undefined when absent or
+ * malformed: a missing voxel size is never worth failing a run over.
+ */
+export function voxelSizeOf(attributes: JsonObject, path: string): Vec3 | undefined {
+  const wanted = trimSlashes(path);
+  for (const m of multiscalesOf(attributes)) {
+    if (!Array.isArray(m.datasets)) continue;
+    const dataset = m.datasets.find((d) => isObject(d) && trimSlashes(String(d.path)) === wanted);
+    if (!isObject(dataset)) continue;
+    const own = scaleOf(dataset.coordinateTransformations);
+    if (own === undefined || own.length < 3) return undefined;
+    const global = scaleOf(m.coordinateTransformations);
+    const size = own.slice(-3).map((s, i) => s * (global?.slice(-3)[i] ?? 1));
+    return size.every((s) => s > 0) ? [size[0]!, size[1]!, size[2]!] : undefined;
+  }
+  return undefined;
+}
+
+function scaleOf(transforms: unknown): number[] | undefined {
+  if (!Array.isArray(transforms)) return undefined;
+  const scale = transforms.find((t) => isObject(t) && t.type === 'scale');
+  return isObject(scale) && isNumberArray(scale.scale) ? scale.scale : undefined;
+}
+
+const trimSlashes = (path: string): string => path.replace(/^\/+|\/+$/g, '');

@@ -1,0 +1,363 @@
+// The whole local pipeline (`tessera run`): real Zarr files, real onnxruntime, worker
+// processes; every output compared with whole-volume sliding-window inference.
+
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadManifest } from '../../cli/job-files.ts';
+import { runLocal } from '../../cli/local-run.ts';
+import { Box, Plan, type Vec3 } from '../../core/geometry/index.ts';
+import {
+  FIXTURE_MODELS,
+  lcgVolume,
+  maxAbsDiff,
+  readOutput,
+  referenceFor,
+  tempDir,
+  writeJobDir,
+} from '../helpers/job-dir.ts';
+
+const BIN = new URL('../../bin/tessera.js', import.meta.url).pathname;
+const cleanups: (() => void)[] = [];
+afterAll(() => {
+  for (const c of cleanups) c();
+});
+
+function dir(): string {
+  const t = tempDir();
+  cleanups.push(t.cleanup);
+  return t.dir;
+}
+
+interface Case {
+  name: string;
+  shape: Vec3;
+  patch: Vec3;
+  overlap: Vec3;
+  chunk: Vec3;
+  block?: Vec3;
+  blend: 'bump' | 'gaussian' | 'constant';
+  workers: number;
+  dtype: 'float32' | 'uint8';
+  region?: { start: Vec3; stop: Vec3 };
+}
+
+const cases: Case[] = [
+  {
+    name: 'bump, 1 worker',
+    shape: [23, 37, 41],
+    patch: [8, 12, 12],
+    overlap: [2, 4, 4],
+    chunk: [12, 20, 20],
+    blend: 'bump',
+    workers: 1,
+    dtype: 'float32',
+  },
+  {
+    name: 'gaussian, 3 workers, region, uint8',
+    shape: [21, 33, 29],
+    patch: [6, 10, 10],
+    overlap: [2, 3, 5],
+    chunk: [10, 16, 13],
+    block: [5, 7, 9],
+    blend: 'gaussian',
+    workers: 3,
+    dtype: 'uint8',
+    region: { start: [2, 3, 1], stop: [19, 31, 28] },
+  },
+  {
+    name: 'constant, 2 workers, odd blocks',
+    shape: [17, 26, 31],
+    patch: [9, 9, 9],
+    overlap: [4, 3, 2],
+    chunk: [9, 23, 15],
+    block: [4, 11, 6],
+    blend: 'constant',
+    workers: 2,
+    dtype: 'float32',
+  },
+];
+
+describe('tessera run (local pipeline)', () => {
+  for (const c of cases) {
+    it(`equals the whole-volume reference: ${c.name}`, async () => {
+      const d = dir();
+      const data = lcgVolume(c.shape, 11);
+      const path = await writeJobDir(d, {
+        shape: c.shape,
+        data,
+        manifest: {
+          model: {
+            url: join(FIXTURE_MODELS, 'realistic.onnx'),
+            patchShape: c.patch,
+            outputChannels: 2,
+          },
+          output: {
+            url: 'output.zarr',
+            dtype: c.dtype,
+            ...(c.block ? { blockShape: c.block } : {}),
+          },
+          overlap: c.overlap,
+          chunkShape: c.chunk,
+          blend: c.blend,
+          ...(c.region ? { region: c.region } : {}),
+        },
+      });
+      const result = await runLocal(await loadManifest(path), { workers: c.workers });
+      expect(result.message).toBeUndefined();
+      expect(result.status).toBe('SUCCEEDED');
+      const region = c.region ? new Box(c.region.start, c.region.stop) : Box.ofShape(c.shape);
+      const expected = await referenceFor({
+        data,
+        shape: c.shape,
+        model: join(FIXTURE_MODELS, 'realistic.onnx'),
+        patchShape: c.patch,
+        overlap: c.overlap,
+        blend: c.blend,
+        outputChannels: 2,
+        region: c.region,
+      });
+      const got = await readOutput(d, region);
+      if (c.dtype === 'uint8') {
+        const q = expected.map((v) => Math.round(Math.min(1, Math.max(0, v)) * 255));
+        expect(maxAbsDiff(got, q)).toBeLessThanOrEqual(1);
+      } else {
+        expect(maxAbsDiff(got, expected)).toBeLessThanOrEqual(1e-5);
+      }
+      // Voxels outside the region keep the fill value.
+      if (c.region) {
+        const whole = await readOutput(d, Box.ofShape(c.shape));
+        expect(whole[0]).toBe(0);
+      }
+      const report = JSON.parse(readFileSync(join(d, 'output.zarr', 'report.json'), 'utf8'));
+      expect(report.status).toBe('SUCCEEDED');
+      expect(report.patches.inferred).toBe(report.patches.total);
+      expect(report.chunks.DONE).toBe(report.chunks.total);
+      const zarrJson = JSON.parse(readFileSync(join(d, 'output.zarr', 'zarr.json'), 'utf8'));
+      expect(JSON.stringify(zarrJson)).toContain('multiscales');
+    });
+  }
+
+  it('a worker SIGKILLed mid-run is replaced; the output still equals the reference', async () => {
+    const d = dir();
+    const shape: Vec3 = [20, 40, 44];
+    const data = lcgVolume(shape, 5);
+    const m = { patch: [8, 12, 12] as Vec3, overlap: [2, 4, 4] as Vec3 };
+    const path = await writeJobDir(d, {
+      shape,
+      data,
+      manifest: {
+        model: {
+          url: join(FIXTURE_MODELS, 'realistic.onnx'),
+          patchShape: m.patch,
+          outputChannels: 2,
+        },
+        overlap: m.overlap,
+        chunkShape: [8, 12, 12],
+        blend: 'bump',
+      },
+    });
+    let killed = 0;
+    const result = await runLocal(await loadManifest(path), {
+      workers: 2,
+      onWorker: (child) => {
+        child.on('message', (msg: { type: string; event?: { type: string } }) => {
+          if (killed === 0 && msg.type === 'event' && msg.event?.type === 'claimed') {
+            killed++;
+            setTimeout(() => child.kill('SIGKILL'), 30);
+          }
+        });
+      },
+    });
+    expect(killed).toBe(1);
+    expect(result.status).toBe('SUCCEEDED');
+    const expected = await referenceFor({
+      data,
+      shape,
+      model: join(FIXTURE_MODELS, 'realistic.onnx'),
+      patchShape: m.patch,
+      overlap: m.overlap,
+      blend: 'bump',
+      outputChannels: 2,
+    });
+    expect(maxAbsDiff(await readOutput(d, Box.ofShape(shape)), expected)).toBeLessThanOrEqual(1e-5);
+    expect(result.report?.attempts.total).toBeGreaterThanOrEqual(result.chunks);
+  });
+
+  it('a run killed with SIGKILL resumes without re-inferring DONE chunks', async () => {
+    const d = dir();
+    const shape: Vec3 = [24, 48, 48];
+    const data = lcgVolume(shape, 9);
+    const m = { patch: [8, 16, 16] as Vec3, overlap: [2, 4, 4] as Vec3 };
+    const path = await writeJobDir(d, {
+      shape,
+      data,
+      manifest: {
+        model: {
+          url: join(FIXTURE_MODELS, 'realistic.onnx'),
+          patchShape: m.patch,
+          outputChannels: 2,
+        },
+        overlap: m.overlap,
+        chunkShape: [8, 16, 16],
+        blend: 'gaussian',
+      },
+    });
+    const stateDir = join(d, 'state');
+    const child = spawn(
+      process.execPath,
+      [BIN, 'run', path, '--state', stateDir, '--workers', '1'],
+      { detached: true, stdio: 'ignore' },
+    );
+    const journal = join(stateDir, 'ledger', 'ledger.jsonl');
+    const doneLines = (): number =>
+      existsSync(journal)
+        ? readFileSync(journal, 'utf8')
+            .split('\n')
+            .filter((l) => l.includes('"DONE"')).length
+        : 0;
+    const deadline = Date.now() + 60_000;
+    while (doneLines() < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    process.kill(-child.pid!, 'SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    const loaded = await loadManifest(path);
+    const plan = new Plan({
+      volumeShape: shape,
+      patchShape: m.patch,
+      overlap: m.overlap,
+      chunkShape: [8, 16, 16],
+    });
+    const result = await runLocal(loaded, { stateDir, workers: 2 });
+    expect(result.status).toBe('SUCCEEDED');
+    const doneBefore = plan.counts.chunks - result.inferredThisRun;
+    expect(doneBefore).toBeGreaterThanOrEqual(3);
+    expect(result.inferredThisRun).toBeLessThan(plan.counts.chunks);
+    const expected = await referenceFor({
+      data,
+      shape,
+      model: join(FIXTURE_MODELS, 'realistic.onnx'),
+      patchShape: m.patch,
+      overlap: m.overlap,
+      blend: 'gaussian',
+      outputChannels: 2,
+    });
+    expect(maxAbsDiff(await readOutput(d, Box.ofShape(shape)), expected)).toBeLessThanOrEqual(1e-5);
+  });
+
+  it('a poison chunk fails the job after maxAttempts, naming exactly the chunks that see it', async () => {
+    const d = dir();
+    const shape: Vec3 = [16, 30, 30];
+    const data = Float32Array.from(lcgVolume(shape, 3), (v) => v / 255);
+    const bad: Vec3 = [9, 20, 5];
+    data[(bad[0] * shape[1] + bad[1]) * shape[2] + bad[2]] = Number.NaN;
+    const m = {
+      patch: [6, 10, 10] as Vec3,
+      overlap: [2, 2, 2] as Vec3,
+      chunk: [8, 16, 16] as Vec3,
+    };
+    const path = await writeJobDir(d, {
+      shape,
+      data,
+      manifest: {
+        model: { url: join(FIXTURE_MODELS, 'tiny.onnx'), patchShape: m.patch, outputChannels: 2 },
+        overlap: m.overlap,
+        chunkShape: m.chunk,
+        blend: 'bump',
+        maxAttempts: 2,
+      },
+    });
+    const result = await runLocal(await loadManifest(path), { workers: 2 });
+    expect(result.status).toBe('FAILED');
+    const plan = new Plan({
+      volumeShape: shape,
+      patchShape: m.patch,
+      overlap: m.overlap,
+      chunkShape: m.chunk,
+    });
+    const poisoned = [...plan.chunks()]
+      .filter((c) => [...plan.patches(c)].some((p) => p.containsPoint(bad)))
+      .map((c) => c.id);
+    expect(poisoned.length).toBeGreaterThan(0);
+    for (const id of poisoned) expect(result.message).toContain(`chunk ${id}:`);
+    expect(result.report?.failures.map((f) => f.chunkId).sort()).toEqual(poisoned.sort());
+    for (const f of result.report?.failures ?? []) {
+      expect(f.attempts).toBe(2);
+      expect(f.lastError).toMatch(/non-finite/);
+    }
+    expect(result.report?.chunks.DONE).toBe(plan.counts.chunks - poisoned.length);
+  });
+});
+
+describe('tessera CLI errors', () => {
+  const run = (args: string[]): Promise<{ code: number | null; stderr: string; stdout: string }> =>
+    new Promise((resolve) => {
+      const p = spawn(process.execPath, [BIN, ...args]);
+      let stderr = '';
+      let stdout = '';
+      p.stderr.on('data', (b) => (stderr += b));
+      p.stdout.on('data', (b) => (stdout += b));
+      p.on('exit', (code) => resolve({ code, stderr, stdout }));
+    });
+
+  it('a bad manifest names the field', async () => {
+    const d = dir();
+    const path = await writeJobDir(d, {
+      shape: [8, 8, 8],
+      manifest: {
+        model: { url: 'm.onnx', patchShape: [4, 4, 4], outputChannels: 2 },
+        overlap: [4, 1, 1],
+        chunkShape: [8, 8, 8],
+        blend: 'bump',
+      },
+    });
+    const r = await run(['run', path]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/overlap\[0\]/);
+  });
+
+  it('a missing input array is named', async () => {
+    const d = dir();
+    const path = await writeJobDir(d, {
+      shape: [8, 8, 8],
+      manifest: {
+        input: { url: 'nope.zarr' },
+        model: { url: join(FIXTURE_MODELS, 'tiny.onnx'), patchShape: [4, 4, 4], outputChannels: 2 },
+        overlap: [1, 1, 1],
+        chunkShape: [8, 8, 8],
+        blend: 'bump',
+      },
+    });
+    const r = await run(['run', path]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/nope\.zarr/);
+  });
+
+  it('plan --json reports counts and the margin-cropping comparison', async () => {
+    const d = dir();
+    const path = await writeJobDir(d, {
+      shape: [40, 64, 64],
+      manifest: {
+        model: {
+          url: join(FIXTURE_MODELS, 'tiny.onnx'),
+          patchShape: [8, 16, 16],
+          outputChannels: 2,
+        },
+        overlap: [2, 4, 4],
+        chunkShape: [20, 40, 40],
+        blend: 'bump',
+      },
+    });
+    const r = await run(['plan', path, '--json']);
+    expect(r.code).toBe(0);
+    const p = JSON.parse(r.stdout);
+    const plan = new Plan({
+      volumeShape: [40, 64, 64],
+      patchShape: [8, 16, 16],
+      overlap: [2, 4, 4],
+      chunkShape: [20, 40, 40],
+    });
+    expect(p.counts.chunks).toBe(plan.counts.chunks);
+    expect(p.marginCroppingRedundancy).toBeGreaterThan(1);
+  });
+});

@@ -1,0 +1,129 @@
+// The payloads between the pipeline's state machine and its Lambda handlers and Batch
+// workers. The CDK state machine (cdk/) and the handlers (functions/) both import these
+// types, so a renamed field fails to compile on both sides.
+//
+//   S3 ObjectCreated manifests/*.json ──► planner (S3 event) ──► StartExecution(name = jobId)
+//   StartExecution {manifest:{bucket,key,versionId?}} (from the trigger or another team's pipeline)
+//     ──► Plan (planner, idempotent) ──► Work (Batch array job, .sync) ──► Verify
+//         Verify INCOMPLETE (rounds left) ──► Work again;  FAILED ──► MarkFailed ──► Fail
+//         COMPLETE ──► Blend (Distributed Map over jobs/<jobId>/blend-items.json) ──► Finalize
+//     any error ──► MarkFailed (status.json FAILED with the reason) ──► Fail
+
+/** Where a manifest lives: the state machine's input. */
+export interface ManifestLocation {
+  bucket: string;
+  key: string;
+  versionId?: string;
+}
+
+/** Input of an execution: what other teams' pipelines send (startExecution.sync:2). */
+export interface PipelineInput {
+  manifest: ManifestLocation;
+}
+
+/** Plan task (planner Lambda invoked by the state machine). */
+export interface PlanTaskEvent {
+  manifest: ManifestLocation;
+}
+export interface PlanTaskResult {
+  jobId: string;
+  /** Batch array size: workers to start, min(chunks, maxWorkers, 10,000); 1 means a non-array job. */
+  arraySize: number;
+  chunks: number;
+  seamBlocks: number;
+  /** Key of the JSON array of BlendItem the Distributed Map reads (in the stack's bucket). */
+  blendItemsKey: string;
+  blendItemCount: number;
+  /** Device the manifest asks for: which Batch queue the Work step uses. */
+  device: 'cpu' | 'gpu';
+}
+
+/** Verify task. */
+export interface VerifyTaskEvent {
+  jobId: string;
+  /** Work rounds done so far (the state machine counts). */
+  round: number;
+}
+export interface VerifyTaskResult {
+  jobId: string;
+  status: 'COMPLETE' | 'INCOMPLETE' | 'FAILED';
+  round: number;
+  /** True when INCOMPLETE and another Work round is allowed. */
+  redrive: boolean;
+  remaining: number;
+  /** Poison chunks, when FAILED: "chunk <id>: <attempts> attempts; last error: ..." lines. */
+  reason?: string;
+}
+
+/** One Distributed Map item: a range of the plan's seam-block enumeration. */
+export interface BlendItem {
+  jobId: string;
+  from: number;
+  to: number;
+}
+export interface BlendTaskResult {
+  jobId: string;
+  blocks: number;
+}
+
+/** Finalize task. */
+export interface FinalizeTaskEvent {
+  jobId: string;
+}
+export interface FinalizeTaskResult {
+  jobId: string;
+  status: 'SUCCEEDED';
+  output: string;
+  reportKey: string;
+}
+
+/** MarkFailed task: every failure path ends here before the Fail state. */
+export interface MarkFailedEvent {
+  jobId?: string;
+  manifest?: ManifestLocation;
+  /** States.ALL catch output: { Error, Cause }. */
+  error?: { Error?: string; Cause?: string };
+  reason?: string;
+}
+
+/** jobs/<jobId>/status.json in the bucket (and jobs/<name>/status.json for rejected manifests). */
+export interface JobStatusDocument {
+  jobId: string;
+  status: 'REJECTED' | 'PLANNED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED';
+  manifest: ManifestLocation;
+  updatedAt: string;
+  reason?: string;
+  errors?: { path: string; message: string }[];
+  output?: string;
+  executionArn?: string;
+}
+
+/** Environment of every Lambda and worker container (set by the stack). */
+export const ENV = {
+  table: 'TESSERA_TABLE',
+  bucket: 'TESSERA_BUCKET',
+  /** Comma-separated extra buckets manifests may read from / write to. */
+  allowedBuckets: 'TESSERA_ALLOWED_BUCKETS',
+  stateMachineArn: 'TESSERA_STATE_MACHINE_ARN',
+  maxChunks: 'TESSERA_MAX_CHUNKS',
+  maxRounds: 'TESSERA_MAX_ROUNDS',
+} as const;
+
+/** Lambda entry files, relative to the repo root (the stack bundles these). */
+export const HANDLERS = {
+  planner: 'functions/planner.ts',
+  verify: 'functions/verify.ts',
+  blend: 'functions/blend.ts',
+  finalize: 'functions/finalize.ts',
+  markFailed: 'functions/mark-failed.ts',
+} as const;
+
+/** Keys in the bucket. */
+export const KEYS = {
+  manifestPrefix: 'manifests/',
+  job: (jobId: string) => `jobs/${jobId}/`,
+  jobManifest: (jobId: string) => `jobs/${jobId}/manifest.json`,
+  status: (jobId: string) => `jobs/${jobId}/status.json`,
+  blendItems: (jobId: string) => `jobs/${jobId}/blend-items.json`,
+  partialsPrefix: (jobId: string) => `jobs/${jobId}/partials/`,
+} as const;

@@ -46,6 +46,8 @@ export interface LocalRunResult {
   report?: RunReport;
   /** Chunks this invocation inferred (a resumed run skips what earlier runs finished). */
   inferredThisRun: number;
+  /** Largest peak RSS of any worker process of this run. */
+  peakWorkerRssBytes: number;
   message?: string;
 }
 
@@ -92,6 +94,7 @@ export async function runLocal(
     const threads = Math.max(1, Math.floor(availableParallelism() / workers));
     const chunkTimings: ChunkTiming[] = [];
     let inferred = 0;
+    let peakRss = 0;
     let failedAttempts = 0;
     const progressState = {
       done: initial.DONE + initial.SKIPPED,
@@ -119,6 +122,7 @@ export async function runLocal(
         child.on('message', (msg: WorkerMessage) => {
           if (msg.type === 'ready') device = msg.device as typeof device;
           else if (msg.type === 'fatal') log(`worker ${msg.owner} failed: ${msg.error}`);
+          else if (msg.type === 'resources') peakRss = Math.max(peakRss, msg.maxRssBytes);
           else if (msg.type === 'event') {
             const e = msg.event;
             if (e.type === 'done') {
@@ -197,6 +201,7 @@ export async function runLocal(
         chunks: ctx.plan.counts.chunks,
         seconds,
         inferredThisRun: inferred,
+        peakWorkerRssBytes: peakRss,
         message: `interrupted with ${verify.counts.DONE + verify.counts.SKIPPED}/${ctx.plan.counts.chunks} chunks done; run the same command again to resume`,
       };
     }
@@ -228,6 +233,7 @@ export async function runLocal(
       seconds: (Date.now() - startedAt.getTime()) / 1000,
       report,
       inferredThisRun: inferred,
+      peakWorkerRssBytes: peakRss,
       ...(message ? { message } : {}),
     };
   } finally {

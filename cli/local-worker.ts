@@ -24,7 +24,8 @@ export interface WorkerInit {
 export type WorkerMessage =
   | { type: 'event'; owner: string; event: import('../core/pipeline/index.ts').WorkerEvent }
   | { type: 'ready'; owner: string; device: string }
-  | { type: 'fatal'; owner: string; error: string };
+  | { type: 'fatal'; owner: string; error: string }
+  | { type: 'resources'; owner: string; maxRssBytes: number };
 
 const send = (m: WorkerMessage): void => {
   process.send?.(m);
@@ -72,6 +73,12 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
     process.exitCode = 1;
   } finally {
     await model?.close();
+    // ru_maxrss is in kilobytes on Linux.
+    send({
+      type: 'resources',
+      owner: init.owner,
+      maxRssBytes: process.resourceUsage().maxRSS * 1024,
+    });
   }
 }
 

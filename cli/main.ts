@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { demoCommand } from './demo.ts';
 import { planCommand } from './plan-command.ts';
 import { runCommand } from './run-command.ts';
+import { workerCommand } from './worker-command.ts';
 
 const USAGE = `tessera — chunked, chunking-invariant ONNX inference over huge 3D volumes
 
@@ -11,6 +12,7 @@ Usage:
   tessera demo [--dir DIR] [--workers N]       synthetic volume + shipped model, run end to end
   tessera run <manifest.json> [--workers N] [--state DIR] [--json]
   tessera plan <manifest.json> [--json]         counts and savings, runs nothing
+  tessera worker --job <jobId>                   join a cloud job as a worker (Batch container command)
   tessera help
 
 Run 'tessera <command> --help' for a command's options.`;
@@ -25,6 +27,8 @@ export async function main(argv: string[]): Promise<number> {
         return await planCommand(rest);
       case 'demo':
         return await demoCommand(rest);
+      case 'worker':
+        return await workerCommand(rest);
       case undefined:
       case 'help':
       case '--help':

@@ -8,5 +8,7 @@ import { pathToFileURL } from 'node:url';
 const TSX_LOADER = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 
 export function forkTs(entry: URL, args: string[], options: ForkOptions = {}): ChildProcess {
-  return fork(entry.pathname, args, { ...options, execArgv: ['--import', TSX_LOADER] });
+  // TESSERA_CHILD_NODE_OPTIONS adds flags to the children only, e.g. "--cpu-prof" to profile workers.
+  const extra = process.env.TESSERA_CHILD_NODE_OPTIONS?.split(' ').filter(Boolean) ?? [];
+  return fork(entry.pathname, args, { ...options, execArgv: ['--import', TSX_LOADER, ...extra] });
 }

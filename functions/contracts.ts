@@ -121,9 +121,18 @@ export const HANDLERS = {
 /** Keys in the bucket. */
 export const KEYS = {
   manifestPrefix: 'manifests/',
+  /** Parent of every job's folder (the bucket lifecycle and IAM grants scope to it). */
+  jobsPrefix: 'jobs/',
   job: (jobId: string) => `jobs/${jobId}/`,
   jobManifest: (jobId: string) => `jobs/${jobId}/manifest.json`,
   status: (jobId: string) => `jobs/${jobId}/status.json`,
   blendItems: (jobId: string) => `jobs/${jobId}/blend-items.json`,
   partialsPrefix: (jobId: string) => `jobs/${jobId}/partials/`,
 } as const;
+
+/**
+ * S3 object tag every seam partial (under KEYS.partialsPrefix) must carry when written:
+ * lifecycle prefixes cannot hold wildcards (jobs/<jobId>/partials/), so the bucket's
+ * expiry rule for abandoned partials matches this tag under KEYS.jobsPrefix instead.
+ */
+export const PARTIAL_TAG = { key: 'tessera-kind', value: 'partial' } as const;

@@ -26,11 +26,16 @@ export function dense(box: Box, channels: number): Dense<Float32Array> {
 
 /** Index of voxel `p` (volume coordinates) of channel c in `d`. */
 export function indexOf(d: { box: Box }, p: Vec3, c = 0): number {
-  const s = d.box.shape;
-  return (
-    ((c * s[0] + (p[0] - d.box.start[0])) * s[1] + (p[1] - d.box.start[1])) * s[2] +
-    (p[2] - d.box.start[2])
-  );
+  return offsetOf(d.box, c, p[0], p[1], p[2]);
+}
+
+/** Like indexOf with scalar arguments: hot loops call this once per row, allocating nothing. */
+export function offsetOf(box: Box, c: number, z: number, y: number, x: number): number {
+  const st = box.start;
+  const sp = box.stop;
+  const sy = sp[1] - st[1];
+  const sx = sp[2] - st[2];
+  return ((c * (sp[0] - st[0]) + (z - st[0])) * sy + (y - st[1])) * sx + (x - st[2]);
 }
 
 /**
@@ -50,8 +55,8 @@ export function copyBox(
   for (let c = 0; c < channels; c++)
     for (let z = b.start[0]; z < b.stop[0]; z++)
       for (let y = b.start[1]; y < b.stop[1]; y++) {
-        const si = indexOf(src, [z, y, b.start[2]], c);
-        const di = indexOf(dst, [z, y, b.start[2]], c);
+        const si = offsetOf(src.box, c, z, y, b.start[2]);
+        const di = offsetOf(dst.box, c, z, y, b.start[2]);
         dst.data.set(src.data.subarray(si, si + w), di);
       }
   return b;
@@ -65,7 +70,7 @@ export function fillBox(d: Dense<NumericArray>, box: Box, value: number): void {
   for (let c = 0; c < d.channels; c++)
     for (let z = b.start[0]; z < b.stop[0]; z++)
       for (let y = b.start[1]; y < b.stop[1]; y++) {
-        const i = indexOf(d, [z, y, b.start[2]], c);
+        const i = offsetOf(d.box, c, z, y, b.start[2]);
         d.data.fill(value, i, i + w);
       }
 }

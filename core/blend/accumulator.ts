@@ -1,65 +1,107 @@
 // Partial sums of the invariance formula over a box: num = Σ w·f per channel and
 // den = Σ w. A chunk accumulates its patches into one; a seam block sums the partials
 // of every contributing chunk. Normalising num/den gives the blended output.
+//
+// These loops run once per inferred voxel and share the CPU with inference: they work
+// row by row on typed arrays with offsets computed per row, and allocate nothing.
 
-import { copyBox, type Dense, indexOf } from '../array/dense.ts';
+import { copyBox, type Dense, offsetOf } from '../array/dense.ts';
 import { Box } from '../geometry/index.ts';
 
 export class PartialSum {
   readonly num: Dense<Float32Array>;
   readonly den: Dense<Float32Array>;
 
+  /**
+   * `buffer`, when given, is reused (zeroed) instead of allocating: a worker keeps one
+   * per chunk in flight so the garbage collector does not churn through 10⁸-float arrays.
+   */
   constructor(
     readonly box: Box,
     readonly channels: number,
+    buffer?: Float32Array,
+    /** Take `buffer` as the contents (den then num), without zeroing: a decoded partial. */
+    wrap = false,
   ) {
-    this.num = { box, channels, data: new Float32Array(channels * box.size) };
-    this.den = { box, channels: 1, data: new Float32Array(box.size) };
+    const n = box.size;
+    const all =
+      buffer && buffer.length >= (channels + 1) * n
+        ? wrap
+          ? buffer.subarray(0, (channels + 1) * n)
+          : buffer.subarray(0, (channels + 1) * n).fill(0)
+        : new Float32Array((channels + 1) * n);
+    this.den = { box, channels: 1, data: all.subarray(0, n) };
+    this.num = { box, channels, data: all.subarray(n) };
+  }
+
+  /** The backing memory, for reuse by the next PartialSum. */
+  get buffer(): Float32Array {
+    return new Float32Array(
+      this.den.data.buffer,
+      this.den.data.byteOffset,
+      (this.channels + 1) * this.box.size,
+    );
   }
 
   /**
    * Adds one patch's output, weighted, for the voxels where patch and box overlap.
-   * `out` holds [C][pz][py][px] starting at `offset` (one item of a batch).
+   * `out` holds [C][pz][py][px] starting at `offset` (one item of a batch). Returns the
+   * sum of the patch's output values read, so a caller can reject NaN/Infinity (they
+   * propagate into the sum) without a second pass over the data.
    */
-  addPatch(patch: Box, out: Float32Array, offset: number, weights: Float32Array): void {
+  addPatch(patch: Box, out: Float32Array, offset: number, weights: Float32Array): number {
     const b = patch.intersect(this.box);
-    if (b.isEmpty()) return;
-    const [pz, py, px] = patch.shape;
-    const pv = pz * py * px;
-    const w = b.shape[2];
-    const ox = b.start[2] - patch.start[2];
+    if (b.isEmpty()) return 0;
+    const ps = patch.start;
+    const py = patch.stop[1] - ps[1];
+    const px = patch.stop[2] - ps[2];
+    const pv = (patch.stop[0] - ps[0]) * py * px;
+    const w = b.stop[2] - b.start[2];
+    const x0 = b.start[2];
     const num = this.num.data;
     const den = this.den.data;
+    const channels = this.channels;
+    const n = this.box.size;
+    let check = 0;
     for (let z = b.start[0]; z < b.stop[0]; z++)
       for (let y = b.start[1]; y < b.stop[1]; y++) {
-        const wi = ((z - patch.start[0]) * py + (y - patch.start[1])) * px + ox;
-        const di = indexOf(this.den, [z, y, b.start[2]]);
+        const wi = ((z - ps[0]) * py + (y - ps[1])) * px + (x0 - ps[2]);
+        const di = offsetOf(this.box, 0, z, y, x0);
         for (let x = 0; x < w; x++) den[di + x]! += weights[wi + x]!;
-        for (let c = 0; c < this.channels; c++) {
-          const ni = indexOf(this.num, [z, y, b.start[2]], c);
+        for (let c = 0; c < channels; c++) {
+          const ni = c * n + di;
           const fi = offset + c * pv + wi;
-          for (let x = 0; x < w; x++) num[ni + x]! += weights[wi + x]! * out[fi + x]!;
+          for (let x = 0; x < w; x++) {
+            const v = out[fi + x]!;
+            check += v;
+            num[ni + x]! += weights[wi + x]! * v;
+          }
         }
       }
+    return check;
   }
 
   /** Adds another partial (num, den over `other.box`) where the boxes overlap. */
-  addPartial(other: { num: Dense<Float32Array>; den: Dense<Float32Array> }): void {
-    const b = other.den.box.intersect(this.box);
+  addPartial(other: PartialSum): void {
+    const b = other.box.intersect(this.box);
     if (b.isEmpty()) return;
-    const w = b.shape[2];
+    const w = b.stop[2] - b.start[2];
+    const n = this.box.size;
+    const on = other.box.size;
+    const den = this.den.data;
+    const num = this.num.data;
+    const oden = other.den.data;
+    const onum = other.num.data;
     for (let z = b.start[0]; z < b.stop[0]; z++)
       for (let y = b.start[1]; y < b.stop[1]; y++) {
-        const p: [number, number, number] = [z, y, b.start[2]];
-        addRow(this.den.data, indexOf(this.den, p), other.den.data, indexOf(other.den, p), w);
-        for (let c = 0; c < this.channels; c++)
-          addRow(
-            this.num.data,
-            indexOf(this.num, p, c),
-            other.num.data,
-            indexOf(other.num, p, c),
-            w,
-          );
+        const di = offsetOf(this.box, 0, z, y, b.start[2]);
+        const si = offsetOf(other.box, 0, z, y, b.start[2]);
+        for (let x = 0; x < w; x++) den[di + x]! += oden[si + x]!;
+        for (let c = 0; c < this.channels; c++) {
+          const dc = c * n + di;
+          const sc = c * on + si;
+          for (let x = 0; x < w; x++) num[dc + x]! += onum[sc + x]!;
+        }
       }
   }
 
@@ -78,26 +120,26 @@ export class PartialSum {
   normalizeInto(
     dst: { box: Box; channels: number; data: { [i: number]: number } },
     box: Box,
-    convert: (v: number) => number = (v) => v,
+    convert?: (v: number) => number,
   ): void {
     const b = box.intersect(this.box).intersect(dst.box);
     if (b.isEmpty()) return;
-    const w = b.shape[2];
+    const w = b.stop[2] - b.start[2];
+    const den = this.den.data;
+    const num = this.num.data;
+    const out = dst.data;
+    const n = this.box.size;
     for (let c = 0; c < this.channels; c++)
       for (let z = b.start[0]; z < b.stop[0]; z++)
         for (let y = b.start[1]; y < b.stop[1]; y++) {
-          const p: [number, number, number] = [z, y, b.start[2]];
-          const di = indexOf(this.den, p);
-          const ni = indexOf(this.num, p, c);
-          const oi = indexOf(dst, p, c);
-          for (let x = 0; x < w; x++)
-            dst.data[oi + x] = convert(this.num.data[ni + x]! / this.den.data[di + x]!);
+          const di = offsetOf(this.box, 0, z, y, b.start[2]);
+          const ni = c * n + di;
+          const oi = offsetOf(dst.box, c, z, y, b.start[2]);
+          if (convert)
+            for (let x = 0; x < w; x++) out[oi + x] = convert(num[ni + x]! / den[di + x]!);
+          else for (let x = 0; x < w; x++) out[oi + x] = num[ni + x]! / den[di + x]!;
         }
   }
-}
-
-function addRow(dst: Float32Array, di: number, src: Float32Array, si: number, n: number): void {
-  for (let x = 0; x < n; x++) dst[di + x]! += src[si + x]!;
 }
 
 export { Box };

@@ -6,6 +6,7 @@
 // A fixed header instead of JSON keeps decoding allocation-free apart from the copy out
 // of the (possibly unaligned) object buffer, and lets a truncated object be detected.
 
+import { copyBox } from '../array/dense.ts';
 import { Box } from '../geometry/index.ts';
 import { PartialSum } from './accumulator.ts';
 
@@ -22,18 +23,21 @@ export class PartialDecodeError extends Error {
   }
 }
 
-export function encodePartial(p: PartialSum): Uint8Array {
-  const n = p.box.size;
+/** Encodes `p` restricted to `box` (default all of it) straight from its rows: no copy in between. */
+export function encodePartial(p: PartialSum, box: Box = p.box): Uint8Array {
+  const b = box.intersect(p.box);
+  const n = b.size;
   const out = new Uint8Array(HEADER + 4 * n * (1 + p.channels));
   const view = new DataView(out.buffer);
   view.setUint32(0, MAGIC, true);
   view.setUint32(4, p.channels, true);
   for (let a = 0; a < 3; a++) {
-    view.setInt32(8 + 4 * a, p.box.start[a]!, true);
-    view.setInt32(20 + 4 * a, p.box.stop[a]!, true);
+    view.setInt32(8 + 4 * a, b.start[a]!, true);
+    view.setInt32(20 + 4 * a, b.stop[a]!, true);
   }
-  new Float32Array(out.buffer, HEADER, n).set(p.den.data);
-  new Float32Array(out.buffer, HEADER + 4 * n, n * p.channels).set(p.num.data);
+  const floats = new Float32Array(out.buffer, HEADER, n * (1 + p.channels));
+  copyBox(p.den, { box: b, channels: 1, data: floats.subarray(0, n) }, b);
+  copyBox(p.num, { box: b, channels: p.channels, data: floats.subarray(n) }, b);
   return out;
 }
 
@@ -57,11 +61,11 @@ export function decodePartial(bytes: Uint8Array, key: string): PartialSum {
   const n = box.size;
   if (bytes.byteLength !== HEADER + 4 * n * (1 + channels))
     fail(`expected ${HEADER + 4 * n * (1 + channels)} bytes, got ${bytes.byteLength}`);
-  // Copy into an aligned buffer: the object's bytes may start at any offset.
-  const floats = new Float32Array(n * (1 + channels));
-  new Uint8Array(floats.buffer).set(bytes.subarray(HEADER));
-  const p = new PartialSum(box, channels);
-  p.den.data.set(floats.subarray(0, n));
-  p.num.data.set(floats.subarray(n));
-  return p;
+  // A view when the bytes are 4-byte aligned (whole-file reads are); else one aligned copy.
+  const at = bytes.byteOffset + HEADER;
+  const floats =
+    at % 4 === 0
+      ? new Float32Array(bytes.buffer as ArrayBuffer, at, n * (1 + channels))
+      : new Float32Array(bytes.slice(HEADER).buffer);
+  return new PartialSum(box, channels, floats, true);
 }

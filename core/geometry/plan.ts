@@ -253,17 +253,29 @@ export class Plan {
   }
 
   /** Every block intersecting the region. Lazy. */
-  *blocks(): Generator<BlockDescriptor> {
-    const [az, ay, ax] = this.axes;
-    for (let z = az.firstBlock; z < az.firstBlock + az.blockCount; z++)
-      for (let y = ay.firstBlock; y < ay.firstBlock + ay.blockCount; y++)
-        for (let x = ax.firstBlock; x < ax.firstBlock + ax.blockCount; x++)
-          yield this.describeBlock([z, y, x]);
+  *blocks(from = 0, to = this.counts.blocks): Generator<BlockDescriptor> {
+    for (let i = Math.max(0, from); i < Math.min(to, this.counts.blocks); i++)
+      yield this.describeBlock(this.regionBlockAt(i));
   }
 
-  /** Seam blocks only, in block order. Lazy. */
-  *seamBlockList(): Generator<BlockDescriptor> {
-    for (const b of this.blocks()) if (b.seam) yield b;
+  /** The blocks intersecting the region, as a grid: [from, to) ranges of it split blend work. */
+  get regionBlockGrid(): Vec3 {
+    return [this.axes[0].blockCount, this.axes[1].blockCount, this.axes[2].blockCount];
+  }
+
+  /** Block-grid coordinate of the i-th block intersecting the region (x fastest). */
+  regionBlockAt(i: number): Vec3 {
+    const r = fromLinearIndex(i, this.regionBlockGrid);
+    return [
+      r[0] + this.axes[0].firstBlock,
+      r[1] + this.axes[1].firstBlock,
+      r[2] + this.axes[2].firstBlock,
+    ];
+  }
+
+  /** Seam blocks only, in block order; optionally those among region blocks [from, to). Lazy. */
+  *seamBlockList(from = 0, to = this.counts.blocks): Generator<BlockDescriptor> {
+    for (const b of this.blocks(from, to)) if (b.seam) yield b;
   }
 
   /** Chunk ids contributing to a block. */

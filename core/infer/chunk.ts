@@ -1,7 +1,7 @@
 // Inference of one chunk: every patch of the chunk (and no other), batched through the
 // model, accumulated with blend weights into the partial sums over the chunk's footprint.
 
-import { type Dense, indexOf } from '../array/dense.ts';
+import { type Dense, offsetOf } from '../array/dense.ts';
 import { PartialSum } from '../blend/accumulator.ts';
 import { type BlendKind, blendWeights } from '../blend/weights.ts';
 import type { Box, ChunkDescriptor, Plan } from '../geometry/index.ts';
@@ -18,8 +18,10 @@ export interface InferChunkOptions {
   batchSize?: number;
   /** Called after each batch; lets the worker heartbeat or abort between batches. */
   onBatch?: (patchesDone: number) => void | Promise<void>;
-  /** Inspect each batch's raw output before it is accumulated (e.g. reject NaN). */
-  checkOutput?: (out: Float32Array) => void;
+  /** Called when a batch's output holds NaN or ±Infinity (it should throw). */
+  onNonFinite?: () => void;
+  /** Reused accumulator memory (see PartialSum). */
+  buffer?: Float32Array;
 }
 
 export async function inferChunk(o: InferChunkOptions): Promise<PartialSum> {
@@ -29,7 +31,7 @@ export async function inferChunk(o: InferChunkOptions): Promise<PartialSum> {
   const pv = patch[0] * patch[1] * patch[2];
   const cin = input.channels;
   const weights = blendWeights(o.blend, patch);
-  const acc = new PartialSum(chunk.footprint, o.outputChannels);
+  const acc = new PartialSum(chunk.footprint, o.outputChannels, o.buffer);
   const outPerItem = o.outputChannels * pv;
   // Two batch buffers: one is being filled while the model works on the other, and the
   // previous result is accumulated while the next batch computes (depth-2 pipeline).
@@ -43,8 +45,10 @@ export async function inferChunk(o: InferChunkOptions): Promise<PartialSum> {
     if (!inflight) return;
     const { out, boxes: done_ } = await inflight;
     inflight = undefined;
-    o.checkOutput?.(out);
-    for (let i = 0; i < done_.length; i++) acc.addPatch(done_[i]!, out, i * outPerItem, weights);
+    let check = 0;
+    for (let i = 0; i < done_.length; i++)
+      check += acc.addPatch(done_[i]!, out, i * outPerItem, weights);
+    if (!Number.isFinite(check)) o.onNonFinite?.();
     done += done_.length;
     await o.onBatch?.(done);
   };
@@ -55,7 +59,15 @@ export async function inferChunk(o: InferChunkOptions): Promise<PartialSum> {
     const buf = buffers[fill]!;
     const view = n === batchSize ? buf : buf.subarray(0, n * cin * pv);
     const sent = boxes;
-    const next = o.model.run(view, n, patch).then((out) => ({ out, boxes: sent }));
+    const slot = fill;
+    const transfer = o.model.runTransfer?.bind(o.model);
+    // A threaded model takes the buffer itself (no copy) and hands it back with the result.
+    const next = transfer
+      ? transfer(view, n, patch).then((r) => {
+          buffers[slot] = new Float32Array(r.batch.buffer as ArrayBuffer);
+          return { out: r.out, boxes: sent };
+        })
+      : o.model.run(view, n, patch).then((out) => ({ out, boxes: sent }));
     // If accumulating the previous batch throws (abort, lost lease), this one is abandoned:
     // mark its rejection handled so it cannot crash the process.
     next.catch(() => {});
@@ -86,7 +98,7 @@ function gatherPatch(
   for (let c = 0; c < input.channels; c++)
     for (let z = 0; z < pz; z++)
       for (let y = 0; y < py; y++) {
-        const si = indexOf(input, [box.start[0] + z, box.start[1] + y, box.start[2]], c);
+        const si = offsetOf(input.box, c, box.start[0] + z, box.start[1] + y, box.start[2]);
         batch.set(input.data.subarray(si, si + px), offset + ((c * pz + z) * py + y) * px);
       }
 }

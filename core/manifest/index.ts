@@ -1,5 +1,7 @@
 // Public surface of the manifest module: parse and validate job manifests, their JSON
 // Schema, and the storage-URL helpers the AWS side reuses for bucket checks.
+
+export { type CloudPolicy, checkCloudPolicy, cloudPolicyIssues } from './cloud-policy.ts';
 export { InvalidUrlError, ManifestError, type ManifestIssue } from './errors.ts';
 export { type JsonSchema, manifestJsonSchema } from './json-schema.ts';
 export {

@@ -34,6 +34,12 @@ export interface WorkerOptions {
   heartbeatMs?: number;
   /** When nothing is claimable but chunks are still RUNNING elsewhere, poll this often. 0: exit. */
   idlePollMs?: number;
+  /**
+   * After an abort, the chunks in hand are released at the next batch boundary; if that
+   * takes longer than this (a slow batch on a CPU), they are released at once and the
+   * worker returns (a spot instance has two minutes; Batch sends SIGKILL 30 s after SIGTERM).
+   */
+  hardStopMs?: number;
   onEvent?: (e: WorkerEvent) => void;
 }
 
@@ -73,11 +79,7 @@ class Aborted extends Error {
 }
 
 export async function runWorker(o: WorkerOptions): Promise<WorkerStats> {
-  const { ctx, ledger } = o;
-  const job = await ledger.getJob(ctx.jobId);
-  if (!job) throw new Error(`job ${ctx.jobId} is not in the ledger; plan it first`);
-  const heartbeatMs = o.heartbeatMs ?? Math.max(50, Math.floor(job.leaseMs / 3));
-  const idlePollMs = o.idlePollMs ?? Math.min(2000, job.leaseMs);
+  const held = new Set<Work>();
   const stats: WorkerStats = {
     done: 0,
     skipped: 0,
@@ -86,6 +88,45 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerStats> {
     leaseLost: 0,
     patches: 0,
   };
+  let timer: NodeJS.Timeout | undefined;
+  const forced = new Promise<WorkerStats>((resolve) => {
+    o.signal?.addEventListener('abort', () => {
+      timer = setTimeout(async () => {
+        for (const w of held) {
+          const claim = await w.keeper.stop();
+          if (w.keeper.lost) continue;
+          await o.ledger.release(claim).then(
+            () => {
+              stats.released++;
+              o.onEvent?.({ type: 'released', chunkId: claim.chunkId });
+            },
+            (e: unknown) => {
+              if (!(e instanceof LeaseLostError)) throw e;
+            },
+          );
+        }
+        resolve(stats);
+      }, o.hardStopMs ?? 20_000);
+      timer.unref();
+    });
+  });
+  try {
+    return await Promise.race([workLoop(o, held, stats), forced]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function workLoop(
+  o: WorkerOptions,
+  held: Set<Work>,
+  stats: WorkerStats,
+): Promise<WorkerStats> {
+  const { ctx, ledger } = o;
+  const job = await ledger.getJob(ctx.jobId);
+  if (!job) throw new Error(`job ${ctx.jobId} is not in the ledger; plan it first`);
+  const heartbeatMs = o.heartbeatMs ?? Math.max(50, Math.floor(job.leaseMs / 3));
+  const idlePollMs = o.idlePollMs ?? Math.min(2000, job.leaseMs);
   const emit = (e: WorkerEvent): void => o.onEvent?.(e);
   const aborted = (): boolean => o.signal?.aborted === true;
 
@@ -104,7 +145,9 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerStats> {
         ).start();
         const input = readInput(ctx, chunk);
         input.catch(() => {}); // observed when the chunk is processed
-        return { claim, keeper, chunk, input };
+        const work = { claim, keeper, chunk, input };
+        held.add(work);
+        return work;
       }
       const counts = await ledger.counts(ctx.jobId);
       if (idlePollMs <= 0 || counts.RUNNING === 0 || aborted()) return undefined;
@@ -114,6 +157,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerStats> {
   };
 
   const giveBack = async (w: Work): Promise<void> => {
+    held.delete(w);
     const claim = await w.keeper.stop();
     if (w.keeper.lost) return;
     try {
@@ -126,6 +170,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerStats> {
   };
 
   const failChunk = async (w: Work, error: unknown): Promise<void> => {
+    held.delete(w);
     const claim = await w.keeper.stop();
     if (w.keeper.lost) return;
     const message = error instanceof Error ? error.message : String(error);
@@ -143,6 +188,9 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerStats> {
     }
   };
 
+  // Accumulator memory is recycled: at most two chunks' sums are alive (one inferring,
+  // one writing), so two buffers serve the whole run and the GC stays quiet.
+  const buffers: Float32Array[] = [];
   let next = claimNext();
   let writing: Promise<void> = Promise.resolve();
   for (;;) {
@@ -169,11 +217,18 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerStats> {
           // Another owner holds a newer token: stop computing what we may not write.
           if (cur.keeper.lost) throw new Aborted();
         },
-        checkOutput: (out) => rejectNonFinite(out, cur.chunk.id),
+        onNonFinite: () => {
+          throw new ChunkFailure(
+            `chunk ${cur.chunk.id}: the model returned NaN or Infinity; check the model and the input normalisation (input.scale, input.offset)`,
+            cur.chunk.id,
+          );
+        },
+        buffer: buffers.pop(),
       });
       times = { read: input.ms, infer: performance.now() - t0 };
     } catch (e) {
       if (cur.keeper.lost || e instanceof LeaseLostError) {
+        held.delete(cur);
         await cur.keeper.stop();
         stats.leaseLost++;
         emit({ type: 'lease-lost', chunkId: cur.claim.chunkId });
@@ -187,6 +242,8 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerStats> {
       const t0 = performance.now();
       try {
         await writeChunk(ctx, o.output, cur.chunk, acc);
+        buffers.push(acc.buffer);
+        held.delete(cur);
         const claim = await cur.keeper.stop();
         if (cur.keeper.lost) {
           stats.leaseLost++;
@@ -206,6 +263,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerStats> {
           ms: { ...times, write: performance.now() - t0 },
         });
       } catch (e) {
+        held.delete(cur);
         if (e instanceof LeaseLostError) {
           stats.leaseLost++;
           emit({ type: 'lease-lost', chunkId: cur.claim.chunkId });
@@ -255,7 +313,7 @@ async function writeChunk(
   for (const b of ctx.plan.seamBlocks(chunk)) {
     await ctx.work.set(
       partialKey(b.key, chunk.id),
-      encodePartial(acc.extract(b.box.intersect(chunk.footprint))),
+      encodePartial(acc, b.box.intersect(chunk.footprint)),
     );
   }
 }
@@ -271,17 +329,6 @@ export function outputBlock(
   // Voxels outside the region keep the fill value (0).
   fillBox(block, box, 0);
   return block;
-}
-
-function rejectNonFinite(out: Float32Array, chunkId: string): void {
-  for (let i = 0; i < out.length; i++) {
-    if (!Number.isFinite(out[i]!)) {
-      throw new ChunkFailure(
-        `chunk ${chunkId}: the model returned ${out[i]} (non-finite output); check the model and the input normalisation`,
-        chunkId,
-      );
-    }
-  }
 }
 
 /** Stands in for the model on skipped (empty) chunks: output 0, weights as usual. */

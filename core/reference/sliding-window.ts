@@ -14,6 +14,15 @@ import type { Vec3 } from '../geometry/index.ts';
 export interface PatchModel {
   /** batch: [n, Cin, pz, py, px] → [n, Cout, pz, py, px]. */
   run(batch: Float32Array, n: number, patch: Vec3): Promise<Float32Array>;
+  /**
+   * Optional zero-copy variant: `batch`'s buffer is handed over (detached) and returned
+   * with the result. A model on another thread offers it.
+   */
+  runTransfer?(
+    batch: Float32Array,
+    n: number,
+    patch: Vec3,
+  ): Promise<{ out: Float32Array; batch: Float32Array }>;
 }
 
 export interface ReferenceInput {

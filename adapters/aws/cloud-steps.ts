@@ -1,0 +1,350 @@
+// The pipeline's cloud steps, written against ports (a bucket Store, a Ledger, and two
+// small functions for what only S3 and Step Functions do). The Lambda handlers in
+// functions/ are one-liners over these; the tests drive them against emulators.
+
+import { createHash } from 'node:crypto';
+import type { Ledger } from '../../core/ledger/index.ts';
+import {
+  type CloudPolicy,
+  checkCloudPolicy,
+  type Manifest,
+  ManifestError,
+  parseManifest,
+  parseManifestText,
+} from '../../core/manifest/index.ts';
+import {
+  blendSeams,
+  describePoison,
+  finalizeJob,
+  type JobContext,
+  openJob,
+  type PlanLimits,
+  planJob,
+  REPORT_KEY,
+  verifyJob,
+} from '../../core/pipeline/index.ts';
+import { PrefixedStore, type Store } from '../../core/store/index.ts';
+import { openOutputVolume } from '../../core/volume/index.ts';
+import type {
+  BlendItem,
+  BlendTaskResult,
+  FinalizeTaskResult,
+  JobStatusDocument,
+  ManifestLocation,
+  MarkFailedEvent,
+  PipelineInput,
+  PlanTaskResult,
+  VerifyTaskEvent,
+  VerifyTaskResult,
+} from '../../functions/contracts.ts';
+import { KEYS } from '../../functions/contracts.ts';
+
+export interface CloudDeps {
+  /** The stack's bucket name and a store over its root. */
+  bucket: string;
+  bucketStore: Store;
+  ledger: Ledger;
+  policy: CloudPolicy;
+  limits?: PlanLimits;
+  leaseMs?: number;
+  maxRounds: number;
+  /** Seam blocks per blend Map item (a range of the region's block grid holds about this many). */
+  blocksPerBlendItem?: number;
+  /** Reads a manifest object; `version` is its VersionId (versioned buckets) or ETag. */
+  fetchManifest(loc: ManifestLocation): Promise<{ bytes: Uint8Array; version: string }>;
+  /** StartExecution with a deterministic name; an existing execution is success. */
+  startExecution?(
+    name: string,
+    input: PipelineInput,
+  ): Promise<{ executionArn?: string; alreadyExists: boolean }>;
+  now?: () => Date;
+}
+
+interface FrozenManifest {
+  jobId: string;
+  source: ManifestLocation;
+  version: string;
+  manifest: Manifest;
+}
+
+const enc = (v: unknown): Uint8Array => new TextEncoder().encode(`${JSON.stringify(v, null, 2)}\n`);
+const key = (k: string): `/${string}` => `/${k}`;
+
+/**
+ * A job id per manifest object version: a duplicate event or a re-upload of the same
+ * version maps to the same job; a new version is a new job.
+ */
+export function cloudJobId(name: string, loc: ManifestLocation, version: string): string {
+  const digest = createHash('sha256').update(`${loc.bucket}/${loc.key}#${version}`).digest('hex');
+  return `${name}-${digest.slice(0, 10)}`;
+}
+
+export async function writeStatus(
+  deps: CloudDeps,
+  doc: Omit<JobStatusDocument, 'updatedAt'>,
+  statusKey = KEYS.status(doc.jobId),
+): Promise<void> {
+  const full: JobStatusDocument = { ...doc, updatedAt: (deps.now?.() ?? new Date()).toISOString() };
+  await deps.bucketStore.set(key(statusKey), enc(full));
+}
+
+export async function readStatus(
+  deps: CloudDeps,
+  jobId: string,
+): Promise<JobStatusDocument | undefined> {
+  const bytes = await deps.bucketStore.get(key(KEYS.status(jobId)));
+  return bytes ? (JSON.parse(new TextDecoder().decode(bytes)) as JobStatusDocument) : undefined;
+}
+
+export type PlanOutcome =
+  | { kind: 'planned'; result: PlanTaskResult; created: boolean }
+  | { kind: 'rejected'; statusKey: string; error: ManifestError };
+
+/** Validates, plans (idempotently) and records a job for a manifest object. */
+export async function planFromManifest(
+  deps: CloudDeps,
+  loc: ManifestLocation,
+): Promise<PlanOutcome> {
+  const { bytes, version } = await deps.fetchManifest(loc);
+  const source = `s3://${loc.bucket}/${loc.key}`;
+  let manifest: Manifest;
+  try {
+    manifest = parseManifestText(new TextDecoder().decode(bytes), source);
+    checkCloudPolicy(manifest, deps.policy, source);
+  } catch (e) {
+    if (!(e instanceof ManifestError)) throw e;
+    // Rejected: one status document, no job rows, nothing started.
+    const name = rejectedName(loc.key, bytes);
+    const statusKey = KEYS.status(name);
+    await writeStatus(
+      deps,
+      { jobId: name, status: 'REJECTED', manifest: loc, reason: e.message, errors: [...e.issues] },
+      statusKey,
+    );
+    return { kind: 'rejected', statusKey, error: e };
+  }
+  const jobId = cloudJobId(manifest.name, loc, version);
+  const frozen: FrozenManifest = {
+    jobId,
+    source: { ...loc, versionId: loc.versionId ?? version },
+    version,
+    manifest,
+  };
+  // The frozen copy is what every later step reads: a re-upload cannot change a running job.
+  if ((await deps.bucketStore.get(key(KEYS.jobManifest(jobId)))) === undefined) {
+    await deps.bucketStore.set(key(KEYS.jobManifest(jobId)), enc(frozen));
+  }
+  const ctx = await contextFor(deps, jobId, manifest);
+  const { created } = await planJob(ctx, deps.ledger, { leaseMs: deps.leaseMs });
+  const items = blendItems(ctx, deps.blocksPerBlendItem ?? 64);
+  await deps.bucketStore.set(key(KEYS.blendItems(jobId)), enc(items));
+  if (created || (await readStatus(deps, jobId)) === undefined) {
+    await writeStatus(deps, {
+      jobId,
+      status: 'PLANNED',
+      manifest: frozen.source,
+      output: manifest.output.url,
+    });
+  }
+  const { plan } = ctx;
+  return {
+    kind: 'planned',
+    created,
+    result: {
+      jobId,
+      arraySize: Math.max(1, Math.min(plan.counts.chunks, manifest.compute.maxWorkers, 10_000)),
+      chunks: plan.counts.chunks,
+      seamBlocks: plan.counts.seamBlocks,
+      blendItemsKey: KEYS.blendItems(jobId),
+      blendItemCount: items.length,
+      device: manifest.compute.device,
+    },
+  };
+}
+
+/** Ranges of the region's block grid holding about `perItem` seam blocks each. */
+export function blendItems(ctx: JobContext, perItem: number): BlendItem[] {
+  const { plan } = ctx;
+  if (plan.counts.seamBlocks === 0) return [];
+  const items = Math.max(1, Math.ceil(plan.counts.seamBlocks / perItem));
+  const span = Math.ceil(plan.counts.blocks / items);
+  const out: BlendItem[] = [];
+  for (let from = 0; from < plan.counts.blocks; from += span) {
+    out.push({ jobId: ctx.jobId, from, to: Math.min(plan.counts.blocks, from + span) });
+  }
+  return out;
+}
+
+/** The S3-trigger path: plan each manifest, then start its execution (named by job id). */
+export async function handleManifestCreated(
+  deps: CloudDeps,
+  locs: ManifestLocation[],
+): Promise<PlanOutcome[]> {
+  const outcomes: PlanOutcome[] = [];
+  for (const loc of locs) {
+    const outcome = await planFromManifest(deps, loc);
+    outcomes.push(outcome);
+    if (outcome.kind === 'planned' && deps.startExecution) {
+      const input: PipelineInput = {
+        manifest: {
+          bucket: loc.bucket,
+          key: loc.key,
+          ...(loc.versionId ? { versionId: loc.versionId } : {}),
+        },
+      };
+      const { executionArn } = await deps.startExecution(outcome.result.jobId, input);
+      if (executionArn) {
+        const status = await readStatus(deps, outcome.result.jobId);
+        if (status && !status.executionArn) await writeStatus(deps, { ...status, executionArn });
+      }
+    }
+  }
+  return outcomes;
+}
+
+export async function loadCloudJob(deps: CloudDeps, jobId: string): Promise<JobContext> {
+  const bytes = await deps.bucketStore.get(key(KEYS.jobManifest(jobId)));
+  if (!bytes) {
+    throw new Error(
+      `job ${jobId} has no ${KEYS.jobManifest(jobId)} in s3://${deps.bucket}; it was never planned (drop its manifest into manifests/ first)`,
+    );
+  }
+  const frozen = JSON.parse(new TextDecoder().decode(bytes)) as FrozenManifest;
+  return contextFor(deps, jobId, parseManifest(frozen.manifest));
+}
+
+function contextFor(deps: CloudDeps, jobId: string, manifest: Manifest): Promise<JobContext> {
+  return openJob(manifest, {
+    jobId,
+    work: new PrefixedStore(deps.bucketStore, `jobs/${jobId}`),
+    ...(deps.limits ? { limits: deps.limits } : {}),
+  });
+}
+
+export async function verifyStep(deps: CloudDeps, e: VerifyTaskEvent): Promise<VerifyTaskResult> {
+  const v = await verifyJob(deps.ledger, e.jobId);
+  const remaining = v.counts.PENDING + v.counts.RUNNING;
+  const redrive = v.status === 'INCOMPLETE' && e.round < deps.maxRounds;
+  const reason =
+    v.status === 'FAILED'
+      ? `${v.poison.length} chunk(s) failed every attempt:\n${describePoison(v.poison)}`
+      : v.status === 'INCOMPLETE' && !redrive
+        ? `${remaining} chunk(s) still unfinished after ${e.round} work rounds`
+        : undefined;
+  if (v.status !== 'FAILED') {
+    const status = await readStatus(deps, e.jobId);
+    if (status?.status === 'PLANNED') await writeStatus(deps, { ...status, status: 'RUNNING' });
+  }
+  return {
+    jobId: e.jobId,
+    status: v.status,
+    round: e.round,
+    redrive,
+    remaining,
+    ...(reason ? { reason } : {}),
+  };
+}
+
+export async function blendStep(deps: CloudDeps, item: BlendItem): Promise<BlendTaskResult> {
+  const ctx = await loadCloudJob(deps, item.jobId);
+  const output = await openOutputVolume(ctx.outputStore);
+  const blocks = await blendSeams(ctx, output, {
+    blocks: ctx.plan.seamBlockList(item.from, item.to),
+    concurrency: 8,
+  });
+  return { jobId: item.jobId, blocks };
+}
+
+export async function finalizeStep(
+  deps: CloudDeps,
+  e: { jobId: string },
+): Promise<FinalizeTaskResult> {
+  const ctx = await loadCloudJob(deps, e.jobId);
+  const verify = await verifyJob(deps.ledger, e.jobId);
+  if (verify.status !== 'COMPLETE') {
+    throw new Error(`job ${e.jobId} cannot be finalized: verify says ${verify.status}`);
+  }
+  const job = await deps.ledger.getJob(e.jobId);
+  await finalizeJob(ctx, {
+    ledger: deps.ledger,
+    verify,
+    startedAt: new Date(job?.createdAt ?? Date.now()),
+    timings: {},
+    workers: ctx.manifest.compute.maxWorkers,
+    device: ctx.manifest.compute.device,
+  });
+  const status = await readStatus(deps, e.jobId);
+  await writeStatus(deps, {
+    jobId: e.jobId,
+    status: 'SUCCEEDED',
+    manifest: status?.manifest ?? { bucket: deps.bucket, key: '' },
+    output: ctx.manifest.output.url,
+    ...(status?.executionArn ? { executionArn: status.executionArn } : {}),
+  });
+  return {
+    jobId: e.jobId,
+    status: 'SUCCEEDED',
+    output: ctx.manifest.output.url,
+    reportKey: `${ctx.manifest.output.url.replace(/\/$/, '')}${REPORT_KEY}`,
+  };
+}
+
+export async function markFailedStep(
+  deps: CloudDeps,
+  e: MarkFailedEvent,
+): Promise<{ jobId: string; reason: string }> {
+  const reason = e.reason ?? causeMessage(e.error) ?? 'the pipeline failed (no reason given)';
+  const jobId = e.jobId ?? 'unknown';
+  const status = e.jobId ? await readStatus(deps, e.jobId) : undefined;
+  await writeStatus(deps, {
+    jobId,
+    status: 'FAILED',
+    manifest: status?.manifest ?? e.manifest ?? { bucket: deps.bucket, key: '' },
+    reason,
+    ...(status?.output ? { output: status.output } : {}),
+    ...(status?.executionArn ? { executionArn: status.executionArn } : {}),
+  });
+  return { jobId, reason };
+}
+
+/** A Lambda or Batch failure's Cause is often JSON ({errorMessage} or a Batch job description). */
+function causeMessage(error: MarkFailedEvent['error']): string | undefined {
+  if (!error) return undefined;
+  const cause = error.Cause;
+  if (cause) {
+    const parsed = tryJson(cause) as { errorMessage?: string; StatusReason?: string } | undefined;
+    const msg = parsed?.errorMessage ?? parsed?.StatusReason ?? (parsed ? undefined : cause);
+    if (msg) return `${error.Error ?? 'Error'}: ${msg}`;
+  }
+  return error.Error;
+}
+
+function tryJson(text: string): unknown {
+  if (!/^\s*[[{]/.test(text)) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    if (e instanceof SyntaxError) return undefined;
+    throw e;
+  }
+}
+
+/** A status name for a rejected manifest: its "name" when usable, else the key's basename. */
+function rejectedName(objectKey: string, bytes: Uint8Array): string {
+  const parsed = tryJson(new TextDecoder().decode(bytes)) as { name?: unknown } | undefined;
+  const name = parsed?.name;
+  if (typeof name === 'string' && /^[a-z0-9]+(-[a-z0-9]+)*$/.test(name) && name.length <= 63)
+    return name;
+  const base =
+    objectKey
+      .split('/')
+      .pop()
+      ?.replace(/\.json$/i, '') ?? 'manifest';
+  return (
+    base
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, '-')
+      .replace(/^-+|-+$/g, '')
+      .slice(0, 63) || 'manifest'
+  );
+}

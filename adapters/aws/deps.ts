@@ -1,0 +1,75 @@
+// Builds the cloud steps' dependencies from the environment with the real AWS SDK
+// clients (endpoints from AWS_ENDPOINT_URL* for emulators). Module-scope in handlers.
+
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { ExecutionAlreadyExists, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import type { Ledger } from '../../core/ledger/index.ts';
+import type { ManifestLocation, PipelineInput } from '../../functions/contracts.ts';
+import { makeS3Client, registerS3 } from './clients.ts';
+import type { CloudDeps } from './cloud-steps.ts';
+import { makeDynamoClient } from './dynamo-client.ts';
+import { DynamoLedger } from './dynamo-ledger.ts';
+import { type CloudEnv, readCloudEnv } from './env.ts';
+import { S3Store } from './s3-store.ts';
+
+export interface CloudClients {
+  s3: S3Client;
+  ledger: Ledger;
+  sfn?: SFNClient;
+}
+
+export function cloudClientsFromEnv(env: NodeJS.ProcessEnv = process.env, e: CloudEnv = readCloudEnv(env)): CloudClients {
+  const s3 = makeS3Client(env);
+  registerS3(s3);
+  const ledger = new DynamoLedger({ client: makeDynamoClient(env), table: e.table });
+  const endpoint = env.AWS_ENDPOINT_URL_SFN ?? env.AWS_ENDPOINT_URL;
+  const sfn = e.stateMachineArn ? new SFNClient(endpoint ? { endpoint } : {}) : undefined;
+  return { s3, ledger, ...(sfn ? { sfn } : {}) };
+}
+
+export function cloudDeps(e: CloudEnv, clients: CloudClients): CloudDeps {
+  const { s3, sfn } = clients;
+  return {
+    bucket: e.bucket,
+    bucketStore: new S3Store({ client: s3, bucket: e.bucket }),
+    ledger: clients.ledger,
+    policy: { stackBucket: e.bucket, allowedBuckets: e.allowedBuckets },
+    ...(e.maxChunks ? { limits: { maxChunks: e.maxChunks } } : {}),
+    maxRounds: e.maxRounds,
+    fetchManifest: (loc) => fetchObject(s3, loc),
+    ...(sfn && e.stateMachineArn
+      ? { startExecution: (name: string, input: PipelineInput) => startExecution(sfn, e.stateMachineArn!, name, input) }
+      : {}),
+  };
+}
+
+export function cloudDepsFromEnv(env: NodeJS.ProcessEnv = process.env): CloudDeps {
+  const e = readCloudEnv(env);
+  return cloudDeps(e, cloudClientsFromEnv(env, e));
+}
+
+async function fetchObject(s3: S3Client, loc: ManifestLocation): Promise<{ bytes: Uint8Array; version: string }> {
+  const r = await s3.send(
+    new GetObjectCommand({ Bucket: loc.bucket, Key: loc.key, ...(loc.versionId ? { VersionId: loc.versionId } : {}) }),
+  );
+  const bytes = await r.Body!.transformToByteArray();
+  // Versioned buckets give a VersionId; elsewhere the ETag tells versions apart.
+  const version = r.VersionId && r.VersionId !== 'null' ? r.VersionId : (r.ETag ?? '').replaceAll('"', '');
+  return { bytes, version };
+}
+
+async function startExecution(
+  sfn: SFNClient,
+  stateMachineArn: string,
+  name: string,
+  input: PipelineInput,
+): Promise<{ executionArn?: string; alreadyExists: boolean }> {
+  try {
+    const r = await sfn.send(new StartExecutionCommand({ stateMachineArn, name, input: JSON.stringify(input) }));
+    return { ...(r.executionArn ? { executionArn: r.executionArn } : {}), alreadyExists: false };
+  } catch (e) {
+    // The name is the job id: a duplicate event or a retried planner finds it running.
+    if (e instanceof ExecutionAlreadyExists) return { alreadyExists: true };
+    throw e;
+  }
+}

@@ -1,0 +1,230 @@
+// `npm run bench [-- --json] [-- --device gpu] [-- --quick]`: what Tessera costs around
+// inference, measured side by side in one run. Writes bench/RESULTS.md.
+//
+//   efficiency      voxels/s of `tessera run` end to end ÷ voxels/s of bare session.run
+//                   over exactly the same patches (target ≥ 0.90)
+//   redundancy      patch voxels inferred ÷ whole-volume sliding window (exactly 1.0),
+//                   beside chunkflow-style margin cropping for the same chunk shape
+//   blend_fraction  (blend + finalize) ÷ total (target ≤ 0.05)
+//   scaling         time and peak worker RSS at 1×, 2×, 4× the volume
+//   plan rate       a 10^6-chunk plan, closed-form and lazy (target ≤ 5 s)
+//   ledger/claims   DynamoDB Local: batched writes of 10^5 rows; 8 concurrent claimers
+
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadManifest } from '../cli/job-files.ts';
+import { runLocal } from '../cli/local-run.ts';
+import { Plan, type Vec3 } from '../core/geometry/index.ts';
+import { patchStarts } from '../core/reference/index.ts';
+import { bareInference } from './baseline.ts';
+import { type BenchManifestOptions, REALISTIC_MODEL, writeBenchJob } from './fixture.ts';
+import { ledgerBench } from './ledger.ts';
+
+const { values } = parseArgs({
+  options: {
+    json: { type: 'boolean' },
+    device: { type: 'string', default: 'cpu' },
+    quick: { type: 'boolean' },
+    'skip-ledger': { type: 'boolean' },
+  },
+});
+const device = values.device === 'gpu' ? 'gpu' : 'cpu';
+const quick = values.quick === true;
+const log = (s: string): void => {
+  process.stderr.write(`${s}\n`);
+};
+
+const MAIN_SHAPE: Vec3 = quick ? [64, 256, 256] : [128, 512, 512];
+const JOB: BenchManifestOptions = {
+  patchShape: [32, 128, 128],
+  overlap: [8, 16, 16],
+  chunkShape: [64, 256, 256],
+  blockShape: [32, 128, 128],
+  dtype: 'float32',
+  device,
+};
+const BATCH = 2;
+
+async function endToEnd(
+  shape: Vec3,
+): Promise<{
+  seconds: number;
+  report: NonNullable<Awaited<ReturnType<typeof runLocal>>['report']>;
+  rss: number;
+  plan: Plan;
+  data: Uint8Array;
+}> {
+  const dir = mkdtempSync(join(tmpdir(), 'tessera-bench-'));
+  try {
+    const { manifestPath, data } = await writeBenchJob(dir, shape, JOB);
+    const loaded = await loadManifest(manifestPath);
+    const t0 = performance.now();
+    const result = await runLocal(loaded, { workers: 1, batchSize: BATCH });
+    const seconds = (performance.now() - t0) / 1000;
+    if (result.status !== 'SUCCEEDED' || !result.report)
+      throw new Error(`bench run failed: ${result.message}`);
+    const plan = new Plan({
+      volumeShape: shape,
+      patchShape: JOB.patchShape,
+      overlap: JOB.overlap,
+      chunkShape: JOB.chunkShape,
+      blockShape: JOB.blockShape,
+    });
+    return { seconds, report: result.report, rss: result.peakWorkerRssBytes, plan, data };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function slidingWindowPatchVoxels(plan: Plan): number {
+  // Counted independently of the chunk plan, from the reference grid.
+  const per = [0, 1, 2].map(
+    (a) =>
+      patchStarts(
+        plan.region.start[a]!,
+        plan.region.stop[a]!,
+        plan.patchShape[a]!,
+        plan.overlap[a]!,
+      ).length,
+  );
+  return per[0]! * per[1]! * per[2]! * plan.patchShape[0] * plan.patchShape[1] * plan.patchShape[2];
+}
+
+const results: Record<string, unknown> = {};
+
+// 1-3: efficiency, redundancy, blend fraction on the main volume.
+log(`efficiency: ${MAIN_SHAPE.join('×')} uint8 → float32, realistic model, ${device}`);
+const main = await endToEnd(MAIN_SHAPE);
+const bare = await bareInference({
+  plan: main.plan,
+  volume: main.data,
+  model: REALISTIC_MODEL,
+  batchSize: BATCH,
+  device,
+});
+const voxels = main.plan.counts.regionVoxels;
+const t = main.report.timings;
+results.efficiency = {
+  value: round(bare.seconds / main.seconds),
+  tesseraVoxelsPerSecond: Math.round(voxels / main.seconds),
+  bareVoxelsPerSecond: Math.round(voxels / bare.seconds),
+  tesseraSeconds: round(main.seconds),
+  bareSeconds: round(bare.seconds),
+  patches: bare.patches,
+  device: bare.device,
+};
+results.redundancy = {
+  value: main.plan.counts.patchVoxels / slidingWindowPatchVoxels(main.plan),
+  inferredPatches: main.report.patches.inferred,
+  marginCropping: round(
+    main.plan.counts.marginCroppingPatchVoxels / slidingWindowPatchVoxels(main.plan),
+  ),
+};
+results.blend_fraction = {
+  value: round(((t.blend ?? 0) + (t.finalize ?? 0)) / main.seconds),
+  timings: t,
+};
+log(JSON.stringify({ efficiency: results.efficiency, blend_fraction: results.blend_fraction }));
+
+// 4: scaling (a smaller base so three runs fit the time budget).
+const base: Vec3 = quick ? [16, 128, 128] : [32, 256, 256];
+const scaling: Record<string, unknown>[] = [];
+for (const k of [1, 2, 4]) {
+  const shape: Vec3 = [base[0] * k, base[1], base[2]];
+  const r = await endToEnd(shape);
+  const chunkBytes = chunkIoBytes();
+  scaling.push({
+    factor: k,
+    shape,
+    seconds: round(r.seconds),
+    voxelsPerSecond: Math.round(r.plan.counts.regionVoxels / r.seconds),
+    peakWorkerRssMiB: round(r.rss / 2 ** 20),
+    rssBoundMiB: round((3 * chunkBytes) / 2 ** 20 + 200),
+  });
+  log(JSON.stringify(scaling[scaling.length - 1]));
+}
+results.scaling = scaling;
+
+// 5: plan rate.
+{
+  const t0 = performance.now();
+  const plan = new Plan({
+    volumeShape: [12_800, 25_600, 25_600],
+    patchShape: [128, 128, 128],
+    overlap: [32, 32, 32],
+    chunkShape: [128, 256, 256],
+  });
+  let n = 0;
+  for (let i = 0; i < plan.counts.chunks; i++)
+    if (plan.chunkId(plan.chunkCoordAt(i)).length > 0) n++;
+  results.plan_rate = {
+    chunks: plan.counts.chunks,
+    seconds: round((performance.now() - t0) / 1000),
+    enumerated: n,
+  };
+  log(JSON.stringify(results.plan_rate));
+}
+
+// 6: ledger writes and claims against DynamoDB Local.
+if (!values['skip-ledger']) {
+  results.ledger = await ledgerBench({
+    rows: quick ? 10_000 : 100_000,
+    claimers: 8,
+    claimChunks: quick ? 400 : 2000,
+    log,
+  });
+  log(JSON.stringify(results.ledger));
+}
+
+function chunkIoBytes(): number {
+  const [pz, py, px] = JOB.patchShape;
+  const per = JOB.chunkShape.map((c, a) =>
+    Math.max(1, Math.floor((c - [pz, py, px][a]!) / ([pz, py, px][a]! - JOB.overlap[a]!)) + 1),
+  );
+  const read = per.map((k, a) => (k - 1) * ([pz, py, px][a]! - JOB.overlap[a]!) + [pz, py, px][a]!);
+  const vox = read[0]! * read[1]! * read[2]!;
+  return vox * (4 /* normalised input */ + 2 * 4 /* num */ + 4) /* den */;
+}
+
+function round(v: number): number {
+  return Math.round(v * 1000) / 1000;
+}
+
+const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+results.machine = machine;
+results.when = new Date().toISOString();
+writeResults(results);
+if (values.json) process.stdout.write(`${JSON.stringify(results)}\n`);
+else process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
+
+function writeResults(r: Record<string, unknown>): void {
+  const path = new URL(
+    `./RESULTS${device === 'gpu' ? '-gpu' : ''}${quick ? '-quick' : ''}.md`,
+    import.meta.url,
+  ).pathname;
+  const e = r.efficiency as Record<string, number>;
+  const text = `# Benchmark results (${device}${quick ? ', quick' : ''})
+
+Machine: ${machine}. Measured ${r.when}. Reproduce: \`npm run bench${device === 'gpu' ? ' -- --device gpu' : ''}\`.
+
+| figure | value | target |
+| --- | --- | --- |
+| efficiency (tessera run ÷ bare session.run) | ${e.value} (${e.tesseraVoxelsPerSecond} vs ${e.bareVoxelsPerSecond} voxels/s) | ≥ 0.90 |
+| redundancy | ${(r.redundancy as Record<string, number>).value} (margin cropping: ${(r.redundancy as Record<string, number>).marginCropping}) | 1.0 |
+| blend_fraction | ${(r.blend_fraction as Record<string, number>).value} | ≤ 0.05 |
+| plan rate | ${JSON.stringify(r.plan_rate)} | ≤ 5 s for 10^6 chunks |
+
+Scaling:
+
+| factor | shape | seconds | voxels/s | peak worker RSS MiB | bound MiB |
+| --- | --- | --- | --- | --- | --- |
+${(r.scaling as Record<string, unknown>[]).map((s) => `| ${s.factor}× | ${(s.shape as number[]).join('×')} | ${s.seconds} | ${s.voxelsPerSecond} | ${s.peakWorkerRssMiB} | ${s.rssBoundMiB} |`).join('\n')}
+
+Ledger (DynamoDB Local): ${r.ledger ? `\`${JSON.stringify(r.ledger)}\`` : 'skipped'}
+
+Raw: \`${JSON.stringify(r)}\`
+`;
+  writeFileSync(path, text);
+}

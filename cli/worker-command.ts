@@ -1,0 +1,119 @@
+// `tessera worker --job <jobId>`: the container command of the Batch fleet, and how any
+// machine with credentials joins a running cloud job (hybrid fleet). Claims until no
+// work is left; SIGTERM or a spot interruption notice stops claiming, releases the
+// chunks in hand and exits well inside Batch's 30 s grace period.
+
+import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { loadCloudJob } from '../adapters/aws/cloud-steps.ts';
+import { cloudDepsFromEnv } from '../adapters/aws/deps.ts';
+import { watchSpotInterruption } from '../adapters/aws/spot-notice.ts';
+import { parseS3Url } from '../core/manifest/index.ts';
+import { ThreadedModel } from '../core/model/index.ts';
+import { runWorker } from '../core/pipeline/index.ts';
+import { openStoreForUrl } from '../core/store/index.ts';
+import { openOutputVolume } from '../core/volume/index.ts';
+import { intOption, parse } from './main.ts';
+
+const USAGE = `Usage: tessera worker --job <jobId> [--device cpu|gpu] [--threads N] [--batch N]
+
+Claims and infers chunks of a cloud job until none is left. Reads the table and bucket
+from TESSERA_TABLE and TESSERA_BUCKET (set by the stack on Batch; export them to join
+from another machine). AWS_BATCH_JOB_ARRAY_INDEX picks where this worker starts.`;
+
+/** Spreads array children over the chunk list without knowing the array size. */
+export function startIndexFor(arrayIndex: number, chunks: number): number {
+  const golden = 0.6180339887498949;
+  return Math.floor(((arrayIndex * golden) % 1) * chunks);
+}
+
+export async function workerCommand(args: string[]): Promise<number> {
+  const { values, help } = parse(
+    args,
+    {
+      job: { type: 'string' },
+      device: { type: 'string' },
+      threads: { type: 'string' },
+      batch: { type: 'string' },
+    },
+    USAGE,
+  );
+  if (help) return 0;
+  const jobId = values.job as string | undefined;
+  if (!jobId) {
+    process.stderr.write(`--job is required\n${USAGE}\n`);
+    return 2;
+  }
+  const device = (values.device as string | undefined) ?? undefined;
+  if (device !== undefined && device !== 'cpu' && device !== 'gpu')
+    throw new Error(`--device must be cpu or gpu, got "${device}"`);
+  const log = (record: Record<string, unknown>): void => {
+    process.stdout.write(
+      `${JSON.stringify({ time: new Date().toISOString(), jobId, ...record })}\n`,
+    );
+  };
+  const deps = cloudDepsFromEnv();
+  const ctx = await loadCloudJob(deps, jobId);
+  const m = ctx.manifest;
+  const model = await ThreadedModel.open(
+    { bytes: await readModel(m.model.url), name: m.model.url },
+    {
+      ...(m.model.sha256 ? { sha256: m.model.sha256 } : {}),
+      device: (device as 'cpu' | 'gpu' | undefined) ?? m.compute.device,
+      ...(values.threads ? { intraOpThreads: intOption(values.threads, 'threads', 1) } : {}),
+      log: (message) => log({ level: 'warn', message }),
+    },
+  );
+  const controller = new AbortController();
+  const stop = (why: string) => (): void => {
+    if (controller.signal.aborted) return;
+    log({ level: 'info', message: `stopping: ${why}; releasing chunks in hand` });
+    controller.abort();
+  };
+  process.once('SIGTERM', stop('SIGTERM'));
+  process.once('SIGINT', stop('SIGINT'));
+  const unwatch = watchSpotInterruption({
+    onNotice: (a) =>
+      stop(`spot interruption notice (${a.action ?? 'terminate'} at ${a.time ?? 'soon'})`)(),
+    log: (message) => log({ level: 'info', message }),
+  });
+  const arrayIndex = Number(process.env.AWS_BATCH_JOB_ARRAY_INDEX ?? 0);
+  const owner = `${hostname()}-${process.pid}${process.env.AWS_BATCH_JOB_ID ? `-${process.env.AWS_BATCH_JOB_ID}` : ''}`;
+  try {
+    const stats = await runWorker({
+      ctx,
+      ledger: deps.ledger,
+      output: await openOutputVolume(ctx.outputStore),
+      owner,
+      model,
+      startIndex: startIndexFor(
+        Number.isInteger(arrayIndex) ? arrayIndex : 0,
+        ctx.plan.counts.chunks,
+      ),
+      ...(values.batch ? { batchSize: intOption(values.batch, 'batch', 4) } : {}),
+      signal: controller.signal,
+      hardStopMs: 20_000,
+      onEvent: (event) =>
+        log({
+          level: event.type === 'failed' || event.type === 'warning' ? 'warn' : 'info',
+          owner,
+          ...event,
+        }),
+    });
+    log({ level: 'info', message: 'worker finished', owner, device: model.device, ...stats });
+    return 0;
+  } finally {
+    unwatch();
+    await model.close();
+  }
+}
+
+async function readModel(url: string): Promise<Uint8Array> {
+  if (!url.startsWith('s3://'))
+    return new Uint8Array(await readFile(url.startsWith('file://') ? new URL(url) : url));
+  const { bucket, key } = parseS3Url(url);
+  const bytes = await openStoreForUrl(`s3://${bucket}`).get(`/${key}`);
+  if (!bytes)
+    throw new Error(`model.url ${url} does not exist; upload the model or fix the manifest`);
+  return bytes;
+}

@@ -47,9 +47,7 @@ const JOB: BenchManifestOptions = {
 };
 const BATCH = 2;
 
-async function endToEnd(
-  shape: Vec3,
-): Promise<{
+async function endToEnd(shape: Vec3): Promise<{
   seconds: number;
   report: NonNullable<Awaited<ReturnType<typeof runLocal>>['report']>;
   rss: number;

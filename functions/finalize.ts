@@ -5,4 +5,5 @@ import type { FinalizeTaskEvent, FinalizeTaskResult } from './contracts.ts';
 
 const deps = cloudDepsFromEnv();
 
-export const handler = (event: FinalizeTaskEvent): Promise<FinalizeTaskResult> => finalizeStep(deps, event);
+export const handler = (event: FinalizeTaskEvent): Promise<FinalizeTaskResult> =>
+  finalizeStep(deps, event);

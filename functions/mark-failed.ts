@@ -5,4 +5,5 @@ import type { MarkFailedEvent } from './contracts.ts';
 
 const deps = cloudDepsFromEnv();
 
-export const handler = (event: MarkFailedEvent): Promise<{ jobId: string; reason: string }> => markFailedStep(deps, event);
+export const handler = (event: MarkFailedEvent): Promise<{ jobId: string; reason: string }> =>
+  markFailedStep(deps, event);

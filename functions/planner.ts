@@ -5,11 +5,14 @@
 import type { S3Event } from 'aws-lambda';
 import { handleManifestCreated, planFromManifest } from '../adapters/aws/cloud-steps.ts';
 import { cloudDepsFromEnv } from '../adapters/aws/deps.ts';
-import type { ManifestLocation, PlanTaskEvent, PlanTaskResult } from './contracts.ts';
+import { manifestLocations } from '../adapters/aws/s3-events.ts';
+import type { PlanTaskEvent, PlanTaskResult } from './contracts.ts';
 
 const deps = cloudDepsFromEnv();
 
-export async function handler(event: S3Event | PlanTaskEvent): Promise<PlanTaskResult | { planned: string[]; rejected: string[] }> {
+export async function handler(
+  event: S3Event | PlanTaskEvent,
+): Promise<PlanTaskResult | { planned: string[]; rejected: string[] }> {
   if ('Records' in event) {
     const outcomes = await handleManifestCreated(deps, manifestLocations(event));
     return {
@@ -20,13 +23,4 @@ export async function handler(event: S3Event | PlanTaskEvent): Promise<PlanTaskR
   const outcome = await planFromManifest(deps, event.manifest);
   if (outcome.kind === 'rejected') throw outcome.error;
   return outcome.result;
-}
-
-/** S3 event records → manifest locations (keys arrive URL-encoded, spaces as '+'). */
-export function manifestLocations(event: S3Event): ManifestLocation[] {
-  return event.Records.filter((r) => r.eventName.startsWith('ObjectCreated')).map((r) => ({
-    bucket: r.s3.bucket.name,
-    key: decodeURIComponent(r.s3.object.key.replace(/\+/g, ' ')),
-    ...(r.s3.object.versionId ? { versionId: r.s3.object.versionId } : {}),
-  }));
 }

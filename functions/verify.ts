@@ -5,4 +5,5 @@ import type { VerifyTaskEvent, VerifyTaskResult } from './contracts.ts';
 
 const deps = cloudDepsFromEnv();
 
-export const handler = (event: VerifyTaskEvent): Promise<VerifyTaskResult> => verifyStep(deps, event);
+export const handler = (event: VerifyTaskEvent): Promise<VerifyTaskResult> =>
+  verifyStep(deps, event);

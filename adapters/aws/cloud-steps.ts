@@ -7,8 +7,10 @@ import type { Ledger } from '../../core/ledger/index.ts';
 import {
   type CloudPolicy,
   checkCloudPolicy,
+  cloudPolicyIssues,
   type Manifest,
   ManifestError,
+  type ManifestUrls,
   parseManifest,
   parseManifestText,
 } from '../../core/manifest/index.ts';
@@ -113,15 +115,30 @@ export async function planFromManifest(
     checkCloudPolicy(manifest, deps.policy, source);
   } catch (e) {
     if (!(e instanceof ManifestError)) throw e;
-    // Rejected: one status document, no job rows, nothing started.
+    // Rejected: one status document, no job rows, nothing started. The URL policy is
+    // checked on the raw document too, so the sender sees every problem at once.
+    const raw = tryJson(new TextDecoder().decode(bytes));
+    const extra =
+      e.issues.some((i) => i.path === '') || typeof raw !== 'object' || raw === null
+        ? []
+        : cloudPolicyIssues(raw as ManifestUrls, deps.policy).filter(
+            (p) => !e.issues.some((i) => i.path === p.path),
+          );
+    const error = extra.length > 0 ? new ManifestError([...e.issues, ...extra], { source }) : e;
     const name = rejectedName(loc.key, bytes);
     const statusKey = KEYS.status(name);
     await writeStatus(
       deps,
-      { jobId: name, status: 'REJECTED', manifest: loc, reason: e.message, errors: [...e.issues] },
+      {
+        jobId: name,
+        status: 'REJECTED',
+        manifest: loc,
+        reason: error.message,
+        errors: [...error.issues],
+      },
       statusKey,
     );
-    return { kind: 'rejected', statusKey, error: e };
+    return { kind: 'rejected', statusKey, error };
   }
   const jobId = cloudJobId(manifest.name, loc, version);
   const frozen: FrozenManifest = {

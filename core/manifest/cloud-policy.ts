@@ -15,10 +15,23 @@ export interface CloudPolicy {
 
 const RESERVED_PREFIXES = ['manifests', 'jobs'];
 
-export function cloudPolicyIssues(m: Manifest, policy: CloudPolicy): ManifestIssue[] {
+/** The URL fields the policy looks at; loose so an otherwise invalid manifest is checked too. */
+export interface ManifestUrls {
+  name?: unknown;
+  input?: { url?: unknown } | undefined;
+  output?: { url?: unknown } | undefined;
+  model?: { url?: unknown } | undefined;
+}
+
+export function cloudPolicyIssues(
+  m: Manifest | ManifestUrls,
+  policy: CloudPolicy,
+): ManifestIssue[] {
   const issues: ManifestIssue[] = [];
   const buckets = [policy.stackBucket, ...policy.allowedBuckets];
-  const check = (path: string, url: string): void => {
+  const check = (path: string, url: unknown): void => {
+    // A missing or non-string URL is the schema's to report.
+    if (typeof url !== 'string') return;
     if (!isS3Url(url)) {
       issues.push({
         path,
@@ -33,16 +46,18 @@ export function cloudPolicyIssues(m: Manifest, policy: CloudPolicy): ManifestIss
       });
     }
   };
-  check('input.url', m.input.url);
-  check('output.url', m.output.url);
-  check('model.url', m.model.url);
+  check('input.url', m.input?.url);
+  check('output.url', m.output?.url);
+  check('model.url', m.model?.url);
+  const out = m.output?.url;
   if (
-    isS3Url(m.output.url) &&
-    RESERVED_PREFIXES.some((p) => s3UrlIsUnder(m.output.url, policy.stackBucket, p))
+    typeof out === 'string' &&
+    isS3Url(out) &&
+    RESERVED_PREFIXES.some((p) => s3UrlIsUnder(out, policy.stackBucket, p))
   ) {
     issues.push({
       path: 'output.url',
-      message: `must not be under ${RESERVED_PREFIXES.map((p) => `${p}/`).join(' or ')} of the stack bucket; choose e.g. s3://${policy.stackBucket}/outputs/${m.name}.zarr`,
+      message: `must not be under ${RESERVED_PREFIXES.map((p) => `${p}/`).join(' or ')} of the stack bucket; choose e.g. s3://${policy.stackBucket}/outputs/${String(m.name ?? 'job')}.zarr`,
     });
   }
   return issues;

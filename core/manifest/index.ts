@@ -1,7 +1,12 @@
 // Public surface of the manifest module: parse and validate job manifests, their JSON
 // Schema, and the storage-URL helpers the AWS side reuses for bucket checks.
 
-export { type CloudPolicy, checkCloudPolicy, cloudPolicyIssues } from './cloud-policy.ts';
+export {
+  type CloudPolicy,
+  checkCloudPolicy,
+  cloudPolicyIssues,
+  type ManifestUrls,
+} from './cloud-policy.ts';
 export { InvalidUrlError, ManifestError, type ManifestIssue } from './errors.ts';
 export { type JsonSchema, manifestJsonSchema } from './json-schema.ts';
 export {

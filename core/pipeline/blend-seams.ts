@@ -43,7 +43,8 @@ export async function blendSeams(
   const lane = async (): Promise<void> => {
     for (let r = it.next(); !r.done; r = it.next()) {
       await blendSeamBlock(ctx, output, r.value);
-      o.onBlock?.(++done);
+      done++;
+      o.onBlock?.(done);
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? 4) }, lane));

@@ -1,0 +1,290 @@
+// The cloud data plane end to end against real emulators (s3rver, DynamoDB Local) or,
+// with AWS_ENDPOINT_URL set, LocalStack or a real account: manifest uploaded → planner
+// handler called with the S3 event → `tessera worker` processes (the container
+// command) → verify → blend → finalize; output compared with the reference.
+
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import type { S3Event } from 'aws-lambda';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { registerS3 } from '../../adapters/aws/clients.ts';
+import {
+  blendStep,
+  type CloudDeps,
+  finalizeStep,
+  handleManifestCreated,
+  readStatus,
+  verifyStep,
+} from '../../adapters/aws/cloud-steps.ts';
+import { cloudDeps } from '../../adapters/aws/deps.ts';
+import { DynamoLedger } from '../../adapters/aws/dynamo-ledger.ts';
+import { manifestLocations } from '../../adapters/aws/s3-events.ts';
+import { S3Store } from '../../adapters/aws/s3-store.ts';
+import { Box, type Vec3 } from '../../core/geometry/index.ts';
+import { openOutputVolume } from '../../core/volume/index.ts';
+import { writeZarrArray } from '../../core/volume/write-array.ts';
+import type { BlendItem, PipelineInput } from '../../functions/contracts.ts';
+import { type DynamoUnderTest, startDynamo } from '../helpers/dynamo-emulator.ts';
+import { FIXTURE_MODELS, lcgVolume, maxAbsDiff, referenceFor } from '../helpers/job-dir.ts';
+import {
+  EMULATOR_CREDENTIALS,
+  type S3Emulator,
+  startS3,
+  uniqueBucketName,
+} from '../helpers/s3-emulator.ts';
+
+const BIN = new URL('../../bin/tessera.js', import.meta.url).pathname;
+const SHAPE: Vec3 = [18, 40, 36];
+const PATCH: Vec3 = [8, 12, 12];
+const OVERLAP: Vec3 = [2, 4, 4];
+
+let s3: S3Emulator;
+let ddb: DynamoUnderTest;
+let bucket: string;
+let table: string;
+let deps: CloudDeps;
+const started: { name: string; input: PipelineInput }[] = [];
+const data = lcgVolume(SHAPE, 21);
+
+function workerEnv(): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    ...ddb.childEnv,
+    AWS_ENDPOINT_URL_S3: s3.endpoint,
+    AWS_ACCESS_KEY_ID: EMULATOR_CREDENTIALS.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: EMULATOR_CREDENTIALS.secretAccessKey,
+    AWS_REGION: 'us-east-1',
+    AWS_EC2_METADATA_DISABLED: 'true',
+    TESSERA_TABLE: table,
+    TESSERA_BUCKET: bucket,
+  };
+}
+
+beforeAll(async () => {
+  [s3, ddb] = await Promise.all([startS3(), startDynamo()]);
+  bucket = uniqueBucketName('pipeline');
+  await s3.createBucket(bucket);
+  table = await ddb.createTable();
+  registerS3(s3.client);
+  const names = new Set<string>();
+  deps = {
+    ...cloudDeps(
+      {
+        table,
+        bucket,
+        allowedBuckets: [],
+        stateMachineArn: undefined,
+        maxChunks: undefined,
+        maxRounds: 3,
+      },
+      { s3: s3.client, ledger: new DynamoLedger({ client: ddb.client, table }) },
+    ),
+    leaseMs: 4000,
+    // Step Functions' StartExecution semantics: the name is unique per state machine.
+    startExecution: async (name, input) => {
+      started.push({ name, input });
+      const alreadyExists = names.has(name);
+      names.add(name);
+      return alreadyExists
+        ? { alreadyExists }
+        : { executionArn: `arn:aws:states:::execution:tessera:${name}`, alreadyExists };
+    },
+  };
+  const bucketStore = new S3Store({ client: s3.client, bucket });
+  await writeZarrArray(new S3Store({ client: s3.client, bucket, prefix: 'data/input.zarr' }), {
+    data,
+    shape: [...SHAPE],
+    chunkShape: [8, 16, 16],
+  });
+  await bucketStore.set(
+    '/models/realistic.onnx',
+    new Uint8Array(readFileSync(join(FIXTURE_MODELS, 'realistic.onnx'))),
+  );
+}, 120_000);
+
+afterAll(async () => {
+  await Promise.allSettled([s3?.stop(), ddb?.stop()]);
+});
+
+function manifest(name: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    version: 1,
+    name,
+    input: { url: `s3://${bucket}/data/input.zarr` },
+    output: {
+      url: `s3://${bucket}/outputs/${name}.zarr`,
+      dtype: 'float32',
+      blockShape: [6, 10, 9],
+    },
+    model: { url: `s3://${bucket}/models/realistic.onnx`, patchShape: PATCH, outputChannels: 2 },
+    overlap: OVERLAP,
+    blend: 'gaussian',
+    chunkShape: [8, 20, 16],
+    compute: { device: 'cpu', maxWorkers: 3, spot: true },
+    ...extra,
+  };
+}
+
+/** Uploads a manifest and returns the S3 event a bucket notification would deliver. */
+async function upload(key: string, body: unknown): Promise<S3Event> {
+  const bytes = typeof body === 'string' ? body : JSON.stringify(body);
+  const r = await s3.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: bytes }));
+  const record = {
+    eventName: 'ObjectCreated:Put',
+    s3: {
+      bucket: { name: bucket },
+      object: {
+        key: encodeURIComponent(key).replace(/%2F/g, '/'),
+        eTag: (r.ETag ?? '').replaceAll('"', ''),
+        ...(r.VersionId ? { versionId: r.VersionId } : {}),
+      },
+    },
+  };
+  return { Records: [record] } as unknown as S3Event;
+}
+
+function runWorker(
+  jobId: string,
+  env: NodeJS.ProcessEnv = workerEnv(),
+): { done: Promise<number | null>; kill: (s: NodeJS.Signals) => void; lines: string[] } {
+  const child = spawn(process.execPath, [BIN, 'worker', '--job', jobId], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: string[] = [];
+  let err = '';
+  child.stdout.on('data', (b: Buffer) => lines.push(...b.toString().split('\n').filter(Boolean)));
+  child.stderr.on('data', (b: Buffer) => (err += b));
+  return {
+    done: new Promise((resolve) =>
+      child.on('exit', (code) => {
+        if (code !== 0) process.stderr.write(`worker exited ${code}: ${err}\n`);
+        resolve(code);
+      }),
+    ),
+    kill: (s) => child.kill(s),
+    lines,
+  };
+}
+
+describe('cloud pipeline on S3 + DynamoDB', () => {
+  it('manifest event → plan → workers → verify → blend → finalize equals the reference', async () => {
+    const event = await upload('manifests/cells.json', manifest('cells'));
+    const [outcome] = await handleManifestCreated(deps, manifestLocations(event));
+    expect(outcome?.kind).toBe('planned');
+    if (outcome?.kind !== 'planned') return;
+    const { jobId } = outcome.result;
+    expect(started.map((s) => s.name)).toContain(jobId);
+    expect((await readStatus(deps, jobId))?.status).toBe('PLANNED');
+
+    const workers = [runWorker(jobId), runWorker(jobId)];
+    expect(await Promise.all(workers.map((w) => w.done))).toEqual([0, 0]);
+    const verify = await verifyStep(deps, { jobId, round: 1 });
+    expect(verify.status).toBe('COMPLETE');
+
+    const items = JSON.parse(
+      new TextDecoder().decode(await deps.bucketStore.get(`/${outcome.result.blendItemsKey}`)),
+    ) as BlendItem[];
+    expect(items.length).toBe(outcome.result.blendItemCount);
+    let blended = 0;
+    for (const item of items) blended += (await blendStep(deps, item)).blocks;
+    expect(blended).toBe(outcome.result.seamBlocks);
+    const fin = await finalizeStep(deps, { jobId });
+    expect(fin.status).toBe('SUCCEEDED');
+    expect((await readStatus(deps, jobId))?.status).toBe('SUCCEEDED');
+
+    const out = await openOutputVolume(
+      new S3Store({ client: s3.client, bucket, prefix: 'outputs/cells.zarr' }),
+    );
+    const got = await out.readBox(Box.ofShape(SHAPE));
+    const expected = await referenceFor({
+      data,
+      shape: SHAPE,
+      model: join(FIXTURE_MODELS, 'realistic.onnx'),
+      patchShape: PATCH,
+      overlap: OVERLAP,
+      blend: 'gaussian',
+      outputChannels: 2,
+    });
+    expect(maxAbsDiff(Float32Array.from(got.data), expected)).toBeLessThanOrEqual(1e-5);
+    const report = JSON.parse(
+      new TextDecoder().decode(
+        await new S3Store({ client: s3.client, bucket, prefix: 'outputs/cells.zarr' }).get(
+          '/report.json',
+        ),
+      ),
+    );
+    expect(report.chunks.DONE).toBe(outcome.result.chunks);
+    expect(report.patches.inferred).toBe(report.patches.total);
+  });
+
+  it('duplicate S3 events (and a replayed event) create one job and one execution name', async () => {
+    const event = await upload('manifests/dup.json', manifest('dup'));
+    const before = started.length;
+    // Sequential: s3rver (unlike S3) lets a reader see a half-written object, so two
+    // planners racing to create the same output array would trip over it here.
+    const results = [
+      await handleManifestCreated(deps, manifestLocations(event)),
+      await handleManifestCreated(deps, manifestLocations(event)),
+    ];
+    const again = await handleManifestCreated(deps, manifestLocations(event));
+    const ids = [...results.flat(), ...again].map((o) =>
+      o.kind === 'planned' ? o.result.jobId : 'rejected',
+    );
+    expect(new Set(ids).size).toBe(1);
+    const created = [...results.flat(), ...again].filter((o) => o.kind === 'planned' && o.created);
+    expect(created.length).toBe(1);
+    const names = started.slice(before).map((s) => s.name);
+    expect(new Set(names)).toEqual(new Set([ids[0]]));
+    // A new version of the object is a new job.
+    const v2 = await upload('manifests/dup.json', manifest('dup', { blend: 'bump' }));
+    const [second] = await handleManifestCreated(deps, manifestLocations(v2));
+    expect(second?.kind === 'planned' && second.result.jobId).not.toBe(ids[0]);
+  });
+
+  it('an invalid manifest writes REJECTED with every error and starts nothing', async () => {
+    const before = started.length;
+    const bad = manifest('bad-one', { overlap: [8, 4, 4] });
+    (bad.input as Record<string, unknown>).url = 's3://some-other-bucket/in.zarr';
+    const event = await upload('manifests/bad.json', bad);
+    const [outcome] = await handleManifestCreated(deps, manifestLocations(event));
+    expect(outcome?.kind).toBe('rejected');
+    expect(started.length).toBe(before);
+    const status = JSON.parse(
+      new TextDecoder().decode(await deps.bucketStore.get('/jobs/bad-one/status.json')),
+    );
+    expect(status.status).toBe('REJECTED');
+    const paths = (status.errors as { path: string }[]).map((e) => e.path);
+    expect(paths).toContain('overlap[0]');
+    expect(paths).toContain('input.url');
+    const garbage = await upload('manifests/not-json.json', '{ nope');
+    const [g] = await handleManifestCreated(deps, manifestLocations(garbage));
+    expect(g?.kind).toBe('rejected');
+    expect((await readStatus(deps, 'not-json'))?.status).toBe('REJECTED');
+  });
+
+  it('SIGTERM makes a worker release its chunk at once and exit', async () => {
+    const event = await upload(
+      'manifests/term.json',
+      manifest('term', { chunkShape: [6, 10, 10] }),
+    );
+    const [outcome] = await handleManifestCreated(deps, manifestLocations(event));
+    if (outcome?.kind !== 'planned') throw new Error('not planned');
+    const w = runWorker(outcome.result.jobId);
+    const t0 = Date.now();
+    while (!w.lines.some((l) => l.includes('"claimed"')) && Date.now() - t0 < 60_000)
+      await new Promise((r) => setTimeout(r, 20));
+    w.kill('SIGTERM');
+    const killedAt = Date.now();
+    expect(await w.done).toBe(0);
+    expect(Date.now() - killedAt).toBeLessThan(30_000);
+    expect(w.lines.some((l) => l.includes('"released"'))).toBe(true);
+    const counts = await deps.ledger.counts(outcome.result.jobId);
+    expect(counts.RUNNING).toBe(0);
+    // Released chunks did not burn an attempt.
+    for await (const row of deps.ledger.list(outcome.result.jobId, 'PENDING'))
+      expect(row.attempts).toBe(0);
+  });
+});

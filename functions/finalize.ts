@@ -1,9 +1,13 @@
 // Finalize Lambda: viewer metadata, report.json, status SUCCEEDED.
 import { finalizeStep } from '../adapters/aws/cloud-steps.ts';
 import { cloudDepsFromEnv } from '../adapters/aws/deps.ts';
-import type { FinalizeTaskEvent, FinalizeTaskResult } from './contracts.ts';
+import type { FinalizeTaskEvent } from './contracts.ts';
+import { observe } from './observe.ts';
 
 const deps = cloudDepsFromEnv();
 
-export const handler = (event: FinalizeTaskEvent): Promise<FinalizeTaskResult> =>
-  finalizeStep(deps, event);
+export const handler = observe(
+  'Finalize',
+  (e: FinalizeTaskEvent) => finalizeStep(deps, e),
+  (e) => ({ jobId: e.jobId }),
+);

@@ -2,8 +2,12 @@
 import { markFailedStep } from '../adapters/aws/cloud-steps.ts';
 import { cloudDepsFromEnv } from '../adapters/aws/deps.ts';
 import type { MarkFailedEvent } from './contracts.ts';
+import { observe } from './observe.ts';
 
 const deps = cloudDepsFromEnv();
 
-export const handler = (event: MarkFailedEvent): Promise<{ jobId: string; reason: string }> =>
-  markFailedStep(deps, event);
+export const handler = observe(
+  'MarkFailed',
+  (e: MarkFailedEvent) => markFailedStep(deps, e),
+  (e) => ({ jobId: e.jobId }),
+);

@@ -7,12 +7,13 @@ import { handleManifestCreated, planFromManifest } from '../adapters/aws/cloud-s
 import { cloudDepsFromEnv } from '../adapters/aws/deps.ts';
 import { manifestLocations } from '../adapters/aws/s3-events.ts';
 import type { PlanTaskEvent, PlanTaskResult } from './contracts.ts';
+import { observe } from './observe.ts';
 
 const deps = cloudDepsFromEnv();
 
-export async function handler(
-  event: S3Event | PlanTaskEvent,
-): Promise<PlanTaskResult | { planned: string[]; rejected: string[] }> {
+type PlannerResult = PlanTaskResult | { planned: string[]; rejected: string[] };
+
+async function plan(event: S3Event | PlanTaskEvent): Promise<PlannerResult> {
   if ('Records' in event) {
     const outcomes = await handleManifestCreated(deps, manifestLocations(event));
     return {
@@ -21,6 +22,13 @@ export async function handler(
     };
   }
   const outcome = await planFromManifest(deps, event.manifest);
+  // From the state machine, a rejected manifest is a failed execution (MarkFailed records why).
   if (outcome.kind === 'rejected') throw outcome.error;
   return outcome.result;
 }
+
+export const handler = observe('Plan', plan, (e) =>
+  'Records' in e
+    ? { records: e.Records.length }
+    : { manifest: `s3://${e.manifest.bucket}/${e.manifest.key}` },
+);

@@ -1,0 +1,186 @@
+// The pipeline's Lambdas: thin handlers (functions/*.ts) bundled by esbuild on this
+// machine (no Docker). Each function has its own role holding only what its step does.
+//
+//   planner     S3 trigger + Plan task: read manifests/inputs, write jobs/, ledger rw,
+//               states:StartExecution on the pipeline (by name: see `stateMachineArn`)
+//   verify      ledger rw (expired leases may turn poison), jobs/ rw
+//   blend       read partials and output, write output (stack bucket or allowed buckets)
+//   finalize    as blend, plus the ledger (reads counts, stamps the job row)
+//   markFailed  jobs/ rw (status.json); no ledger, no outputs
+
+import { join } from 'node:path';
+import { ArnFormat, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
+import { Construct } from 'constructs';
+import { ENV, HANDLERS, KEYS } from '../../functions/contracts.ts';
+import { acknowledge, acknowledgeFindings } from '../nag.ts';
+import { REPO_ROOT } from '../paths.ts';
+import type { Storage } from './storage.ts';
+
+export type FunctionName = keyof typeof HANDLERS;
+
+/**
+ * Modules kept out of the Lambda bundles. The AWS SDK is bundled, not taken from the
+ * runtime: the handlers use @aws-sdk/lib-storage and lib-dynamodb at the versions the
+ * tests ran, which the runtime's SDK copy does not promise to match or contain.
+ */
+export const LAMBDA_EXTERNALS = [
+  // Native inference runtime (hundreds of MB): workers only. A handler importing it
+  // would fail at cold start; the bundling test catches that before a deploy does.
+  'onnxruntime-node',
+];
+
+export interface FunctionsProps {
+  readonly storage: Storage;
+  /** Name of the pipeline state machine the planner starts (see `stateMachineArn`). */
+  readonly stateMachineName: string;
+  readonly maxRounds: number;
+  readonly maxChunks: number;
+}
+
+interface Sizing {
+  memoryMiB: number;
+  timeout: Duration;
+}
+
+const SIZING: Record<FunctionName, Sizing> = {
+  // Planning writes one ledger row per chunk: ~10^6 rows at ~4,000 writes/s fits in 15 min.
+  planner: { memoryMiB: 1769, timeout: Duration.minutes(15) },
+  verify: { memoryMiB: 512, timeout: Duration.minutes(5) },
+  // Sums partials of ~64 seam blocks per item; memory is the block buffers.
+  blend: { memoryMiB: 3008, timeout: Duration.minutes(15) },
+  finalize: { memoryMiB: 1769, timeout: Duration.minutes(15) },
+  markFailed: { memoryMiB: 256, timeout: Duration.minutes(1) },
+};
+
+export class Functions extends Construct {
+  readonly fns: Record<FunctionName, lambda.Function>;
+  /** ARN of the pipeline state machine, built from its name. */
+  readonly stateMachineArn: string;
+
+  constructor(scope: Construct, id: string, props: FunctionsProps) {
+    super(scope, id);
+    const { storage } = props;
+    // The planner must know the state machine, and the state machine invokes the planner:
+    // referencing the state machine's ARN attribute would be a dependency cycle. Its
+    // name is fixed by the stack, so the ARN is known without referencing the resource.
+    this.stateMachineArn = Stack.of(this).formatArn({
+      service: 'states',
+      resource: 'stateMachine',
+      resourceName: props.stateMachineName,
+      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    });
+
+    const environment: Record<string, string> = {
+      [ENV.table]: storage.table.tableName,
+      [ENV.bucket]: storage.bucket.bucketName,
+      [ENV.allowedBuckets]: storage.allowedBucketNames.join(','),
+      [ENV.maxRounds]: String(props.maxRounds),
+      [ENV.maxChunks]: String(props.maxChunks),
+      NODE_OPTIONS: '--enable-source-maps',
+    };
+
+    const make = (name: FunctionName, extraEnv: Record<string, string> = {}): lambda.Function => {
+      const sizing = SIZING[name];
+      const logGroup = new logs.LogGroup(this, `${name}Logs`, {
+        retention: logs.RetentionDays.ONE_MONTH,
+        removalPolicy: RemovalPolicy.DESTROY,
+      });
+      // Own role, no AWSLambdaBasicExecutionRole: log writes scoped to this log group.
+      const role = new iam.Role(this, `${name}Role`, {
+        assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+        description: `Tessera ${name} Lambda`,
+      });
+      logGroup.grantWrite(role);
+      const fn = new nodejs.NodejsFunction(this, name, {
+        entry: join(REPO_ROOT, HANDLERS[name]),
+        handler: 'handler',
+        projectRoot: REPO_ROOT,
+        depsLockFilePath: join(REPO_ROOT, 'package-lock.json'),
+        runtime: lambda.Runtime.NODEJS_22_X,
+        architecture: lambda.Architecture.X86_64,
+        memorySize: sizing.memoryMiB,
+        timeout: sizing.timeout,
+        role,
+        logGroup,
+        environment: { ...environment, ...extraEnv },
+        bundling: {
+          forceDockerBundling: false,
+          format: nodejs.OutputFormat.ESM,
+          target: 'node22',
+          mainFields: ['module', 'main'],
+          externalModules: LAMBDA_EXTERNALS,
+          // Bundled CommonJS dependencies still call require(); ESM has none by default.
+          banner:
+            "import { createRequire as __tesseraRequire } from 'node:module'; const require = __tesseraRequire(import.meta.url);",
+          minify: true,
+          sourceMap: true,
+          logLevel: nodejs.LogLevel.ERROR,
+        },
+      });
+      acknowledge(
+        fn,
+        'AwsSolutions-L1',
+        'nodejs22.x on purpose: the workers, the CI and the local test runs use Node 22, so handlers run on the runtime they are tested on.',
+      );
+      return fn;
+    };
+
+    const planner = make('planner', { [ENV.stateMachineArn]: this.stateMachineArn });
+    storage.grantReadBucket(planner);
+    storage.grantWriteJobs(planner);
+    storage.grantAllowedBuckets(planner, 'read');
+    storage.grantLedger(planner, 'readwrite');
+    planner.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['states:StartExecution'],
+        resources: [this.stateMachineArn],
+      }),
+    );
+    storage.bucket.addEventNotification(
+      // s3:ObjectCreated:* covers PUT, POST, COPY and multipart uploads of a manifest.
+      s3.EventType.OBJECT_CREATED,
+      new s3n.LambdaDestination(planner),
+      { prefix: KEYS.manifestPrefix, suffix: '.json' },
+    );
+    // The notification is configured by CDK's singleton custom resource (one per stack).
+    const notificationsHandler = Stack.of(this).node.children.find((c) =>
+      c.node.id.startsWith('BucketNotificationsHandler'),
+    );
+    if (notificationsHandler !== undefined) {
+      acknowledgeFindings(
+        notificationsHandler,
+        'AwsSolutions-IAM4',
+        /AWSLambdaBasicExecutionRole$/,
+        "CDK's bucket-notifications custom resource runs once per deployment; its role is CDK-managed and only logs besides s3:PutBucketNotification.",
+      );
+    }
+
+    const verify = make('verify');
+    storage.grantReadBucket(verify);
+    storage.grantWriteJobs(verify);
+    storage.grantLedger(verify, 'readwrite');
+
+    const blend = make('blend');
+    storage.grantReadBucket(blend);
+    storage.grantWriteOutputs(blend);
+    storage.grantAllowedBuckets(blend, 'readwrite');
+
+    const finalize = make('finalize');
+    storage.grantReadBucket(finalize);
+    storage.grantWriteOutputs(finalize);
+    storage.grantAllowedBuckets(finalize, 'readwrite');
+    storage.grantLedger(finalize, 'readwrite');
+
+    const markFailed = make('markFailed');
+    storage.grantReadBucket(markFailed);
+    storage.grantWriteJobs(markFailed);
+
+    this.fns = { planner, verify, blend, finalize, markFailed };
+  }
+}

@@ -1,0 +1,370 @@
+// The pipeline state machine (standard). Input: PipelineInput {manifest:{bucket,key,versionId?}}.
+//
+//   Plan ─► StartRounds ─► ChooseQueue ─┬─ gpu ─► GpuArrayOrSingle ─► WorkGpuArray | WorkGpu ─┐
+//                ▲                      └─ cpu ─► CpuArrayOrSingle ─► WorkCpuArray | WorkCpu ─┤
+//                │                                                                           ▼
+//                │                   (a failed Batch job goes on too: the ledger decides) CountRound
+//                │                                                                           ▼
+//                └──── INCOMPLETE, redrive ◄──────────────────────────── Verified? ◄──── Verify
+//                                                                           │
+//        FAILED / rounds used up ─► Unfinished ─► MarkFailed ─► Failed      │ COMPLETE
+//        any task error ─► PlanFailed | StepFailed ─┘                       ▼
+//                                          HasSeams? ─► Blend (Distributed Map) ─► Finalize ─► Succeeded
+//
+// State data: $.manifest (input), $.plan, $.work.round, $.verify, $.error, $.failure, $.result.
+// The Batch task's own output (a job description) is discarded: it can exceed the 256 KiB
+// state limit and nothing downstream needs it.
+
+import { Duration } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
+import { Construct } from 'constructs';
+import { KEYS } from '../../functions/contracts.ts';
+import { acknowledgeFindings } from '../nag.ts';
+import type { FunctionName } from './functions.ts';
+import type { Storage } from './storage.ts';
+
+/** State names: stable, because local runs map tasks to handlers by name. */
+export const STATES = {
+  plan: 'Plan',
+  startRounds: 'StartRounds',
+  chooseQueue: 'ChooseQueue',
+  gpuArrayOrSingle: 'GpuArrayOrSingle',
+  cpuArrayOrSingle: 'CpuArrayOrSingle',
+  workGpuArray: 'WorkGpuArray',
+  workGpu: 'WorkGpu',
+  workCpuArray: 'WorkCpuArray',
+  workCpu: 'WorkCpu',
+  countRound: 'CountRound',
+  verify: 'Verify',
+  verified: 'Verified?',
+  hasSeams: 'HasSeams?',
+  blend: 'Blend',
+  blendRange: 'BlendRange',
+  finalize: 'Finalize',
+  succeeded: 'Succeeded',
+  unfinished: 'Unfinished',
+  unexplained: 'UnfinishedUnexplained',
+  planFailed: 'PlanFailed',
+  stepFailed: 'StepFailed',
+  markFailed: 'MarkFailed',
+  failed: 'Failed',
+  describeUnrecorded: 'DescribeUnrecorded',
+  failedUnrecorded: 'FailedUnrecorded',
+} as const;
+
+/** Error name of the Fail states (what a calling pipeline sees). */
+export const PIPELINE_ERROR = 'TesseraJobFailed';
+
+export interface WorkTarget {
+  readonly queueArn: string;
+  readonly jobDefinitionArn: string;
+}
+
+export interface PipelineProps {
+  readonly stateMachineName: string;
+  readonly storage: Storage;
+  readonly fns: Record<FunctionName, lambda.IFunction>;
+  readonly gpu: WorkTarget;
+  readonly cpu: WorkTarget;
+  /** Blend Lambdas running at once (each sums ~64 seam blocks). */
+  readonly blendConcurrency?: number;
+}
+
+// Lambda throttling is not among the service errors LambdaInvoke retries by default,
+// and a wide Distributed Map can hit the account's concurrency limit.
+const THROTTLED = {
+  errors: ['Lambda.TooManyRequestsException'],
+  interval: Duration.seconds(5),
+  maxAttempts: 8,
+  backoffRate: 2,
+};
+
+export class Pipeline extends Construct {
+  readonly stateMachine: sfn.StateMachine;
+  readonly logGroup: logs.LogGroup;
+
+  constructor(scope: Construct, id: string, props: PipelineProps) {
+    super(scope, id);
+    const { fns, storage } = props;
+
+    // --- failure paths -------------------------------------------------------------
+    const failed = new sfn.Fail(this, STATES.failed, {
+      error: PIPELINE_ERROR,
+      causePath: '$.failed.reason',
+    });
+    // MarkFailed itself failed: the execution still fails with what it was recording.
+    // (A Pass renders it: Fail's CausePath takes intrinsics on AWS, not in local runs.)
+    const failedUnrecorded = new sfn.Pass(this, STATES.describeUnrecorded, {
+      parameters: { cause: sfn.JsonPath.jsonToString(sfn.JsonPath.objectAt('$.failure')) },
+      resultPath: '$.unrecorded',
+    }).next(
+      new sfn.Fail(this, STATES.failedUnrecorded, {
+        error: PIPELINE_ERROR,
+        causePath: '$.unrecorded.cause',
+      }),
+    );
+    const markFailed = lambdaTask(this, STATES.markFailed, fns.markFailed, {
+      inputPath: '$.failure',
+      resultPath: '$.failed',
+    });
+    markFailed.addCatch(failedUnrecorded, { resultPath: '$.markFailedError' });
+    markFailed.next(failed);
+
+    // Before the plan there is no job id; afterwards every failure names it.
+    const planFailed = new sfn.Pass(this, STATES.planFailed, {
+      parameters: {
+        manifest: sfn.JsonPath.objectAt('$.manifest'),
+        error: sfn.JsonPath.objectAt('$.error'),
+      },
+      resultPath: '$.failure',
+    }).next(markFailed);
+    const stepFailed = new sfn.Pass(this, STATES.stepFailed, {
+      parameters: {
+        jobId: sfn.JsonPath.stringAt('$.plan.jobId'),
+        manifest: sfn.JsonPath.objectAt('$.manifest'),
+        error: sfn.JsonPath.objectAt('$.error'),
+      },
+      resultPath: '$.failure',
+    }).next(markFailed);
+    // Verify names poison chunks in `reason`; should it ever leave it out, say what it said.
+    const unfinished = new sfn.Pass(this, STATES.unfinished, {
+      parameters: {
+        jobId: sfn.JsonPath.stringAt('$.plan.jobId'),
+        manifest: sfn.JsonPath.objectAt('$.manifest'),
+        reason: sfn.JsonPath.stringAt('$.verify.reason'),
+      },
+      resultPath: '$.failure',
+    }).next(markFailed);
+    const unexplained = new sfn.Pass(this, STATES.unexplained, {
+      parameters: {
+        jobId: sfn.JsonPath.stringAt('$.plan.jobId'),
+        manifest: sfn.JsonPath.objectAt('$.manifest'),
+        reason: sfn.JsonPath.format(
+          'verify returned {} with {} chunk(s) unfinished after round {}',
+          sfn.JsonPath.stringAt('$.verify.status'),
+          sfn.JsonPath.stringAt('$.verify.remaining'),
+          sfn.JsonPath.stringAt('$.verify.round'),
+        ),
+      },
+      resultPath: '$.failure',
+    }).next(markFailed);
+    const catchTo = <T extends sfn.TaskStateBase | sfn.DistributedMap>(
+      state: T,
+      handler: sfn.IChainable,
+    ): T => {
+      state.addCatch(handler, { errors: [sfn.Errors.ALL], resultPath: '$.error' });
+      return state;
+    };
+
+    // --- plan ----------------------------------------------------------------------
+    const plan = catchTo(
+      lambdaTask(this, STATES.plan, fns.planner, {
+        payload: sfn.TaskInput.fromObject({ manifest: sfn.JsonPath.objectAt('$.manifest') }),
+        resultSelector: {
+          jobId: sfn.JsonPath.stringAt('$.jobId'),
+          arraySize: sfn.JsonPath.numberAt('$.arraySize'),
+          chunks: sfn.JsonPath.numberAt('$.chunks'),
+          seamBlocks: sfn.JsonPath.numberAt('$.seamBlocks'),
+          blendItemsKey: sfn.JsonPath.stringAt('$.blendItemsKey'),
+          blendItemCount: sfn.JsonPath.numberAt('$.blendItemCount'),
+          device: sfn.JsonPath.stringAt('$.device'),
+          // The blend Map reads its items from here (ItemReader's bucket path).
+          bucket: storage.bucket.bucketName,
+        },
+        resultPath: '$.plan',
+      }),
+      planFailed,
+    );
+    const startRounds = new sfn.Pass(this, STATES.startRounds, {
+      result: sfn.Result.fromObject({ round: 0 }),
+      resultPath: '$.work',
+    });
+
+    // --- work ----------------------------------------------------------------------
+    const countRound = new sfn.Pass(this, STATES.countRound, {
+      parameters: { round: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.work.round'), 1) },
+      resultPath: '$.work',
+    });
+    const submit = (name: string, target: WorkTarget, array: boolean): tasks.BatchSubmitJob => {
+      const task = new tasks.BatchSubmitJob(this, name, {
+        integrationPattern: sfn.IntegrationPattern.RUN_JOB,
+        jobName: sfn.JsonPath.format('tessera-{}', sfn.JsonPath.stringAt('$.plan.jobId')),
+        jobQueueArn: target.queueArn,
+        jobDefinitionArn: target.jobDefinitionArn,
+        payload: sfn.TaskInput.fromObject({ jobId: sfn.JsonPath.stringAt('$.plan.jobId') }),
+        // Batch array jobs need 2..10,000 children: size 1 takes the non-array task.
+        ...(array ? { arraySize: sfn.JsonPath.numberAt('$.plan.arraySize') } : {}),
+        resultPath: sfn.JsonPath.DISCARD,
+      });
+      task.addRetry({
+        errors: ['Batch.ServerException'],
+        interval: Duration.seconds(10),
+        maxAttempts: 3,
+        backoffRate: 2,
+      });
+      // A failed job (a child crashed, attempts used up) is not the job's verdict: the
+      // ledger is. Verify counts what is done and re-drives or fails, bounded by rounds.
+      task.addCatch(countRound, { errors: [sfn.Errors.TASKS_FAILED], resultPath: '$.workError' });
+      catchTo(task, stepFailed);
+      task.next(countRound);
+      return task;
+    };
+    const arrayOrSingle = (name: string, target: WorkTarget, prefix: 'Gpu' | 'Cpu') =>
+      new sfn.Choice(this, name)
+        .when(
+          sfn.Condition.numberGreaterThan('$.plan.arraySize', 1),
+          submit(STATES[`work${prefix}Array`], target, true),
+        )
+        .otherwise(submit(STATES[`work${prefix}`], target, false));
+    const chooseQueue = new sfn.Choice(this, STATES.chooseQueue)
+      .when(
+        sfn.Condition.stringEquals('$.plan.device', 'gpu'),
+        arrayOrSingle(STATES.gpuArrayOrSingle, props.gpu, 'Gpu'),
+      )
+      .otherwise(arrayOrSingle(STATES.cpuArrayOrSingle, props.cpu, 'Cpu'));
+
+    // --- verify --------------------------------------------------------------------
+    const verify = catchTo(
+      lambdaTask(this, STATES.verify, fns.verify, {
+        payload: sfn.TaskInput.fromObject({
+          jobId: sfn.JsonPath.stringAt('$.plan.jobId'),
+          round: sfn.JsonPath.numberAt('$.work.round'),
+        }),
+        resultPath: '$.verify',
+      }),
+      stepFailed,
+    );
+
+    // --- blend and finalize --------------------------------------------------------
+    const finalize = catchTo(
+      lambdaTask(this, STATES.finalize, fns.finalize, {
+        payload: sfn.TaskInput.fromObject({ jobId: sfn.JsonPath.stringAt('$.plan.jobId') }),
+        resultPath: '$.result',
+      }),
+      stepFailed,
+    ).next(new sfn.Succeed(this, STATES.succeeded, { outputPath: '$.result' }));
+
+    const blend = new sfn.DistributedMap(this, STATES.blend, {
+      // The planner's items are already ranges of seam blocks (its own batching), so no
+      // ItemBatcher: one item is one Lambda invocation of a bounded size.
+      itemReader: new sfn.S3JsonItemReader({
+        bucketNamePath: sfn.JsonPath.stringAt('$.plan.bucket'),
+        key: sfn.JsonPath.stringAt('$.plan.blendItemsKey'),
+      }),
+      maxConcurrency: props.blendConcurrency ?? 40,
+      toleratedFailurePercentage: 0,
+      mapExecutionType: sfn.StateMachineType.STANDARD,
+      resultPath: sfn.JsonPath.DISCARD,
+      label: 'BlendSeams',
+    });
+    blend.itemProcessor(
+      // The item itself (a BlendItem) is the event.
+      lambdaTask(this, STATES.blendRange, fns.blend, {
+        resultPath: sfn.JsonPath.DISCARD,
+      }),
+    );
+    catchTo(blend, stepFailed).next(finalize);
+    const hasSeams = new sfn.Choice(this, STATES.hasSeams)
+      .when(sfn.Condition.numberGreaterThan('$.plan.blendItemCount', 0), blend)
+      .otherwise(finalize);
+
+    const verified = new sfn.Choice(this, STATES.verified)
+      .when(sfn.Condition.stringEquals('$.verify.status', 'COMPLETE'), hasSeams)
+      .when(
+        sfn.Condition.and(
+          sfn.Condition.stringEquals('$.verify.status', 'INCOMPLETE'),
+          sfn.Condition.booleanEquals('$.verify.redrive', true),
+        ),
+        chooseQueue,
+      )
+      .when(sfn.Condition.isPresent('$.verify.reason'), unfinished)
+      .otherwise(unexplained);
+
+    countRound.next(verify);
+    verify.next(verified);
+    const definition = plan.next(startRounds).next(chooseQueue);
+
+    this.logGroup = new logs.LogGroup(this, 'Logs', {
+      retention: logs.RetentionDays.THREE_MONTHS,
+    });
+    this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
+      stateMachineName: props.stateMachineName,
+      stateMachineType: sfn.StateMachineType.STANDARD,
+      definitionBody: sfn.DefinitionBody.fromChainable(definition),
+      tracingEnabled: true,
+      logs: { destination: this.logGroup, level: sfn.LogLevel.ALL, includeExecutionData: true },
+    });
+    // The blend Map reads items only from jobs/<jobId>/blend-items.json.
+    this.stateMachine.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['s3:GetObject'],
+        resources: [storage.bucket.arnForObjects(KEYS.blendItems('*'))],
+      }),
+    );
+    const sm = this.stateMachine;
+    acknowledgeFindings(
+      sm,
+      'AwsSolutions-IAM5',
+      /^Resource::\*$/,
+      'X-Ray tracing and CloudWatch Logs log delivery (execution logging) have no resource-level permissions: both need "*".',
+    );
+    acknowledgeFindings(
+      sm,
+      'AwsSolutions-IAM5',
+      /^Resource::<Functions[A-Za-z0-9]+\.Arn>:\*$/,
+      'LambdaInvoke grants the pipeline functions and their versions/aliases (function ARN + ":*"); nothing else.',
+    );
+    acknowledgeFindings(
+      sm,
+      'AwsSolutions-IAM5',
+      /:job-definition\/\*$/,
+      'batch:SubmitJob is authorized against the revisioned job definition ARN; the queue resource in the same statement is exact.',
+    );
+    acknowledgeFindings(
+      sm,
+      'AwsSolutions-IAM5',
+      /\/jobs\/\*\/blend-items\.json$/,
+      "The blend Map's ItemReader reads one file per job: jobs/<jobId>/blend-items.json in the stack bucket.",
+    );
+    acknowledgeFindings(
+      sm,
+      'AwsSolutions-IAM5',
+      /:execution:.*\*$/,
+      "The Distributed Map starts child executions of this state machine with generated names; the grant is this state machine's executions only.",
+    );
+  }
+}
+
+interface LambdaTaskOptions {
+  /** The event; without it the (InputPath-selected) state input is the event. */
+  payload?: sfn.TaskInput;
+  inputPath?: string;
+  resultSelector?: Record<string, unknown>;
+  resultPath?: string;
+}
+
+function lambdaTask(
+  scope: Construct,
+  name: string,
+  fn: lambda.IFunction,
+  o: LambdaTaskOptions,
+): tasks.LambdaInvoke {
+  const task = new tasks.LambdaInvoke(scope, name, {
+    lambdaFunction: fn,
+    ...(o.payload ? { payload: o.payload } : {}),
+    ...(o.inputPath ? { inputPath: o.inputPath } : {}),
+    // The handler's return value is the task result (no {Payload, StatusCode} envelope):
+    // state paths read $.verify.status, and an optional field may simply be absent.
+    payloadResponseOnly: true,
+    // Retries Lambda.ServiceException, AWSLambdaException, SdkClientException, timeouts.
+    retryOnServiceExceptions: true,
+    ...(o.resultSelector ? { resultSelector: o.resultSelector } : {}),
+    ...(o.resultPath ? { resultPath: o.resultPath } : {}),
+  });
+  task.addRetry(THROTTLED);
+  return task;
+}

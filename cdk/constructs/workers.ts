@@ -1,0 +1,147 @@
+// The worker fleet's job definitions: the container images (built from
+// containers/worker/ at deploy time), the job role, and the retry policy.
+//
+// Retry policy: Batch re-runs an attempt only when the host went away (Spot reclaim);
+// any other failure ends the attempt. Work lost to a crash is not lost to the job: the
+// ledger still holds the chunk and the Verify step re-drives it, bounded by maxRounds.
+// Retrying crashes here would instead repeat a poison chunk's crash five times per round.
+
+import { type Duration, RemovalPolicy, Size } from 'aws-cdk-lib';
+import * as batch from 'aws-cdk-lib/aws-batch';
+import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { ENV } from '../../functions/contracts.ts';
+import { acknowledgeFindings } from '../nag.ts';
+import { REPO_ROOT } from '../paths.ts';
+import type { Storage } from './storage.ts';
+
+export const WORKER_DOCKERFILES = {
+  cpu: 'containers/worker/Dockerfile',
+  gpu: 'containers/worker/Dockerfile.cuda',
+} as const;
+
+/** The job's id reaches the container as a Batch parameter substituted into the command. */
+export const WORKER_COMMAND = ['worker', '--job', 'Ref::jobId'];
+
+/** Batch attempts per array child: covers a few Spot reclaims in a row. */
+export const WORKER_ATTEMPTS = 5;
+
+export const RETRY_ON_HOST_LOSS = [
+  // EC2 Spot reclaim (and any other loss of the instance) as Batch reports it.
+  'Host EC2*',
+  // Fargate Spot reclaim.
+  'Your Spot Task was interrupted*',
+];
+
+export interface WorkersProps {
+  readonly storage: Storage;
+  /** Attempt timeout: a worker claims chunks until none are left, so this bounds a hang. */
+  readonly timeout: Duration;
+  /** Fargate tasks need a public IP when the subnets have no NAT. */
+  readonly assignPublicIp: boolean;
+  /** Build the images for x86_64 whatever machine runs `cdk deploy`. */
+  readonly platform?: ecrAssets.Platform;
+}
+
+export class Workers extends Construct {
+  readonly gpuJobDefinition: batch.EcsJobDefinition;
+  readonly cpuJobDefinition: batch.EcsJobDefinition;
+  readonly jobRole: iam.Role;
+  readonly executionRole: iam.Role;
+
+  constructor(scope: Construct, id: string, props: WorkersProps) {
+    super(scope, id);
+    const { storage } = props;
+    const platform = props.platform ?? ecrAssets.Platform.LINUX_AMD64;
+
+    this.jobRole = new iam.Role(this, 'JobRole', {
+      assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
+      description: 'Tessera worker containers: the ledger and the job data',
+    });
+    storage.grantReadBucket(this.jobRole);
+    storage.grantWriteJobs(this.jobRole);
+    storage.grantWriteOutputs(this.jobRole);
+    storage.grantAllowedBuckets(this.jobRole, 'readwrite');
+    storage.grantLedger(this.jobRole, 'readwrite');
+
+    // Own execution role instead of the default one with AmazonECSTaskExecutionRolePolicy:
+    // the image assets and the log group grant exactly what pulling and logging need.
+    this.executionRole = new iam.Role(this, 'ExecutionRole', {
+      assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
+      description: 'Tessera worker containers: pull the image, write logs',
+    });
+
+    acknowledgeFindings(
+      this.executionRole,
+      'AwsSolutions-IAM5',
+      /^Resource::\*$/,
+      'ecr:GetAuthorizationToken has no resource-level permissions; image pulls themselves are scoped to the asset repository.',
+    );
+
+    const logGroup = new logs.LogGroup(this, 'Logs', {
+      retention: logs.RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const logging = ecs.LogDriver.awsLogs({ logGroup, streamPrefix: 'worker' });
+
+    const environment: Record<string, string> = {
+      [ENV.table]: storage.table.tableName,
+      [ENV.bucket]: storage.bucket.bucketName,
+      [ENV.allowedBuckets]: storage.allowedBucketNames.join(','),
+    };
+    const image = (file: string) =>
+      ecs.ContainerImage.fromAsset(REPO_ROOT, { file, platform, exclude: ['cdk.out'] });
+
+    const retryStrategies = [
+      ...RETRY_ON_HOST_LOSS.map((onStatusReason) =>
+        batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.custom({ onStatusReason })),
+      ),
+      batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom({ onStatusReason: '*' })),
+    ];
+    const common = {
+      retryAttempts: WORKER_ATTEMPTS,
+      retryStrategies,
+      timeout: props.timeout,
+      // The submit task sets jobId; the default keeps a hand-submitted job from running blind.
+      parameters: { jobId: 'missing-job-id' },
+      propagateTags: true,
+    };
+
+    this.gpuJobDefinition = new batch.EcsJobDefinition(this, 'GpuJob', {
+      ...common,
+      container: new batch.EcsEc2ContainerDefinition(this, 'GpuContainer', {
+        image: image(WORKER_DOCKERFILES.gpu),
+        command: WORKER_COMMAND,
+        gpu: 1,
+        // Fits the smallest default type (g4dn/g5/g6.xlarge: 4 vCPU, 16 GiB, ECS keeps some).
+        cpu: 4,
+        memory: Size.mebibytes(14_336),
+        environment,
+        jobRole: this.jobRole,
+        executionRole: this.executionRole,
+        logging,
+      }),
+    });
+    this.cpuJobDefinition = new batch.EcsJobDefinition(this, 'CpuJob', {
+      ...common,
+      container: new batch.EcsFargateContainerDefinition(this, 'CpuContainer', {
+        image: image(WORKER_DOCKERFILES.cpu),
+        command: WORKER_COMMAND,
+        // CPU workers run the model with all cores (intra-op threads) and large batches.
+        cpu: 8,
+        memory: Size.gibibytes(32),
+        environment,
+        jobRole: this.jobRole,
+        executionRole: this.executionRole,
+        logging,
+        assignPublicIp: props.assignPublicIp,
+        fargatePlatformVersion: ecs.FargatePlatformVersion.LATEST,
+        fargateCpuArchitecture: ecs.CpuArchitecture.X86_64,
+        ephemeralStorageSize: Size.gibibytes(50),
+      }),
+    });
+  }
+}

@@ -1,0 +1,1173 @@
+// The deployable stack, checked on the synthesized template: what a lab trusts with a
+// month of GPU spend (spot settings, retries, IAM scope, trigger, state machine wiring),
+// cdk-nag with zero unacknowledged findings, and the worker images' build inputs.
+//
+// One full synth serves most tests; Lambda bundling is skipped there
+// (aws:cdk:bundling-stacks = []) and done for real once, in its own small stack.
+
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { App, type CfnElement, Duration, IgnoreStrategy, Stack, Validations } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { StateMachine } from 'aws-local-stepfunctions';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { tableDefinition } from '../../adapters/aws/dynamo-ledger.ts';
+import { Functions, LAMBDA_EXTERNALS } from '../../cdk/constructs/functions.ts';
+import { Network } from '../../cdk/constructs/network.ts';
+import { PIPELINE_ERROR, STATES } from '../../cdk/constructs/pipeline.ts';
+import { Storage } from '../../cdk/constructs/storage.ts';
+import {
+  RETRY_ON_HOST_LOSS,
+  WORKER_ATTEMPTS,
+  WORKER_COMMAND,
+  WORKER_DOCKERFILES,
+  Workers,
+} from '../../cdk/constructs/workers.ts';
+import {
+  checkKnobs,
+  DEFAULT_KNOBS,
+  KnobError,
+  type Knobs,
+  knobContextKey,
+  parseKnobs,
+} from '../../cdk/knobs.ts';
+import { AwsSolutionsChecks } from '../../cdk/nag.ts';
+import { REPO_ROOT } from '../../cdk/paths.ts';
+import { TesseraStack } from '../../cdk/stack.ts';
+import {
+  type BlendItem,
+  ENV,
+  HANDLERS,
+  KEYS,
+  type MarkFailedEvent,
+  PARTIAL_TAG,
+  type PlanTaskResult,
+  type VerifyTaskResult,
+} from '../../functions/contracts.ts';
+import {
+  type AslDefinition,
+  type AslState,
+  allStates,
+  localDefinition,
+  parseDefinition,
+  polyfillWithResolvers,
+  successors,
+} from '../helpers/state-machine-definition.ts';
+
+const CDK_CONTEXT = JSON.parse(readFileSync(join(REPO_ROOT, 'cdk.json'), 'utf8')).context as Record<
+  string,
+  unknown
+>;
+
+/** An App as `cdk synth` makes it (cdk.json context and feature flags), optionally without bundling. */
+function appFor(opts: { bundle?: boolean } = {}): App {
+  return new App({
+    context: { ...CDK_CONTEXT, ...(opts.bundle ? {} : { 'aws:cdk:bundling-stacks': [] }) },
+  });
+}
+
+const KNOBS: Knobs = {
+  ...DEFAULT_KNOBS,
+  alarmEmail: 'ops@example.org',
+  allowedBuckets: ['lab-raw-data'],
+};
+
+type Resource = { Type: string; Properties: Record<string, unknown>; DeletionPolicy?: string };
+type Statement = {
+  Effect: 'Allow' | 'Deny';
+  Action: string | string[];
+  Resource: unknown;
+};
+
+let app: App;
+let stack: TesseraStack;
+let template: Template;
+let resources: Record<string, Resource>;
+let definition: AslDefinition;
+let states: Map<string, AslState>;
+
+const list = <T>(x: T | T[]): T[] => (Array.isArray(x) ? x : [x]);
+const logicalId = (c: { node: { defaultChild?: unknown } } | CfnElement): string =>
+  stack.getLogicalId(('node' in c && c.node.defaultChild ? c.node.defaultChild : c) as CfnElement);
+const ofType = (type: string): Array<[string, Resource]> =>
+  Object.entries(resources).filter(([, r]) => r.Type === type);
+
+/** Statements of every policy attached to a role (by the role's logical id). */
+function statementsOf(roleId: string): Statement[] {
+  return ofType('AWS::IAM::Policy')
+    .filter(([, p]) =>
+      (p.Properties.Roles as unknown[]).some(
+        (r) => JSON.stringify(r) === JSON.stringify({ Ref: roleId }),
+      ),
+    )
+    .flatMap(([, p]) => (p.Properties.PolicyDocument as { Statement: Statement[] }).Statement);
+}
+const actionsOf = (stmts: Statement[]): string[] => stmts.flatMap((s) => list(s.Action));
+const mentions = (x: unknown, id: string): boolean => JSON.stringify(x).includes(`"${id}"`);
+
+beforeAll(() => {
+  app = appFor();
+  stack = new TesseraStack(app, 'Tessera', { knobs: KNOBS });
+  // As app.ts does: an unacknowledged finding would make this synth throw.
+  Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));
+  template = Template.fromStack(stack);
+  resources = template.toJSON().Resources as Record<string, Resource>;
+  const [, sm] = ofType('AWS::StepFunctions::StateMachine')[0]!;
+  definition = parseDefinition(sm.Properties.DefinitionString);
+  states = allStates(definition);
+}, 120_000);
+
+describe('knobs', () => {
+  it('cdk.json context holds the defaults, and app.ts-style parsing reads them back', () => {
+    const parsed = parseKnobs((name) => CDK_CONTEXT[knobContextKey(name)]);
+    expect(parsed).toEqual(DEFAULT_KNOBS);
+  });
+
+  it('reads -c style strings: comma lists and integers', () => {
+    const raw: Partial<Record<keyof Knobs, string>> = {
+      gpuInstanceTypes: 'g5.xlarge, g6.2xlarge',
+      maxGpuVcpus: '512',
+      allowedBuckets: 'lab-raw-data,lab-results',
+      natGateways: '0',
+    };
+    const k = parseKnobs((name) => raw[name]);
+    expect(k.gpuInstanceTypes).toEqual(['g5.xlarge', 'g6.2xlarge']);
+    expect(k.maxGpuVcpus).toBe(512);
+    expect(k.allowedBuckets).toEqual(['lab-raw-data', 'lab-results']);
+    expect(k.natGateways).toBe(0);
+  });
+
+  it.each([
+    [{ gpuInstanceTypes: ['optimal'] }, /gpuInstanceTypes.*"optimal".*family\.size/],
+    [{ gpuInstanceTypes: ['g5'] }, /gpuInstanceTypes.*"g5".*not an instance type/],
+    [{ gpuInstanceTypes: ['c5.xlarge'] }, /gpuInstanceTypes.*"c5\.xlarge".*g4dn, g5, g6/],
+    [{ gpuInstanceTypes: ['p3.2xlarge'] }, /gpuInstanceTypes.*"p3\.2xlarge"/],
+    [{ gpuInstanceTypes: [] }, /gpuInstanceTypes.*at least one/],
+    [{ maxGpuVcpus: 0 }, /maxGpuVcpus.*from 4 to/],
+    [{ maxCpuVcpus: 1.5 }, /maxCpuVcpus.*integer/],
+    [{ allowedBuckets: ['Bad_Bucket'] }, /allowedBuckets.*"Bad_Bucket"/],
+    [{ alarmEmail: 'not-an-address' }, /alarmEmail.*not an e-mail/],
+    [{ vpcId: 'my-vpc' }, /vpcId.*vpc-0123456789abcdef0/],
+    [{ partialsExpireDays: 0 }, /partialsExpireDays/],
+    [{ natGateways: 5 }, /natGateways/],
+  ] as Array<[Partial<Knobs>, RegExp]>)(
+    'rejects %j with a message naming the knob',
+    (bad, message) => {
+      expect(() => checkKnobs({ ...DEFAULT_KNOBS, ...bad })).toThrow(KnobError);
+      expect(() => checkKnobs({ ...DEFAULT_KNOBS, ...bad })).toThrow(message);
+    },
+  );
+
+  it('rejects a non-integer string from the command line', () => {
+    expect(() => parseKnobs((name) => (name === 'maxGpuVcpus' ? 'lots' : undefined))).toThrow(
+      /maxGpuVcpus.*must be an integer.*-c key=value/,
+    );
+  });
+
+  it('the stack refuses bad knobs before creating anything', () => {
+    const a = appFor();
+    expect(
+      () =>
+        new TesseraStack(a, 'Bad', { knobs: { ...DEFAULT_KNOBS, gpuInstanceTypes: ['optimal'] } }),
+    ).toThrow(KnobError);
+  });
+
+  it('an imported VPC needs a concrete account and region', () => {
+    const a = appFor();
+    expect(
+      () =>
+        new TesseraStack(a, 'NoEnv', {
+          knobs: { ...DEFAULT_KNOBS, vpcId: 'vpc-0123456789abcdef0' },
+        }),
+    ).toThrow(/vpcId.*account and region/);
+  });
+});
+
+describe('batch compute', () => {
+  const ce = (type: string) =>
+    ofType('AWS::Batch::ComputeEnvironment').filter(
+      ([, r]) => (r.Properties.ComputeResources as { Type: string }).Type === type,
+    );
+
+  it('GPU spot environment: price-capacity-optimized, GPU instance types only, AL2023 NVIDIA, scales to zero', () => {
+    const spot = ce('SPOT');
+    expect(spot).toHaveLength(1);
+    const cr = spot[0]![1].Properties.ComputeResources as Record<string, unknown>;
+    expect(cr.AllocationStrategy).toBe('SPOT_PRICE_CAPACITY_OPTIMIZED');
+    expect(cr.MinvCpus).toBe(0);
+    expect(cr.MaxvCpus).toBe(KNOBS.maxGpuVcpus);
+    expect(cr.InstanceTypes).toEqual(KNOBS.gpuInstanceTypes);
+    expect(cr.Ec2Configuration).toEqual([{ ImageType: 'ECS_AL2023_NVIDIA' }]);
+  });
+
+  it('no environment may launch "optimal" or non-GPU classes', () => {
+    for (const [, r] of [...ce('SPOT'), ...ce('EC2')]) {
+      const types = (r.Properties.ComputeResources as { InstanceTypes: string[] }).InstanceTypes;
+      expect(types).not.toContain('optimal');
+      for (const t of types) expect(t).toMatch(/^(g4dn|g5|g6)\.[a-z0-9]+$/);
+    }
+  });
+
+  it('launch template requires IMDSv2 with hop limit 2 (containers read spot notices)', () => {
+    const lts = ofType('AWS::EC2::LaunchTemplate');
+    expect(lts).toHaveLength(1);
+    const [ltId, lt] = lts[0]!;
+    expect((lt.Properties.LaunchTemplateData as Record<string, unknown>).MetadataOptions).toEqual({
+      HttpTokens: 'required',
+      HttpPutResponseHopLimit: 2,
+    });
+    for (const [, r] of [...ce('SPOT'), ...ce('EC2')]) {
+      expect((r.Properties.ComputeResources as { LaunchTemplate: unknown }).LaunchTemplate).toEqual(
+        {
+          LaunchTemplateId: { Ref: ltId },
+        },
+      );
+    }
+  });
+
+  it('GPU queue: spot first, on-demand fallback as order 2; both scale to zero', () => {
+    const [spotId] = ce('SPOT')[0]!;
+    const [onDemandId, onDemand] = ce('EC2')[0]!;
+    const cr = onDemand.Properties.ComputeResources as Record<string, unknown>;
+    expect(cr.MinvCpus).toBe(0);
+    expect(cr.MaxvCpus).toBe(KNOBS.maxOnDemandGpuVcpus);
+    expect(cr.Ec2Configuration).toEqual([{ ImageType: 'ECS_AL2023_NVIDIA' }]);
+    const gpuQueue = resources[logicalId(stack.compute.gpuQueue)]!;
+    expect(gpuQueue.Properties.ComputeEnvironmentOrder).toEqual([
+      { ComputeEnvironment: { 'Fn::GetAtt': [spotId, 'ComputeEnvironmentArn'] }, Order: 1 },
+      { ComputeEnvironment: { 'Fn::GetAtt': [onDemandId, 'ComputeEnvironmentArn'] }, Order: 2 },
+    ]);
+  });
+
+  it('CPU queue: Fargate Spot first, Fargate as order 2', () => {
+    const [spotId] = ce('FARGATE_SPOT')[0]!;
+    const [onDemandId] = ce('FARGATE')[0]!;
+    const cpuQueue = resources[logicalId(stack.compute.cpuQueue)]!;
+    expect(cpuQueue.Properties.ComputeEnvironmentOrder).toEqual([
+      { ComputeEnvironment: { 'Fn::GetAtt': [spotId, 'ComputeEnvironmentArn'] }, Order: 1 },
+      { ComputeEnvironment: { 'Fn::GetAtt': [onDemandId, 'ComputeEnvironmentArn'] }, Order: 2 },
+    ]);
+  });
+
+  it('queues cancel jobs that can never be placed instead of blocking for ever', () => {
+    for (const q of [stack.compute.gpuQueue, stack.compute.cpuQueue]) {
+      const actions = resources[logicalId(q)]!.Properties.JobStateTimeLimitActions as Array<
+        Record<string, unknown>
+      >;
+      expect(actions.map((a) => a.Reason).sort()).toEqual([
+        'MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE',
+        'MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT',
+      ]);
+    }
+  });
+});
+
+describe('job definitions', () => {
+  const jobDef = (which: 'gpu' | 'cpu') =>
+    resources[
+      logicalId(which === 'gpu' ? stack.workers.gpuJobDefinition : stack.workers.cpuJobDefinition)
+    ]!.Properties;
+
+  it.each(['gpu', 'cpu'] as const)(
+    '%s: retries on host loss (spot), exits on anything else; attempts and timeout set',
+    (which) => {
+      const p = jobDef(which);
+      expect(p.RetryStrategy).toEqual({
+        Attempts: WORKER_ATTEMPTS,
+        EvaluateOnExit: [
+          ...RETRY_ON_HOST_LOSS.map((r) => ({ Action: 'RETRY', OnStatusReason: r })),
+          { Action: 'EXIT', OnStatusReason: '*' },
+        ],
+      });
+      expect(RETRY_ON_HOST_LOSS).toContain('Host EC2*');
+      expect(p.Timeout).toEqual({ AttemptDurationSeconds: KNOBS.workerTimeoutHours * 3600 });
+    },
+  );
+
+  it.each(['gpu', 'cpu'] as const)(
+    '%s: runs `tessera worker --job <jobId>` with the stack environment',
+    (which) => {
+      const c = jobDef(which).ContainerProperties as Record<string, unknown>;
+      expect(c.Command).toEqual(['worker', '--job', 'Ref::jobId']);
+      expect(WORKER_COMMAND).toEqual(c.Command);
+      const env = Object.fromEntries(
+        (c.Environment as Array<{ Name: string; Value: unknown }>).map((e) => [e.Name, e.Value]),
+      );
+      expect(env[ENV.table]).toEqual({ Ref: logicalId(stack.storage.table) });
+      expect(env[ENV.bucket]).toEqual({ Ref: logicalId(stack.storage.bucket) });
+      expect(env[ENV.allowedBuckets]).toBe('lab-raw-data');
+      expect(c.JobRoleArn).toEqual({ 'Fn::GetAtt': [logicalId(stack.workers.jobRole), 'Arn'] });
+    },
+  );
+
+  it('GPU job asks for exactly one GPU on EC2; CPU job runs on Fargate', () => {
+    const gpu = jobDef('gpu');
+    expect(gpu.PlatformCapabilities).toEqual(['EC2']);
+    expect(
+      (gpu.ContainerProperties as { ResourceRequirements: unknown[] }).ResourceRequirements,
+    ).toContainEqual({
+      Type: 'GPU',
+      Value: '1',
+    });
+    const cpu = jobDef('cpu');
+    expect(cpu.PlatformCapabilities).toEqual(['FARGATE']);
+    expect(JSON.stringify(cpu.ContainerProperties)).not.toContain('"GPU"');
+  });
+
+  it('images are Docker assets from containers/worker, built for linux/amd64 at deploy time', () => {
+    const manifest = JSON.parse(
+      readFileSync(join(app.outdir, `${stack.artifactId}.assets.json`), 'utf8'),
+    ) as { dockerImages: Record<string, { source: { dockerFile: string; platform: string } }> };
+    const sources = Object.values(manifest.dockerImages).map((d) => d.source);
+    expect(sources.map((s) => s.dockerFile).sort()).toEqual(
+      [WORKER_DOCKERFILES.cpu, WORKER_DOCKERFILES.gpu].sort(),
+    );
+    for (const s of sources) expect(s.platform).toBe('linux/amd64');
+  });
+});
+
+describe('storage', () => {
+  it('bucket: SSE, versioning, public access blocked, access logs, TLS-only policy', () => {
+    const b = resources[logicalId(stack.storage.bucket)]!.Properties;
+    expect(b.BucketEncryption).toEqual({
+      ServerSideEncryptionConfiguration: [
+        { ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } },
+      ],
+    });
+    expect(b.VersioningConfiguration).toEqual({ Status: 'Enabled' });
+    expect(b.PublicAccessBlockConfiguration).toEqual({
+      BlockPublicAcls: true,
+      BlockPublicPolicy: true,
+      IgnorePublicAcls: true,
+      RestrictPublicBuckets: true,
+    });
+    expect(b.LoggingConfiguration).toMatchObject({
+      DestinationBucketName: { Ref: logicalId(stack.storage.logBucket) },
+    });
+    const policy = ofType('AWS::S3::BucketPolicy').find(([, p]) =>
+      mentions(p.Properties.Bucket, logicalId(stack.storage.bucket)),
+    )!;
+    expect(JSON.stringify(policy[1].Properties.PolicyDocument)).toContain(
+      '"Condition":{"Bool":{"aws:SecureTransport":"false"}},"Effect":"Deny"',
+    );
+  });
+
+  it('lifecycle expires tagged seam partials under jobs/ after the knob, and bounds old versions', () => {
+    const rules = (
+      resources[logicalId(stack.storage.bucket)]!.Properties.LifecycleConfiguration as {
+        Rules: Array<Record<string, unknown>>;
+      }
+    ).Rules;
+    expect(rules).toContainEqual(
+      expect.objectContaining({
+        Id: 'expire-seam-partials',
+        Prefix: KEYS.jobsPrefix,
+        TagFilters: [{ Key: PARTIAL_TAG.key, Value: PARTIAL_TAG.value }],
+        ExpirationInDays: KNOBS.partialsExpireDays,
+        Status: 'Enabled',
+      }),
+    );
+    expect(rules).toContainEqual(
+      expect.objectContaining({
+        NoncurrentVersionExpiration: { NoncurrentDays: KNOBS.partialsExpireDays },
+      }),
+    );
+    expect(KEYS.partialsPrefix('j').startsWith(KEYS.jobsPrefix)).toBe(true);
+  });
+
+  it('manifest trigger: ObjectCreated on manifests/*.json invokes the planner', () => {
+    const [, n] = ofType('Custom::S3BucketNotifications')[0]!;
+    expect(n.Properties.BucketName).toEqual({ Ref: logicalId(stack.storage.bucket) });
+    const configs = (
+      n.Properties.NotificationConfiguration as {
+        LambdaFunctionConfigurations: Array<Record<string, unknown>>;
+      }
+    ).LambdaFunctionConfigurations;
+    expect(configs).toHaveLength(1);
+    expect(configs[0]!.Events).toEqual(['s3:ObjectCreated:*']);
+    const rules = (
+      configs[0]!.Filter as { Key: { FilterRules: Array<{ Name: string; Value: string }> } }
+    ).Key.FilterRules;
+    expect(rules).toEqual(
+      expect.arrayContaining([
+        { Name: 'prefix', Value: KEYS.manifestPrefix },
+        { Name: 'suffix', Value: '.json' },
+      ]),
+    );
+    expect(configs[0]!.LambdaFunctionArn).toEqual({
+      'Fn::GetAtt': [logicalId(stack.functions.fns.planner), 'Arn'],
+    });
+  });
+
+  it('ledger table: on-demand, PITR, deletion protection, retained; GSI as the adapter defines it', () => {
+    const id = logicalId(stack.storage.table);
+    const t = resources[id]!;
+    expect(t.DeletionPolicy).toBe('Retain');
+    expect(t.Properties.BillingMode).toBe('PAY_PER_REQUEST');
+    const replica = (t.Properties.Replicas as Array<Record<string, unknown>>)[0]!;
+    expect(replica.PointInTimeRecoverySpecification).toEqual({ PointInTimeRecoveryEnabled: true });
+    expect(replica.DeletionProtectionEnabled).toBe(true);
+    const expected = tableDefinition('x');
+    expect(t.Properties.KeySchema).toEqual(expected.KeySchema);
+    expect(t.Properties.GlobalSecondaryIndexes).toEqual(expected.GlobalSecondaryIndexes);
+    expect(new Set(t.Properties.AttributeDefinitions as unknown[])).toEqual(
+      new Set(expected.AttributeDefinitions),
+    );
+  });
+});
+
+describe('lambdas', () => {
+  it.each(Object.keys(HANDLERS) as Array<keyof typeof HANDLERS>)(
+    '%s: nodejs22.x on x86_64 with the stack environment',
+    (name) => {
+      const f = resources[logicalId(stack.functions.fns[name])]!.Properties;
+      expect(f.Runtime).toBe('nodejs22.x');
+      expect(f.Architectures).toEqual(['x86_64']);
+      const env = (f.Environment as { Variables: Record<string, unknown> }).Variables;
+      expect(env[ENV.table]).toEqual({ Ref: logicalId(stack.storage.table) });
+      expect(env[ENV.bucket]).toEqual({ Ref: logicalId(stack.storage.bucket) });
+      expect(env[ENV.maxRounds]).toBe(String(KNOBS.maxRounds));
+      expect(f.LoggingConfig).toBeDefined();
+    },
+  );
+
+  it("the planner is told the state machine's ARN, built from its fixed name", () => {
+    const env = (
+      resources[logicalId(stack.functions.fns.planner)]!.Properties.Environment as {
+        Variables: Record<string, unknown>;
+      }
+    ).Variables;
+    const sm = resources[logicalId(stack.pipeline.stateMachine)]!;
+    const name = sm.Properties.StateMachineName as string;
+    expect(JSON.stringify(env[ENV.stateMachineArn])).toContain(`:stateMachine:${name}`);
+  });
+});
+
+describe('iam', () => {
+  const allStatements = () =>
+    ofType('AWS::IAM::Policy').flatMap(([id, p]) =>
+      (p.Properties.PolicyDocument as { Statement: Statement[] }).Statement.map((s) => ({ id, s })),
+    );
+
+  it('no statement allows every action, and "*" resources only where AWS has no resource-level scope', () => {
+    const noResourceScope = new Set([
+      'ecr:GetAuthorizationToken',
+      'xray:GetSamplingRules',
+      'xray:GetSamplingTargets',
+      'xray:PutTelemetryRecords',
+      'xray:PutTraceSegments',
+      'logs:CreateLogDelivery',
+      'logs:DeleteLogDelivery',
+      'logs:DescribeLogGroups',
+      'logs:DescribeResourcePolicies',
+      'logs:GetLogDelivery',
+      'logs:ListLogDeliveries',
+      'logs:PutResourcePolicy',
+      'logs:UpdateLogDelivery',
+    ]);
+    for (const { id, s } of allStatements()) {
+      if (s.Effect !== 'Allow') continue;
+      for (const a of list(s.Action)) expect(a, id).not.toMatch(/^(\*|[a-z0-9-]+:\*)$/);
+      if (list(s.Resource).includes('*')) {
+        for (const a of list(s.Action))
+          expect(noResourceScope.has(a), `${id}: ${a} on "*"`).toBe(true);
+      }
+    }
+    for (const [, role] of ofType('AWS::IAM::Role')) {
+      for (const p of (role.Properties.Policies as Array<{
+        PolicyDocument: { Statement: Statement[] };
+      }>) ?? []) {
+        for (const s of p.PolicyDocument.Statement) {
+          expect(list(s.Action).includes('*') && list(s.Resource).includes('*')).toBe(false);
+        }
+      }
+    }
+  });
+
+  it('the worker role touches this table (and its open index) only, and cannot write manifests', () => {
+    const tableId = logicalId(stack.storage.table);
+    const stmts = statementsOf(logicalId(stack.workers.jobRole));
+    const dynamo = stmts.filter((s) => list(s.Action).some((a) => a.startsWith('dynamodb:')));
+    expect(dynamo.length).toBeGreaterThan(0);
+    for (const s of dynamo) {
+      for (const r of list(s.Resource)) {
+        expect(mentions(r, tableId), JSON.stringify(r)).toBe(true);
+        expect(JSON.stringify(r)).not.toContain('*');
+      }
+    }
+    const deny = stmts.find((s) => s.Effect === 'Deny');
+    expect(deny).toBeDefined();
+    expect(list(deny!.Action)).toContain('s3:PutObject');
+    expect(JSON.stringify(deny!.Resource)).toContain(`/${KEYS.manifestPrefix}*`);
+    expect(
+      actionsOf(stmts).filter((a) => a.startsWith('states:') || a.startsWith('batch:')),
+    ).toEqual([]);
+  });
+
+  it('the planner may start this state machine only, and cannot submit Batch jobs', () => {
+    const stmts = statementsOf(logicalId(stack.functions.fns.planner.role!));
+    const actions = actionsOf(stmts);
+    expect(actions.filter((a) => a.startsWith('batch:'))).toEqual([]);
+    const start = stmts.filter((s) => list(s.Action).includes('states:StartExecution'));
+    expect(start).toHaveLength(1);
+    const name = resources[logicalId(stack.pipeline.stateMachine)]!.Properties.StateMachineName;
+    expect(JSON.stringify(start[0]!.Resource)).toMatch(
+      new RegExp(`:stateMachine:${name}"\\]\\]\\}$`),
+    );
+  });
+
+  it('markFailed has no ledger access and writes only under jobs/', () => {
+    const stmts = statementsOf(logicalId(stack.functions.fns.markFailed.role!));
+    expect(actionsOf(stmts).filter((a) => a.startsWith('dynamodb:'))).toEqual([]);
+    for (const s of stmts.filter((x) => list(x.Action).includes('s3:PutObject'))) {
+      expect(JSON.stringify(s.Resource)).toContain(`/${KEYS.jobsPrefix}*`);
+    }
+  });
+
+  it('the state machine submits to the two queues only', () => {
+    const stmts = statementsOf(logicalId(stack.pipeline.stateMachine.role));
+    const submit = stmts.filter((s) => list(s.Action).includes('batch:SubmitJob'));
+    const queues = submit
+      .flatMap((s) => list(s.Resource))
+      .filter((r) => JSON.stringify(r).includes('JobQueueArn'));
+    expect(queues).toHaveLength(2);
+    for (const q of [stack.compute.gpuQueue, stack.compute.cpuQueue]) {
+      expect(queues).toContainEqual({ 'Fn::GetAtt': [logicalId(q), 'JobQueueArn'] });
+    }
+  });
+});
+
+describe('state machine', () => {
+  const get = (name: string): AslState => {
+    const s = states.get(name);
+    if (!s) throw new Error(`no state ${name}; have ${[...states.keys()].join(', ')}`);
+    return s;
+  };
+  const ref = (c: { node: { defaultChild?: unknown } }) => `<Ref:${logicalId(c)}>`;
+  const arnOf = (c: { node: { defaultChild?: unknown } }) => `<GetAtt:${logicalId(c)}.Arn>`;
+
+  it('is a STANDARD state machine with logging and tracing', () => {
+    const p = resources[logicalId(stack.pipeline.stateMachine)]!.Properties;
+    expect(p.StateMachineType).toBe('STANDARD');
+    expect(p.TracingConfiguration).toEqual({ Enabled: true });
+    expect((p.LoggingConfiguration as { Level: string }).Level).toBe('ALL');
+  });
+
+  it('plans first with the execution input (PipelineInput) and keeps the plan at $.plan', () => {
+    expect(definition.StartAt).toBe(STATES.plan);
+    const plan = get(STATES.plan);
+    expect(plan.Resource).toBe(arnOf(stack.functions.fns.planner));
+    expect(plan.Parameters).toEqual({ 'manifest.$': '$.manifest' });
+    expect(plan.ResultPath).toBe('$.plan');
+    expect(plan.ResultSelector).toMatchObject({
+      'jobId.$': '$.jobId',
+      'arraySize.$': '$.arraySize',
+      'device.$': '$.device',
+      'blendItemsKey.$': '$.blendItemsKey',
+      bucket: ref(stack.storage.bucket),
+    });
+    expect(plan.Next).toBe(STATES.startRounds);
+  });
+
+  it('chooses the queue by device, and an array job only when arraySize > 1', () => {
+    const choose = get(STATES.chooseQueue);
+    expect(choose.Choices).toEqual([
+      { Variable: '$.plan.device', StringEquals: 'gpu', Next: STATES.gpuArrayOrSingle },
+    ]);
+    expect(choose.Default).toBe(STATES.cpuArrayOrSingle);
+    const cases = [
+      [
+        STATES.gpuArrayOrSingle,
+        STATES.workGpuArray,
+        STATES.workGpu,
+        stack.compute.gpuQueue,
+        stack.workers.gpuJobDefinition,
+      ],
+      [
+        STATES.cpuArrayOrSingle,
+        STATES.workCpuArray,
+        STATES.workCpu,
+        stack.compute.cpuQueue,
+        stack.workers.cpuJobDefinition,
+      ],
+    ] as const;
+    for (const [choiceName, arrayName, singleName, queue, jobDef] of cases) {
+      const choice = get(choiceName);
+      expect(choice.Choices).toEqual([
+        { Variable: '$.plan.arraySize', NumericGreaterThan: 1, Next: arrayName },
+      ]);
+      expect(choice.Default).toBe(singleName);
+      for (const name of [arrayName, singleName]) {
+        const task = get(name);
+        expect(task.Resource).toBe('arn:<Ref:AWS::Partition>:states:::batch:submitJob.sync');
+        expect(task.Parameters).toMatchObject({
+          JobQueue: `<GetAtt:${logicalId(queue)}.JobQueueArn>`,
+          JobDefinition: ref(jobDef),
+          Parameters: { 'jobId.$': '$.plan.jobId' },
+        });
+        expect(task.ResultPath).toBeNull();
+        expect(task.Next).toBe(STATES.countRound);
+      }
+      expect(get(arrayName).Parameters!.ArrayProperties).toEqual({ 'Size.$': '$.plan.arraySize' });
+      expect(get(singleName).Parameters!.ArrayProperties).toBeUndefined();
+    }
+  });
+
+  it('a failed Batch job goes on to Verify (the ledger decides); other errors to MarkFailed', () => {
+    for (const name of [STATES.workGpuArray, STATES.workGpu, STATES.workCpuArray, STATES.workCpu]) {
+      expect(get(name).Catch).toEqual([
+        { ErrorEquals: ['States.TaskFailed'], ResultPath: '$.workError', Next: STATES.countRound },
+        { ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: STATES.stepFailed },
+      ]);
+    }
+    expect(get(STATES.countRound).Parameters).toEqual({
+      'round.$': 'States.MathAdd($.work.round, 1)',
+    });
+    expect(get(STATES.countRound).Next).toBe(STATES.verify);
+    expect(get(STATES.startRounds).Result).toEqual({ round: 0 });
+  });
+
+  it('verify: COMPLETE blends, INCOMPLETE with redrive works again, anything else fails with the reason', () => {
+    const verify = get(STATES.verify);
+    expect(verify.Resource).toBe(arnOf(stack.functions.fns.verify));
+    expect(verify.Parameters).toEqual({ 'jobId.$': '$.plan.jobId', 'round.$': '$.work.round' });
+    expect(verify.ResultPath).toBe('$.verify');
+    const verified = get(STATES.verified);
+    expect(verified.Choices).toEqual([
+      { Variable: '$.verify.status', StringEquals: 'COMPLETE', Next: STATES.hasSeams },
+      {
+        And: [
+          { Variable: '$.verify.status', StringEquals: 'INCOMPLETE' },
+          { Variable: '$.verify.redrive', BooleanEquals: true },
+        ],
+        Next: STATES.chooseQueue,
+      },
+      { Variable: '$.verify.reason', IsPresent: true, Next: STATES.unfinished },
+    ]);
+    expect(verified.Default).toBe(STATES.unexplained);
+    expect(get(STATES.unfinished).Parameters).toMatchObject({ 'reason.$': '$.verify.reason' });
+    expect(get(STATES.unfinished).Next).toBe(STATES.markFailed);
+    expect(get(STATES.unexplained).Next).toBe(STATES.markFailed);
+  });
+
+  it('blend: a Distributed Map over jobs/<jobId>/blend-items.json, no tolerated failures', () => {
+    expect(get(STATES.hasSeams).Choices).toEqual([
+      { Variable: '$.plan.blendItemCount', NumericGreaterThan: 0, Next: STATES.blend },
+    ]);
+    expect(get(STATES.hasSeams).Default).toBe(STATES.finalize);
+    const blend = get(STATES.blend);
+    expect(blend.Type).toBe('Map');
+    expect(blend.ItemProcessor!.ProcessorConfig).toMatchObject({ Mode: 'DISTRIBUTED' });
+    expect(blend.ItemReader).toEqual({
+      Resource: 'arn:<Ref:AWS::Partition>:states:::s3:getObject',
+      ReaderConfig: { InputType: 'JSON' },
+      Parameters: { 'Bucket.$': '$.plan.bucket', 'Key.$': '$.plan.blendItemsKey' },
+    });
+    // Absent means none tolerated (CDK omits a 0); a count would loosen it.
+    expect(blend.ToleratedFailurePercentage ?? 0).toBe(0);
+    expect(blend.ToleratedFailureCount ?? 0).toBe(0);
+    expect(blend.MaxConcurrency).toBeGreaterThan(0);
+    expect(blend.ResultPath).toBeNull();
+    expect(blend.Next).toBe(STATES.finalize);
+    const range = get(STATES.blendRange);
+    expect(range.Resource).toBe(arnOf(stack.functions.fns.blend));
+    // The item (a BlendItem) is the blend Lambda's event as it is.
+    expect(range.Parameters).toBeUndefined();
+    expect(range.InputPath).toBeUndefined();
+    expect(blend.ItemProcessor!.StartAt).toBe(STATES.blendRange);
+    expect(KEYS.blendItems('j')).toBe('jobs/j/blend-items.json');
+  });
+
+  it('finalize ends in Succeed with the finalize result as output', () => {
+    const finalize = get(STATES.finalize);
+    expect(finalize.Resource).toBe(arnOf(stack.functions.fns.finalize));
+    expect(finalize.Parameters).toEqual({ 'jobId.$': '$.plan.jobId' });
+    expect(finalize.Next).toBe(STATES.succeeded);
+    expect(get(STATES.succeeded)).toMatchObject({ Type: 'Succeed', OutputPath: '$.result' });
+  });
+
+  it('every task and the map catch States.ALL on the way to MarkFailed; Lambda tasks retry service errors', () => {
+    const top = Object.entries(definition.States);
+    for (const [name, s] of top) {
+      if (s.Type !== 'Task' && s.Type !== 'Map') continue;
+      const all = (s.Catch ?? []).find((c) => c.ErrorEquals.includes('States.ALL'));
+      expect(all, name).toBeDefined();
+      const handler = get(all!.Next);
+      if (name === STATES.markFailed) expect(all!.Next).toBe(STATES.describeUnrecorded);
+      else if (name === STATES.plan) expect(all!.Next).toBe(STATES.planFailed);
+      else expect(all!.Next).toBe(STATES.stepFailed);
+      if (name !== STATES.markFailed) expect(handler.Next, name).toBe(STATES.markFailed);
+    }
+    for (const [name, s] of states) {
+      if (s.Type !== 'Task' || s.Resource?.includes('batch:')) continue;
+      const errors = (s.Retry ?? []).flatMap((r) => r.ErrorEquals);
+      expect(errors, name).toEqual(
+        expect.arrayContaining(['Lambda.ServiceException', 'Lambda.TooManyRequestsException']),
+      );
+    }
+  });
+
+  it('every way to the Fail states passes through MarkFailed (status FAILED with the reason)', () => {
+    const fails = [...states].filter(([, s]) => s.Type === 'Fail').map(([n]) => n);
+    expect(fails.sort()).toEqual([STATES.failed, STATES.failedUnrecorded].sort());
+    // Walk from the start without entering MarkFailed: no Fail state may be reached.
+    const seen = new Set<string>();
+    const walk = (name: string): void => {
+      if (seen.has(name) || name === STATES.markFailed) return;
+      seen.add(name);
+      for (const n of successors(get(name))) walk(n);
+    };
+    walk(definition.StartAt);
+    for (const f of fails) expect(seen.has(f), f).toBe(false);
+    expect(get(STATES.markFailed).Catch).toEqual([
+      {
+        ErrorEquals: ['States.ALL'],
+        ResultPath: '$.markFailedError',
+        Next: STATES.describeUnrecorded,
+      },
+    ]);
+    expect(get(STATES.describeUnrecorded).Parameters).toEqual({
+      'cause.$': 'States.JsonToString($.failure)',
+    });
+    expect(get(STATES.failedUnrecorded)).toMatchObject({
+      Error: PIPELINE_ERROR,
+      CausePath: '$.unrecorded.cause',
+    });
+    const markFailed = get(STATES.markFailed);
+    expect(markFailed.Resource).toBe(arnOf(stack.functions.fns.markFailed));
+    // The event is $.failure as built by PlanFailed, StepFailed or Unfinished (MarkFailedEvent).
+    expect(markFailed.InputPath).toBe('$.failure');
+    expect(markFailed.Parameters).toBeUndefined();
+    expect(markFailed.ResultPath).toBe('$.failed');
+    expect(get(STATES.failed)).toMatchObject({
+      Error: PIPELINE_ERROR,
+      CausePath: '$.failed.reason',
+    });
+    expect(get(STATES.planFailed).Parameters).toEqual({
+      'manifest.$': '$.manifest',
+      'error.$': '$.error',
+    });
+    expect(get(STATES.stepFailed).Parameters).toEqual({
+      'jobId.$': '$.plan.jobId',
+      'manifest.$': '$.manifest',
+      'error.$': '$.error',
+    });
+  });
+
+  it('every state is reachable from the start', () => {
+    const seen = new Set<string>();
+    const visit = (name: string, scope: AslDefinition): void => {
+      if (seen.has(name)) return;
+      seen.add(name);
+      const s = scope.States[name]!;
+      if (s.ItemProcessor) visit(s.ItemProcessor.StartAt, s.ItemProcessor);
+      for (const n of successors(s)) visit(n, scope);
+    };
+    visit(definition.StartAt, definition);
+    expect([...seen].sort()).toEqual([...states.keys()].sort());
+  });
+});
+
+describe('state machine runs (aws-local-stepfunctions, stub handlers)', () => {
+  // The flow only: stub handlers stand in for the Lambdas and the Batch tasks. The
+  // end-to-end local run with the real handlers and workers is a separate test.
+  type Handlers = Record<string, (input: never) => unknown>;
+  const input = { manifest: { bucket: 'stack-bucket', key: 'manifests/m.json' } };
+  const planned =
+    (device: 'cpu' | 'gpu', arraySize: number, items: number) =>
+    (): PlanTaskResult & { blendItems: BlendItem[] } => ({
+      jobId: 'job-1',
+      arraySize,
+      chunks: 10,
+      seamBlocks: items * 3,
+      blendItemsKey: KEYS.blendItems('job-1'),
+      blendItemCount: items,
+      device,
+      blendItems: Array.from({ length: items }, (_, i) => ({ jobId: 'job-1', from: i, to: i + 1 })),
+    });
+  const verdict =
+    (v: Partial<VerifyTaskResult>) =>
+    (e: { round: number }): VerifyTaskResult => ({
+      jobId: 'job-1',
+      status: 'COMPLETE',
+      round: e.round,
+      redrive: false,
+      remaining: 0,
+      ...v,
+    });
+  const stubs: Handlers = {
+    [STATES.workGpuArray]: () => ({}),
+    [STATES.workGpu]: () => ({}),
+    [STATES.workCpuArray]: () => ({}),
+    [STATES.workCpu]: () => ({}),
+    [STATES.blendRange]: (i: BlendItem) => ({ jobId: i.jobId, blocks: i.to - i.from }),
+    [STATES.finalize]: (i: { jobId: string }) => ({
+      jobId: i.jobId,
+      status: 'SUCCEEDED',
+      output: 's3://stack-bucket/outputs/o.zarr',
+      reportKey: 'outputs/o.zarr/report.json',
+    }),
+    [STATES.markFailed]: (e: MarkFailedEvent) => ({
+      jobId: e.jobId ?? 'unknown',
+      reason: e.reason ?? `${e.error?.Error}: ${e.error?.Cause}`,
+    }),
+  };
+
+  async function run(handlers: Handlers) {
+    polyfillWithResolvers();
+    const calls: Array<[string, unknown]> = [];
+    const local = Object.fromEntries(
+      Object.entries({ ...stubs, ...handlers }).map(([name, fn]) => [
+        name,
+        async (i: unknown) => {
+          calls.push([name, i]);
+          return fn(i as never) as never;
+        },
+      ]),
+    );
+    const machine = new StateMachine(localDefinition(definition) as never, {
+      validationOptions: { checkArn: false },
+    });
+    const noWait = Object.fromEntries([...states.keys()].map((n) => [n, 0]));
+    const execution = machine.run(input, {
+      overrides: { taskResourceLocalHandlers: local, retryIntervalOverrides: noWait },
+    });
+    try {
+      return { output: await execution.result, calls, error: undefined };
+    } catch (error) {
+      return { output: undefined, calls, error: error as Error & { cause?: { name?: string } } };
+    }
+  }
+  const named = (calls: Array<[string, unknown]>) => calls.map(([n]) => n);
+
+  it('re-drives while verify says INCOMPLETE, then blends every item and finalizes', async () => {
+    let rounds = 0;
+    const r = await run({
+      [STATES.plan]: planned('gpu', 3, 2),
+      [STATES.verify]: (e: { round: number }) =>
+        verdict(++rounds < 2 ? { status: 'INCOMPLETE', redrive: true, remaining: 2 } : {})(e),
+    });
+    expect(r.error).toBeUndefined();
+    expect(r.output).toEqual(stubs[STATES.finalize]!({ jobId: 'job-1' } as never));
+    expect(named(r.calls)).toEqual([
+      STATES.plan,
+      STATES.workGpuArray,
+      STATES.verify,
+      STATES.workGpuArray,
+      STATES.verify,
+      STATES.blendRange,
+      STATES.blendRange,
+      STATES.finalize,
+    ]);
+    expect(r.calls[1]![1]).toMatchObject({
+      ArrayProperties: { Size: 3 },
+      Parameters: { jobId: 'job-1' },
+    });
+    expect(r.calls.filter(([n]) => n === STATES.verify).map(([, i]) => i)).toEqual([
+      { jobId: 'job-1', round: 1 },
+      { jobId: 'job-1', round: 2 },
+    ]);
+  });
+
+  it('one worker on CPU: a non-array job; no seams: straight to Finalize', async () => {
+    const r = await run({ [STATES.plan]: planned('cpu', 1, 0), [STATES.verify]: verdict({}) });
+    expect(r.error).toBeUndefined();
+    expect(named(r.calls)).toEqual([STATES.plan, STATES.workCpu, STATES.verify, STATES.finalize]);
+    expect(r.calls[1]![1]).not.toHaveProperty('ArrayProperties');
+  });
+
+  it('poison chunks: MarkFailed records the reason and the execution fails with it', async () => {
+    const reason = '1 chunk(s) failed every attempt:\nchunk 0_0_0: 3 attempts; last error: boom';
+    const r = await run({
+      [STATES.plan]: planned('cpu', 4, 1),
+      [STATES.verify]: verdict({ status: 'FAILED', reason }),
+    });
+    expect(r.error?.cause?.name).toBe(PIPELINE_ERROR);
+    expect(r.error?.message).toContain('chunk 0_0_0');
+    expect(r.calls.at(-1)).toEqual([
+      STATES.markFailed,
+      { jobId: 'job-1', manifest: input.manifest, reason },
+    ]);
+    expect(named(r.calls)).not.toContain(STATES.finalize);
+  });
+
+  it('a failed Batch job goes on to Verify, which decides', async () => {
+    const r = await run({
+      [STATES.plan]: planned('gpu', 1, 0),
+      [STATES.workGpu]: () => {
+        throw Object.assign(new Error('Array child 3 failed'), { name: 'States.TaskFailed' });
+      },
+      [STATES.verify]: verdict({}),
+    });
+    expect(r.error).toBeUndefined();
+    expect(named(r.calls)).toEqual([STATES.plan, STATES.workGpu, STATES.verify, STATES.finalize]);
+  });
+
+  it('a planner error reaches MarkFailed with the manifest and the error', async () => {
+    const r = await run({
+      [STATES.plan]: () => {
+        throw Object.assign(new Error('input.url: bucket "x" is not allowed'), {
+          name: 'ManifestError',
+        });
+      },
+    });
+    expect(r.error?.cause?.name).toBe(PIPELINE_ERROR);
+    expect(r.calls.at(-1)).toEqual([
+      STATES.markFailed,
+      {
+        manifest: input.manifest,
+        error: { Error: 'ManifestError', Cause: 'input.url: bucket "x" is not allowed' },
+      },
+    ]);
+  });
+
+  it('if MarkFailed itself fails, the execution still fails with what it was recording', async () => {
+    const r = await run({
+      [STATES.plan]: planned('cpu', 2, 0),
+      [STATES.verify]: verdict({ status: 'FAILED', reason: 'chunk 7 is poison' }),
+      [STATES.markFailed]: () => {
+        throw new Error('S3 unavailable');
+      },
+    });
+    expect(r.error?.cause?.name).toBe(PIPELINE_ERROR);
+    expect(r.error?.message).toContain('chunk 7 is poison');
+  });
+});
+
+describe('outputs and monitoring', () => {
+  it('exports bucket, table, state machine and queue ARNs', () => {
+    const outputs = template.toJSON().Outputs as Record<string, { Value: unknown }>;
+    expect(outputs.BucketName!.Value).toEqual({ Ref: logicalId(stack.storage.bucket) });
+    expect(outputs.TableName!.Value).toEqual({ Ref: logicalId(stack.storage.table) });
+    expect(outputs.StateMachineArn!.Value).toEqual({ Ref: logicalId(stack.pipeline.stateMachine) });
+    expect(outputs.GpuQueueArn!.Value).toEqual({
+      'Fn::GetAtt': [logicalId(stack.compute.gpuQueue), 'JobQueueArn'],
+    });
+    expect(outputs.CpuQueueArn!.Value).toEqual({
+      'Fn::GetAtt': [logicalId(stack.compute.cpuQueue), 'JobQueueArn'],
+    });
+  });
+
+  it('alarms on failed executions and planner errors; blocked queues and alarms reach the e-mail topic', () => {
+    const topic = logicalId(stack.monitoring.topic);
+    const alarms = ofType('AWS::CloudWatch::Alarm').map(([, a]) => a.Properties);
+    const failed = alarms.find((a) => a.MetricName === 'ExecutionsFailed');
+    expect(failed).toMatchObject({ Namespace: 'AWS/States', AlarmActions: [{ Ref: topic }] });
+    expect(alarms.find((a) => a.MetricName === 'Errors')).toBeDefined();
+    const [, rule] = ofType('AWS::Events::Rule')[0]!;
+    expect(rule.Properties.EventPattern).toMatchObject({
+      source: ['aws.batch'],
+      'detail-type': ['Batch Job Queue Blocked'],
+    });
+    expect(JSON.stringify(rule.Properties.Targets)).toContain(`"Ref":"${topic}"`);
+    template.hasResourceProperties('AWS::SNS::Subscription', {
+      Protocol: 'email',
+      Endpoint: KNOBS.alarmEmail,
+    });
+    expect(ofType('AWS::CloudWatch::Dashboard')).toHaveLength(1);
+  });
+});
+
+describe('cdk-nag', () => {
+  it('AwsSolutions: zero unacknowledged findings', () => {
+    const { violations } = new AwsSolutionsChecks().validateScope(stack);
+    expect(
+      violations.map(
+        (v) => `${v.ruleName} at ${v.violatingResources.map((r) => r.constructPath).join(', ')}`,
+      ),
+    ).toEqual([]);
+  });
+
+  it('every acknowledgment carries a written reason', () => {
+    const acks: Array<[string, string]> = [];
+    for (const c of stack.node.findAll()) {
+      for (const m of c.node.metadata) {
+        if (m.type === Validations.ACKNOWLEDGED_RULES_METADATA_KEY) {
+          for (const [id, reason] of Object.entries(m.data as Record<string, string>))
+            acks.push([id, reason]);
+        }
+      }
+    }
+    expect(acks.length).toBeGreaterThan(0);
+    for (const [id, reason] of acks) expect(reason.length, id).toBeGreaterThan(40);
+  });
+
+  it('the plugin does stop a synth on an unacknowledged finding', () => {
+    const a = appFor();
+    const s = new Stack(a, 'Sloppy');
+    new s3.Bucket(s, 'NoLogsNoTls');
+    Validations.of(a).addPlugins(new AwsSolutionsChecks(a));
+    expect(() => a.synth()).toThrow();
+  });
+});
+
+describe('variants', () => {
+  it('natGateways 0: no NAT, Fargate workers get a public IP', () => {
+    const a = appFor();
+    const s = new Stack(a, 'NoNat');
+    const storage = new Storage(s, 'Storage', {
+      partialsExpireDays: 7,
+      allowedBuckets: [],
+      retain: false,
+    });
+    const network = new Network(s, 'Network', { natGateways: 0, flowLogBucket: storage.logBucket });
+    new Workers(s, 'Workers', {
+      storage,
+      timeout: Duration.hours(DEFAULT_KNOBS.workerTimeoutHours),
+      assignPublicIp: network.publicWorkers,
+    });
+    const t = Template.fromStack(s);
+    t.resourceCountIs('AWS::EC2::NatGateway', 0);
+    t.hasResourceProperties('AWS::Batch::JobDefinition', {
+      PlatformCapabilities: ['FARGATE'],
+      ContainerProperties: { NetworkConfiguration: { AssignPublicIp: 'ENABLED' } },
+    });
+  });
+
+  it('Lambda bundles (esbuild, no Docker) carry no onnxruntime and stay small', () => {
+    const a = appFor({ bundle: true });
+    const s = new Stack(a, 'Bundled');
+    const storage = new Storage(s, 'Storage', {
+      partialsExpireDays: 7,
+      allowedBuckets: [],
+      retain: false,
+    });
+    new Functions(s, 'Functions', {
+      storage,
+      stateMachineName: 'x-pipeline',
+      maxRounds: 3,
+      maxChunks: 10,
+    });
+    const assembly = a.synth();
+    const bundles = readdirSync(assembly.directory)
+      .map((d) => join(assembly.directory, d, 'index.mjs'))
+      .filter((f) => existsSync(f));
+    expect(bundles).toHaveLength(Object.keys(HANDLERS).length);
+    expect(LAMBDA_EXTERNALS).toContain('onnxruntime-node');
+    for (const f of bundles) {
+      const code = readFileSync(f, 'utf8');
+      expect(code, f).not.toMatch(/onnxruntime/);
+      expect(statSync(f).size, f).toBeLessThan(10 * 1024 * 1024);
+    }
+  }, 120_000);
+});
+
+describe('worker containers', () => {
+  type Instruction = { op: string; args: string; stage: number };
+  const parseDockerfile = (file: string): Instruction[] => {
+    const text = readFileSync(join(REPO_ROOT, file), 'utf8').replace(/\\\r?\n/g, ' ');
+    let stage = -1;
+    return text
+      .split(/\r?\n/)
+      .map((l) => l.trim())
+      .filter((l) => l !== '' && !l.startsWith('#'))
+      .map((l) => {
+        const [op = '', ...rest] = l.split(/\s+/);
+        if (op.toUpperCase() === 'FROM') stage++;
+        return { op: op.toUpperCase(), args: rest.join(' '), stage };
+      });
+  };
+  const finalStage = (ins: Instruction[]) => {
+    const last = Math.max(...ins.map((i) => i.stage));
+    return ins.filter((i) => i.stage === last);
+  };
+  const dockerignore = readFileSync(join(REPO_ROOT, '.dockerignore'), 'utf8')
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
+  const ignore = IgnoreStrategy.docker(REPO_ROOT, dockerignore);
+  const ignored = (path: string) => ignore.ignores(join(REPO_ROOT, path));
+  const copySources = (ins: Instruction[]) =>
+    ins
+      .filter((i) => i.op === 'COPY' && !i.args.startsWith('--from'))
+      .flatMap((i) =>
+        i.args
+          .split(/\s+/)
+          .filter((a) => !a.startsWith('--'))
+          .slice(0, -1),
+      );
+
+  it.each(Object.values(WORKER_DOCKERFILES))(
+    '%s: every COPY source exists and is in the build context',
+    (file) => {
+      const sources = copySources(parseDockerfile(file));
+      expect(sources.length).toBeGreaterThan(3);
+      for (const src of sources) {
+        expect(existsSync(join(REPO_ROOT, src)), src).toBe(true);
+        expect(ignored(src), `${src} is excluded by .dockerignore`).toBe(false);
+      }
+    },
+  );
+
+  it.each(Object.values(WORKER_DOCKERFILES))(
+    '%s: runs `tessera worker` as a non-root user',
+    (file) => {
+      const last = finalStage(parseDockerfile(file));
+      const one = (op: string) => last.filter((i) => i.op === op).at(-1)?.args;
+      expect(JSON.parse(one('ENTRYPOINT')!)).toEqual(['node', 'bin/tessera.js']);
+      expect(JSON.parse(one('CMD')!)).toEqual(['worker']);
+      const user = one('USER');
+      expect(user).toBeDefined();
+      expect(user).not.toMatch(/^(root|0)(:|$)/);
+      const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8'));
+      expect(pkg.bin.tessera).toBe('bin/tessera.js');
+      // bin/tessera.js registers tsx at startup: it must survive `npm ci --omit=dev`.
+      expect(pkg.dependencies.tsx).toBeDefined();
+      expect(readFileSync(join(REPO_ROOT, 'cli/main.ts'), 'utf8')).toMatch(/case 'worker':/);
+    },
+  );
+
+  it('CPU image: glibc Node 22, production dependencies only, no CUDA download', () => {
+    const ins = parseDockerfile(WORKER_DOCKERFILES.cpu);
+    for (const from of ins.filter((i) => i.op === 'FROM'))
+      expect(from.args).toMatch(/^node:22-bookworm-slim\b/);
+    expect(ins.some((i) => i.op === 'RUN' && /npm ci --omit=dev/.test(i.args))).toBe(true);
+    expect(ins.some((i) => i.op === 'ENV' && /ONNXRUNTIME_NODE_INSTALL=skip/.test(i.args))).toBe(
+      true,
+    );
+  });
+
+  it("CUDA image: CUDA 12 + cuDNN runtime base, onnxruntime-node's CUDA 12 provider installed at build", () => {
+    const ins = parseDockerfile(WORKER_DOCKERFILES.gpu);
+    expect(finalStage(ins)[0]!.args).toMatch(
+      /^nvidia\/cuda:12\.\d+(\.\d+)?-cudnn-runtime-ubuntu\d+\.\d+$/,
+    );
+    const env = ins.find((i) => i.op === 'ENV' && i.args.includes('ONNXRUNTIME_NODE_INSTALL='));
+    const value = /ONNXRUNTIME_NODE_INSTALL=(\S+)/.exec(env!.args)![1]!;
+    // The value onnxruntime-node's postinstall (script/install.js) accepts for linux/x64.
+    const require = createRequire(import.meta.url);
+    const metadata = require('onnxruntime-node/script/install-metadata.js') as {
+      requirements: Record<string, string[]>;
+    };
+    expect(metadata.requirements['linux/x64']).toContain(value);
+    const install = ins.find((i) => i.op === 'RUN' && /npm ci --omit=dev/.test(i.args))!;
+    expect(install.stage).toBe(env!.stage);
+  });
+
+  it('.dockerignore keeps node_modules, tests, .git and cdk.out out; the context stays small', () => {
+    for (const p of [
+      'node_modules/zod/package.json',
+      'test/unit/cdk-stack.test.ts',
+      '.git/HEAD',
+      'cdk.out/manifest.json',
+      'core/node_modules/x.js',
+    ]) {
+      expect(ignored(p), p).toBe(true);
+    }
+    let bytes = 0;
+    const walk = (dir: string): void => {
+      for (const e of readdirSync(join(REPO_ROOT, dir), { withFileTypes: true })) {
+        const rel = dir === '' ? e.name : `${dir}/${e.name}`;
+        if (e.isDirectory()) {
+          if (!ignored(`${rel}/`) || dockerignore.some((l) => l.startsWith(`!${rel}/`))) walk(rel);
+        } else if (!ignored(rel)) {
+          bytes += statSync(join(REPO_ROOT, rel)).size;
+        }
+      }
+    };
+    walk('');
+    expect(bytes).toBeLessThan(20 * 1024 * 1024);
+  });
+});

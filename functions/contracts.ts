@@ -89,7 +89,7 @@ export interface MarkFailedEvent {
 /** jobs/<jobId>/status.json in the bucket (and jobs/<name>/status.json for rejected manifests). */
 export interface JobStatusDocument {
   jobId: string;
-  status: 'REJECTED' | 'PLANNED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED';
+  status: 'REJECTED' | 'SUBMITTED' | 'PLANNED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED';
   manifest: ManifestLocation;
   updatedAt: string;
   reason?: string;

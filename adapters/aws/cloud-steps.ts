@@ -98,15 +98,23 @@ export async function readStatus(
   return bytes ? (JSON.parse(new TextDecoder().decode(bytes)) as JobStatusDocument) : undefined;
 }
 
-export type PlanOutcome =
-  | { kind: 'planned'; result: PlanTaskResult; created: boolean }
+export type AcceptOutcome =
+  | { kind: 'accepted'; jobId: string; manifest: Manifest; source: ManifestLocation }
   | { kind: 'rejected'; statusKey: string; error: ManifestError };
 
-/** Validates, plans (idempotently) and records a job for a manifest object. */
-export async function planFromManifest(
+export type PlanOutcome =
+  | { kind: 'planned'; result: PlanTaskResult; created: boolean }
+  | Extract<AcceptOutcome, { kind: 'rejected' }>;
+
+/**
+ * Validates a manifest object and fixes its job: the job id (from the object version)
+ * and a frozen copy of the manifest that every later step reads, so a re-upload cannot
+ * change a running job. Writes no ledger rows.
+ */
+export async function acceptManifest(
   deps: CloudDeps,
   loc: ManifestLocation,
-): Promise<PlanOutcome> {
+): Promise<AcceptOutcome> {
   const { bytes, version } = await deps.fetchManifest(loc);
   const source = `s3://${loc.bucket}/${loc.key}`;
   let manifest: Manifest;
@@ -141,25 +149,41 @@ export async function planFromManifest(
     return { kind: 'rejected', statusKey, error };
   }
   const jobId = cloudJobId(manifest.name, loc, version);
-  const frozen: FrozenManifest = {
-    jobId,
-    source: { ...loc, versionId: loc.versionId ?? version },
-    version,
-    manifest,
-  };
-  // The frozen copy is what every later step reads: a re-upload cannot change a running job.
+  // Pinned only by a real VersionId (events from a versioned bucket carry one); an ETag is
+  // no version id to ask S3 for.
+  const pinned: ManifestLocation = loc;
   if ((await deps.bucketStore.get(key(KEYS.jobManifest(jobId)))) === undefined) {
+    const frozen: FrozenManifest = { jobId, source: pinned, version, manifest };
     await deps.bucketStore.set(key(KEYS.jobManifest(jobId)), enc(frozen));
+    await writeStatus(deps, {
+      jobId,
+      status: 'SUBMITTED',
+      manifest: pinned,
+      output: manifest.output.url,
+    });
   }
+  return { kind: 'accepted', jobId, manifest, source: pinned };
+}
+
+/** The Plan task: accept, then create the ledger rows, output array and blend items (idempotent). */
+export async function planFromManifest(
+  deps: CloudDeps,
+  loc: ManifestLocation,
+): Promise<PlanOutcome> {
+  const accepted = await acceptManifest(deps, loc);
+  if (accepted.kind === 'rejected') return accepted;
+  const { jobId, manifest } = accepted;
   const ctx = await contextFor(deps, jobId, manifest);
   const { created } = await planJob(ctx, deps.ledger, { leaseMs: deps.leaseMs });
   const items = blendItems(ctx, deps.blocksPerBlendItem ?? 64);
   await deps.bucketStore.set(key(KEYS.blendItems(jobId)), enc(items));
-  if (created || (await readStatus(deps, jobId)) === undefined) {
+  const status = await readStatus(deps, jobId);
+  if (!status || status.status === 'SUBMITTED') {
     await writeStatus(deps, {
+      ...(status ?? {}),
       jobId,
       status: 'PLANNED',
-      manifest: frozen.source,
+      manifest: accepted.source,
       output: manifest.output.url,
     });
   }
@@ -192,28 +216,30 @@ export function blendItems(ctx: JobContext, perItem: number): BlendItem[] {
   return out;
 }
 
-/** The S3-trigger path: plan each manifest, then start its execution (named by job id). */
+/**
+ * The S3-trigger path: validate, then start the execution named by the job id. Duplicate
+ * or replayed events start nothing new (the name is taken), and only the execution's
+ * Plan task writes ledger rows, so two planners never race over one job. Without a
+ * state machine (a bare data plane, tests) it plans inline instead.
+ */
 export async function handleManifestCreated(
   deps: CloudDeps,
   locs: ManifestLocation[],
-): Promise<PlanOutcome[]> {
-  const outcomes: PlanOutcome[] = [];
+): Promise<(AcceptOutcome | PlanOutcome)[]> {
+  const outcomes: (AcceptOutcome | PlanOutcome)[] = [];
   for (const loc of locs) {
-    const outcome = await planFromManifest(deps, loc);
-    outcomes.push(outcome);
-    if (outcome.kind === 'planned' && deps.startExecution) {
-      const input: PipelineInput = {
-        manifest: {
-          bucket: loc.bucket,
-          key: loc.key,
-          ...(loc.versionId ? { versionId: loc.versionId } : {}),
-        },
-      };
-      const { executionArn } = await deps.startExecution(outcome.result.jobId, input);
-      if (executionArn) {
-        const status = await readStatus(deps, outcome.result.jobId);
-        if (status && !status.executionArn) await writeStatus(deps, { ...status, executionArn });
-      }
+    if (!deps.startExecution) {
+      outcomes.push(await planFromManifest(deps, loc));
+      continue;
+    }
+    const accepted = await acceptManifest(deps, loc);
+    outcomes.push(accepted);
+    if (accepted.kind === 'rejected') continue;
+    const input: PipelineInput = { manifest: accepted.source };
+    const { executionArn } = await deps.startExecution(accepted.jobId, input);
+    if (executionArn) {
+      const status = await readStatus(deps, accepted.jobId);
+      if (status && !status.executionArn) await writeStatus(deps, { ...status, executionArn });
     }
   }
   return outcomes;
@@ -312,7 +338,7 @@ export async function markFailedStep(
 ): Promise<{ jobId: string; reason: string }> {
   const reason = e.reason ?? causeMessage(e.error) ?? 'the pipeline failed (no reason given)';
   const jobId = e.jobId ?? 'unknown';
-  const status = e.jobId ? await readStatus(deps, e.jobId) : undefined;
+  const status = await readStatus(deps, jobId);
   await writeStatus(deps, {
     jobId,
     status: 'FAILED',
@@ -322,6 +348,14 @@ export async function markFailedStep(
     ...(status?.executionArn ? { executionArn: status.executionArn } : {}),
   });
   return { jobId, reason };
+}
+
+/** The job id a manifest object maps to, or its rejected-status name when it is unreadable. */
+async function jobIdForLocation(deps: CloudDeps, loc: ManifestLocation): Promise<string> {
+  const { bytes, version } = await deps.fetchManifest(loc);
+  const parsed = tryJson(new TextDecoder().decode(bytes)) as { name?: unknown } | undefined;
+  const name = rejectedName(loc.key, bytes);
+  return parsed?.name === name ? cloudJobId(name, loc, version) : name;
 }
 
 /** A Lambda or Batch failure's Cause is often JSON ({errorMessage} or a Batch job description). */

@@ -4,7 +4,12 @@
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { ExecutionAlreadyExists, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import type { Ledger } from '../../core/ledger/index.ts';
-import type { ManifestLocation, PipelineInput } from '../../functions/contracts.ts';
+import {
+  KEYS,
+  type ManifestLocation,
+  PARTIAL_TAG,
+  type PipelineInput,
+} from '../../functions/contracts.ts';
 import { makeS3Client, registerS3 } from './clients.ts';
 import type { CloudDeps } from './cloud-steps.ts';
 import { makeDynamoClient } from './dynamo-client.ts';
@@ -18,7 +23,10 @@ export interface CloudClients {
   sfn?: SFNClient;
 }
 
-export function cloudClientsFromEnv(env: NodeJS.ProcessEnv = process.env, e: CloudEnv = readCloudEnv(env)): CloudClients {
+export function cloudClientsFromEnv(
+  env: NodeJS.ProcessEnv = process.env,
+  e: CloudEnv = readCloudEnv(env),
+): CloudClients {
   const s3 = makeS3Client(env);
   registerS3(s3);
   const ledger = new DynamoLedger({ client: makeDynamoClient(env), table: e.table });
@@ -31,16 +39,26 @@ export function cloudDeps(e: CloudEnv, clients: CloudClients): CloudDeps {
   const { s3, sfn } = clients;
   return {
     bucket: e.bucket,
-    bucketStore: new S3Store({ client: s3, bucket: e.bucket }),
+    bucketStore: new S3Store({ client: s3, bucket: e.bucket, tagging: partialTagging }),
     ledger: clients.ledger,
     policy: { stackBucket: e.bucket, allowedBuckets: e.allowedBuckets },
     ...(e.maxChunks ? { limits: { maxChunks: e.maxChunks } } : {}),
     maxRounds: e.maxRounds,
     fetchManifest: (loc) => fetchObject(s3, loc),
     ...(sfn && e.stateMachineArn
-      ? { startExecution: (name: string, input: PipelineInput) => startExecution(sfn, e.stateMachineArn!, name, input) }
+      ? {
+          startExecution: (name: string, input: PipelineInput) =>
+            startExecution(sfn, e.stateMachineArn!, name, input),
+        }
       : {}),
   };
+}
+
+/** Seam partials carry the tag the stack's lifecycle rule expires them by. */
+export function partialTagging(objectKey: string): string | undefined {
+  return objectKey.startsWith(KEYS.jobsPrefix) && objectKey.includes('/partials/')
+    ? `${PARTIAL_TAG.key}=${PARTIAL_TAG.value}`
+    : undefined;
 }
 
 export function cloudDepsFromEnv(env: NodeJS.ProcessEnv = process.env): CloudDeps {
@@ -48,13 +66,21 @@ export function cloudDepsFromEnv(env: NodeJS.ProcessEnv = process.env): CloudDep
   return cloudDeps(e, cloudClientsFromEnv(env, e));
 }
 
-async function fetchObject(s3: S3Client, loc: ManifestLocation): Promise<{ bytes: Uint8Array; version: string }> {
+async function fetchObject(
+  s3: S3Client,
+  loc: ManifestLocation,
+): Promise<{ bytes: Uint8Array; version: string }> {
   const r = await s3.send(
-    new GetObjectCommand({ Bucket: loc.bucket, Key: loc.key, ...(loc.versionId ? { VersionId: loc.versionId } : {}) }),
+    new GetObjectCommand({
+      Bucket: loc.bucket,
+      Key: loc.key,
+      ...(loc.versionId ? { VersionId: loc.versionId } : {}),
+    }),
   );
   const bytes = await r.Body!.transformToByteArray();
   // Versioned buckets give a VersionId; elsewhere the ETag tells versions apart.
-  const version = r.VersionId && r.VersionId !== 'null' ? r.VersionId : (r.ETag ?? '').replaceAll('"', '');
+  const version =
+    r.VersionId && r.VersionId !== 'null' ? r.VersionId : (r.ETag ?? '').replaceAll('"', '');
   return { bytes, version };
 }
 
@@ -65,7 +91,9 @@ async function startExecution(
   input: PipelineInput,
 ): Promise<{ executionArn?: string; alreadyExists: boolean }> {
   try {
-    const r = await sfn.send(new StartExecutionCommand({ stateMachineArn, name, input: JSON.stringify(input) }));
+    const r = await sfn.send(
+      new StartExecutionCommand({ stateMachineArn, name, input: JSON.stringify(input) }),
+    );
     return { ...(r.executionArn ? { executionArn: r.executionArn } : {}), alreadyExists: false };
   } catch (e) {
     // The name is the job id: a duplicate event or a retried planner finds it running.

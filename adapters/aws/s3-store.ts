@@ -41,6 +41,12 @@ export interface S3StoreOptions {
   readonly listPageSize?: number;
   /** Attempts at reading a response body that breaks off mid-stream (default 3). */
   readonly bodyAttempts?: number;
+  /**
+   * Object tags (URL query form, "k=v&k2=v2") per object key, or undefined for none. The
+   * stack's lifecycle rule expires seam partials by tag, since lifecycle prefixes cannot
+   * hold wildcards like jobs/*​/partials/.
+   */
+  readonly tagging?: (objectKey: string) => string | undefined;
 }
 
 export class S3Store implements Store {
@@ -53,6 +59,7 @@ export class S3Store implements Store {
   private readonly partSize: number;
   private readonly listPageSize: number;
   private readonly bodyAttempts: number;
+  private readonly tagging: ((objectKey: string) => string | undefined) | undefined;
 
   constructor(o: S3StoreOptions) {
     this.client = o.client;
@@ -63,6 +70,7 @@ export class S3Store implements Store {
     this.partSize = o.partSize ?? 8 * MiB;
     this.listPageSize = o.listPageSize ?? 1000;
     this.bodyAttempts = o.bodyAttempts ?? 3;
+    this.tagging = o.tagging;
   }
 
   /** The S3 object key that store key `key` maps to. */
@@ -110,17 +118,25 @@ export class S3Store implements Store {
 
   async set(key: AbsolutePath, value: Uint8Array): Promise<void> {
     const Key = this.objectKey(key);
+    const Tagging = this.tagging?.(Key);
     try {
       if (value.byteLength >= this.multipartThreshold) {
         // lib-storage aborts the multipart upload on failure, so no orphaned parts are billed.
         const upload = new Upload({
           client: this.client,
-          params: { Bucket: this.bucket, Key, Body: value },
+          params: { Bucket: this.bucket, Key, Body: value, ...(Tagging ? { Tagging } : {}) },
           partSize: this.partSize,
         });
         await upload.done();
       } else {
-        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key, Body: value }));
+        await this.client.send(
+          new PutObjectCommand({
+            Bucket: this.bucket,
+            Key,
+            Body: value,
+            ...(Tagging ? { Tagging } : {}),
+          }),
+        );
       }
     } catch (error) {
       throw this.failure('set', Key, error);

@@ -8,13 +8,14 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import type { S3Event } from 'aws-lambda';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { registerS3 } from '../../adapters/aws/clients.ts';
 import {
   blendStep,
   type CloudDeps,
   finalizeStep,
   handleManifestCreated,
+  planFromManifest,
   readStatus,
   verifyStep,
 } from '../../adapters/aws/cloud-steps.ts';
@@ -172,11 +173,27 @@ function runWorker(
 describe('cloud pipeline on S3 + DynamoDB', () => {
   it('manifest event → plan → workers → verify → blend → finalize equals the reference', async () => {
     const event = await upload('manifests/cells.json', manifest('cells'));
-    const [outcome] = await handleManifestCreated(deps, manifestLocations(event));
+    // The real Lambda module, its clients built at module scope from the environment
+    // (no state machine here: it plans without starting an execution).
+    for (const [k, v] of Object.entries(workerEnv()))
+      if (k.startsWith('AWS_') || k.startsWith('TESSERA_')) vi.stubEnv(k, v as string);
+    const { handler } = await import('../../functions/planner.ts');
+    const fromHandler = (await handler(event)) as { planned: string[]; rejected: string[] };
+    vi.unstubAllEnvs();
+    expect(fromHandler.rejected).toEqual([]);
+    expect(fromHandler.planned.length).toBe(1);
+    // With a state machine, the trigger only starts the execution named by the job id...
+    const [accepted] = await handleManifestCreated(deps, manifestLocations(event));
+    expect(accepted?.kind === 'accepted' && accepted.jobId).toBe(fromHandler.planned[0]);
+    expect(started.map((s) => s.name)).toContain(fromHandler.planned[0]);
+    // ...and its Plan task finds the job already planned (idempotent).
+    const [loc] = manifestLocations(event);
+    const outcome = await planFromManifest(deps, loc!);
     expect(outcome?.kind).toBe('planned');
     if (outcome?.kind !== 'planned') return;
     const { jobId } = outcome.result;
-    expect(started.map((s) => s.name)).toContain(jobId);
+    expect(jobId).toBe(fromHandler.planned[0]);
+    expect(outcome.created).toBe(false);
     expect((await readStatus(deps, jobId))?.status).toBe('PLANNED');
 
     const workers = [runWorker(jobId), runWorker(jobId)];
@@ -223,25 +240,27 @@ describe('cloud pipeline on S3 + DynamoDB', () => {
   it('duplicate S3 events (and a replayed event) create one job and one execution name', async () => {
     const event = await upload('manifests/dup.json', manifest('dup'));
     const before = started.length;
-    // Sequential: s3rver (unlike S3) lets a reader see a half-written object, so two
-    // planners racing to create the same output array would trip over it here.
-    const results = [
-      await handleManifestCreated(deps, manifestLocations(event)),
-      await handleManifestCreated(deps, manifestLocations(event)),
-    ];
-    const again = await handleManifestCreated(deps, manifestLocations(event));
-    const ids = [...results.flat(), ...again].map((o) =>
-      o.kind === 'planned' ? o.result.jobId : 'rejected',
-    );
+    const outcomes = (
+      await Promise.all([
+        handleManifestCreated(deps, manifestLocations(event)),
+        handleManifestCreated(deps, manifestLocations(event)),
+        handleManifestCreated(deps, manifestLocations(event)),
+      ])
+    ).flat();
+    const ids = outcomes.map((o) => (o.kind === 'accepted' ? o.jobId : o.kind));
     expect(new Set(ids).size).toBe(1);
-    const created = [...results.flat(), ...again].filter((o) => o.kind === 'planned' && o.created);
-    expect(created.length).toBe(1);
     const names = started.slice(before).map((s) => s.name);
+    expect(names.length).toBe(3);
     expect(new Set(names)).toEqual(new Set([ids[0]]));
+    // One execution runs one Plan task; a retried Plan creates nothing new.
+    const [loc] = manifestLocations(event);
+    const plans = [await planFromManifest(deps, loc!), await planFromManifest(deps, loc!)];
+    expect(plans.map((p) => p.kind === 'planned' && p.created)).toEqual([true, false]);
+    expect(plans.map((p) => p.kind === 'planned' && p.result.jobId)).toEqual([ids[0], ids[0]]);
     // A new version of the object is a new job.
     const v2 = await upload('manifests/dup.json', manifest('dup', { blend: 'bump' }));
     const [second] = await handleManifestCreated(deps, manifestLocations(v2));
-    expect(second?.kind === 'planned' && second.result.jobId).not.toBe(ids[0]);
+    expect(second?.kind === 'accepted' && second.jobId).not.toBe(ids[0]);
   });
 
   it('an invalid manifest writes REJECTED with every error and starts nothing', async () => {
@@ -270,8 +289,9 @@ describe('cloud pipeline on S3 + DynamoDB', () => {
       'manifests/term.json',
       manifest('term', { chunkShape: [6, 10, 10] }),
     );
-    const [outcome] = await handleManifestCreated(deps, manifestLocations(event));
-    if (outcome?.kind !== 'planned') throw new Error('not planned');
+    const outcome = await planFromManifest(deps, manifestLocations(event)[0]!);
+    if (outcome?.kind !== 'planned')
+      throw new Error(`not planned: ${outcome?.kind === 'rejected' ? outcome.error.message : ''}`);
     const w = runWorker(outcome.result.jobId);
     const t0 = Date.now();
     while (!w.lines.some((l) => l.includes('"claimed"')) && Date.now() - t0 < 60_000)

@@ -28,6 +28,8 @@ export class AxisPlan {
   readonly patchesPerChunk: number;
   readonly chunkCount: number;
   readonly block: number;
+  /** Input context read beyond each output patch (valid-convolution models); 0 otherwise. */
+  readonly margin: number;
   /** Output blocks along this axis that intersect the region: [firstBlock, firstBlock + blockCount). */
   readonly firstBlock: number;
   readonly blockCount: number;
@@ -43,6 +45,7 @@ export class AxisPlan {
     overlap: number;
     chunk: number;
     block: number;
+    margin?: number;
   }) {
     this.start = o.start;
     this.stop = o.stop;
@@ -55,6 +58,7 @@ export class AxisPlan {
     this.patchesPerChunk = Math.max(1, Math.floor((o.chunk - o.patch) / this.stride) + 1);
     this.chunkCount = Math.ceil(this.patchCount / this.patchesPerChunk);
     this.block = o.block;
+    this.margin = o.margin ?? 0;
     this.firstBlock = Math.floor(o.start / o.block);
     this.blockCount = Math.ceil(o.stop / o.block) - this.firstBlock;
 
@@ -90,15 +94,21 @@ export class AxisPlan {
     return { start, stop: Math.min(this.patchCount, start + this.patchesPerChunk) };
   }
 
-  /** Voxels the chunk's patches read (may extend past the region and the volume). */
-  chunkRead(j: number): Interval {
+  /** Voxels the chunk's (output) patches cover. */
+  chunkOutput(j: number): Interval {
     const p = this.chunkPatches(j);
     return { start: this.patchStart(p.start), stop: this.patchStart(p.stop - 1) + this.patch };
   }
 
+  /** Voxels the chunk's patches read: their output plus the input margin (may extend past the volume). */
+  chunkRead(j: number): Interval {
+    const o = this.chunkOutput(j);
+    return { start: o.start - this.margin, stop: o.stop + this.margin };
+  }
+
   /** Voxels of the region the chunk's patches write to. */
   chunkFootprint(j: number): Interval {
-    const r = this.chunkRead(j);
+    const r = this.chunkOutput(j);
     return { start: Math.max(r.start, this.start), stop: Math.min(r.stop, this.stop) };
   }
 

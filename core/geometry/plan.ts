@@ -18,6 +18,12 @@ export interface PlanInput {
   overlap: Vec3;
   chunkShape: Vec3;
   blockShape?: Vec3 | undefined;
+  /**
+   * Valid-convolution models read `inputMargin` more voxels on each side of the patch
+   * than they output: patchShape is then the OUTPUT patch, the grid is laid over it, and
+   * each patch's input box is the output box grown by the margin.
+   */
+  inputMargin?: Vec3 | undefined;
 }
 
 export interface PlanCounts {
@@ -72,6 +78,9 @@ export class Plan {
   readonly overlap: Vec3;
   readonly stride: Vec3;
   readonly blockShape: Vec3;
+  readonly inputMargin: Vec3;
+  /** The model's input patch: patchShape + 2 · inputMargin. */
+  readonly inputPatchShape: Vec3;
   readonly axes: readonly [AxisPlan, AxisPlan, AxisPlan];
   readonly patchGrid: Vec3;
   readonly chunkGrid: Vec3;
@@ -91,6 +100,10 @@ export class Plan {
     this.patchShape = input.patchShape;
     this.overlap = input.overlap;
     this.blockShape = input.blockShape ?? defaultBlockShape(input.chunkShape, this.volumeShape);
+    this.inputMargin = input.inputMargin ?? [0, 0, 0];
+    this.inputPatchShape = [0, 1, 2].map(
+      (a) => input.patchShape[a]! + 2 * this.inputMargin[a]!,
+    ) as unknown as Vec3;
     this.axes = [0, 1, 2].map(
       (a) =>
         new AxisPlan({
@@ -100,6 +113,7 @@ export class Plan {
           overlap: input.overlap[a]!,
           chunk: input.chunkShape[a]!,
           block: this.blockShape[a]!,
+          margin: this.inputMargin[a]!,
         }),
     ) as unknown as [AxisPlan, AxisPlan, AxisPlan];
     const per = (f: (ax: AxisPlan) => number): Vec3 => [
@@ -192,6 +206,11 @@ export class Plan {
     for (let z = r.start[0]; z < r.stop[0]; z++)
       for (let y = r.start[1]; y < r.stop[1]; y++)
         for (let x = r.start[2]; x < r.stop[2]; x++) yield this.patchBox([z, y, x]);
+  }
+
+  /** The input box a patch's model input is read from (its output box grown by the margin). */
+  inputBox(patch: Box): Box {
+    return patch.grow(this.inputMargin);
   }
 
   patchBox(p: Vec3): Box {
@@ -294,16 +313,24 @@ function defaultBlockShape(chunkShape: Vec3, volumeShape: Vec3): Vec3 {
 }
 
 function checkShapes(input: PlanInput, region: Box): void {
-  const names = ['volumeShape', 'patchShape', 'overlap', 'chunkShape', 'blockShape'] as const;
+  const names = [
+    'volumeShape',
+    'patchShape',
+    'overlap',
+    'chunkShape',
+    'blockShape',
+    'inputMargin',
+  ] as const;
   for (const name of names) {
     const v = input[name];
     if (v === undefined) continue;
     for (let a = 0; a < 3; a++) {
       const x = v[a]!;
-      const ok = Number.isSafeInteger(x) && (name === 'overlap' ? x >= 0 : x > 0);
+      const ok =
+        Number.isSafeInteger(x) && (name === 'overlap' || name === 'inputMargin' ? x >= 0 : x > 0);
       if (!ok)
         throw new PlanError(
-          `${name}[${a}] = ${x} must be a ${name === 'overlap' ? 'non-negative' : 'positive'} integer`,
+          `${name}[${a}] = ${x} must be a ${name === 'overlap' || name === 'inputMargin' ? 'non-negative' : 'positive'} integer`,
           name,
         );
     }

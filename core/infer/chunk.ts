@@ -27,15 +27,18 @@ export interface InferChunkOptions {
 export async function inferChunk(o: InferChunkOptions): Promise<PartialSum> {
   const { plan, chunk, input } = o;
   const batchSize = Math.max(1, o.batchSize ?? 4);
+  // The grid is over output patches; a valid-convolution model reads a larger input patch.
   const patch = plan.patchShape;
   const pv = patch[0] * patch[1] * patch[2];
+  const inPatch = plan.inputPatchShape;
+  const iv = inPatch[0] * inPatch[1] * inPatch[2];
   const cin = input.channels;
   const weights = blendWeights(o.blend, patch);
   const acc = new PartialSum(chunk.footprint, o.outputChannels, o.buffer);
   const outPerItem = o.outputChannels * pv;
   // Two batch buffers: one is being filled while the model works on the other, and the
   // previous result is accumulated while the next batch computes (depth-2 pipeline).
-  const buffers = [new Float32Array(batchSize * cin * pv), new Float32Array(batchSize * cin * pv)];
+  const buffers = [new Float32Array(batchSize * cin * iv), new Float32Array(batchSize * cin * iv)];
   let fill = 0;
   let boxes: Box[] = [];
   let inflight: Promise<{ out: Float32Array; boxes: Box[] }> | undefined;
@@ -57,17 +60,17 @@ export async function inferChunk(o: InferChunkOptions): Promise<PartialSum> {
     if (boxes.length === 0) return;
     const n = boxes.length;
     const buf = buffers[fill]!;
-    const view = n === batchSize ? buf : buf.subarray(0, n * cin * pv);
+    const view = n === batchSize ? buf : buf.subarray(0, n * cin * iv);
     const sent = boxes;
     const slot = fill;
     const transfer = o.model.runTransfer?.bind(o.model);
     // A threaded model takes the buffer itself (no copy) and hands it back with the result.
     const next = transfer
-      ? transfer(view, n, patch).then((r) => {
+      ? transfer(view, n, inPatch, patch).then((r) => {
           buffers[slot] = new Float32Array(r.batch.buffer as ArrayBuffer);
           return { out: r.out, boxes: sent };
         })
-      : o.model.run(view, n, patch).then((out) => ({ out, boxes: sent }));
+      : o.model.run(view, n, inPatch, patch).then((out) => ({ out, boxes: sent }));
     // If accumulating the previous batch throws (abort, lost lease), this one is abandoned:
     // mark its rejection handled so it cannot crash the process.
     next.catch(() => {});
@@ -78,7 +81,7 @@ export async function inferChunk(o: InferChunkOptions): Promise<PartialSum> {
   };
 
   for (const box of plan.patches(chunk)) {
-    gatherPatch(input, box, buffers[fill]!, boxes.length * cin * pv);
+    gatherPatch(input, plan.inputBox(box), buffers[fill]!, boxes.length * cin * iv);
     boxes.push(box);
     if (boxes.length === batchSize) await dispatch();
   }

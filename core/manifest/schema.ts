@@ -92,6 +92,16 @@ const outputSchema = z
       'Storage chunk shape of the output array, [z, y, x], positive integers. Larger blocks ' +
         'mean fewer S3 requests per chunk. Omit to let the planner choose.',
     ).optional(),
+    pyramid: z
+      .int()
+      .min(0)
+      .max(12)
+      .optional()
+      .describe(
+        'Downsampled levels to add for viewers (0..12): level l halves y and x of level ' +
+          'l - 1 (and z while that keeps voxels near isotropic), each voxel the mean of the ' +
+          'ones below it. Built by finalize, block by block. Default 0 (none).',
+      ),
   })
   .describe('Where and how the result is written.');
 
@@ -115,6 +125,12 @@ const modelSchema = z
     patchShape: positiveTriple(
       'Shape of the input patch the model is run on, [z, y, x], positive integers.',
     ),
+    outputPatchShape: positiveTriple(
+      'For valid-convolution models whose output is smaller than their input: the output ' +
+        'patch [z, y, x], centred in the input patch (patchShape - outputPatchShape must be even ' +
+        'per axis). Patches are then laid out over the output, and inputs are zero-padded at the ' +
+        'volume edge. Omit when the output has the input patch size.',
+    ).optional(),
     outputChannels: positiveInt.describe('Number of output channels the model produces (>= 1).'),
   })
   .describe('The network to run.');
@@ -218,10 +234,27 @@ function crossFieldChecks(raw: unknown, ctx: z.RefinementCtx): void {
   const model = asRecord(doc.model);
   const input = asRecord(doc.input);
   const output = asRecord(doc.output);
-  const patch = field(manifestObject.shape.model.shape.patchShape, model.patchShape);
+  const inputPatch = field(manifestObject.shape.model.shape.patchShape, model.patchShape);
+  const outPatch = field(manifestObject.shape.model.shape.outputPatchShape, model.outputPatchShape);
   const overlap = field(manifestObject.shape.overlap, doc.overlap);
   const chunk = field(manifestObject.shape.chunkShape, doc.chunkShape);
 
+  if (inputPatch && outPatch) {
+    AXES.forEach((_, i) => {
+      const margin = inputPatch[i]! - outPatch[i]!;
+      if (margin < 0 || margin % 2 !== 0) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['model', 'outputPatchShape', i],
+          message:
+            `model.outputPatchShape[${i}] = ${outPatch[i]} must be at most model.patchShape[${i}] = ` +
+            `${inputPatch[i]} and differ from it by an even number (the output is centred)`,
+        });
+      }
+    });
+  }
+  // Patches are laid out over the output patch: overlap and stride refer to it.
+  const patch = outPatch ?? inputPatch;
   if (patch && overlap) {
     AXES.forEach((_, i) => {
       const stride = patch[i]! - overlap[i]!;

@@ -77,6 +77,8 @@ export class ModelRunner {
     /** Undefined where the model leaves the dim symbolic. */
     readonly inputChannels: number | undefined,
     readonly outputChannels: number | undefined,
+    /** 5: a 3D model; 4: a 2D model, run slice by slice (patchShape z = 1). */
+    readonly rank: 4 | 5 = 5,
   ) {
     this.session = opened.session;
     this.device = opened.device;
@@ -122,6 +124,7 @@ export class ModelRunner {
         io.outputName,
         io.inputChannels,
         io.outputChannels,
+        io.rank,
       );
     } catch (err) {
       await opened.session.release();
@@ -133,9 +136,20 @@ export class ModelRunner {
    * Runs n patches. `batch` is [n, inC, pz, py, px] row-major; the result is
    * [n, outC, pz, py, px]. NaN is passed through: whether it is fatal is the caller's call.
    */
-  async run(batch: Float32Array, n: number, patch: Patch): Promise<Float32Array> {
+  async run(
+    batch: Float32Array,
+    n: number,
+    patch: Patch,
+    outPatch: Patch = patch,
+  ): Promise<Float32Array> {
     const session = this.session;
     const [pz, py, px] = patch;
+    if (this.rank === 4 && (pz !== 1 || outPatch[0] !== 1)) {
+      throw new ModelInputError(
+        this.name,
+        `is a 2D model (input [n, c, y, x]); it runs slice by slice, so model.patchShape[0] must be 1, got ${pz}`,
+      );
+    }
     if (!Number.isInteger(n) || n < 1 || !patch.every((p) => Number.isInteger(p) && p >= 1)) {
       throw new ModelInputError(
         this.name,
@@ -152,7 +166,8 @@ export class ModelRunner {
           `${this.inputChannels === undefined ? `a multiple of ${n * voxels}` : n * this.inputChannels * voxels}`,
       );
     }
-    const inputDims = [n, inC, pz, py, px];
+    // A 2D model sees [n, c, y, x]: the same memory as [n, c, 1, y, x].
+    const inputDims = this.rank === 4 ? [n, inC, py, px] : [n, inC, pz, py, px];
     if (session === undefined) {
       throw new ModelRunError(this.name, inputDims, 'the runner was closed; open a new one');
     }
@@ -172,7 +187,7 @@ export class ModelRunner {
         { cause: err },
       );
     }
-    return this.checkOutput(output, n, patch);
+    return this.checkOutput(output, n, outPatch);
   }
 
   async close(): Promise<void> {
@@ -182,7 +197,8 @@ export class ModelRunner {
   }
 
   private checkOutput(output: unknown, n: number, patch: Patch): Float32Array {
-    const expected: (number | string)[] = [n, this.outputChannels ?? 'C', ...patch];
+    const spatial = this.rank === 4 ? patch.slice(1) : [...patch];
+    const expected: (number | string)[] = [n, this.outputChannels ?? 'C', ...spatial];
     if (
       !(output instanceof Tensor) ||
       output.type !== 'float32' ||
@@ -199,24 +215,22 @@ export class ModelRunner {
     }
     const dims = output.dims;
     const fix = (): string => {
-      if (dims.length !== 5) return 'The output must be 5-D [n, c, z, y, x].';
+      if (dims.length !== this.rank) return `The output must be ${this.rank}-D like the input.`;
       if (dims[0] !== n) return 'The batch dim must pass through unchanged.';
       if (this.outputChannels !== undefined && dims[1] !== this.outputChannels) {
         return `The model declares ${this.outputChannels} output channels: fix its output declaration.`;
       }
       return (
-        'Output z, y, x must equal the input patch because outputs are blended voxel-for-voxel ' +
-        "onto the input grid: use 'same' padding in the convolutions, or pad/crop inside the model."
+        'Output z, y, x must equal the output patch (model.outputPatchShape, default the input patch) ' +
+        "because outputs are blended voxel-for-voxel: use 'same' padding, or declare the valid-convolution output size in model.outputPatchShape."
       );
     };
     const ok =
-      dims.length === 5 &&
+      dims.length === this.rank &&
       dims[0] === n &&
       (dims[1] ?? 0) >= 1 &&
       (this.outputChannels === undefined || dims[1] === this.outputChannels) &&
-      dims[2] === patch[0] &&
-      dims[3] === patch[1] &&
-      dims[4] === patch[2];
+      spatial.every((v, i) => dims[2 + i] === v);
     if (!ok) throw new ModelOutputError(this.name, expected, dims, fix());
     return output.data;
   }
@@ -285,6 +299,8 @@ async function openGpu(
 }
 
 interface Io {
+  /** 5 for a 3D model [n, c, z, y, x]; 4 for a 2D model [n, c, y, x]. */
+  rank: 4 | 5;
   inputName: string;
   outputName: string;
   inputChannels: number | undefined;
@@ -315,16 +331,27 @@ function describeIo(name: string, session: InferenceSession): Io {
           `float32 tensor. Export the model with a float32 ${role}.`,
       );
     }
-    // An empty shape means "unknown rank", which is allowed; a known rank must be 5.
-    if (meta.shape.length !== 0 && meta.shape.length !== 5) {
+    // An empty shape means "unknown rank" (taken as 3D); a known rank must be 5, or 4 for
+    // a 2D model applied slice by slice.
+    if (meta.shape.length !== 0 && meta.shape.length !== 5 && meta.shape.length !== 4) {
       throw new ModelLoadError(
         name,
         `${role} "${meta.name}" has rank ${meta.shape.length} ([${meta.shape.join(', ')}]); ` +
-          'Tessera needs 5-D [n, c, z, y, x]. Export a 3D model (add batch/channel dims if missing).',
+          'Tessera needs 5-D [n, c, z, y, x] (3D) or 4-D [n, c, y, x] (2D, with patchShape z = 1).',
       );
     }
   }
+  const rankOf = (m: InferenceSession.ValueMetadata): number => (m.isTensor ? m.shape.length : 0);
+  const inRank: 4 | 5 = rankOf(input) === 4 ? 4 : 5;
+  const outRank = rankOf(output) === 0 ? inRank : rankOf(output);
+  if (outRank !== inRank) {
+    throw new ModelLoadError(
+      name,
+      `input is ${inRank}-D but output is ${outRank}-D; they must match.`,
+    );
+  }
   return {
+    rank: inRank,
     inputName: input.name,
     outputName: output.name,
     inputChannels: staticChannels(input),

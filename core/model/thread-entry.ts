@@ -29,7 +29,7 @@ try {
       return;
     }
     try {
-      const out = await runner.run(req.batch, req.n, req.patch);
+      const out = await runner.run(req.batch, req.n, req.patch, req.outPatch);
       const reply: ThreadReply = { type: 'result', id: req.id, out, batch: req.batch };
       port.postMessage(reply, [out.buffer as ArrayBuffer, req.batch.buffer as ArrayBuffer]);
     } catch (error) {

@@ -6,7 +6,7 @@ import { Worker } from 'node:worker_threads';
 import type { Device, ModelRunnerOptions, ModelSource, Patch } from './runner.ts';
 
 export type ThreadRequest =
-  | { type: 'run'; id: number; batch: Float32Array; n: number; patch: Patch }
+  | { type: 'run'; id: number; batch: Float32Array; n: number; patch: Patch; outPatch: Patch }
   | { type: 'close' };
 
 type SerialisedError = { name: string; message: string };
@@ -94,18 +94,24 @@ export class ThreadedModel {
     batch: Float32Array,
     n: number,
     patch: Patch,
+    outPatch: Patch = patch,
   ): Promise<{ out: Float32Array; batch: Float32Array }> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      const req: ThreadRequest = { type: 'run', id, batch, n, patch };
+      const req: ThreadRequest = { type: 'run', id, batch, n, patch, outPatch };
       this.worker.postMessage(req, [batch.buffer as ArrayBuffer]);
     });
   }
 
   /** PatchModel-compatible: copies the batch so the caller's array stays usable. */
-  async run(batch: Float32Array, n: number, patch: Patch): Promise<Float32Array> {
-    return (await this.runTransfer(batch.slice(), n, patch)).out;
+  async run(
+    batch: Float32Array,
+    n: number,
+    patch: Patch,
+    outPatch: Patch = patch,
+  ): Promise<Float32Array> {
+    return (await this.runTransfer(batch.slice(), n, patch, outPatch)).out;
   }
 
   async close(): Promise<void> {

@@ -65,14 +65,7 @@ export async function openJob(manifest: Manifest, o: OpenJobOptions): Promise<Jo
   const inputStore = await openStoreForUrl(manifest.input.url, storeOpts);
   const input = await openInputVolume(inputStore, manifest.input.array);
   checkManifestAgainstVolume(manifest, input.shape);
-  const plan = new Plan({
-    volumeShape: input.shape,
-    region: manifest.region,
-    patchShape: manifest.model.patchShape,
-    overlap: manifest.overlap,
-    chunkShape: manifest.chunkShape,
-    blockShape: manifest.output.blockShape,
-  });
+  const plan = planFor(manifest, input.shape);
   const limits = { ...DEFAULT_LIMITS, ...o.limits };
   if (plan.counts.chunks > limits.maxChunks) {
     throw new PlanLimitError(
@@ -88,6 +81,24 @@ export async function openJob(manifest: Manifest, o: OpenJobOptions): Promise<Jo
   }
   const outputStore = await openStoreForUrl(manifest.output.url, storeOpts);
   return { jobId: o.jobId, manifest, plan, input, outputStore, work: o.work };
+}
+
+/**
+ * The plan of a manifest over a volume. For a valid-convolution model the grid is laid
+ * over its output patch, and each patch reads its input patch, centred around it.
+ */
+export function planFor(manifest: Manifest, volumeShape: Vec3): Plan {
+  const input = manifest.model.patchShape;
+  const output = manifest.model.outputPatchShape ?? input;
+  return new Plan({
+    volumeShape,
+    region: manifest.region,
+    patchShape: output,
+    inputMargin: [0, 1, 2].map((a) => (input[a]! - output[a]!) / 2) as unknown as Vec3,
+    overlap: manifest.overlap,
+    chunkShape: manifest.chunkShape,
+    blockShape: manifest.output.blockShape,
+  });
 }
 
 /** Creates (or re-opens, unchanged) the output array of a job. */

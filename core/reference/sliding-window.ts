@@ -12,8 +12,8 @@ import { blendWeights } from '../blend/weights.ts';
 import type { Vec3 } from '../geometry/index.ts';
 
 export interface PatchModel {
-  /** batch: [n, Cin, pz, py, px] → [n, Cout, pz, py, px]. */
-  run(batch: Float32Array, n: number, patch: Vec3): Promise<Float32Array>;
+  /** batch: [n, Cin, pz, py, px] → [n, Cout, oz, oy, ox] (outPatch defaults to patch). */
+  run(batch: Float32Array, n: number, patch: Vec3, outPatch?: Vec3): Promise<Float32Array>;
   /**
    * Optional zero-copy variant: `batch`'s buffer is handed over (detached) and returned
    * with the result. A model on another thread offers it.
@@ -22,6 +22,7 @@ export interface PatchModel {
     batch: Float32Array,
     n: number,
     patch: Vec3,
+    outPatch?: Vec3,
   ): Promise<{ out: Float32Array; batch: Float32Array }>;
 }
 
@@ -31,7 +32,10 @@ export interface ReferenceInput {
   volumeShape: Vec3;
   inputChannels: number;
   region?: { start: Vec3; stop: Vec3 } | undefined;
+  /** The model's input patch. */
   patchShape: Vec3;
+  /** A valid-convolution model's (smaller, centred) output patch; default patchShape. */
+  outputPatchShape?: Vec3 | undefined;
   overlap: Vec3;
   blend: BlendKind;
   outputChannels: number;
@@ -59,38 +63,42 @@ export async function slidingWindowReference(o: ReferenceInput): Promise<Float32
   const rs = o.region?.start ?? [0, 0, 0];
   const re = o.region?.stop ?? o.volumeShape;
   const [rz, ry, rx] = [re[0] - rs[0], re[1] - rs[1], re[2] - rs[2]];
+  // The grid is over OUTPUT patches (q); each reads its input patch (p), centred: the
+  // output box grown by the margin m = (p − q) / 2, zeros outside the volume.
   const [pz, py, px] = o.patchShape;
-  const pv = pz * py * px;
-  const weights = blendWeights(o.blend, o.patchShape);
+  const [qz, qy, qx] = o.outputPatchShape ?? o.patchShape;
+  const [mz, my, mx] = [(pz - qz) / 2, (py - qy) / 2, (px - qx) / 2];
+  const qv = qz * qy * qx;
+  const weights = blendWeights(o.blend, [qz, qy, qx]);
   const num = new Float64Array(o.outputChannels * rz * ry * rx);
   const den = new Float64Array(rz * ry * rx);
-  const input = new Float32Array(o.inputChannels * pv);
+  const input = new Float32Array(o.inputChannels * pz * py * px);
 
-  for (const z0 of patchStarts(rs[0], re[0], pz, o.overlap[0]))
-    for (const y0 of patchStarts(rs[1], re[1], py, o.overlap[1]))
-      for (const x0 of patchStarts(rs[2], re[2], px, o.overlap[2])) {
+  for (const z0 of patchStarts(rs[0], re[0], qz, o.overlap[0]))
+    for (const y0 of patchStarts(rs[1], re[1], qy, o.overlap[1]))
+      for (const x0 of patchStarts(rs[2], re[2], qx, o.overlap[2])) {
         input.fill(0);
         for (let c = 0; c < o.inputChannels; c++)
           for (let z = 0; z < pz; z++)
             for (let y = 0; y < py; y++)
               for (let x = 0; x < px; x++) {
-                const [gz, gy, gx] = [z0 + z, y0 + y, x0 + x];
-                if (gz < vz && gy < vy && gx < vx)
+                const [gz, gy, gx] = [z0 - mz + z, y0 - my + y, x0 - mx + x];
+                if (gz >= 0 && gy >= 0 && gx >= 0 && gz < vz && gy < vy && gx < vx)
                   input[((c * pz + z) * py + y) * px + x] =
                     o.volume[((c * vz + gz) * vy + gy) * vx + gx]!;
               }
-        const out = await o.model.run(input, 1, o.patchShape);
-        for (let z = 0; z < pz; z++)
-          for (let y = 0; y < py; y++)
-            for (let x = 0; x < px; x++) {
+        const out = await o.model.run(input, 1, o.patchShape, [qz, qy, qx]);
+        for (let z = 0; z < qz; z++)
+          for (let y = 0; y < qy; y++)
+            for (let x = 0; x < qx; x++) {
               const [lz, ly, lx] = [z0 + z - rs[0], y0 + y - rs[1], x0 + x - rs[2]];
               if (lz < 0 || ly < 0 || lx < 0 || lz >= rz || ly >= ry || lx >= rx) continue;
-              const wi = (z * py + y) * px + x;
+              const wi = (z * qy + y) * qx + x;
               const w = weights[wi]!;
               const ri = (lz * ry + ly) * rx + lx;
               den[ri]! += w;
               for (let c = 0; c < o.outputChannels; c++)
-                num[c * rz * ry * rx + ri]! += w * out[c * pv + wi]!;
+                num[c * rz * ry * rx + ri]! += w * out[c * qv + wi]!;
             }
       }
 

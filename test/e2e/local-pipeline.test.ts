@@ -139,6 +139,67 @@ describe('tessera run (local pipeline)', () => {
     });
   }
 
+  it('a 2D model runs slice by slice on an anisotropic stack (patch z = 1) and equals the reference', async () => {
+    const d = dir();
+    const shape: Vec3 = [7, 30, 33];
+    const data = lcgVolume(shape, 17);
+    const m = { patch: [1, 12, 12] as Vec3, overlap: [0, 4, 4] as Vec3 };
+    const model = join(FIXTURE_MODELS, 'slice2d.onnx');
+    const path = await writeJobDir(d, {
+      shape,
+      data,
+      manifest: {
+        model: { url: model, patchShape: m.patch, outputChannels: 2 },
+        overlap: m.overlap,
+        chunkShape: [3, 20, 20],
+        blend: 'bump',
+      },
+    });
+    const result = await runLocal(await loadManifest(path), { workers: 2 });
+    expect(result.message).toBeUndefined();
+    const expected = await referenceFor({
+      data,
+      shape,
+      model,
+      patchShape: m.patch,
+      overlap: m.overlap,
+      blend: 'bump',
+      outputChannels: 2,
+    });
+    expect(maxAbsDiff(await readOutput(d, Box.ofShape(shape)), expected)).toBeLessThanOrEqual(1e-5);
+  });
+
+  it('a valid-convolution model (output patch smaller, centred) equals the reference, inputs padded at the edge', async () => {
+    const d = dir();
+    const shape: Vec3 = [15, 26, 23];
+    const data = lcgVolume(shape, 19);
+    const m = { patch: [8, 12, 12] as Vec3, out: [6, 10, 10] as Vec3, overlap: [2, 2, 3] as Vec3 };
+    const model = join(FIXTURE_MODELS, 'wrong-shape.onnx');
+    const path = await writeJobDir(d, {
+      shape,
+      data,
+      manifest: {
+        model: { url: model, patchShape: m.patch, outputPatchShape: m.out, outputChannels: 3 },
+        overlap: m.overlap,
+        chunkShape: [8, 14, 12],
+        blend: 'gaussian',
+      },
+    });
+    const result = await runLocal(await loadManifest(path), { workers: 1 });
+    expect(result.message).toBeUndefined();
+    const expected = await referenceFor({
+      data,
+      shape,
+      model,
+      patchShape: m.patch,
+      outputPatchShape: m.out,
+      overlap: m.overlap,
+      blend: 'gaussian',
+      outputChannels: 3,
+    });
+    expect(maxAbsDiff(await readOutput(d, Box.ofShape(shape)), expected)).toBeLessThanOrEqual(1e-5);
+  });
+
   it('a worker SIGKILLed mid-run is replaced; the output still equals the reference', async () => {
     const d = dir();
     const shape: Vec3 = [20, 40, 44];

@@ -62,6 +62,7 @@ export async function referenceFor(o: {
   shape: Vec3;
   model: string;
   patchShape: Vec3;
+  outputPatchShape?: Vec3;
   overlap: Vec3;
   blend: 'bump' | 'gaussian' | 'constant';
   outputChannels: number;
@@ -76,6 +77,7 @@ export async function referenceFor(o: {
       inputChannels: 1,
       region: o.region,
       patchShape: o.patchShape,
+      outputPatchShape: o.outputPatchShape,
       overlap: o.overlap,
       blend: o.blend,
       outputChannels: o.outputChannels,

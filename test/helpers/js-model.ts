@@ -12,20 +12,30 @@ export function jsModel(
   const m = {
     calls: 0,
     patches: 0,
-    async run(batch: Float32Array, n: number, patch: Vec3): Promise<Float32Array> {
+    // A valid-convolution stand-in when outPatch < patch: computes on the input patch and
+    // returns the centred outPatch.
+    async run(
+      batch: Float32Array,
+      n: number,
+      patch: Vec3,
+      outPatch: Vec3 = patch,
+    ): Promise<Float32Array> {
       m.calls++;
       m.patches += n;
       const [pz, py, px] = patch;
       const pv = pz * py * px;
-      const out = new Float32Array(n * outputChannels * pv);
+      const [oz, oy, ox] = outPatch;
+      const [mz, my, mx] = [(pz - oz) / 2, (py - oy) / 2, (px - ox) / 2];
+      const ov = oz * oy * ox;
+      const out = new Float32Array(n * outputChannels * ov);
       const at = (b: number, c: number, z: number, y: number, x: number): number =>
         z < 0 || y < 0 || x < 0 || z >= pz || y >= py || x >= px
           ? 0
           : batch[(b * inputChannels + c) * pv + (z * py + y) * px + x]!;
       for (let b = 0; b < n; b++)
-        for (let z = 0; z < pz; z++)
-          for (let y = 0; y < py; y++)
-            for (let x = 0; x < px; x++) {
+        for (let z = mz; z < mz + oz; z++)
+          for (let y = my; y < my + oy; y++)
+            for (let x = mx; x < mx + ox; x++) {
               let v = 0;
               let nb = 0;
               for (let c = 0; c < inputChannels; c++) {
@@ -34,9 +44,8 @@ export function jsModel(
                 nb += at(b, c, z, y + 1, x) + at(b, c, z, y, x - 1) + at(b, c, z, y, x + 1);
               }
               for (let k = 0; k < outputChannels; k++)
-                out[(b * outputChannels + k) * pv + (z * py + y) * px + x] = Math.tanh(
-                  0.7 * v - 0.3 * (k + 1) * nb + 0.1 * k,
-                );
+                out[(b * outputChannels + k) * ov + ((z - mz) * oy + (y - my)) * ox + (x - mx)] =
+                  Math.tanh(0.7 * v - 0.3 * (k + 1) * nb + 0.1 * k);
             }
       return out;
     },

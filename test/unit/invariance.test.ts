@@ -82,8 +82,13 @@ describe('chunking invariance (core)', () => {
           seed: fc.integer(),
           withRegion: fc.boolean(),
           reverse: fc.boolean(),
+          // Valid-convolution models: the input patch is the output patch + 2·margin.
+          margin: vec(0, 2),
+          // 2D models on anisotropic stacks run with patch z = 1.
+          flat: fc.boolean(),
         }),
         async (r) => {
+          if (r.flat) r = { ...r, patch: [1, r.patch[1], r.patch[2]] };
           const overlap = r.patch.map((p, a) =>
             Math.floor(((p - 1) * r.ovFrac[a]!) / 100),
           ) as unknown as Vec3;
@@ -103,7 +108,9 @@ describe('chunking invariance (core)', () => {
             overlap,
             chunkShape,
             blockShape: r.block,
+            inputMargin: r.margin,
           });
+          const inputPatch = r.patch.map((q, a) => q + 2 * r.margin[a]!) as unknown as Vec3;
           const volume = randomVolume(r.vol, r.channels, r.seed);
           const model = jsModel(r.channels, 2);
           const expected = await slidingWindowReference({
@@ -111,7 +118,8 @@ describe('chunking invariance (core)', () => {
             volumeShape: r.vol,
             inputChannels: r.channels,
             region,
-            patchShape: r.patch,
+            patchShape: inputPatch,
+            outputPatchShape: r.patch,
             overlap,
             blend: r.blend,
             outputChannels: 2,

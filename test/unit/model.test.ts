@@ -338,3 +338,28 @@ describe('fixture models', () => {
     expect(runner.sha256).toBe(sha256(rebuilt));
   });
 });
+
+describe('2D models', () => {
+  it('run [n, c, y, x] on z = 1 patches and refuse thicker patches, naming the fix', async () => {
+    const { ModelRunner: Runner, ModelInputError: InputError } = await import(
+      '../../core/model/index.ts'
+    );
+    const runner = await Runner.open(
+      { path: new URL('../fixtures/models/slice2d.onnx', import.meta.url).pathname },
+      { intraOpThreads: 1 },
+    );
+    try {
+      expect(runner.rank).toBe(4);
+      const out = await runner.run(new Float32Array(2 * 5 * 6).fill(0.5), 2, [1, 5, 6]);
+      expect(out.length).toBe(2 * 2 * 5 * 6);
+      await expect(runner.run(new Float32Array(2 * 5 * 6), 1, [2, 5, 6])).rejects.toThrow(
+        InputError,
+      );
+      await expect(runner.run(new Float32Array(2 * 5 * 6), 1, [2, 5, 6])).rejects.toThrow(
+        /patchShape\[0\] must be 1/,
+      );
+    } finally {
+      await runner.close();
+    }
+  });
+});

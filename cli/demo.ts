@@ -28,7 +28,7 @@ export async function demoCommand(args: string[]): Promise<number> {
   );
   if (help) return 0;
   const dir = resolve((values.dir as string | undefined) ?? 'tessera-demo');
-  const shape = parseSize(values.size as string | undefined) ?? [96, 256, 256];
+  const shape = parseSize(values.size as string | undefined) ?? [96, 192, 192];
   const log = (line: string): void => {
     process.stderr.write(`${line}\n`);
   };
@@ -49,7 +49,8 @@ export async function demoCommand(args: string[]): Promise<number> {
       `demo SUCCEEDED in ${result.seconds.toFixed(1)}s (${result.chunks} chunks)`,
       `  input     ${join(dir, 'input.zarr')}  (uint8, ${shape.join('×')})`,
       `  output    ${out}  (OME-Zarr, 2 channels: membrane, foreground)`,
-      `  report    ${join(out, 'report.json')}`,
+      `  report    ${join(out, 'report.html')}  (open in a browser; figures in report.json)`,
+      `  preview   ${join(out, 'preview.png')}  (input | membrane | foreground at three depths)`,
       `  manifest  ${manifestPath}  (edit it and run: tessera run ${manifestPath})`,
     ].join('\n')}\n`,
   );
@@ -74,7 +75,7 @@ export async function writeDemo(
     version: 1,
     name: 'demo',
     input: { url: 'input.zarr' },
-    output: { url: 'output.zarr', dtype: 'float32', blockShape: [64, 128, 128] },
+    output: { url: 'output.zarr', dtype: 'float32', blockShape: [64, 128, 128], pyramid: 2 },
     model: { url: 'membrane-demo.onnx', patchShape: [32, 64, 64], outputChannels: 2 },
     overlap: [8, 16, 16],
     blend: 'bump',

@@ -4,6 +4,8 @@ import { parseArgs } from 'node:util';
 import { demoCommand } from './demo.ts';
 import { planCommand } from './plan-command.ts';
 import { runCommand } from './run-command.ts';
+import { statusCommand } from './status-command.ts';
+import { submitCommand } from './submit-command.ts';
 import { workerCommand } from './worker-command.ts';
 
 const USAGE = `tessera — chunked, chunking-invariant ONNX inference over huge 3D volumes
@@ -11,7 +13,12 @@ const USAGE = `tessera — chunked, chunking-invariant ONNX inference over huge 
 Usage:
   tessera demo [--dir DIR] [--workers N]       synthetic volume + shipped model, run end to end
   tessera run <manifest.json> [--workers N] [--state DIR] [--json]
-  tessera plan <manifest.json> [--json]         counts and savings, runs nothing
+  tessera plan <manifest.json> [--json] [--throughput V | --calibrate] [--scan-empty]
+                                                 counts, savings and a cost estimate, runs nothing
+  tessera status <manifest.json|jobId> [--watch] [--json] [--cloud]
+                                                 chunks, rate, ETA, poison chunks, spend so far
+  tessera submit <manifest.json> --bucket B [--model-upload]
+                                                 validate and hand a manifest to the deployed stack
   tessera worker --job <jobId>                   join a cloud job as a worker (Batch container command)
   tessera help
 
@@ -25,6 +32,10 @@ export async function main(argv: string[]): Promise<number> {
         return await runCommand(rest);
       case 'plan':
         return await planCommand(rest);
+      case 'status':
+        return await statusCommand(rest);
+      case 'submit':
+        return await submitCommand(rest);
       case 'demo':
         return await demoCommand(rest);
       case 'worker':

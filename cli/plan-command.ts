@@ -1,23 +1,62 @@
-// `tessera plan <manifest.json> [--json]`: what a run would do, without doing it.
+// `tessera plan <manifest.json>`: what a run would do and cost, without doing it.
 
 import { openJob } from '../core/pipeline/index.ts';
 import { MemoryStore } from '../core/store/index.ts';
 import { loadManifest } from './job-files.ts';
-import { parse } from './main.ts';
+import { intOption, parse } from './main.ts';
+import {
+  type CostEstimate,
+  calibrate,
+  type EmptyScan,
+  estimateCost,
+  scanEmpty,
+  type Throughput,
+} from './plan-cost.ts';
+import { S3_PUT_PER_1000, workerPrice } from './prices.ts';
+import { formatRate, formatSeconds } from './progress.ts';
 
-const USAGE = `Usage: tessera plan <manifest.json> [--json]
+const USAGE = `Usage: tessera plan <manifest.json> [--json] [--throughput VOXELS_PER_S | --calibrate [--batch N]]
+                    [--price-per-hour USD] [--scan-empty]
 
 Prints chunk, patch, block and voxel counts and the inference saved compared with
-chunk-margin cropping (chunkflow's scheme), without running anything.`;
+chunk-margin cropping (chunkflow's scheme), without running anything.
+
+Cost estimate (with --throughput or --calibrate):
+  --throughput V     patch voxels per second one worker infers (e.g. from a benchmark)
+  --calibrate        measure it here: the manifest's model on real patches of the input,
+                     3 timed batches after a warm-up (this machine, not a cloud GPU)
+  --price-per-hour   USD per worker-hour; default: the manifest's device at the spot or
+                     on-demand price of the stack's worker type (see README "Cost")
+  --scan-empty       with input.skipBelow: read the input once, chunk by chunk, and count
+                     the chunks that will be skipped as empty (can be slow: it reads
+                     every input voxel)
+Requests: objects each chunk writes (owned blocks + seam partials) and the S3 PUT cost
+($${S3_PUT_PER_1000} per 1,000) are printed always.`;
 
 export async function planCommand(args: string[]): Promise<number> {
-  const { values, positionals, help } = parse(args, { json: { type: 'boolean' } }, USAGE);
+  const { values, positionals, help } = parse(
+    args,
+    {
+      json: { type: 'boolean' },
+      throughput: { type: 'string' },
+      calibrate: { type: 'boolean' },
+      batch: { type: 'string' },
+      'price-per-hour': { type: 'string' },
+      'scan-empty': { type: 'boolean' },
+    },
+    USAGE,
+  );
   if (help) return 0;
   const [path] = positionals;
   if (!path) {
     process.stderr.write(`${USAGE}\n`);
     return 2;
   }
+  if (values.throughput !== undefined && values.calibrate)
+    throw new Error('give --throughput or --calibrate, not both');
+  const log = (line: string): void => {
+    process.stderr.write(`${line}\n`);
+  };
   const loaded = await loadManifest(path);
   const ctx = await openJob(loaded.manifest, {
     jobId: loaded.jobId,
@@ -25,8 +64,42 @@ export async function planCommand(args: string[]): Promise<number> {
     baseDir: loaded.baseDir,
   });
   const { plan } = ctx;
+  const m = loaded.manifest;
   const c = plan.counts;
   const saved = 1 - c.patchVoxels / c.marginCroppingPatchVoxels;
+
+  let throughput: Throughput | undefined;
+  if (values.throughput !== undefined) {
+    const v = Number(values.throughput);
+    if (!Number.isFinite(v) || v <= 0)
+      throw new Error(
+        `--throughput must be a positive number of voxels per second, got "${values.throughput}"`,
+      );
+    throughput = { voxelsPerSecond: v, source: 'given with --throughput' };
+  } else if (values.calibrate) {
+    log('calibrating: running the model on patches of the input…');
+    throughput = await calibrate(ctx, loaded.baseDir, {
+      batchSize: intOption(values.batch, 'batch', 4),
+      log,
+    });
+  }
+  let skipped: EmptyScan | undefined;
+  if (values['scan-empty']) {
+    if (m.input.skipBelow === undefined)
+      throw new Error('--scan-empty needs input.skipBelow in the manifest');
+    log(`scanning ${c.chunks} chunks of the input for empty ones (below ${m.input.skipBelow})…`);
+    skipped = await scanEmpty(ctx);
+  }
+  const price = workerPrice(m.compute.device, m.compute.spot, values['price-per-hour']);
+  const cost = throughput
+    ? estimateCost(plan, {
+        throughput,
+        device: m.compute.device,
+        price,
+        ...(skipped ? { skipped } : {}),
+      })
+    : undefined;
+
   const summary = {
     jobId: loaded.jobId,
     volumeShape: plan.volumeShape,
@@ -44,22 +117,71 @@ export async function planCommand(args: string[]): Promise<number> {
       ownedBlocks: c.ownedBlocks / c.chunks,
       seamPartials: c.seamPartials / c.chunks,
     },
+    ...(skipped ? { empty: skipped } : {}),
+    ...(cost ? { cost } : {}),
   };
   if (values.json) {
     process.stdout.write(`${JSON.stringify(summary)}\n`);
     return 0;
   }
   const v = (x: readonly number[]): string => x.join('×');
-  process.stdout.write(
-    `${[
-      `job        ${loaded.jobId}`,
-      `volume     ${v(plan.volumeShape)} (z×y×x), region ${plan.region}`,
-      `patches    ${v(plan.patchGrid)} = ${c.patches} of ${v(plan.patchShape)}, stride ${v(plan.stride)}`,
-      `chunks     ${v(plan.chunkGrid)} = ${c.chunks}, ${v(plan.patchesPerChunk)} patches each`,
-      `blocks     ${c.blocks} output blocks of ${v(plan.blockShape)}: ${c.ownedBlocks} written by one chunk, ${c.seamBlocks} seam blocks blended`,
-      `voxels     ${c.regionVoxels} in the region, ${c.patchVoxels} patch voxels inferred`,
-      `savings    margin cropping would infer ${c.marginCroppingPatchVoxels} patch voxels (${summary.marginCroppingRedundancy.toFixed(2)}×); Tessera infers each patch once (${(saved * 100).toFixed(1)}% less)`,
-    ].join('\n')}\n`,
-  );
+  const lines = [
+    `job        ${loaded.jobId}`,
+    `volume     ${v(plan.volumeShape)} (z×y×x), region ${plan.region}`,
+    `patches    ${v(plan.patchGrid)} = ${c.patches} of ${v(plan.patchShape)}, stride ${v(plan.stride)}`,
+    `chunks     ${v(plan.chunkGrid)} = ${c.chunks}, ${v(plan.patchesPerChunk)} patches each`,
+    `blocks     ${c.blocks} output blocks of ${v(plan.blockShape)}: ${c.ownedBlocks} written by one chunk, ${c.seamBlocks} seam blocks blended`,
+    `voxels     ${c.regionVoxels} in the region, ${c.patchVoxels} patch voxels inferred`,
+    `savings    margin cropping would infer ${c.marginCroppingPatchVoxels} patch voxels (${summary.marginCroppingRedundancy.toFixed(2)}×); Tessera infers each patch once (${(saved * 100).toFixed(1)}% less)`,
+    requestsLine(plan.counts),
+  ];
+  if (skipped)
+    lines.push(
+      `empty      ${skipped.chunks} of ${c.chunks} chunks lie entirely below ${skipped.threshold} and will be skipped ` +
+        `(${((100 * skipped.patchVoxels) / c.patchVoxels).toFixed(1)}% of the patch voxels; scanned in ${skipped.seconds.toFixed(1)}s)`,
+    );
+  else if (m.input.skipBelow !== undefined)
+    lines.push(
+      `empty      input.skipBelow is ${m.input.skipBelow}: add --scan-empty to count the chunks it skips (reads the whole input)`,
+    );
+  if (cost) lines.push(...costLines(cost));
+  else
+    lines.push(
+      'cost       add --throughput VOXELS_PER_S or --calibrate for worker-hours and dollars',
+    );
+  process.stdout.write(`${lines.join('\n')}\n`);
   return 0;
+}
+
+function requestsLine(c: {
+  chunks: number;
+  ownedBlocks: number;
+  seamPartials: number;
+  seamBlocks: number;
+}): string {
+  const perChunk = (c.ownedBlocks + c.seamPartials) / c.chunks;
+  const puts = c.ownedBlocks + c.seamPartials + c.seamBlocks;
+  const dollars = (puts / 1000) * S3_PUT_PER_1000;
+  return (
+    `requests   ${perChunk.toFixed(1)} objects written per chunk (owned blocks + seam partials); ` +
+    `${puts} PUTs in all with the blend ≈ $${dollars.toFixed(dollars < 1 ? 4 : 2)} at $${S3_PUT_PER_1000}/1000 on S3`
+  );
+}
+
+function costLines(k: CostEstimate): string[] {
+  const lines = [
+    `throughput ${formatRate(k.throughput.voxelsPerSecond)} per worker (${k.throughput.source})`,
+    `compute    ${k.patchVoxels} patch voxels → ${k.workerHours.toFixed(k.workerHours < 10 ? 3 : 1)} ${k.device.toUpperCase()}-hours ` +
+      `≈ $${k.dollars.toFixed(k.dollars < 1 ? 4 : 2)} at $${k.pricePerHour}/h (${k.priceBasis}); an estimate`,
+    `chunk time ${formatSeconds(k.secondsPerFullChunk)} per full chunk on one worker (the work one interruption can lose)`,
+  ];
+  if (k.secondsPerFullChunk > 30 * 60)
+    lines.push(
+      '           chunks this long make spot interruptions expensive: consider a smaller chunkShape',
+    );
+  else if (k.secondsPerFullChunk < 10)
+    lines.push(
+      '           chunks this short spend much of their time on claims and I/O: consider a larger chunkShape',
+    );
+  return lines;
 }

@@ -22,6 +22,9 @@ export class Progress {
   update(s: ProgressState, force = false): void {
     if (this.quiet) return;
     if (this.startVoxels < 0) this.startVoxels = s.voxels;
+    // Where this display started, taken on the first update (not the first ETA): a
+    // watch that starts at 0 done must not measure its first chunks against themselves.
+    this.firstFrac ??= s.total === 0 ? 0 : s.done / s.total;
     const secs = Math.max(1e-3, (Date.now() - this.t0) / 1000);
     const rate = (s.voxels - this.startVoxels) / secs;
     const frac = s.total === 0 ? 1 : s.done / s.total;

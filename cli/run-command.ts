@@ -51,12 +51,14 @@ export async function runCommand(args: string[]): Promise<number> {
     if (result.message) process.stderr.write(`${result.message}\n`);
     if (result.status === 'SUCCEEDED') {
       process.stderr.write(
-        `done in ${result.seconds.toFixed(1)}s: output ${result.output} (report.json inside), ${result.inferredThisRun} chunks inferred this run\n`,
+        `done in ${result.seconds.toFixed(1)}s: output ${result.output} (report.json, report.html and preview.png inside), ${result.inferredThisRun} chunks inferred this run\n`,
       );
     }
+    const link = result.report?.viewer?.neuroglancer;
+    if (link) process.stderr.write(`view in neuroglancer: ${link}\n`);
     if (json) {
       process.stdout.write(
-        `${JSON.stringify({ status: result.status === 'SUCCEEDED' ? 'SUCCEEDED' : 'FAILED', output: result.output, chunks: result.chunks, seconds: result.seconds, inferredThisRun: result.inferredThisRun, jobId: loaded.jobId })}\n`,
+        `${JSON.stringify({ status: result.status === 'SUCCEEDED' ? 'SUCCEEDED' : 'FAILED', output: result.output, chunks: result.chunks, seconds: result.seconds, inferredThisRun: result.inferredThisRun, jobId: loaded.jobId, ...(link ? { neuroglancer: link } : {}) })}\n`,
       );
     }
     return result.status === 'SUCCEEDED' ? 0 : result.status === 'INTERRUPTED' ? 130 : 1;

@@ -1,45 +1,109 @@
-// Finalize: viewer metadata on the output and report.json beside it. Safe to re-run.
+// Finalize: make the output viewer-ready and say what the run did. Safe to re-run
+// (every file is rewritten whole, the pyramid byte-identically).
+//
+//   COMPLETE only: pyramid levels 1..L (when output.pyramid asks) → OME-Zarr metadata
+//                  listing every level, with the input's voxel size and placement
+//                  → preview.png
+//   always:        report.json, report.html
+//
+// Everything reads the output block by block or slice by slice: memory stays a few
+// blocks whatever the volume size.
 
+import type { Vec3 } from '../geometry/index.ts';
 import type { Ledger } from '../ledger/index.ts';
+import {
+  InvalidStoreUrlError,
+  openStoreForUrl,
+  type Store,
+  UnsupportedStoreSchemeError,
+} from '../store/index.ts';
 import { writeOmeMetadata } from '../volume/index.ts';
+import { parentGroupAttributes, placementOf, type SpaceUnit } from '../volume/ome.ts';
+import { buildPyramid, type PyramidLevel, pyramidLevels } from '../volume/pyramid.ts';
 import type { JobContext } from './context.ts';
-import { type ChunkTiming, type RunReport, summariseTimings } from './report.ts';
+import { PREVIEW_KEY, type Preview, renderPreview } from './preview.ts';
+import {
+  type ChunkTiming,
+  histogram,
+  type RunReport,
+  summariseTimings,
+  timeline,
+} from './report.ts';
+import { REPORT_HTML_KEY, reportHtml } from './report-html.ts';
 import type { VerifyResult } from './verify.ts';
+import { neuroglancerLink } from './viewer.ts';
 
 export const REPORT_KEY = '/report.json';
 
-export async function finalizeJob(
-  ctx: JobContext,
-  o: {
-    ledger: Ledger;
-    verify: VerifyResult;
-    startedAt: Date;
-    timings: Record<string, number>;
-    chunkTimings?: ChunkTiming[];
-    workers: number;
-    device: string;
-  },
-): Promise<RunReport> {
+export interface FinalizeOptions {
+  ledger: Ledger;
+  verify: VerifyResult;
+  startedAt: Date;
+  timings: Record<string, number>;
+  chunkTimings?: ChunkTiming[];
+  workers: number;
+  device: string;
+  /** Skip preview.png (tests of other parts; a huge job finalized by a short-lived Lambda). */
+  preview?: boolean;
+  log?: (line: string) => void;
+}
+
+export async function finalizeJob(ctx: JobContext, o: FinalizeOptions): Promise<RunReport> {
   const { plan, manifest } = ctx;
+  const log = o.log ?? (() => {});
+  const enc = new TextEncoder();
+  let levels: PyramidLevel[] | undefined;
+  let preview: Preview | undefined;
   if (o.verify.status === 'COMPLETE') {
+    const voxelSize = ctx.input.voxelSize;
+    const wanted = manifest.output.pyramid ?? 0;
+    levels =
+      wanted > 0
+        ? await buildPyramid(ctx.outputStore, {
+            levels: wanted,
+            ...(voxelSize ? { voxelSize } : {}),
+            onLevel: (l, s) =>
+              log(`pyramid level ${l.path}: ${l.shape.join('×')} in ${s.toFixed(1)}s`),
+          })
+        : pyramidLevels(plan.volumeShape, 0);
+    // The output spans the whole input volume (voxels outside the region stay 0), so
+    // it sits exactly where the input does: same voxel size, same translation.
+    const placement = await inputPlacement(ctx);
     await writeOmeMetadata(ctx.outputStore, {
       name: manifest.name,
       channels: manifest.model.outputChannels,
-      voxelSize: ctx.input.voxelSize,
+      ...(voxelSize ? { voxelSize } : {}),
+      ...placement,
+      datasets: levels.map((l) => ({ path: l.path, factor: l.factor })),
     });
+    if (o.preview !== false) {
+      preview = await renderPreview(ctx.input, ctx.outputStore, plan.region, levels);
+      await ctx.outputStore.set(PREVIEW_KEY, preview.png);
+    }
   }
   let attempts = 0;
   let retried = 0;
   let maxPer = 0;
   let inferred = 0;
+  const finishedTimes: number[] = [];
   for await (const row of o.ledger.list(ctx.jobId)) {
     attempts += row.attempts;
     if (row.attempts > 1) retried++;
     maxPer = Math.max(maxPer, row.attempts);
     if (row.status === 'DONE') inferred += plan.describeChunk(row.chunkId).patchCount;
+    if (row.status === 'DONE' || row.status === 'SKIPPED') finishedTimes.push(row.updatedAt);
   }
   const finishedAt = new Date();
   const seconds = (finishedAt.getTime() - o.startedAt.getTime()) / 1000;
+  const chunkHistogram = histogram((o.chunkTimings ?? []).map((t) => t.read + t.infer + t.write));
+  const done = timeline(finishedTimes, o.startedAt.getTime());
+  const link = neuroglancerLink({
+    name: manifest.name,
+    outputUrl: manifest.output.url,
+    inputUrl: manifest.input.url,
+    dtype: manifest.output.dtype,
+    ...(manifest.input.array ? { inputArray: manifest.input.array } : {}),
+  });
   const report: RunReport = {
     version: 1,
     jobId: ctx.jobId,
@@ -73,10 +137,32 @@ export async function finalizeJob(
     failures: o.verify.poison,
     workers: o.workers,
     device: o.device,
+    ...(chunkHistogram ? { chunkHistogram } : {}),
+    ...(done ? { timeline: done } : {}),
+    ...(levels ? { levels: levels.map((l) => ({ ...l })) } : {}),
+    files: {
+      ...(preview ? { preview: PREVIEW_KEY.slice(1) } : {}),
+      html: REPORT_HTML_KEY.slice(1),
+    },
+    ...(link ? { viewer: { neuroglancer: link } } : {}),
   };
-  await ctx.outputStore.set(
-    REPORT_KEY,
-    new TextEncoder().encode(`${JSON.stringify(report, null, 2)}\n`),
-  );
+  await ctx.outputStore.set(REPORT_KEY, enc.encode(`${JSON.stringify(report, null, 2)}\n`));
+  await ctx.outputStore.set(REPORT_HTML_KEY, enc.encode(reportHtml(report, preview)));
   return report;
+}
+
+/** Translation and unit from the input's OME-Zarr metadata, when it has any. */
+async function inputPlacement(ctx: JobContext): Promise<{ translation?: Vec3; unit?: SpaceUnit }> {
+  let store: Store;
+  try {
+    // The input's own location: a local directory, or s3://bucket/prefix in the cloud.
+    store = openStoreForUrl(ctx.input.location);
+  } catch (error) {
+    // A store this process cannot reopen by location costs only the placement.
+    if (error instanceof UnsupportedStoreSchemeError || error instanceof InvalidStoreUrlError)
+      return {};
+    throw error;
+  }
+  const attrs = await parentGroupAttributes(store, ctx.input.arrayPath);
+  return attrs ? placementOf(attrs.attributes, attrs.name) : {};
 }

@@ -1,5 +1,6 @@
 // report.json: what a run did, written next to the output by finalize.
 
+import type { Vec3 } from '../geometry/index.ts';
 import type { StatusCounts } from '../ledger/index.ts';
 
 export interface ChunkTiming {
@@ -29,6 +30,67 @@ export interface RunReport {
   failures: { chunkId: string; attempts: number; lastError?: string | undefined }[];
   workers: number;
   device: string;
+  /** Per-chunk read + infer + write milliseconds, binned (local runs; cloud workers report none). */
+  chunkHistogram?: Histogram;
+  /** Chunks finished (DONE or SKIPPED) per time bin, from the ledger's completion times. */
+  timeline?: { start: string; binSeconds: number; chunks: number[] };
+  /** Resolution levels of the output (OME-Zarr datasets), level 0 first. */
+  levels?: { path: string; shape: Vec3; factor: Vec3 }[];
+  /** Files finalize wrote beside report.json (keys in the output group). */
+  files?: { preview?: string; html?: string };
+  /** Links to open the output in a viewer (neuroglancer, for outputs on S3). */
+  viewer?: { neuroglancer?: string };
+}
+
+export interface Histogram {
+  /** Bin edges, one more than counts. */
+  edges: number[];
+  counts: number[];
+}
+
+/** `bins` equal-width bins over [min, max] of `values` (one bin when they are all equal). */
+export function histogram(values: readonly number[], bins = 20): Histogram | undefined {
+  if (values.length === 0) return undefined;
+  let lo = Number.POSITIVE_INFINITY;
+  let hi = Number.NEGATIVE_INFINITY;
+  for (const v of values) {
+    lo = Math.min(lo, v);
+    hi = Math.max(hi, v);
+  }
+  const n = hi > lo ? bins : 1;
+  const width = hi > lo ? (hi - lo) / n : 1;
+  const counts = new Array<number>(n).fill(0);
+  for (const v of values) counts[Math.min(n - 1, Math.floor((v - lo) / width))]!++;
+  const edges = Array.from({ length: n + 1 }, (_, i) => Math.round((lo + i * width) * 10) / 10);
+  return { edges, counts };
+}
+
+/** Completion times (epoch ms) binned into about `bins` bins from `start`. */
+export function timeline(
+  times: readonly number[],
+  start: number,
+  bins = 40,
+): RunReport['timeline'] | undefined {
+  if (times.length === 0) return undefined;
+  const first = Math.min(start, minOf(times));
+  const last = maxOf(times);
+  const binMs = Math.max(1000, Math.ceil((last - first + 1) / bins / 1000) * 1000);
+  const chunks = new Array<number>(Math.max(1, Math.ceil((last - first + 1) / binMs))).fill(0);
+  for (const t of times) chunks[Math.floor((t - first) / binMs)]!++;
+  return { start: new Date(first).toISOString(), binSeconds: binMs / 1000, chunks };
+}
+
+// Loops, not Math.min(...xs): a million completion times would overflow the call stack.
+function minOf(xs: readonly number[]): number {
+  let m = Number.POSITIVE_INFINITY;
+  for (const x of xs) m = Math.min(m, x);
+  return m;
+}
+
+function maxOf(xs: readonly number[]): number {
+  let m = Number.NEGATIVE_INFINITY;
+  for (const x of xs) m = Math.max(m, x);
+  return m;
 }
 
 export interface Quantiles {

@@ -28,6 +28,11 @@ export interface OmeOptions {
   readonly unit?: SpaceUnit;
   /** Resolution levels stored at paths "0", "1", ...; each halves z, y and x. Default 1. */
   readonly levels?: number;
+  /**
+   * The stored levels with their downsampling per axis (z, y, x) relative to level 0;
+   * overrides `levels` (a pyramid that keeps z on anisotropic data halves only y, x).
+   */
+  readonly datasets?: readonly { readonly path: string; readonly factor: Vec3 }[];
 }
 
 const ROOT: AbsolutePath = '/zarr.json';
@@ -67,18 +72,22 @@ function multiscale(o: OmeOptions): JsonObject {
   const space = (name: string): JsonObject =>
     o.unit === undefined ? { name, type: 'space' } : { name, type: 'space', unit: o.unit };
   const voxel = o.voxelSize ?? [1, 1, 1];
-  const levels = Math.max(1, o.levels ?? 1);
-  const datasets = Array.from({ length: levels }, (_, level) => {
-    const f = 2 ** level;
+  const levels =
+    o.datasets ??
+    Array.from({ length: Math.max(1, o.levels ?? 1) }, (_, level) => ({
+      path: String(level),
+      factor: [2 ** level, 2 ** level, 2 ** level] as Vec3,
+    }));
+  const datasets = levels.map(({ path, factor: f }) => {
     const transforms: JsonObject[] = [
-      { type: 'scale', scale: [1, voxel[0] * f, voxel[1] * f, voxel[2] * f] },
+      { type: 'scale', scale: [1, voxel[0] * f[0], voxel[1] * f[1], voxel[2] * f[2]] },
     ];
     // A level downsampled by f has its first voxel centred (f - 1) / 2 level-0 voxels in.
     const t = o.translation ?? [0, 0, 0];
-    const shift = voxel.map((v, a) => t[a]! + ((f - 1) / 2) * v);
-    if (o.translation !== undefined || level > 0)
+    const shift = voxel.map((v, a) => t[a]! + ((f[a]! - 1) / 2) * v);
+    if (o.translation !== undefined || f.some((v) => v !== 1))
       transforms.push({ type: 'translation', translation: [0, ...shift] });
-    return { path: String(level), coordinateTransformations: transforms };
+    return { path, coordinateTransformations: transforms };
   });
   return {
     name: o.name,
@@ -142,3 +151,72 @@ function scaleOf(transforms: unknown): number[] | undefined {
 }
 
 const trimSlashes = (path: string): string => path.replace(/^\/+|\/+$/g, '');
+
+/**
+ * Where dataset `path` sits in space according to a group's multiscales: its
+ * translation (the last three axes of its own plus the multiscale-wide one) and the
+ * unit of its spatial axes. Absent or malformed parts are left out, as in voxelSizeOf.
+ */
+export function placementOf(
+  attributes: JsonObject,
+  path: string,
+): { translation?: Vec3; unit?: SpaceUnit } {
+  const wanted = trimSlashes(path);
+  for (const m of multiscalesOf(attributes)) {
+    if (!Array.isArray(m.datasets)) continue;
+    const dataset = m.datasets.find((d) => isObject(d) && trimSlashes(String(d.path)) === wanted);
+    if (!isObject(dataset)) continue;
+    const own = translationOf(dataset.coordinateTransformations);
+    const global = translationOf(m.coordinateTransformations);
+    const out: { translation?: Vec3; unit?: SpaceUnit } = {};
+    if (own !== undefined || global !== undefined) {
+      const t = [0, 1, 2].map((i) => (own?.slice(-3)[i] ?? 0) + (global?.slice(-3)[i] ?? 0));
+      out.translation = [t[0]!, t[1]!, t[2]!];
+    }
+    const axes = Array.isArray(m.axes) ? m.axes.filter(isObject) : [];
+    const unit = axes.find((a) => a.type === 'space')?.unit;
+    if (typeof unit === 'string' && (SPACE_UNITS as readonly string[]).includes(unit))
+      out.unit = unit as SpaceUnit;
+    return out;
+  }
+  return {};
+}
+
+const SPACE_UNITS = ['nanometer', 'micrometer', 'millimeter', 'angstrom'] as const;
+
+function translationOf(transforms: unknown): number[] | undefined {
+  if (!Array.isArray(transforms)) return undefined;
+  const t = transforms.find((x) => isObject(x) && x.type === 'translation');
+  return isObject(t) && isNumberArray(t.translation) && t.translation.length >= 3
+    ? t.translation
+    : undefined;
+}
+
+/**
+ * The attributes of the group that holds array `arrayPath` of `store` (Zarr v3
+ * zarr.json or v2 .zattrs), or undefined when there is none: for copying the input's
+ * placement onto the output.
+ */
+export async function parentGroupAttributes(
+  store: Store,
+  arrayPath: string,
+): Promise<{ attributes: JsonObject; name: string } | undefined> {
+  const path = trimSlashes(arrayPath);
+  // An input URL naming the array itself leaves its group outside the store.
+  if (path === '') return undefined;
+  const cut = path.lastIndexOf('/');
+  const parent = cut < 0 ? '' : path.slice(0, cut);
+  const name = path.slice(cut + 1);
+  const prefix = parent === '' ? '' : `/${parent}`;
+  try {
+    const v3 = await readJson(store, `${prefix}/zarr.json` as AbsolutePath);
+    if (isObject(v3) && v3.node_type === 'group')
+      return { attributes: isObject(v3.attributes) ? v3.attributes : {}, name };
+    const v2 = await readJson(store, `${prefix}/.zattrs` as AbsolutePath);
+    if (isObject(v2)) return { attributes: v2, name };
+  } catch (error) {
+    // Unreadable metadata beside the input only costs the output its placement.
+    if (!(error instanceof SyntaxError)) throw error;
+  }
+  return undefined;
+}

@@ -1,0 +1,232 @@
+// A downsampled pyramid of the output, for viewers: level l is stored at array path
+// "l" of the output group (OME-Zarr datasets "0", "1", ...), each level the mean of
+// its parent's 2×2 (y, x) or 2×2×2 (z, y, x) windows.
+//
+//   level l-1  ┌──┬──┬──┬──┐      every block of level l sums the parent blocks
+//              │  │  │  │  │      under it (≤ 8), one at a time: memory is one parent
+//              ├──┼──┼──┼──┤  ─►  block plus one block of sums per lane whatever the
+//   level l    │     │     │      volume size, and each parent block is read once
+//              └─────┴─────┘      (levels keep the block shape: 1/8 the objects)
+//
+// z is halved only when that keeps voxels closer to isotropic: an EM stack of
+// 40×4×4 nm gets y and x halved until they reach z's size, then all three.
+// The mean is right for probabilities and other intensities; it would be wrong for
+// label images (which need the mode), and Tessera writes none.
+
+import { type Dense, offsetOf } from '../array/dense.ts';
+import { Box, fromFn, type Vec3 } from '../geometry/index.ts';
+import type { AbsolutePath, RangeQuery, Store } from '../store/index.ts';
+import { sliceRange } from '../store/keys.ts';
+import {
+  createOutputVolume,
+  OUTPUT_ARRAY_PATH,
+  type OutputVolume,
+  openOutputVolume,
+} from './output.ts';
+import type { OutputData } from './output-layout.ts';
+
+export interface PyramidLevel {
+  /** Array path in the output group: "0" is full resolution. */
+  readonly path: string;
+  /** Spatial shape (z, y, x). */
+  readonly shape: Vec3;
+  /** Downsampling relative to level 0, per axis (z, y, x). */
+  readonly factor: Vec3;
+}
+
+/**
+ * Level 0 and up to `levels` downsampled levels of a volume of `shape`. Stops early
+ * once y and x are both down to one voxel: further levels would repeat the last.
+ */
+export function pyramidLevels(
+  shape: Vec3,
+  levels: number,
+  voxelSize: Vec3 = [1, 1, 1],
+): PyramidLevel[] {
+  const out: PyramidLevel[] = [{ path: '0', shape, factor: [1, 1, 1] }];
+  let cur = out[0]!;
+  for (let l = 1; l <= levels; l++) {
+    if (cur.shape[1] === 1 && cur.shape[2] === 1) break;
+    const step = levelStep(cur.factor, voxelSize, cur.shape);
+    const factor = fromFn((a) => cur.factor[a] * step[a]);
+    const next: PyramidLevel = {
+      path: String(l),
+      shape: fromFn((a) => Math.ceil(cur.shape[a] / step[a])),
+      factor,
+    };
+    out.push(next);
+    cur = next;
+  }
+  return out;
+}
+
+/** Downsampling from a level with `factor` to the next: 2 in y and x, 2 in z when it helps. */
+function levelStep(factor: Vec3, voxel: Vec3, shape: Vec3): Vec3 {
+  const z = voxel[0] * factor[0];
+  const y = voxel[1] * factor[1] * 2;
+  // Compare |log(z'/y')| with z kept vs z halved: pick whichever is nearer isotropic.
+  const keep = Math.abs(Math.log(z / y));
+  const halve = Math.abs(Math.log((2 * z) / y));
+  return [halve < keep && shape[0] > 1 ? 2 : 1, 2, 2];
+}
+
+/**
+ * The output group seen with level `level`'s array where OutputVolume looks for its
+ * array ("0"), so the level is created, written and read by the same code (and with
+ * the same layout checks) as level 0. Keys outside the array pass through unchanged.
+ */
+export class LevelStore implements Store {
+  readonly location: string;
+  private readonly from = `/${OUTPUT_ARRAY_PATH}/`;
+  private readonly to: string;
+
+  constructor(
+    private readonly inner: Store,
+    level: number,
+  ) {
+    this.to = `/${level}/`;
+    this.location = `${(inner.location ?? 'the store').replace(/\/+$/, '')} (level ${level})`;
+  }
+
+  private map(key: AbsolutePath): AbsolutePath {
+    return key.startsWith(this.from)
+      ? (`${this.to}${key.slice(this.from.length)}` as AbsolutePath)
+      : key;
+  }
+
+  get(key: AbsolutePath): Promise<Uint8Array | undefined> {
+    return this.inner.get(this.map(key));
+  }
+
+  async getRange(key: AbsolutePath, range: RangeQuery): Promise<Uint8Array | undefined> {
+    const k = this.map(key);
+    if (this.inner.getRange) return this.inner.getRange(k, range);
+    const bytes = await this.inner.get(k);
+    return bytes === undefined ? undefined : sliceRange(bytes, range);
+  }
+
+  set(key: AbsolutePath, value: Uint8Array): Promise<void> {
+    return this.inner.set(this.map(key), value);
+  }
+}
+
+export interface BuildPyramidOptions {
+  /** Downsampled levels to build (level 0 is the output itself). */
+  levels: number;
+  /** Level-0 voxel size (z, y, x); decides whether z is halved. Default isotropic. */
+  voxelSize?: Vec3;
+  /** Blocks written at once per level. */
+  concurrency?: number;
+  onLevel?: (level: PyramidLevel, seconds: number) => void;
+}
+
+/** Builds (or rebuilds, byte-identically) levels 1..L of the output in `store`. */
+export async function buildPyramid(store: Store, o: BuildPyramidOptions): Promise<PyramidLevel[]> {
+  const base = await openOutputVolume(store);
+  const levels = pyramidLevels(base.shape, o.levels, o.voxelSize);
+  let src: OutputVolume = base;
+  for (let l = 1; l < levels.length; l++) {
+    const t0 = performance.now();
+    const level = levels[l]!;
+    const prev = levels[l - 1]!;
+    const step = fromFn((a) => level.factor[a] / prev.factor[a]);
+    const dst = await createOutputVolume(new LevelStore(store, l), {
+      shape: level.shape,
+      channels: base.channels,
+      dtype: base.dtype,
+      blockShape: fromFn((a) => Math.min(base.blockShape[a], level.shape[a])),
+      fillValue: base.fillValue,
+    });
+    const parent = src;
+    const coords = gridCoords(Box.ofShape(dst.blockGrid));
+    const lane = async (): Promise<void> => {
+      for (let r = coords.next(); !r.done; r = coords.next()) {
+        const box = dst.blockBox(r.value);
+        const under = new Box(
+          fromFn((a) => box.start[a] * step[a]),
+          fromFn((a) => Math.min(box.stop[a] * step[a], parent.shape[a])),
+        );
+        // One parent block at a time: memory is one parent block plus this block's sums.
+        const mean = new MeanAccumulator(box, base.channels, step, parent.shape);
+        const first = fromFn((a) => Math.floor(under.start[a] / parent.blockShape[a]));
+        const last = fromFn((a) => Math.ceil(under.stop[a] / parent.blockShape[a]));
+        for (const pc of gridCoords(new Box(first, last)))
+          mean.add(await parent.readBox(parent.blockBox(pc).intersect(under)));
+        await dst.writeBlock(r.value, mean.result(base.dtype));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? 4) }, lane));
+    o.onLevel?.(level, (performance.now() - t0) / 1000);
+    src = dst;
+  }
+  return levels;
+}
+
+function* gridCoords(range: Box): Generator<Vec3> {
+  const [s, e] = [range.start, range.stop];
+  for (let z = s[0]; z < e[0]; z++)
+    for (let y = s[1]; y < e[1]; y++) for (let x = s[2]; x < e[2]; x++) yield [z, y, x];
+}
+
+/**
+ * The mean of each `step` window (step 1 or 2 per axis) of the parent level over the
+ * voxels of `box` (this level's coordinates), fed piece by piece. Windows cut by the
+ * volume's edge average the voxels they have, so an edge voxel is not darkened by
+ * voxels that do not exist.
+ */
+export class MeanAccumulator {
+  private readonly sum: Float64Array;
+  private readonly shift: Vec3;
+
+  constructor(
+    private readonly box: Box,
+    private readonly channels: number,
+    private readonly step: Vec3,
+    /** Shape of the parent level: where its windows are cut. */
+    private readonly parentShape: Vec3,
+  ) {
+    if (!step.every((s) => s === 1 || s === 2))
+      throw new RangeError(`pyramid steps are 1 or 2 per axis, got [${step.join(', ')}]`);
+    this.sum = new Float64Array(channels * box.size);
+    this.shift = fromFn((a) => (step[a] === 2 ? 1 : 0));
+  }
+
+  /** Adds parent voxels; `piece` must lie under `box`. */
+  add(piece: Dense<OutputData>): void {
+    const [sz, sy, sx] = this.shift;
+    const bx = this.box.start[2];
+    const p = piece.box;
+    const x0 = p.start[2];
+    const w = p.shape[2];
+    for (let c = 0; c < this.channels; c++)
+      for (let z = p.start[0]; z < p.stop[0]; z++)
+        for (let y = p.start[1]; y < p.stop[1]; y++) {
+          const from = offsetOf(p, c, z, y, x0);
+          // A parent coordinate shifted right by the step's log2 is this level's.
+          const to = offsetOf(this.box, c, z >> sz, y >> sy, bx) - bx;
+          for (let i = 0; i < w; i++) this.sum[to + ((x0 + i) >> sx)]! += piece.data[from + i]!;
+        }
+  }
+
+  result(dtype: 'float32' | 'uint8'): Dense<OutputData> {
+    const { box, channels, step, parentShape } = this;
+    const data =
+      dtype === 'uint8' ? new Uint8Array(this.sum.length) : new Float32Array(this.sum.length);
+    // Parent voxels under level voxel g along one axis: `step`, fewer at the far edge.
+    const n = (a: 0 | 1 | 2, g: number): number => Math.min(step[a], parentShape[a] - g * step[a]);
+    const [nz, ny, nx] = box.shape;
+    let i = 0;
+    for (let c = 0; c < channels; c++)
+      for (let z = 0; z < nz; z++) {
+        const cz = n(0, box.start[0] + z);
+        for (let y = 0; y < ny; y++) {
+          const czy = cz * n(1, box.start[1] + y);
+          for (let x = 0; x < nx; x++, i++) {
+            const mean = this.sum[i]! / (czy * n(2, box.start[2] + x));
+            data[i] = dtype === 'uint8' ? Math.round(mean) : mean;
+          }
+        }
+      }
+    return { box, channels, data };
+  }
+}

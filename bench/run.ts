@@ -39,9 +39,11 @@ const log = (s: string): void => {
 const MAIN_SHAPE: Vec3 = quick ? [64, 256, 256] : [128, 512, 512];
 const JOB: BenchManifestOptions = {
   patchShape: [32, 128, 128],
-  overlap: [8, 16, 16],
-  chunkShape: [64, 256, 256],
-  blockShape: [32, 128, 128],
+  overlap: [8, 32, 32],
+  // Chunk pitch (patches per chunk × stride) is [48, 288, 288]; blocks of a third of it
+  // keep each chunk at ~27 owned objects and put each seam band inside one block.
+  chunkShape: [64, 320, 320],
+  blockShape: [16, 96, 96],
   dtype: 'float32',
   device,
 };

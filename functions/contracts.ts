@@ -51,7 +51,7 @@ export interface VerifyTaskResult {
   /** True when INCOMPLETE and another Work round is allowed. */
   redrive: boolean;
   remaining: number;
-  /** Poison chunks, when FAILED: "chunk <id>: <attempts> attempts; last error: ..." lines. */
+  /** Poison chunks, when FAILED: "chunk <id>: failed <n> attempt(s); last error: ..." lines. */
   reason?: string;
 }
 

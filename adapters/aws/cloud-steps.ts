@@ -337,17 +337,31 @@ export async function markFailedStep(
   e: MarkFailedEvent,
 ): Promise<{ jobId: string; reason: string }> {
   const reason = e.reason ?? causeMessage(e.error) ?? 'the pipeline failed (no reason given)';
-  const jobId = e.jobId ?? 'unknown';
+  // A Plan failure has no job id yet: derive it from the manifest as the planner would,
+  // so the failure lands beside the manifest's own status (a REJECTED one keeps its errors).
+  const jobId = e.jobId ?? (e.manifest ? await failedJobId(deps, e.manifest) : 'unknown');
   const status = await readStatus(deps, jobId);
+  // A rejected manifest's execution fails for the reason already recorded, field by field.
+  if (status?.status === 'REJECTED') return { jobId, reason: status.reason ?? reason };
   await writeStatus(deps, {
     jobId,
     status: 'FAILED',
     manifest: status?.manifest ?? e.manifest ?? { bucket: deps.bucket, key: '' },
     reason,
+    ...(status?.errors ? { errors: status.errors } : {}),
     ...(status?.output ? { output: status.output } : {}),
     ...(status?.executionArn ? { executionArn: status.executionArn } : {}),
   });
   return { jobId, reason };
+}
+
+async function failedJobId(deps: CloudDeps, loc: ManifestLocation): Promise<string> {
+  try {
+    return await jobIdForLocation(deps, loc);
+  } catch (error) {
+    // The manifest itself may be gone: name the status after its key.
+    return rejectedName(loc.key, new TextEncoder().encode(String(error)));
+  }
 }
 
 /** The job id a manifest object maps to, or its rejected-status name when it is unreadable. */
@@ -355,7 +369,10 @@ async function jobIdForLocation(deps: CloudDeps, loc: ManifestLocation): Promise
   const { bytes, version } = await deps.fetchManifest(loc);
   const parsed = tryJson(new TextDecoder().decode(bytes)) as { name?: unknown } | undefined;
   const name = rejectedName(loc.key, bytes);
-  return parsed?.name === name ? cloudJobId(name, loc, version) : name;
+  if (parsed?.name !== name) return name;
+  // Accepted manifests have a frozen copy under their job id; rejected ones only a status by name.
+  const jobId = cloudJobId(name, loc, version);
+  return (await deps.bucketStore.get(key(KEYS.jobManifest(jobId)))) !== undefined ? jobId : name;
 }
 
 /** A Lambda or Batch failure's Cause is often JSON ({errorMessage} or a Batch job description). */

@@ -53,10 +53,16 @@ function workerEnv(): NodeJS.ProcessEnv {
   return {
     ...process.env,
     ...ddb.childEnv,
-    AWS_ENDPOINT_URL_S3: s3.endpoint,
-    AWS_ACCESS_KEY_ID: EMULATOR_CREDENTIALS.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: EMULATOR_CREDENTIALS.secretAccessKey,
-    AWS_REGION: 'us-east-1',
+    // Emulator endpoint and credentials only for our own s3rver; against LocalStack or a
+    // real account the environment's own endpoint and credentials apply.
+    ...(s3.emulated
+      ? {
+          AWS_ENDPOINT_URL_S3: s3.endpoint,
+          AWS_ACCESS_KEY_ID: EMULATOR_CREDENTIALS.accessKeyId,
+          AWS_SECRET_ACCESS_KEY: EMULATOR_CREDENTIALS.secretAccessKey,
+        }
+      : {}),
+    AWS_REGION: process.env.AWS_REGION ?? 'us-east-1',
     AWS_EC2_METADATA_DISABLED: 'true',
     TESSERA_TABLE: table,
     TESSERA_BUCKET: bucket,

@@ -28,8 +28,12 @@ const { values } = parseArgs({
     device: { type: 'string', default: 'cpu' },
     quick: { type: 'boolean' },
     'skip-ledger': { type: 'boolean' },
+    only: { type: 'string' },
   },
 });
+// --only efficiency,scaling,plan,ledger runs a subset (RESULTS.md is then not rewritten).
+const only = values.only?.split(',');
+const want = (section: string): boolean => only === undefined || only.includes(section);
 const device = values.device === 'gpu' ? 'gpu' : 'cpu';
 const quick = values.quick === true;
 const log = (s: string): void => {
@@ -129,26 +133,28 @@ results.blend_fraction = {
 log(JSON.stringify({ efficiency: results.efficiency, blend_fraction: results.blend_fraction }));
 
 // 4: scaling (a smaller base so three runs fit the time budget).
-const base: Vec3 = quick ? [16, 128, 128] : [32, 256, 256];
 const scaling: Record<string, unknown>[] = [];
-for (const k of [1, 2, 4]) {
-  const shape: Vec3 = [base[0] * k, base[1], base[2]];
-  const r = await endToEnd(shape);
-  const chunkBytes = chunkIoBytes();
-  scaling.push({
-    factor: k,
-    shape,
-    seconds: round(r.seconds),
-    voxelsPerSecond: Math.round(r.plan.counts.regionVoxels / r.seconds),
-    peakWorkerRssMiB: round(r.rss / 2 ** 20),
-    rssBoundMiB: round((3 * chunkBytes) / 2 ** 20 + 200),
-  });
-  log(JSON.stringify(scaling[scaling.length - 1]));
+if (want('scaling')) {
+  const base: Vec3 = quick ? [16, 128, 128] : [32, 256, 256];
+  for (const k of [1, 2, 4]) {
+    const shape: Vec3 = [base[0] * k, base[1], base[2]];
+    const r = await endToEnd(shape);
+    const chunkBytes = chunkIoBytes();
+    scaling.push({
+      factor: k,
+      shape,
+      seconds: round(r.seconds),
+      voxelsPerSecond: Math.round(r.plan.counts.regionVoxels / r.seconds),
+      peakWorkerRssMiB: round(r.rss / 2 ** 20),
+      rssBoundMiB: round((3 * chunkBytes) / 2 ** 20 + 200),
+    });
+    log(JSON.stringify(scaling[scaling.length - 1]));
+  }
 }
 results.scaling = scaling;
 
 // 5: plan rate.
-{
+if (want('plan')) {
   const t0 = performance.now();
   const plan = new Plan({
     volumeShape: [12_800, 25_600, 25_600],
@@ -168,7 +174,7 @@ results.scaling = scaling;
 }
 
 // 6: ledger writes and claims against DynamoDB Local.
-if (!values['skip-ledger']) {
+if (!values['skip-ledger'] && want('ledger')) {
   results.ledger = await ledgerBench({
     rows: quick ? 10_000 : 100_000,
     claimers: 8,
@@ -195,7 +201,7 @@ function round(v: number): number {
 const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
 results.machine = machine;
 results.when = new Date().toISOString();
-writeResults(results);
+if (only === undefined) writeResults(results);
 if (values.json) process.stdout.write(`${JSON.stringify(results)}\n`);
 else process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
 

@@ -8,10 +8,12 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { LocalLedger, serveLedger } from '../core/ledger/index.ts';
+import { ThreadedModel } from '../core/model/index.ts';
 import {
   blendSeams,
   type ChunkTiming,
   describePoison,
+  EagerBlender,
   finalizeJob,
   openJob,
   planJob,
@@ -84,6 +86,13 @@ export async function runLocal(
     // Chunks held by the earlier run's (dead) workers are free now.
     await ledger.abandonOwners(m.jobId, () => true);
     const initial = await ledger.counts(m.jobId);
+    const eager = new EagerBlender(ctx, output);
+    // The coordinator's own work (eager blending, ledger IPC) should fill the gaps between
+    // inference batches rather than preempt the workers' inference threads.
+    ThreadedModel.yieldToInference();
+    // Chunks finished by an earlier run count too; their blocks are re-blended (same bytes).
+    for (const status of ['DONE', 'SKIPPED'] as const)
+      for await (const row of ledger.list(m.jobId, status)) eager.chunkFinished(row.chunkId);
     log(
       created
         ? `planned ${m.jobId}: ${ctx.plan.counts.chunks} chunks, ${ctx.plan.counts.patches} patches`
@@ -126,6 +135,7 @@ export async function runLocal(
           else if (msg.type === 'event') {
             const e = msg.event;
             if (e.type === 'done') {
+              eager.chunkFinished(e.chunkId);
               progressState.done++;
               progressState.voxels += e.voxels;
               if (!e.skipped) inferred++;
@@ -206,7 +216,9 @@ export async function runLocal(
       };
     }
     if (verify.status === 'COMPLETE') {
-      await step('blend', () => blendSeams(ctx, output));
+      // Most seam blocks were blended while the job ran; the rest now.
+      await step('blend', async () => blendSeams(ctx, output, { blocks: await eager.drain() }));
+      timings.blendDuringWork = Math.round(eager.seconds * 1000) / 1000;
     }
     const report = await step('finalize', () =>
       finalizeJob(ctx, {

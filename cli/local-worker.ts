@@ -56,6 +56,7 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
       },
     );
     send({ type: 'ready', owner: init.owner, device: model.device });
+    ThreadedModel.yieldToInference();
     const output = await openOutputVolume(ctx.outputStore);
     await runWorker({
       ctx,

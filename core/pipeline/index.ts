@@ -3,6 +3,7 @@
 export * from './blend-seams.ts';
 export * from './context.ts';
 export * from './convert.ts';
+export * from './eager-blend.ts';
 export * from './errors.ts';
 export * from './finalize.ts';
 export * from './lease.ts';

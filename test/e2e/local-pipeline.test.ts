@@ -200,6 +200,58 @@ describe('tessera run (local pipeline)', () => {
     expect(maxAbsDiff(await readOutput(d, Box.ofShape(shape)), expected)).toBeLessThanOrEqual(1e-5);
   });
 
+  it('input.skipBelow skips empty chunks without inference, writes 0 there, and counts them', async () => {
+    const d = dir();
+    const shape: Vec3 = [24, 30, 30];
+    const data = lcgVolume(shape, 23);
+    // The first 12 z-slices are empty background (0); the rest has structure (≥ 1 here).
+    const slice = shape[1] * shape[2];
+    data.fill(0, 0, 12 * slice);
+    for (let i = 12 * slice; i < data.length; i++) data[i] = Math.max(1, data[i]!);
+    const m = {
+      patch: [4, 10, 10] as Vec3,
+      overlap: [0, 2, 2] as Vec3,
+      chunk: [4, 18, 18] as Vec3,
+    };
+    const path = await writeJobDir(d, {
+      shape,
+      data,
+      manifest: {
+        input: { url: 'input.zarr', skipBelow: 1 },
+        output: { url: 'output.zarr', dtype: 'float32', blockShape: [4, 10, 10] },
+        model: { url: join(FIXTURE_MODELS, 'tiny.onnx'), patchShape: m.patch, outputChannels: 2 },
+        overlap: m.overlap,
+        chunkShape: m.chunk,
+        blend: 'bump',
+      },
+    });
+    const result = await runLocal(await loadManifest(path), { workers: 1 });
+    expect(result.status).toBe('SUCCEEDED');
+    // Expected from the plan alone: chunks whose whole read box lies in the empty slab.
+    const plan = new Plan({
+      volumeShape: shape,
+      patchShape: m.patch,
+      overlap: m.overlap,
+      chunkShape: m.chunk,
+      blockShape: [4, 10, 10],
+    });
+    const empty = [...plan.chunks()].filter((c) => c.readBox.stop[0] <= 12);
+    expect(empty.length).toBeGreaterThan(0);
+    expect(result.report?.chunks.SKIPPED).toBe(empty.length);
+    expect(result.inferredThisRun).toBe(plan.counts.chunks - empty.length);
+    expect(result.report?.patches.inferred).toBe(
+      plan.counts.patches - empty.reduce((s, c) => s + c.patchCount, 0),
+    );
+    // Blocks owned by skipped chunks hold exactly 0; a block in the structured part does not.
+    const out = await readOutput(d, Box.ofShape(shape));
+    for (const c of empty)
+      for (const b of plan.ownedBlocks(c)) {
+        const [z0, y0, x0] = b.box.start;
+        expect(out[(z0 * shape[1] + y0) * shape[2] + x0]).toBe(0);
+      }
+    expect(out[(20 * shape[1] + 15) * shape[2] + 15]).not.toBe(0);
+  });
+
   it('a worker SIGKILLed mid-run is replaced; the output still equals the reference', async () => {
     const d = dir();
     const shape: Vec3 = [20, 40, 44];

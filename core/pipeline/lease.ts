@@ -9,6 +9,7 @@ export class LeaseKeeper {
   private timer: NodeJS.Timeout | undefined;
   private beating: Promise<void> = Promise.resolve();
   lost = false;
+  private confirmedAt = 0;
   lostReason: string | undefined;
 
   constructor(
@@ -30,6 +31,7 @@ export class LeaseKeeper {
     if (this.lost) return;
     try {
       this.claim = await this.ledger.heartbeat(this.claim);
+      this.confirmedAt = Date.now();
     } catch (e) {
       if (e instanceof LeaseLostError) {
         this.lost = true;
@@ -40,6 +42,31 @@ export class LeaseKeeper {
         this.onError(e);
       }
     }
+  }
+
+  /**
+   * Renews the lease now and throws LeaseLostError if it is gone. The worker calls this
+   * right before each output write, so a stale owner (a process paused past its lease,
+   * then resumed) finds out before writing rather than at its next timed heartbeat: every
+   * object is written inside a lease just confirmed, not merely once held.
+   */
+  async confirm(): Promise<void> {
+    await this.beating;
+    try {
+      this.claim = await this.ledger.heartbeat(this.claim);
+      this.confirmedAt = Date.now();
+    } catch (e) {
+      if (e instanceof LeaseLostError) {
+        this.lost = true;
+        this.lostReason = e.message;
+      }
+      throw e;
+    }
+  }
+
+  /** confirm() unless the lease was confirmed less than `maxAgeMs` ago (by this clock). */
+  async confirmIfOlder(maxAgeMs: number): Promise<void> {
+    if (this.lost || Date.now() - this.confirmedAt > maxAgeMs) await this.confirm();
   }
 
   async stop(): Promise<Claim> {

@@ -241,7 +241,12 @@ async function workLoop(
     writing = (async () => {
       const t0 = performance.now();
       try {
-        await writeChunk(ctx, o.output, cur.chunk, acc);
+        // Fencing for the object store, which cannot check a token itself: each object is
+        // written only while the lease is confirmed fresh (a paused stale owner that resumes
+        // finds its lease gone before writing, not after).
+        await writeChunk(ctx, o.output, cur.chunk, acc, () =>
+          cur.keeper.confirmIfOlder(heartbeatMs),
+        );
         buffers.push(acc.buffer);
         held.delete(cur);
         const claim = await cur.keeper.stop();
@@ -263,8 +268,9 @@ async function workLoop(
           ms: { ...times, write: performance.now() - t0 },
         });
       } catch (e) {
-        held.delete(cur);
         if (e instanceof LeaseLostError) {
+          held.delete(cur);
+          await cur.keeper.stop();
           stats.leaseLost++;
           emit({ type: 'lease-lost', chunkId: cur.claim.chunkId });
         } else await failChunk(cur, e);
@@ -302,19 +308,20 @@ async function writeChunk(
   output: OutputVolume,
   chunk: ChunkDescriptor,
   acc: PartialSum,
+  guard: () => Promise<void>,
 ): Promise<void> {
   const convert = outputConverter(ctx.manifest.output.dtype);
   const channels = ctx.manifest.model.outputChannels;
   for (const b of ctx.plan.ownedBlocks(chunk)) {
     const block = outputBlock(ctx.manifest.output.dtype, b.box, channels);
     acc.normalizeInto(block, b.regionBox, convert);
+    await guard();
     await output.writeBlock(b.coord, block);
   }
   for (const b of ctx.plan.seamBlocks(chunk)) {
-    await ctx.work.set(
-      partialKey(b.key, chunk.id),
-      encodePartial(acc, b.box.intersect(chunk.footprint)),
-    );
+    const bytes = encodePartial(acc, b.box.intersect(chunk.footprint));
+    await guard();
+    await ctx.work.set(partialKey(b.key, chunk.id), bytes);
   }
 }
 

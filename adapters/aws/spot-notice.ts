@@ -12,7 +12,11 @@ export interface SpotWatchOptions {
 
 export function watchSpotInterruption(o: SpotWatchOptions): () => void {
   if (process.env.AWS_EC2_METADATA_DISABLED === 'true') return () => {};
-  const base = (o.endpoint ?? process.env.AWS_EC2_METADATA_SERVICE_ENDPOINT ?? 'http://169.254.169.254').replace(/\/$/, '');
+  const base = (
+    o.endpoint ??
+    process.env.AWS_EC2_METADATA_SERVICE_ENDPOINT ??
+    'http://169.254.169.254'
+  ).replace(/\/$/, '');
   let stopped = false;
   let token: string | undefined;
   let timer: NodeJS.Timeout | undefined;
@@ -46,7 +50,9 @@ export function watchSpotInterruption(o: SpotWatchOptions): () => void {
       }
     } catch (e) {
       if (token === undefined) {
-        o.log?.(`instance metadata service unreachable (${(e as Error).message}): spot notices are not watched`);
+        o.log?.(
+          `instance metadata service unreachable (${(e as Error).message}): spot notices are not watched`,
+        );
         return;
       }
       // A transient failure with a token in hand: keep polling.

@@ -11,6 +11,7 @@ import {
   type PipelineInput,
 } from '../../functions/contracts.ts';
 import { makeS3Client, registerS3 } from './clients.ts';
+import { withClockOffset } from './clock-offset.ts';
 import type { CloudDeps } from './cloud-steps.ts';
 import { makeDynamoClient } from './dynamo-client.ts';
 import { DynamoLedger } from './dynamo-ledger.ts';
@@ -29,7 +30,11 @@ export function cloudClientsFromEnv(
 ): CloudClients {
   const s3 = makeS3Client(env);
   registerS3(s3);
-  const ledger = new DynamoLedger({ client: makeDynamoClient(env), table: e.table });
+  // withClockOffset is a fault-injection hook, a no-op unless TESSERA_CLOCK_OFFSET_MS is set.
+  const ledger = withClockOffset(
+    new DynamoLedger({ client: makeDynamoClient(env), table: e.table }),
+    env,
+  );
   const endpoint = env.AWS_ENDPOINT_URL_SFN ?? env.AWS_ENDPOINT_URL;
   const sfn = e.stateMachineArn ? new SFNClient(endpoint ? { endpoint } : {}) : undefined;
   return { s3, ledger, ...(sfn ? { sfn } : {}) };

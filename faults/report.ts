@@ -161,5 +161,7 @@ ${run.rows
   )
   .join('\n\n')}
 `;
-  writeFileSync(path, md);
+  // Error messages carry absolute paths; the committed report names files by repo path.
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  writeFileSync(path, md.replaceAll(root, ''));
 }

@@ -94,8 +94,20 @@ export async function readStatus(
   deps: CloudDeps,
   jobId: string,
 ): Promise<JobStatusDocument | undefined> {
-  const bytes = await deps.bucketStore.get(key(KEYS.status(jobId)));
-  return bytes ? (JSON.parse(new TextDecoder().decode(bytes)) as JobStatusDocument) : undefined;
+  // S3 PUTs are atomic, but emulators (s3rver) can hand a reader a half-written object
+  // while another step rewrites the status: read again rather than fail the step.
+  for (let attempt = 1; ; attempt++) {
+    const bytes = await deps.bucketStore.get(key(KEYS.status(jobId)));
+    if (!bytes) return undefined;
+    const doc = tryJson(new TextDecoder().decode(bytes));
+    if (doc !== undefined) return doc as JobStatusDocument;
+    if (attempt >= 5) {
+      throw new Error(
+        `jobs/${jobId}/status.json is not valid JSON after ${attempt} reads; delete it, the next step rewrites it`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 20 * attempt));
+  }
 }
 
 export type AcceptOutcome =

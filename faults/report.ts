@@ -2,6 +2,7 @@
 
 import { writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { passed, type Row, type Trial } from './trial.ts';
 
 export interface MatrixRun {

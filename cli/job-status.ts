@@ -146,13 +146,13 @@ export async function jobStatus(i: StatusInput): Promise<JobStatus> {
   const workerHours = workerSeconds(byOwner, runningOwners, now) / 3600;
   const spend: JobStatus['spend'] = i.price
     ? {
-        workerHours: round(workerHours, 3),
+        workerHours: round(workerHours, 6),
         pricePerHour: i.price.perHour,
         dollars: round(workerHours * i.price.perHour, 4),
         basis: `estimate: worker-hours from chunk completion times × $${i.price.perHour}/h (${i.price.basis})`,
       }
     : {
-        workerHours: round(workerHours, 3),
+        workerHours: round(workerHours, 6),
         basis: 'estimate: worker-hours from chunk completion times',
       };
   const name = job.attributes?.name;

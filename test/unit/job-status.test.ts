@@ -75,7 +75,7 @@ describe('job status figures', () => {
     expect(s.etaSeconds).toBe(Math.round(5000 / 133));
     // Typical chunk: median gap 10 s. a: 30-10+10, plus 10 s since its last completion
     // (it holds a chunk); b: 25-15+10. c is dead and finished nothing: not counted.
-    expect(s.spend.workerHours).toBe(Math.round((60 / 3600) * 1000) / 1000);
+    expect(s.spend.workerHours).toBe(Math.round((60 / 3600) * 1e6) / 1e6);
     expect(s.spend.dollars).toBe(Math.round((60 / 3600) * 0.5 * 1e4) / 1e4);
     expect(s.spend.basis).toMatch(/^estimate: .*test price/);
     expect(s.workers).toEqual({ active: 1, seen: 2 });

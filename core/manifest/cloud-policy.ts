@@ -4,7 +4,7 @@
 
 import { ManifestError, type ManifestIssue } from './errors.ts';
 import type { Manifest } from './schema.ts';
-import { isS3Url, parseS3Url, s3UrlIsUnder } from './url.ts';
+import { isS3Url, parseS3Url, s3UrlIsUnder, storageUrlProblem } from './url.ts';
 
 export interface CloudPolicy {
   /** The stack's bucket: manifests/ and jobs/ live here and are never job outputs. */
@@ -30,8 +30,9 @@ export function cloudPolicyIssues(
   const issues: ManifestIssue[] = [];
   const buckets = [policy.stackBucket, ...policy.allowedBuckets];
   const check = (path: string, url: unknown): void => {
-    // A missing or non-string URL is the schema's to report.
-    if (typeof url !== 'string') return;
+    // A missing, non-string or malformed URL is the schema's to report (and parseS3Url
+    // below would throw on it, turning a rejection into a crash).
+    if (typeof url !== 'string' || storageUrlProblem(url) !== undefined) return;
     if (!isS3Url(url)) {
       issues.push({
         path,

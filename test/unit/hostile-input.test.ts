@@ -268,7 +268,7 @@ async function accept(h: Harness, doc: unknown): Promise<Outcome> {
 }
 
 /**
- * KNOWN BUG (see the it.fails test below): a manifest that is rejected anyway and holds
+ * FIXED BUG (kept as a guard; see the test below): a manifest that is rejected anyway and holds
  * a malformed s3:// URL (`..` segment, bad bucket name, control character) makes the
  * rejection path's URL-policy pass throw InvalidUrlError (cloud-policy.ts formats the
  * bucket with parseS3Url), so no REJECTED status is written and the planner Lambda
@@ -546,7 +546,7 @@ describe('manifests through the S3 trigger (accept → start execution)', () => 
     }
   });
 
-  it.fails('KNOWN BUG: a manifest with a malformed s3:// URL is REJECTED with a status, not an InvalidUrlError crash', async () => {
+  it('a manifest with a malformed s3:// URL is REJECTED with a status, not an InvalidUrlError crash (was a bug)', async () => {
     count('policy crash');
     const h = harness();
     const outcome = await accept(

@@ -14,6 +14,7 @@ import {
   type ChunkTiming,
   describePoison,
   EagerBlender,
+  ensureOutput,
   finalizeJob,
   openJob,
   planJob,
@@ -80,9 +81,11 @@ export async function runLocal(
       work: new LocalStore(workDir, { fsync: false }),
       baseDir: m.baseDir,
     });
-    const { created, output } = await step('plan', () =>
-      planJob(ctx, ledger, { leaseMs: o.leaseMs }),
-    );
+    const { created, output } = await step('plan', async () => {
+      // The output first: a job whose rows exist always has somewhere to write.
+      const output = await ensureOutput(ctx);
+      return { ...(await planJob(ctx, ledger, { leaseMs: o.leaseMs })), output };
+    });
     // Chunks held by the earlier run's (dead) workers are free now.
     await ledger.abandonOwners(m.jobId, () => true);
     const initial = await ledger.counts(m.jobId);

@@ -10,9 +10,8 @@ import { cloudDepsFromEnv } from '../adapters/aws/deps.ts';
 import { watchSpotInterruption } from '../adapters/aws/spot-notice.ts';
 import { parseS3Url } from '../core/manifest/index.ts';
 import { ThreadedModel } from '../core/model/index.ts';
-import { runWorker } from '../core/pipeline/index.ts';
+import { ensureOutput, runWorker } from '../core/pipeline/index.ts';
 import { openStoreForUrl } from '../core/store/index.ts';
-import { openOutputVolume } from '../core/volume/index.ts';
 import { intOption, parse } from './main.ts';
 
 const USAGE = `Usage: tessera worker --job <jobId> [--device cpu|gpu] [--threads N] [--batch N]
@@ -84,7 +83,8 @@ export async function workerCommand(args: string[]): Promise<number> {
     const stats = await runWorker({
       ctx,
       ledger: deps.ledger,
-      output: await openOutputVolume(ctx.outputStore),
+      // Idempotent create-or-open: the first worker creates the array, the rest open it.
+      output: await ensureOutput(ctx),
       owner,
       model,
       startIndex: startIndexFor(

@@ -11,6 +11,7 @@ import {
   type InputVolume,
   type OutputVolume,
   openInputVolume,
+  VolumeFormatError,
 } from '../volume/index.ts';
 
 export interface JobContext {
@@ -101,14 +102,30 @@ export function planFor(manifest: Manifest, volumeShape: Vec3): Plan {
   });
 }
 
-/** Creates (or re-opens, unchanged) the output array of a job. */
+/**
+ * Creates (or re-opens, unchanged) the output array of a job. Several workers may do this
+ * at once: they write identical metadata, and S3 PUTs are atomic; stores that are not
+ * (emulators) can show a reader a half-written document, so that case is read again.
+ */
 export async function ensureOutput(ctx: JobContext): Promise<OutputVolume> {
-  return createOutputVolume(ctx.outputStore, {
-    shape: ctx.plan.volumeShape,
-    channels: ctx.manifest.model.outputChannels,
-    dtype: ctx.manifest.output.dtype,
-    blockShape: ctx.plan.blockShape,
-  });
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await createOutputVolume(ctx.outputStore, {
+        shape: ctx.plan.volumeShape,
+        channels: ctx.manifest.model.outputChannels,
+        dtype: ctx.manifest.output.dtype,
+        blockShape: ctx.plan.blockShape,
+      });
+    } catch (error) {
+      if (
+        !(error instanceof VolumeFormatError) ||
+        !(error.cause instanceof SyntaxError) ||
+        attempt >= 5
+      )
+        throw error;
+      await new Promise((r) => setTimeout(r, 50 * attempt));
+    }
+  }
 }
 
 export const partialKey = (blockKey: string, chunkId: string): `/${string}` =>

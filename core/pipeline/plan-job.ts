@@ -1,8 +1,8 @@
-// Plan: create the job's chunk rows (idempotently) and its output array.
+// Plan: create the job's chunk rows (idempotently). The output array is created by the
+// writers (ensureOutput, idempotent), so the planner needs no write access to outputs.
 
 import type { JobSpec, Ledger } from '../ledger/index.ts';
-import type { OutputVolume } from '../volume/index.ts';
-import { ensureOutput, type JobContext } from './context.ts';
+import type { JobContext } from './context.ts';
 
 export interface PlanJobOptions {
   leaseMs?: number;
@@ -15,10 +15,8 @@ export async function planJob(
   ctx: JobContext,
   ledger: Ledger,
   o: PlanJobOptions = {},
-): Promise<{ created: boolean; job: JobSpec; output: OutputVolume }> {
+): Promise<{ created: boolean; job: JobSpec }> {
   const { plan } = ctx;
-  // The output first: a job whose rows exist always has somewhere to write.
-  const output = await ensureOutput(ctx);
   const spec: JobSpec = {
     jobId: ctx.jobId,
     chunkCount: plan.counts.chunks,
@@ -32,5 +30,5 @@ export async function planJob(
       yield { chunkId: plan.chunkId(plan.chunkCoordAt(i)), index: i };
   })();
   const { created, job } = await ledger.createJob(spec, chunks);
-  return { created, job, output };
+  return { created, job };
 }

@@ -106,6 +106,8 @@ export async function runLocal(
     const threads = Math.max(1, Math.floor(availableParallelism() / workers));
     const chunkTimings: ChunkTiming[] = [];
     let inferred = 0;
+    const ready = new Set<string>();
+    let setupFailure: string | undefined;
     let peakRss = 0;
     let failedAttempts = 0;
     const progressState = {
@@ -132,9 +134,15 @@ export async function runLocal(
         o.onWorker?.(child, owner);
         const stopServing = serveLedger(ledger, child);
         child.on('message', (msg: WorkerMessage) => {
-          if (msg.type === 'ready') device = msg.device as typeof device;
-          else if (msg.type === 'fatal') log(`worker ${msg.owner} failed: ${msg.error}`);
-          else if (msg.type === 'resources') peakRss = Math.max(peakRss, msg.maxRssBytes);
+          if (msg.type === 'ready') {
+            device = msg.device as typeof device;
+            ready.add(msg.owner);
+          } else if (msg.type === 'fatal') {
+            log(`worker ${msg.owner} failed: ${msg.error}`);
+            // A worker that dies before it is ready (model unreadable, input missing) would
+            // die the same way again: stop the run and say why, instead of respawning.
+            if (!ready.has(msg.owner)) setupFailure ??= msg.error;
+          } else if (msg.type === 'resources') peakRss = Math.max(peakRss, msg.maxRssBytes);
           else if (msg.type === 'event') {
             const e = msg.event;
             if (e.type === 'done') {
@@ -179,7 +187,8 @@ export async function runLocal(
                   log(
                     `worker ${owner} exited (${signal ?? `code ${code}`})${c.PENDING > 0 ? '; starting a replacement' : ''}`,
                   );
-                if (!aborted && c.PENDING > 0 && spawned < maxSpawns) spawn(slot);
+                if (!aborted && setupFailure === undefined && c.PENDING > 0 && spawned < maxSpawns)
+                  spawn(slot);
               }
               live.delete(done);
               resolve();
@@ -200,9 +209,20 @@ export async function runLocal(
 
     let verify = await verifyJob(ledger, m.jobId);
     for (let round = 0; round < (o.maxRounds ?? 3) && verify.status === 'INCOMPLETE'; round++) {
-      if (o.signal?.aborted) break;
+      if (o.signal?.aborted || setupFailure !== undefined) break;
       await step('work', runRound);
       verify = await step('verify', () => verifyJob(ledger, m.jobId));
+    }
+    if (setupFailure !== undefined) {
+      return {
+        status: 'FAILED',
+        output: m.manifest.output.url,
+        chunks: ctx.plan.counts.chunks,
+        seconds: (Date.now() - startedAt.getTime()) / 1000,
+        inferredThisRun: inferred,
+        peakWorkerRssBytes: peakRss,
+        message: `job ${m.jobId} FAILED: a worker could not start: ${setupFailure}`,
+      };
     }
     o.progress?.update(progressState, true);
     o.progress?.end();

@@ -71,6 +71,8 @@ export interface ProxyOptions {
   onRequest?: (r: ProxiedRequest, verdict: Verdict) => void;
   /** Milliseconds to sit on a request before forwarding it (a slow network); default 0. */
   delayMs?: (r: ProxiedRequest) => number;
+  /** Runs after the upstream answered and before the answer is sent on (a stall point). */
+  beforeReply?: (r: ProxiedRequest) => Promise<void> | void;
 }
 
 export interface ProxyStats {
@@ -158,7 +160,7 @@ export class FaultProxy {
         this.stats.forwarded++;
         const delay = this.o.delayMs?.(info) ?? 0;
         if (delay > 0) await new Promise((r) => setTimeout(r, delay));
-        await this.forward(req, body, res, false);
+        await this.forward(req, body, res, false, info);
         return;
       }
       case 'hold':
@@ -185,6 +187,7 @@ export class FaultProxy {
     body: Buffer,
     res: ServerResponse,
     dropAnswer: boolean,
+    info?: ProxiedRequest,
   ): Promise<void> {
     return new Promise((resolve) => {
       const headers = { ...req.headers };
@@ -204,12 +207,15 @@ export class FaultProxy {
           const parts: Buffer[] = [];
           upRes.on('data', (c: Buffer) => parts.push(c));
           upRes.on('end', () => {
-            if (dropAnswer) req.socket.destroy();
-            else {
-              res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-              res.end(Buffer.concat(parts));
-            }
-            resolve();
+            void (async () => {
+              if (info && this.o.beforeReply) await this.o.beforeReply(info);
+              if (dropAnswer) req.socket.destroy();
+              else {
+                res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+                res.end(Buffer.concat(parts));
+              }
+              resolve();
+            })();
           });
           upRes.on('error', () => {
             req.socket.destroy();

@@ -143,7 +143,7 @@ const entries: Entry[] = [
     id: 'fencing',
     path: 'cloud',
     rows: ['lease expires while owner alive (SIGSTOP/SIGCONT)'],
-    trials: 2,
+    trials: 3,
     run: (t) => staleOwner(cloud(), t),
   },
   {

@@ -48,6 +48,11 @@ export async function inferChunk(o: InferChunkOptions): Promise<PartialSum> {
     if (!inflight) return;
     const { out, boxes: done_ } = await inflight;
     inflight = undefined;
+    if (out.length !== done_.length * outPerItem) {
+      throw new RangeError(
+        `chunk ${chunk.id}: the model returned ${out.length} values for ${done_.length} patch(es); expected ${done_.length * outPerItem} (${o.outputChannels} channels × ${patch.join('×')}). Check model.outputChannels and model.outputPatchShape in the manifest`,
+      );
+    }
     let check = 0;
     for (let i = 0; i < done_.length; i++)
       check += acc.addPatch(done_[i]!, out, i * outPerItem, weights);

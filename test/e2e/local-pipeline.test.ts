@@ -2,7 +2,7 @@
 // processes; every output compared with whole-volume sliding-window inference.
 
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadManifest } from '../../cli/job-files.ts';
@@ -399,6 +399,43 @@ describe('tessera run (local pipeline)', () => {
       expect(f.lastError).toMatch(/NaN or Infinity/);
     }
     expect(result.report?.chunks.DONE).toBe(plan.counts.chunks - poisoned.length);
+  });
+});
+
+describe('tessera run refuses a model that does not match its manifest', () => {
+  it('an unreadable model fails the run at once, naming the model (no endless respawns)', async () => {
+    const d = dir();
+    const bad = join(d, 'broken.onnx');
+    writeFileSync(bad, readFileSync(join(FIXTURE_MODELS, 'tiny.onnx')).subarray(0, 100));
+    const path = await writeJobDir(d, {
+      shape: [8, 12, 12],
+      manifest: {
+        model: { url: bad, patchShape: [4, 6, 6], outputChannels: 2 },
+        overlap: [1, 1, 1],
+        chunkShape: [4, 6, 6],
+        blend: 'bump',
+      },
+    });
+    const result = await runLocal(await loadManifest(path), { workers: 2 });
+    expect(result.status).toBe('FAILED');
+    expect(result.message).toMatch(/could not start: .*broken\.onnx/);
+  });
+
+  it('a model with fewer channels than model.outputChannels fails its chunks, never succeeds', async () => {
+    const d = dir();
+    const path = await writeJobDir(d, {
+      shape: [8, 12, 12],
+      manifest: {
+        model: { url: join(FIXTURE_MODELS, 'tiny.onnx'), patchShape: [4, 6, 6], outputChannels: 3 },
+        overlap: [1, 1, 1],
+        chunkShape: [4, 6, 6],
+        blend: 'bump',
+        maxAttempts: 1,
+      },
+    });
+    const result = await runLocal(await loadManifest(path), { workers: 1 });
+    expect(result.status).toBe('FAILED');
+    expect(result.report?.failures[0]?.lastError).toMatch(/3 channels/);
   });
 });
 

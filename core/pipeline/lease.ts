@@ -29,9 +29,12 @@ export class LeaseKeeper {
 
   private async beat(): Promise<void> {
     if (this.lost) return;
+    // Stamped when asked, not when the answer is read: a process paused in between would
+    // take a reply from before the pause for a fresh one.
+    const askedAt = Date.now();
     try {
       this.claim = await this.ledger.heartbeat(this.claim);
-      this.confirmedAt = Date.now();
+      this.confirmedAt = askedAt;
     } catch (e) {
       if (e instanceof LeaseLostError) {
         this.lost = true;
@@ -52,9 +55,12 @@ export class LeaseKeeper {
    */
   async confirm(): Promise<void> {
     await this.beating;
+    // Stamped when asked, not when the answer is read: a process paused in between would
+    // take a reply from before the pause for a fresh one.
+    const askedAt = Date.now();
     try {
       this.claim = await this.ledger.heartbeat(this.claim);
-      this.confirmedAt = Date.now();
+      this.confirmedAt = askedAt;
     } catch (e) {
       if (e instanceof LeaseLostError) {
         this.lost = true;

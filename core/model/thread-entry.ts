@@ -22,28 +22,36 @@ try {
     logs,
   };
   port.postMessage(ready);
-  port.on('message', async (req: ThreadRequest) => {
-    if (req.type === 'close') {
-      await runner.close();
-      port.close();
-      return;
-    }
-    try {
-      const out = await runner.run(req.batch, req.n, req.patch, req.outPatch);
-      const reply: ThreadReply = { type: 'result', id: req.id, out, batch: req.batch };
-      port.postMessage(reply, [out.buffer as ArrayBuffer, req.batch.buffer as ArrayBuffer]);
-    } catch (error) {
-      const reply: ThreadReply = {
-        type: 'error',
-        id: req.id,
-        error: serialise(error),
-        batch: req.batch,
-      };
-      port.postMessage(reply, [req.batch.buffer as ArrayBuffer]);
-    }
+  // Requests are handled strictly one after another, close included: the session is
+  // released only after every run queued before it has answered, never under one.
+  let queue: Promise<void> = Promise.resolve();
+  port.on('message', (req: ThreadRequest) => {
+    queue = queue.then(() => handle(runner, req));
   });
 } catch (error) {
   port.postMessage({ type: 'failed', error: serialise(error), logs } satisfies ThreadReply);
+}
+
+async function handle(runner: ModelRunner, req: ThreadRequest): Promise<void> {
+  if (req.type === 'close') {
+    await runner.close();
+    port.postMessage({ type: 'closed' } satisfies ThreadReply);
+    port.close();
+    return;
+  }
+  try {
+    const out = await runner.run(req.batch, req.n, req.patch, req.outPatch);
+    const reply: ThreadReply = { type: 'result', id: req.id, out, batch: req.batch };
+    port.postMessage(reply, [out.buffer as ArrayBuffer, req.batch.buffer as ArrayBuffer]);
+  } catch (error) {
+    const reply: ThreadReply = {
+      type: 'error',
+      id: req.id,
+      error: serialise(error),
+      batch: req.batch,
+    };
+    port.postMessage(reply, [req.batch.buffer as ArrayBuffer]);
+  }
 }
 
 function serialise(error: unknown): { name: string; message: string } {

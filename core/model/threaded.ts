@@ -24,7 +24,11 @@ export type ThreadReply =
     }
   | { type: 'failed'; error: SerialisedError; logs: string[] }
   | { type: 'result'; id: number; out: Float32Array; batch: Float32Array }
-  | { type: 'error'; id: number; error: SerialisedError; batch: Float32Array };
+  | { type: 'error'; id: number; error: SerialisedError; batch: Float32Array }
+  | { type: 'closed' };
+
+/** How long close() waits for runs in flight and the session's release before terminating. */
+const CLOSE_GRACE_MS = 30_000;
 
 interface Pending {
   resolve: (r: { out: Float32Array; batch: Float32Array }) => void;
@@ -34,6 +38,7 @@ interface Pending {
 export class ThreadedModel {
   private nextId = 0;
   private readonly pending = new Map<number, Pending>();
+  private closing: Promise<void> | undefined;
 
   private constructor(
     private readonly worker: Worker,
@@ -114,6 +119,13 @@ export class ThreadedModel {
     patch: Patch,
     outPatch: Patch = patch,
   ): Promise<{ out: Float32Array; batch: Float32Array }> {
+    if (this.closing)
+      return Promise.reject(
+        new RemoteModelError({
+          name: 'ModelRunError',
+          message: 'the inference thread was closed; open a new model',
+        }),
+      );
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
@@ -132,9 +144,30 @@ export class ThreadedModel {
     return (await this.runTransfer(batch.slice(), n, patch, outPatch)).out;
   }
 
-  async close(): Promise<void> {
+  /**
+   * Closes gracefully: the thread answers every run already sent, releases the session and
+   * exits on its own. Terminating it while onnxruntime is inside a run, or with a session
+   * still alive, can crash the whole process at teardown (seen as a worker killed by a
+   * signal right after its last chunk failed with a batch still in flight). Terminates
+   * only if the thread has not finished within CLOSE_GRACE_MS. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.shutDown();
+    return this.closing;
+  }
+
+  private async shutDown(): Promise<void> {
+    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
     this.worker.postMessage({ type: 'close' } satisfies ThreadRequest);
-    await this.worker.terminate();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), CLOSE_GRACE_MS);
+    });
+    try {
+      if ((await Promise.race([exited, late])) === 'late') await this.worker.terminate();
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private failAll(e: Error): void {

@@ -11,6 +11,7 @@ import {
   ModelOutputError,
   ModelRunError,
   ModelRunner,
+  ThreadedModel,
 } from '../../core/model/index.ts';
 import { generateModels, REPO_ROOT, writeModels } from '../fixtures/generate-models.ts';
 import { membraneDemoSpec } from '../fixtures/membrane-demo-spec.ts';
@@ -274,6 +275,24 @@ describe('ModelRunner.run', () => {
     await expect(runner.run(new Float32Array(64), 1, [4, 4, 4])).rejects.toBeInstanceOf(
       ModelRunError,
     );
+  });
+});
+
+describe('ThreadedModel.close', () => {
+  it('answers every run already sent, then releases the session and lets the thread exit', async () => {
+    // Terminating the thread under a run crashed worker processes at exit (killed by a
+    // signal after a failed chunk left a batch in flight). Close now drains first.
+    const model = await ThreadedModel.open({ path: TINY }, { intraOpThreads: 1 });
+    const patch: [number, number, number] = [6, 10, 10];
+    const inputs = [1, 2, 3].map((seed) => randomInput(2 * 600, seed));
+    const direct = await track(ModelRunner.open({ path: TINY }, { intraOpThreads: 1 }));
+    const expected = await Promise.all(inputs.map((b) => direct.run(b, 2, patch)));
+    const runs = inputs.map((b) => model.run(b, 2, patch));
+    await Promise.all([model.close(), model.close()]);
+    const outs = await Promise.all(runs);
+    for (let i = 0; i < outs.length; i++) expect(maxAbsDiff(outs[i]!, expected[i]!)).toBe(0);
+    // The thread is gone: a later run is refused rather than left hanging.
+    await expect(model.run(inputs[0]!, 2, patch)).rejects.toThrow(/closed|exited/);
   });
 });
 

@@ -11,6 +11,7 @@ export async function bareInference(o: {
   model: string;
   batchSize: number;
   device: 'cpu' | 'gpu';
+  spinning?: boolean;
 }): Promise<{ seconds: number; patches: number; device: string }> {
   const { plan } = o;
   const [pz, py, px] = plan.patchShape;
@@ -18,7 +19,7 @@ export async function bareInference(o: {
   const [vz, vy, vx] = plan.volumeShape;
   const runner = await ModelRunner.open(
     { path: o.model },
-    { device: o.device, intraOpThreads: availableParallelism() },
+    { device: o.device, intraOpThreads: availableParallelism(), spinning: o.spinning },
   );
   // Prepare every batch first (normalised, zero-padded like the pipeline), then time runs only.
   const boxes = [...plan.chunks()].flatMap((c) => [...plan.patches(c)]);

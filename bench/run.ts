@@ -10,6 +10,7 @@
 //   plan rate       a 10^6-chunk plan, closed-form and lazy (target ≤ 5 s)
 //   ledger/claims   DynamoDB Local: batched writes of 10^5 rows; 8 concurrent claimers
 
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -135,6 +136,7 @@ log(JSON.stringify({ efficiency: results.efficiency, blend_fraction: results.ble
 // 4: scaling (a smaller base so three runs fit the time budget).
 const scaling: Record<string, unknown>[] = [];
 if (want('scaling')) {
+  const modelBytes = modelRssBytes();
   const base: Vec3 = quick ? [16, 128, 128] : [32, 256, 256];
   for (const k of [1, 2, 4]) {
     const shape: Vec3 = [base[0] * k, base[1], base[2]];
@@ -146,7 +148,9 @@ if (want('scaling')) {
       seconds: round(r.seconds),
       voxelsPerSecond: Math.round(r.plan.counts.regionVoxels / r.seconds),
       peakWorkerRssMiB: round(r.rss / 2 ** 20),
-      rssBoundMiB: round((3 * chunkBytes) / 2 ** 20 + 200),
+      // Target: 3 × (chunk input + output bytes) + the model (measured alone, see model-rss.ts).
+      rssBoundMiB: round((3 * chunkBytes + modelBytes) / 2 ** 20),
+      modelRssMiB: round(modelBytes / 2 ** 20),
     });
     log(JSON.stringify(scaling[scaling.length - 1]));
   }
@@ -182,6 +186,26 @@ if (!values['skip-ledger'] && want('ledger')) {
     log,
   });
   log(JSON.stringify(results.ledger));
+}
+
+function modelRssBytes(): number {
+  const child = spawnSync(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      new URL('./model-rss.ts', import.meta.url).pathname,
+      REALISTIC_MODEL,
+      JSON.stringify(JOB.patchShape),
+      String(BATCH),
+      device,
+    ],
+    { encoding: 'utf8' },
+  );
+  const bytes = Number(child.stdout.trim());
+  if (child.status !== 0 || !Number.isFinite(bytes))
+    throw new Error(`measuring the model's memory failed: ${child.stderr}`);
+  return bytes;
 }
 
 function chunkIoBytes(): number {

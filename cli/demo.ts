@@ -1,7 +1,8 @@
 // `tessera demo`: a synthetic cell volume, the shipped membrane model and a manifest,
 // written to a directory and run end to end with the local pipeline.
 
-import { copyFile, mkdir, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Vec3 } from '../core/geometry/index.ts';
 import { LocalStore } from '../core/store/index.ts';
@@ -16,7 +17,8 @@ const USAGE = `Usage: tessera demo [--dir DIR] [--workers N] [--size Z,Y,X]
 
 Writes a synthetic cell volume (Zarr v3), the shipped membrane model and a manifest
 into DIR (default ./tessera-demo), then runs the pipeline and prints where the output
-and the report are.`;
+and the report are. Each run starts afresh: an earlier demo's output and state in DIR
+are replaced (a DIR holding anything else is refused).`;
 
 export const DEMO_MODEL = new URL('../models/membrane-demo.onnx', import.meta.url).pathname;
 
@@ -32,6 +34,7 @@ export async function demoCommand(args: string[]): Promise<number> {
   const log = (line: string): void => {
     process.stderr.write(`${line}\n`);
   };
+  await clearEarlierDemo(dir);
   const manifestPath = await writeDemo(dir, shape, log);
   const loaded = await loadManifest(manifestPath);
   const result = await runLocal(loaded, {
@@ -55,6 +58,28 @@ export async function demoCommand(args: string[]): Promise<number> {
     ].join('\n')}\n`,
   );
   return 0;
+}
+
+/**
+ * Removes an earlier demo's output and run state from `dir`, so the demo always runs
+ * end to end. Refuses to touch a directory whose manifest is not the demo's.
+ */
+async function clearEarlierDemo(dir: string): Promise<void> {
+  const manifest = join(dir, 'manifest.json');
+  const output = join(dir, 'output.zarr');
+  if (!existsSync(manifest) && !existsSync(output)) return;
+  let name: unknown;
+  try {
+    name = (JSON.parse(await readFile(manifest, 'utf8')) as { name?: unknown }).name;
+  } catch {
+    name = undefined;
+  }
+  if (name !== 'demo')
+    throw new Error(
+      `${dir} holds an output.zarr or manifest.json that is not a tessera demo's; choose another --dir`,
+    );
+  await rm(output, { recursive: true, force: true });
+  await rm(join(dir, '.tessera'), { recursive: true, force: true });
 }
 
 export async function writeDemo(

@@ -4,9 +4,9 @@
 // is killed resumes from the journal, never re-inferring a DONE chunk.
 
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { LocalLedger, serveLedger } from '../core/ledger/index.ts';
 import { ThreadedModel } from '../core/model/index.ts';
 import {
@@ -16,8 +16,10 @@ import {
   EagerBlender,
   ensureOutput,
   finalizeJob,
+  type JobContext,
   openJob,
   planJob,
+  REPORT_KEY,
   type RunReport,
   verifyJob,
 } from '../core/pipeline/index.ts';
@@ -81,10 +83,38 @@ export async function runLocal(
       work: new LocalStore(workDir, { fsync: false }),
       baseDir: m.baseDir,
     });
+    // A job that already succeeded here keeps only a marker (its partials are deleted):
+    // running it again reports the finished output instead of re-blending from nothing.
+    const doneMarker = join(stateDir, 'work', `${m.jobId}.succeeded`);
+    if (existsSync(doneMarker)) {
+      const previous = await previousReport(ctx, m.jobId);
+      if (previous) {
+        log(`${m.jobId} already SUCCEEDED; its output is ${m.manifest.output.url}`);
+        return {
+          status: 'SUCCEEDED',
+          output: m.manifest.output.url,
+          chunks: ctx.plan.counts.chunks,
+          seconds: (Date.now() - startedAt.getTime()) / 1000,
+          report: previous,
+          inferredThisRun: 0,
+          peakWorkerRssBytes: 0,
+          message: `job ${m.jobId} had already succeeded; nothing to do`,
+        };
+      }
+      // Another job's output there now: the ownership check names it.
+      if (await ctx.outputStore.get('/zarr.json')) await ensureOutput(ctx);
+      throw new Error(
+        `job ${m.jobId} succeeded earlier, but its output ${m.manifest.output.url} (report.json) is gone; to compute it again, delete the state directory ${stateDir} and run again`,
+      );
+    }
     const { created, output } = await step('plan', async () => {
       // The output first: a job whose rows exist always has somewhere to write.
       const output = await ensureOutput(ctx);
-      return { ...(await planJob(ctx, ledger, { leaseMs: o.leaseMs })), output };
+      // The ledger's lock excludes any other run on this state directory, so a job holding
+      // the output claim in it is not running: over, for taking its claim over once its
+      // output is gone (ensureOutput has just refused it if it is still there).
+      const plan = await planJob(ctx, ledger, { leaseMs: o.leaseMs, isJobOver: async () => true });
+      return { ...plan, output };
     });
     // Chunks held by the earlier run's (dead) workers are free now.
     await ledger.abandonOwners(m.jobId, () => true);
@@ -254,7 +284,11 @@ export async function runLocal(
         device,
       }),
     );
-    if (verify.status === 'COMPLETE') rmSync(workDir, { recursive: true, force: true });
+    if (verify.status === 'COMPLETE') {
+      rmSync(workDir, { recursive: true, force: true });
+      mkdirSync(dirname(doneMarker), { recursive: true });
+      writeFileSync(doneMarker, `${new Date().toISOString()}\n`);
+    }
     const message =
       verify.status === 'FAILED'
         ? `job ${m.jobId} FAILED: ${verify.poison.length} chunk(s) failed ${m.manifest.maxAttempts} attempts:\n${describePoison(verify.poison)}`
@@ -273,5 +307,17 @@ export async function runLocal(
     };
   } finally {
     await ledger.close();
+  }
+}
+
+/** The output's report.json when it records this job's success, else undefined. */
+async function previousReport(ctx: JobContext, jobId: string): Promise<RunReport | undefined> {
+  const bytes = await ctx.outputStore.get(REPORT_KEY);
+  if (!bytes) return undefined;
+  try {
+    const report = JSON.parse(new TextDecoder().decode(bytes)) as RunReport;
+    return report.jobId === jobId && report.status === 'SUCCEEDED' ? report : undefined;
+  } catch {
+    return undefined;
   }
 }

@@ -4,9 +4,15 @@
 
 import { IpcLedgerClient } from '../core/ledger/index.ts';
 import { ThreadedModel } from '../core/model/index.ts';
-import { openJob, runWorker } from '../core/pipeline/index.ts';
+import {
+  checkLocalModelSize,
+  DEFAULT_MAX_MODEL_BYTES,
+  openJob,
+  openJobOutput,
+  runWorker,
+} from '../core/pipeline/index.ts';
 import { LocalStore } from '../core/store/index.ts';
-import { openOutputVolume } from '../core/volume/index.ts';
+import { ENV } from '../functions/contracts.ts';
 import { loadManifest } from './job-files.ts';
 
 export interface WorkerInit {
@@ -45,6 +51,12 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
       baseDir: loaded.baseDir,
     });
     const modelPath = resolveModelPath(loaded.manifest.model.url, loaded.baseDir);
+    // Over the cap, the run fails at once naming model.url and the limit (not out of memory).
+    await checkLocalModelSize(loaded.manifest.model.url, {
+      baseDir: loaded.baseDir,
+      maxBytes: maxModelBytes(process.env),
+      setting: ENV.maxModelBytes,
+    });
     model = await ThreadedModel.open(
       { path: modelPath },
       {
@@ -57,7 +69,7 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
     );
     send({ type: 'ready', owner: init.owner, device: model.device });
     ThreadedModel.yieldToInference();
-    const output = await openOutputVolume(ctx.outputStore);
+    const output = await openJobOutput(ctx);
     await runWorker({
       ctx,
       ledger: new IpcLedgerClient(process),
@@ -81,6 +93,18 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
       maxRssBytes: process.resourceUsage().maxRSS * 1024,
     });
   }
+}
+
+/** The model size cap: TESSERA_MAX_MODEL_BYTES, or DEFAULT_MAX_MODEL_BYTES (2 GiB). */
+export function maxModelBytes(env: NodeJS.ProcessEnv): number {
+  const raw = env[ENV.maxModelBytes];
+  if (raw === undefined || raw.trim() === '') return DEFAULT_MAX_MODEL_BYTES;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < 1)
+    throw new Error(
+      `${ENV.maxModelBytes} must be a positive whole number of bytes (e.g. ${DEFAULT_MAX_MODEL_BYTES} for 2 GiB), got "${raw}"`,
+    );
+  return n;
 }
 
 export function resolveModelPath(url: string, baseDir: string): string {

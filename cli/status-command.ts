@@ -306,12 +306,22 @@ async function cloudSource(jobId: string, values: Record<string, unknown>): Prom
     const store = new S3Store({ client: s3, bucket });
     const statusBytes = await store.get(`/${KEYS.status(jobId)}`);
     if (statusBytes) {
-      const doc = JSON.parse(new TextDecoder().decode(statusBytes)) as JobStatusDocument;
-      note = `status.json: ${doc.status}${doc.reason ? `: ${doc.reason}` : ''}${
-        doc.errors?.length
-          ? `\n${doc.errors.map((e) => `  ${e.path}: ${e.message}`).join('\n')}`
-          : ''
-      }`;
+      note = describeStatus(
+        'status.json',
+        JSON.parse(new TextDecoder().decode(statusBytes)) as JobStatusDocument,
+      );
+    } else {
+      // A manifest that never became a job has its status under jobs/rejected/<name>/.
+      const name = manifestNameOf(jobId);
+      const rejected = name ? await store.get(`/${KEYS.rejectedStatus(name)}`) : undefined;
+      if (name && rejected) {
+        const doc = JSON.parse(new TextDecoder().decode(rejected)) as JobStatusDocument;
+        note = describeStatus(
+          `no job ${jobId} in s3://${bucket}; the last manifest named "${name}" that never became a job ` +
+            `(s3://${doc.manifest.bucket}/${doc.manifest.key}, ${doc.updatedAt}; s3://${bucket}/${KEYS.rejectedStatus(name)})`,
+          doc,
+        );
+      }
     }
     const frozen = await store.get(`/${KEYS.jobManifest(jobId)}`);
     if (frozen) {
@@ -338,6 +348,18 @@ async function cloudSource(jobId: string, values: Record<string, unknown>): Prom
     ...(note ? { note } : {}),
     close: () => client.base.destroy(),
   };
+}
+
+function describeStatus(what: string, doc: JobStatusDocument): string {
+  return `${what}: ${doc.status}${doc.reason ? `: ${doc.reason}` : ''}${
+    doc.errors?.length ? `\n${doc.errors.map((e) => `  ${e.path}: ${e.message}`).join('\n')}` : ''
+  }`;
+}
+
+/** The manifest name in a cloud job id (`<name>-<10 hex>`), or the argument when it is a bare name. */
+export function manifestNameOf(jobIdOrName: string): string | undefined {
+  const name = jobIdOrName.replace(/-[0-9a-f]{10}$/, '');
+  return /^[a-z0-9]+(-[a-z0-9]+)*$/.test(name) && name.length <= 63 ? name : undefined;
 }
 
 export function render(

@@ -8,9 +8,11 @@
 //                                           re-submitting the same model uploads nothing)
 //   manifest (model.url rewritten) ───────► s3://B/manifests/<name>-<UTC time>.json
 //   job id = cloudJobId(name, {B, key}, VersionId or ETag of that PUT) — as the planner derives it
+//   status: s3://B/jobs/<job id>/status.json, or s3://B/jobs/rejected/<name>/status.json
+//           if the planner refuses it after all (e.g. the stack's allowed buckets differ)
 
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HeadObjectCommand, NotFound, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -19,8 +21,10 @@ import { cloudJobId } from '../adapters/aws/cloud-steps.ts';
 import {
   checkCloudPolicy,
   isS3Url,
+  MAX_MANIFEST_BYTES,
   type Manifest,
   ManifestError,
+  manifestTooLargeIssue,
   parseManifest,
   parseManifestText,
 } from '../core/manifest/index.ts';
@@ -53,6 +57,8 @@ export interface SubmitResult {
   version?: string;
   model?: { url: string; sha256: string; uploaded: boolean };
   statusCommand?: string;
+  /** Where the planner records why, should it refuse the manifest after all. */
+  rejectedStatus?: string;
   neuroglancer?: string;
   dryRun: boolean;
 }
@@ -135,6 +141,9 @@ export interface SubmitOptions {
 /** Validates, uploads and returns what was submitted; throws ManifestError naming fields. */
 export async function submit(o: SubmitOptions): Promise<SubmitResult> {
   const source = o.path;
+  // The planner refuses manifests over 1 MiB unread; so does submit, before parsing.
+  const { size } = await stat(o.path);
+  if (size > MAX_MANIFEST_BYTES) throw new ManifestError([manifestTooLargeIssue(size)], { source });
   const text = await readFile(o.path, 'utf8');
   // Schema errors first, on the file as written.
   parseManifestText(text, source);
@@ -191,6 +200,7 @@ export async function submit(o: SubmitOptions): Promise<SubmitResult> {
     jobId,
     version,
     statusCommand: `tessera status ${jobId} --cloud ${where} --watch`,
+    rejectedStatus: `s3://${o.bucket}/${KEYS.rejectedStatus(manifest.name)}`,
     ...(link ? { neuroglancer: link } : {}),
   };
 }
@@ -324,6 +334,7 @@ function describe(r: SubmitResult): string {
       `submitted  s3://${r.bucket}/${r.key}${r.version ? ` (version ${r.version})` : ''}`,
       `job        ${r.jobId}`,
       `status     ${r.statusCommand}`,
+      `if refused ${r.rejectedStatus} says why`,
     );
   }
   if (r.neuroglancer) lines.push(`view       ${r.neuroglancer}`);

@@ -3,15 +3,14 @@
 // work is left; SIGTERM or a spot interruption notice stops claiming, releases the
 // chunks in hand and exits well inside Batch's 30 s grace period.
 
-import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { loadCloudJob } from '../adapters/aws/cloud-steps.ts';
-import { cloudDepsFromEnv } from '../adapters/aws/deps.ts';
+import { cloudClientsFromEnv, cloudDeps } from '../adapters/aws/deps.ts';
+import { readCloudEnv } from '../adapters/aws/env.ts';
 import { watchSpotInterruption } from '../adapters/aws/spot-notice.ts';
-import { parseS3Url } from '../core/manifest/index.ts';
 import { ThreadedModel } from '../core/model/index.ts';
-import { ensureOutput, runWorker } from '../core/pipeline/index.ts';
-import { openStoreForUrl } from '../core/store/index.ts';
+import { ensureOutput, readModelBytes, runWorker } from '../core/pipeline/index.ts';
+import { ENV } from '../functions/contracts.ts';
 import { intOption, parse } from './main.ts';
 
 const USAGE = `Usage: tessera worker --job <jobId> [--device cpu|gpu] [--threads N] [--batch N]
@@ -51,11 +50,12 @@ export async function workerCommand(args: string[]): Promise<number> {
       `${JSON.stringify({ time: new Date().toISOString(), jobId, ...record })}\n`,
     );
   };
-  const deps = cloudDepsFromEnv();
+  const env = readCloudEnv();
+  const deps = cloudDeps(env, cloudClientsFromEnv(process.env, env));
   const ctx = await loadCloudJob(deps, jobId);
   const m = ctx.manifest;
   const model = await ThreadedModel.open(
-    { bytes: await readModel(m.model.url), name: m.model.url },
+    { bytes: await readModel(m.model.url, env.maxModelBytes), name: m.model.url },
     {
       ...(m.model.sha256 ? { sha256: m.model.sha256 } : {}),
       device: (device as 'cpu' | 'gpu' | undefined) ?? m.compute.device,
@@ -109,11 +109,12 @@ export async function workerCommand(args: string[]): Promise<number> {
   }
 }
 
-async function readModel(url: string): Promise<Uint8Array> {
-  if (!url.startsWith('s3://'))
-    return new Uint8Array(await readFile(url.startsWith('file://') ? new URL(url) : url));
-  const { bucket, key } = parseS3Url(url);
-  const bytes = await openStoreForUrl(`s3://${bucket}`).get(`/${key}`);
+/** The model's bytes; over `maxBytes` it is refused (ModelTooLargeError) before the download. */
+async function readModel(url: string, maxBytes: number | undefined): Promise<Uint8Array> {
+  const bytes = await readModelBytes(url, {
+    ...(maxBytes === undefined ? {} : { maxBytes }),
+    setting: ENV.maxModelBytes,
+  });
   if (!bytes)
     throw new Error(`model.url ${url} does not exist; upload the model or fix the manifest`);
   return bytes;

@@ -21,7 +21,7 @@ import { dynamoClientConfig } from '../adapters/aws/dynamo-client.ts';
 import { DynamoLedger } from '../adapters/aws/dynamo-ledger.ts';
 import { manifestLocations } from '../adapters/aws/s3-events.ts';
 import { S3Store } from '../adapters/aws/s3-store.ts';
-import type { ChunkRow } from '../core/ledger/index.ts';
+import { type ChunkRow, OutputClaimedError } from '../core/ledger/index.ts';
 import { openOutputVolume } from '../core/volume/index.ts';
 import type { ManifestLocation, PipelineInput } from '../functions/contracts.ts';
 import { EMULATOR_CREDENTIALS } from '../test/helpers/s3-emulator.ts';
@@ -721,7 +721,8 @@ export async function duplicateEvents(c: CloudContext, trial: number): Promise<T
  * A manifest re-uploaded while its job runs: the same bytes again (must be the same
  * job), then an edited one (a new job) with a stale event of the old one arriving after
  * it. The running job's frozen manifest must not change, and its output must stay its
- * own: the edited job, run by its own workers, writes to the same output.url.
+ * own: the edited job names the same output.url, so planning it is refused (the ledger's
+ * output claim); were it planned, its workers would run on that output.
  */
 export async function reupload(c: CloudContext, trial: number): Promise<Trial[]> {
   const t0 = Date.now();
@@ -765,11 +766,13 @@ export async function reupload(c: CloudContext, trial: number): Promise<Trial[]>
       const ids2 = new Set(acceptedIds(out));
       if (ids2.size !== 1 || ids2.has(job1.jobId))
         violations.push(`the edit and the stale event made jobs ${[...ids2].join(', ')}`);
-      const p2 = await planFromManifest(deps, v2);
-      if (p2.kind !== 'planned') {
-        // Refusing the edit while the first job writes the same output is a valid answer.
-        return;
-      }
+      // Refusing the edit while the first job owns the same output is the right answer
+      // (OutputClaimedError: two jobs never share an output).
+      const p2 = await planFromManifest(deps, v2).catch((e: unknown) => {
+        if (e instanceof OutputClaimedError) return undefined;
+        throw e;
+      });
+      if (p2?.kind !== 'planned') return;
       job2 = {
         jobId: p2.result.jobId,
         name,

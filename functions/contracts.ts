@@ -86,7 +86,11 @@ export interface MarkFailedEvent {
   reason?: string;
 }
 
-/** jobs/<jobId>/status.json in the bucket (and jobs/<name>/status.json for rejected manifests). */
+/**
+ * jobs/<jobId>/status.json in the bucket; a manifest that never became a job (rejected, or
+ * a Plan that failed before accepting it) has jobs/rejected/<name>/status.json instead,
+ * where `jobId` holds that name.
+ */
 export interface JobStatusDocument {
   jobId: string;
   status: 'REJECTED' | 'SUBMITTED' | 'PLANNED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED';
@@ -107,6 +111,8 @@ export const ENV = {
   stateMachineArn: 'TESSERA_STATE_MACHINE_ARN',
   maxChunks: 'TESSERA_MAX_CHUNKS',
   maxRounds: 'TESSERA_MAX_ROUNDS',
+  /** Largest model file (bytes) a worker loads; default DEFAULT_MAX_MODEL_BYTES. */
+  maxModelBytes: 'TESSERA_MAX_MODEL_BYTES',
 } as const;
 
 /** Lambda entry files, relative to the repo root (the stack bundles these). */
@@ -128,6 +134,13 @@ export const KEYS = {
   status: (jobId: string) => `jobs/${jobId}/status.json`,
   blendItems: (jobId: string) => `jobs/${jobId}/blend-items.json`,
   partialsPrefix: (jobId: string) => `jobs/${jobId}/partials/`,
+  /**
+   * Status documents of manifests that never became jobs, by manifest name. A job id is
+   * always `<name>-<10 hex>`, never "rejected", so a rejected manifest that takes another
+   * job's id as its name cannot overwrite that job's status.
+   */
+  rejectedPrefix: 'jobs/rejected/',
+  rejectedStatus: (name: string) => `jobs/rejected/${name}/status.json`,
 } as const;
 
 /**

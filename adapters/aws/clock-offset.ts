@@ -27,5 +27,6 @@ export function withClockOffset(ledger: Ledger, env: NodeJS.ProcessEnv = process
     counts: (jobId) => ledger.counts(jobId),
     list: (jobId, status) => ledger.list(jobId, status),
     sweep: (jobId, o = {}) => ledger.sweep(jobId, { now: now(o.now) }),
+    claimOutput: (url, jobId, o) => ledger.claimOutput(url, jobId, o),
   };
 }

@@ -8,9 +8,11 @@ import {
   type CloudPolicy,
   checkCloudPolicy,
   cloudPolicyIssues,
+  MAX_MANIFEST_BYTES,
   type Manifest,
   ManifestError,
   type ManifestUrls,
+  manifestTooLargeIssue,
   parseManifest,
   parseManifestText,
 } from '../../core/manifest/index.ts';
@@ -20,13 +22,13 @@ import {
   finalizeJob,
   type JobContext,
   openJob,
+  openJobOutput,
   type PlanLimits,
   planJob,
   REPORT_KEY,
   verifyJob,
 } from '../../core/pipeline/index.ts';
 import { PrefixedStore, type Store } from '../../core/store/index.ts';
-import { openOutputVolume } from '../../core/volume/index.ts';
 import type {
   BlendItem,
   BlendTaskResult,
@@ -52,8 +54,12 @@ export interface CloudDeps {
   maxRounds: number;
   /** Seam blocks per blend Map item (a range of the region's block grid holds about this many). */
   blocksPerBlendItem?: number;
-  /** Reads a manifest object; `version` is its VersionId (versioned buckets) or ETag. */
-  fetchManifest(loc: ManifestLocation): Promise<{ bytes: Uint8Array; version: string }>;
+  /**
+   * Reads a manifest object; `version` is its VersionId (versioned buckets) or ETag. An
+   * object over `maxBytes` may come back unread, as its size only (the S3 adapter stops at
+   * the response headers); one read whole anyway is refused by size before it is parsed.
+   */
+  fetchManifest(loc: ManifestLocation, o: { maxBytes: number }): Promise<FetchedManifest>;
   /** StartExecution with a deterministic name; an existing execution is success. */
   startExecution?(
     name: string,
@@ -61,6 +67,11 @@ export interface CloudDeps {
   ): Promise<{ executionArn?: string; alreadyExists: boolean }>;
   now?: () => Date;
 }
+
+export type FetchedManifest =
+  | { bytes: Uint8Array; version: string }
+  /** Over the limit asked for: its size in bytes, body not read. */
+  | { oversize: number; version: string };
 
 interface FrozenManifest {
   jobId: string;
@@ -90,20 +101,25 @@ export async function writeStatus(
   await deps.bucketStore.set(key(statusKey), enc(full));
 }
 
-export async function readStatus(
+export function readStatus(deps: CloudDeps, jobId: string): Promise<JobStatusDocument | undefined> {
+  return readStatusAt(deps, KEYS.status(jobId));
+}
+
+/** The status document at `statusKey` (a job's, or KEYS.rejectedStatus of a manifest's name). */
+export async function readStatusAt(
   deps: CloudDeps,
-  jobId: string,
+  statusKey: string,
 ): Promise<JobStatusDocument | undefined> {
   // S3 PUTs are atomic, but emulators (s3rver) can hand a reader a half-written object
   // while another step rewrites the status: read again rather than fail the step.
   for (let attempt = 1; ; attempt++) {
-    const bytes = await deps.bucketStore.get(key(KEYS.status(jobId)));
+    const bytes = await deps.bucketStore.get(key(statusKey));
     if (!bytes) return undefined;
     const doc = tryJson(new TextDecoder().decode(bytes));
     if (doc !== undefined) return doc as JobStatusDocument;
     if (attempt >= 5) {
       throw new Error(
-        `jobs/${jobId}/status.json is not valid JSON after ${attempt} reads; delete it, the next step rewrites it`,
+        `${statusKey} is not valid JSON after ${attempt} reads; delete it, the next step rewrites it`,
       );
     }
     await new Promise((r) => setTimeout(r, 20 * attempt));
@@ -122,13 +138,27 @@ export type PlanOutcome =
  * Validates a manifest object and fixes its job: the job id (from the object version)
  * and a frozen copy of the manifest that every later step reads, so a re-upload cannot
  * change a running job. Writes no ledger rows.
+ *
+ * A rejected manifest is no job: its one REJECTED status document goes under
+ * KEYS.rejectedStatus(<name>), which no job id can reach, so a manifest that takes another
+ * job's id as its name cannot overwrite that job's status.
  */
 export async function acceptManifest(
   deps: CloudDeps,
   loc: ManifestLocation,
 ): Promise<AcceptOutcome> {
-  const { bytes, version } = await deps.fetchManifest(loc);
   const source = `s3://${loc.bucket}/${loc.key}`;
+  // Checked before anything is fetched: the planner reads only buckets the stack allows.
+  const where = locationProblem(deps, loc);
+  if (where !== undefined)
+    return rejectManifest(deps, loc, new ManifestError([{ path: '', message: where }], { source }));
+  const fetched = await deps.fetchManifest(loc, { maxBytes: MAX_MANIFEST_BYTES });
+  // Refused by size before a byte of it is decoded or parsed.
+  if (!('bytes' in fetched) || fetched.bytes.byteLength > MAX_MANIFEST_BYTES) {
+    const size = 'bytes' in fetched ? fetched.bytes.byteLength : fetched.oversize;
+    return rejectManifest(deps, loc, new ManifestError([manifestTooLargeIssue(size)], { source }));
+  }
+  const { bytes, version } = fetched;
   let manifest: Manifest;
   try {
     manifest = parseManifestText(new TextDecoder().decode(bytes), source);
@@ -145,20 +175,7 @@ export async function acceptManifest(
             (p) => !e.issues.some((i) => i.path === p.path),
           );
     const error = extra.length > 0 ? new ManifestError([...e.issues, ...extra], { source }) : e;
-    const name = rejectedName(loc.key, bytes);
-    const statusKey = KEYS.status(name);
-    await writeStatus(
-      deps,
-      {
-        jobId: name,
-        status: 'REJECTED',
-        manifest: loc,
-        reason: error.message,
-        errors: [...error.issues],
-      },
-      statusKey,
-    );
-    return { kind: 'rejected', statusKey, error };
+    return rejectManifest(deps, loc, error, bytes);
   }
   const jobId = cloudJobId(manifest.name, loc, version);
   // Pinned only by a real VersionId (events from a versioned bucket carry one); an ETag is
@@ -177,6 +194,54 @@ export async function acceptManifest(
   return { kind: 'accepted', jobId, manifest, source: pinned };
 }
 
+/** Writes the REJECTED status of a manifest that never became a job (see acceptManifest). */
+async function rejectManifest(
+  deps: CloudDeps,
+  loc: ManifestLocation,
+  error: ManifestError,
+  bytes?: Uint8Array,
+): Promise<Extract<AcceptOutcome, { kind: 'rejected' }>> {
+  const name = rejectedName(loc.key, bytes);
+  const statusKey = KEYS.rejectedStatus(name);
+  await writeStatus(
+    deps,
+    {
+      jobId: name,
+      status: 'REJECTED',
+      manifest: loc,
+      reason: error.message,
+      errors: [...error.issues],
+    },
+    statusKey,
+  );
+  return { kind: 'rejected', statusKey, error };
+}
+
+/** Why the planner will not read `loc` at all, or undefined when it may. */
+function locationProblem(deps: CloudDeps, loc: ManifestLocation): string | undefined {
+  const buckets = [deps.policy.stackBucket, ...deps.policy.allowedBuckets];
+  if (!buckets.includes(loc.bucket))
+    return `bucket "${loc.bucket}" is not one this stack reads manifests from (${buckets.join(', ')}); put the manifest in one of those (ask the operator to add the bucket to allowedBuckets)`;
+  if (loc.key === '' || loc.key.endsWith('/'))
+    return `"${loc.key}" names no manifest object; give the key of a .json file`;
+  return undefined;
+}
+
+/**
+ * Why an S3 event's object is not a manifest this stack's trigger may plan: only uploads
+ * under manifests/ of the stack bucket start jobs (what the bucket notification filters
+ * on). Anything else reaching the trigger (a misrouted notification, a forged event) is
+ * refused without being read.
+ */
+function triggerLocationProblem(deps: CloudDeps, loc: ManifestLocation): string | undefined {
+  if (loc.bucket === deps.bucket && loc.key.startsWith(KEYS.manifestPrefix)) return undefined;
+  return (
+    `s3://${loc.bucket}/${loc.key} is not under s3://${deps.bucket}/${KEYS.manifestPrefix}, the only place an upload starts a job; ` +
+    `upload the manifest there, or start the state machine with {"manifest": {"bucket": ..., "key": ...}} for one kept elsewhere ` +
+    `(if this event was not yours, check the bucket notifications that invoke the planner)`
+  );
+}
+
 /** The Plan task: accept, then create the ledger rows, output array and blend items (idempotent). */
 export async function planFromManifest(
   deps: CloudDeps,
@@ -186,7 +251,15 @@ export async function planFromManifest(
   if (accepted.kind === 'rejected') return accepted;
   const { jobId, manifest } = accepted;
   const ctx = await contextFor(deps, jobId, manifest);
-  const { created } = await planJob(ctx, deps.ledger, { leaseMs: deps.leaseMs });
+  const { created } = await planJob(ctx, deps.ledger, {
+    leaseMs: deps.leaseMs,
+    // A job holding this output.url may hand it over (once its output is deleted) only
+    // when its status says it ended: a planned job's workers may not have started yet.
+    isJobOver: async (id) => {
+      const s = await readStatus(deps, id);
+      return s === undefined || s.status === 'SUCCEEDED' || s.status === 'FAILED';
+    },
+  });
   const items = blendItems(ctx, deps.blocksPerBlendItem ?? 64);
   await deps.bucketStore.set(key(KEYS.blendItems(jobId)), enc(items));
   const status = await readStatus(deps, jobId);
@@ -240,6 +313,18 @@ export async function handleManifestCreated(
 ): Promise<(AcceptOutcome | PlanOutcome)[]> {
   const outcomes: (AcceptOutcome | PlanOutcome)[] = [];
   for (const loc of locs) {
+    const foreign = triggerLocationProblem(deps, loc);
+    if (foreign !== undefined) {
+      const source = `s3://${loc.bucket}/${loc.key}`;
+      outcomes.push(
+        await rejectManifest(
+          deps,
+          loc,
+          new ManifestError([{ path: '', message: foreign }], { source }),
+        ),
+      );
+      continue;
+    }
     if (!deps.startExecution) {
       outcomes.push(await planFromManifest(deps, loc));
       continue;
@@ -302,7 +387,7 @@ export async function verifyStep(deps: CloudDeps, e: VerifyTaskEvent): Promise<V
 
 export async function blendStep(deps: CloudDeps, item: BlendItem): Promise<BlendTaskResult> {
   const ctx = await loadCloudJob(deps, item.jobId);
-  const output = await openOutputVolume(ctx.outputStore);
+  const output = await openJobOutput(ctx);
   const blocks = await blendSeams(ctx, output, {
     blocks: ctx.plan.seamBlockList(item.from, item.to),
     concurrency: 8,
@@ -351,40 +436,69 @@ export async function markFailedStep(
   const reason = e.reason ?? causeMessage(e.error) ?? 'the pipeline failed (no reason given)';
   // A Plan failure has no job id yet: derive it from the manifest as the planner would,
   // so the failure lands beside the manifest's own status (a REJECTED one keeps its errors).
-  const jobId = e.jobId ?? (e.manifest ? await failedJobId(deps, e.manifest) : 'unknown');
-  const status = await readStatus(deps, jobId);
+  // A manifest that never became a job gets its status in the rejected namespace, never
+  // under jobs/<name>/, which could be another job's.
+  const ref: StatusRef = e.jobId
+    ? jobStatusRef(e.jobId)
+    : e.manifest
+      ? await failedStatusRef(deps, e.manifest)
+      : rejectedStatusRef('unknown');
+  const jobId = ref.id;
+  const status = await readStatusAt(deps, ref.key);
   // A rejected manifest's execution fails for the reason already recorded, field by field.
   if (status?.status === 'REJECTED') return { jobId, reason: status.reason ?? reason };
-  await writeStatus(deps, {
-    jobId,
-    status: 'FAILED',
-    manifest: status?.manifest ?? e.manifest ?? { bucket: deps.bucket, key: '' },
-    reason,
-    ...(status?.errors ? { errors: status.errors } : {}),
-    ...(status?.output ? { output: status.output } : {}),
-    ...(status?.executionArn ? { executionArn: status.executionArn } : {}),
-  });
+  await writeStatus(
+    deps,
+    {
+      jobId,
+      status: 'FAILED',
+      manifest: status?.manifest ?? e.manifest ?? { bucket: deps.bucket, key: '' },
+      reason,
+      ...(status?.errors ? { errors: status.errors } : {}),
+      ...(status?.output ? { output: status.output } : {}),
+      ...(status?.executionArn ? { executionArn: status.executionArn } : {}),
+    },
+    ref.key,
+  );
   return { jobId, reason };
 }
 
-async function failedJobId(deps: CloudDeps, loc: ManifestLocation): Promise<string> {
+/** A status document's place: a job's, or the rejected namespace's for a manifest's name. */
+interface StatusRef {
+  id: string;
+  key: string;
+}
+const jobStatusRef = (jobId: string): StatusRef => ({ id: jobId, key: KEYS.status(jobId) });
+const rejectedStatusRef = (name: string): StatusRef => ({
+  id: name,
+  key: KEYS.rejectedStatus(name),
+});
+
+async function failedStatusRef(deps: CloudDeps, loc: ManifestLocation): Promise<StatusRef> {
   try {
-    return await jobIdForLocation(deps, loc);
+    return await statusRefForLocation(deps, loc);
   } catch (error) {
-    // The manifest itself may be gone: name the status after its key.
-    return rejectedName(loc.key, new TextEncoder().encode(String(error)));
+    // The manifest itself may be gone (or unreadable): name the status after its key.
+    if (!(error instanceof Error)) throw error;
+    return rejectedStatusRef(rejectedName(loc.key));
   }
 }
 
-/** The job id a manifest object maps to, or its rejected-status name when it is unreadable. */
-async function jobIdForLocation(deps: CloudDeps, loc: ManifestLocation): Promise<string> {
-  const { bytes, version } = await deps.fetchManifest(loc);
+/** The job a manifest object maps to, or its rejected-status name when it never became one. */
+async function statusRefForLocation(deps: CloudDeps, loc: ManifestLocation): Promise<StatusRef> {
+  if (locationProblem(deps, loc) !== undefined) return rejectedStatusRef(rejectedName(loc.key));
+  const fetched = await deps.fetchManifest(loc, { maxBytes: MAX_MANIFEST_BYTES });
+  if (!('bytes' in fetched) || fetched.bytes.byteLength > MAX_MANIFEST_BYTES)
+    return rejectedStatusRef(rejectedName(loc.key));
+  const { bytes, version } = fetched;
   const parsed = tryJson(new TextDecoder().decode(bytes)) as { name?: unknown } | undefined;
   const name = rejectedName(loc.key, bytes);
-  if (parsed?.name !== name) return name;
+  if (parsed?.name !== name) return rejectedStatusRef(name);
   // Accepted manifests have a frozen copy under their job id; rejected ones only a status by name.
   const jobId = cloudJobId(name, loc, version);
-  return (await deps.bucketStore.get(key(KEYS.jobManifest(jobId)))) !== undefined ? jobId : name;
+  return (await deps.bucketStore.get(key(KEYS.jobManifest(jobId)))) !== undefined
+    ? jobStatusRef(jobId)
+    : rejectedStatusRef(name);
 }
 
 /** A Lambda or Batch failure's Cause is often JSON ({errorMessage} or a Batch job description). */
@@ -409,9 +523,15 @@ function tryJson(text: string): unknown {
   }
 }
 
-/** A status name for a rejected manifest: its "name" when usable, else the key's basename. */
-function rejectedName(objectKey: string, bytes: Uint8Array): string {
-  const parsed = tryJson(new TextDecoder().decode(bytes)) as { name?: unknown } | undefined;
+/**
+ * A status name for a rejected manifest: its "name" when usable, else the key's basename
+ * (always the basename without the bytes, or when they are over the size limit).
+ */
+function rejectedName(objectKey: string, bytes?: Uint8Array): string {
+  const parsed =
+    bytes === undefined || bytes.byteLength > MAX_MANIFEST_BYTES
+      ? undefined
+      : (tryJson(new TextDecoder().decode(bytes)) as { name?: unknown } | undefined);
   const name = parsed?.name;
   if (typeof name === 'string' && /^[a-z0-9]+(-[a-z0-9]+)*$/.test(name) && name.length <= 63)
     return name;

@@ -12,7 +12,7 @@ import {
 } from '../../functions/contracts.ts';
 import { makeS3Client, registerS3 } from './clients.ts';
 import { withClockOffset } from './clock-offset.ts';
-import type { CloudDeps } from './cloud-steps.ts';
+import type { CloudDeps, FetchedManifest } from './cloud-steps.ts';
 import { makeDynamoClient } from './dynamo-client.ts';
 import { DynamoLedger } from './dynamo-ledger.ts';
 import { type CloudEnv, readCloudEnv } from './env.ts';
@@ -49,7 +49,7 @@ export function cloudDeps(e: CloudEnv, clients: CloudClients): CloudDeps {
     policy: { stackBucket: e.bucket, allowedBuckets: e.allowedBuckets },
     ...(e.maxChunks ? { limits: { maxChunks: e.maxChunks } } : {}),
     maxRounds: e.maxRounds,
-    fetchManifest: (loc) => fetchObject(s3, loc),
+    fetchManifest: (loc, o) => fetchObject(s3, loc, o.maxBytes),
     ...(sfn && e.stateMachineArn
       ? {
           startExecution: (name: string, input: PipelineInput) =>
@@ -71,10 +71,16 @@ export function cloudDepsFromEnv(env: NodeJS.ProcessEnv = process.env): CloudDep
   return cloudDeps(e, cloudClientsFromEnv(env, e));
 }
 
+/**
+ * GETs a manifest object, reading the body only when the headers say it is within
+ * `maxBytes`: a bigger one is aborted after the headers (one request, no download), so an
+ * oversized upload costs the planner neither memory nor transfer.
+ */
 async function fetchObject(
   s3: S3Client,
   loc: ManifestLocation,
-): Promise<{ bytes: Uint8Array; version: string }> {
+  maxBytes: number,
+): Promise<FetchedManifest> {
   const r = await s3.send(
     new GetObjectCommand({
       Bucket: loc.bucket,
@@ -82,10 +88,14 @@ async function fetchObject(
       ...(loc.versionId ? { VersionId: loc.versionId } : {}),
     }),
   );
-  const bytes = await r.Body!.transformToByteArray();
   // Versioned buckets give a VersionId; elsewhere the ETag tells versions apart.
   const version =
     r.VersionId && r.VersionId !== 'null' ? r.VersionId : (r.ETag ?? '').replaceAll('"', '');
+  if (r.ContentLength !== undefined && r.ContentLength > maxBytes) {
+    (r.Body as { destroy?: () => void } | undefined)?.destroy?.();
+    return { oversize: r.ContentLength, version };
+  }
+  const bytes = r.Body ? await r.Body.transformToByteArray() : new Uint8Array(0);
   return { bytes, version };
 }
 

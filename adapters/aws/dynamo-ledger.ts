@@ -6,6 +6,7 @@
 //   pk = JOB#<jobId>   sk = JOB               the spec + shards + planComplete
 //                      sk = COUNT#<k>         k < shards: per-status deltas (ADD)
 //                      sk = C#<index:10>      one chunk row (status, owner, lease, token…)
+//   pk = OUT#<sha256(url)>  sk = OUT             an output claim: {url, jobId} (claimOutput)
 //
 // GSI "open" (sparse, write-sharded): only PENDING and RUNNING rows carry its keys;
 // finishing a row (DONE, SKIPPED, FAILED) REMOVEs them, so looking for work never scans
@@ -52,6 +53,7 @@
 // state machine's execution name is derived from the job id): the slower one's last
 // batch could land after the faster one completed the plan and a worker claimed a row.
 
+import { createHash } from 'node:crypto';
 import {
   type CancellationReason,
   ConditionalCheckFailedException,
@@ -79,6 +81,7 @@ import {
   JobNotFoundError,
   type LeaseAction,
   LeaseLostError,
+  OutputClaimedError,
 } from '../../core/ledger/errors.ts';
 import { collectChunkIds } from '../../core/ledger/memory.ts';
 import {
@@ -140,6 +143,7 @@ export const INDEX_DIGITS = 10;
 export const LEASE_DIGITS = 16;
 
 const CHUNK_PREFIX = 'C#';
+const OUTPUT_SK = 'OUT';
 const COUNTER_PREFIX = 'COUNT#';
 /** Small pages: a claimer usually needs one candidate, and ~25 small items are one read unit. */
 const CLAIM_PAGE = 25;
@@ -148,6 +152,9 @@ const BATCH_WRITES_IN_FLIGHT = 8;
 
 const pad = (index: number): string => String(index).padStart(INDEX_DIGITS, '0');
 export const jobPk = (jobId: string): string => `JOB#${jobId}`;
+/** Hashed: an output URL may be longer than a partition key may be (2048 bytes). */
+export const outputPk = (url: string): string =>
+  `OUT#${createHash('sha256').update(url).digest('hex')}`;
 export const chunkSk = (index: number): string => `${CHUNK_PREFIX}${pad(index)}`;
 export const counterSk = (k: number): string => `${COUNTER_PREFIX}${k}`;
 export const openPk = (jobId: string, shard: number): string => `${jobId}#${shard}`;
@@ -243,6 +250,10 @@ const absent =
   (attr: string): Cond =>
   (x) =>
     `attribute_not_exists(${x.name(attr)})`;
+const anyOf =
+  (...parts: Cond[]): Cond =>
+  (x) =>
+    parts.map((p) => `(${p(x)})`).join(' OR ');
 
 // The protocol's vocabulary (port.ts), one part per rule.
 const statusIs = (s: ChunkStatus): Cond => equals('status', s);
@@ -617,6 +628,43 @@ export class DynamoLedger implements Ledger {
       }
     }
     return { expired, failed };
+  }
+
+  // ---- output claims -----------------------------------------------------------------------
+
+  async claimOutput(url: string, jobId: string, o: { replacing?: string } = {}): Promise<void> {
+    if (url === '' || jobId === '')
+      throw new RangeError('claimOutput needs a non-empty output url and job id');
+    const x = new Expr();
+    const holders = [jobId, ...(o.replacing === undefined ? [] : [o.replacing])];
+    const condition = anyOf(absent(PK), ...holders.map((h) => equals('jobId', h)))(x);
+    try {
+      await this.doc.send(
+        new PutCommand({
+          TableName: this.table,
+          Item: { [PK]: outputPk(url), [SK]: OUTPUT_SK, url, jobId },
+          ConditionExpression: condition,
+          ExpressionAttributeNames: x.names,
+          ExpressionAttributeValues: x.values,
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        }),
+      );
+    } catch (e) {
+      if (!(e instanceof ConditionalCheckFailedException)) throw e;
+      const old = e.Item
+        ? unmarshall(e.Item)
+        : (
+            await this.doc.send(
+              new GetCommand({
+                TableName: this.table,
+                Key: { [PK]: outputPk(url), [SK]: OUTPUT_SK },
+                ConsistentRead: true,
+              }),
+            )
+          ).Item;
+      if (!old) throw e;
+      throw new OutputClaimedError(url, this.str(old, 'jobId'), jobId);
+    }
   }
 
   // ---- claim internals ---------------------------------------------------------------------

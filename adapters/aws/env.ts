@@ -24,6 +24,8 @@ export interface CloudEnv {
   stateMachineArn: string | undefined;
   maxChunks: number | undefined;
   maxRounds: number;
+  /** Largest model file a worker loads, in bytes; undefined: DEFAULT_MAX_MODEL_BYTES (2 GiB). */
+  maxModelBytes?: number | undefined;
 }
 
 export function readCloudEnv(env: NodeJS.ProcessEnv = process.env): CloudEnv {
@@ -47,5 +49,6 @@ export function readCloudEnv(env: NodeJS.ProcessEnv = process.env): CloudEnv {
     stateMachineArn: env[ENV.stateMachineArn] || undefined,
     maxChunks: num(ENV.maxChunks),
     maxRounds: num(ENV.maxRounds) ?? 3,
+    maxModelBytes: num(ENV.maxModelBytes),
   };
 }

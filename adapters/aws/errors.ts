@@ -114,3 +114,26 @@ function describeCause(cause: unknown): {
     message: message === code ? undefined : message,
   };
 }
+
+/**
+ * An S3 notification event the planner cannot read: not the shape S3 sends, or an object
+ * key that is not valid URL encoding. `record` is the index in `Records` (undefined for
+ * the event as a whole) and `field` the path of the offending value.
+ */
+export class S3EventError extends Error {
+  override readonly name = 'S3EventError';
+  constructor(
+    readonly field: string,
+    readonly record: number | undefined,
+    problem: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `S3 event ${field}: ${problem}. The planner takes S3 ObjectCreated notifications ` +
+        '({"Records": [{"eventName", "s3": {"bucket": {"name"}, "object": {"key"}}}]}) or a ' +
+        'Plan task {"manifest": {"bucket", "key"}}; check what invokes it (the bucket ' +
+        'notification, or a caller sending another payload).',
+      options,
+    );
+  }
+}

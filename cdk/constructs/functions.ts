@@ -4,8 +4,8 @@
 //   planner     S3 trigger + Plan task: read manifests/inputs, write jobs/, ledger rw,
 //               states:StartExecution on the pipeline (by name: see `stateMachineArn`)
 //   verify      ledger rw (expired leases may turn poison), jobs/ rw
-//   blend       read partials and output, write output (stack bucket or allowed buckets)
-//   finalize    as blend, plus the ledger (reads counts, stamps the job row)
+//   blend       read partials and output, write outputs/ (stack bucket or allowed buckets)
+//   finalize    as blend, plus the ledger (reads counts, stamps the job row) and jobs/ (status.json)
 //   markFailed  jobs/ rw (status.json); no ledger, no outputs
 
 import { join } from 'node:path';
@@ -134,7 +134,7 @@ export class Functions extends Construct {
     const planner = make('planner', { [ENV.stateMachineArn]: this.stateMachineArn });
     storage.grantReadBucket(planner);
     storage.grantWriteJobs(planner);
-    storage.grantAllowedBuckets(planner, 'read');
+    storage.grantReadAllowedBuckets(planner);
     storage.grantLedger(planner, 'readwrite');
     planner.addToRolePolicy(
       new iam.PolicyStatement({
@@ -169,12 +169,14 @@ export class Functions extends Construct {
     const blend = make('blend');
     storage.grantReadBucket(blend);
     storage.grantWriteOutputs(blend);
-    storage.grantAllowedBuckets(blend, 'readwrite');
+    storage.grantReadAllowedBuckets(blend);
 
     const finalize = make('finalize');
     storage.grantReadBucket(finalize);
+    // status.json SUCCEEDED (outputs/ alone does not cover jobs/).
+    storage.grantWriteJobs(finalize);
     storage.grantWriteOutputs(finalize);
-    storage.grantAllowedBuckets(finalize, 'readwrite');
+    storage.grantReadAllowedBuckets(finalize);
     storage.grantLedger(finalize, 'readwrite');
 
     const markFailed = make('markFailed');

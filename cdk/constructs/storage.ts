@@ -1,11 +1,18 @@
 // The pipeline's state: one bucket (manifests, per-job control files, seam partials,
-// and by default inputs, models and outputs) and one DynamoDB table (the ledger). The
+// outputs, and by default inputs and models) and one DynamoDB table (the ledger). The
 // grant methods here are the only way other constructs get at either, so each access
 // pattern is named once:
 //
-//   s3://<bucket>/manifests/*.json   written by users and other pipelines; never by workers
-//   s3://<bucket>/jobs/<jobId>/...   control files, status.json, seam partials
-//   s3://<bucket>/<anything else>    inputs, models, outputs (the manifest's URLs)
+//   s3://<bucket>/manifests/*.json          written by users and other pipelines; never by workers
+//   s3://<bucket>/jobs/<jobId>/...          control files, status.json (Lambdas), seam partials
+//   s3://<bucket>/jobs/<jobId>/partials/... the only control prefix workers write
+//   s3://<bucket>/jobs/rejected/<name>/...  status of manifests that never became jobs
+//   s3://<bucket>/outputs/...               job outputs: workers, blend and finalize write here
+//   s3://<bucket>/<anything else>           inputs, models: read-only for the whole pipeline
+//   s3://<allowed bucket>/...               read-only, except outputs/ (written as above)
+//
+// The manifest cloud policy (core/manifest/cloud-policy.ts) refuses any output.url outside
+// `outputs/`, so a job never needs a write grant these do not give.
 
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
@@ -20,13 +27,14 @@ import {
   PK,
   SK,
 } from '../../adapters/aws/dynamo-ledger.ts';
+import { CLOUD_OUTPUT_PREFIX } from '../../core/manifest/index.ts';
 import { KEYS, PARTIAL_TAG } from '../../functions/contracts.ts';
 import { acknowledge, acknowledgeFindings } from '../nag.ts';
 
 export interface StorageProps {
   /** Seam partials older than this are expired (the safety net for abandoned jobs). */
   readonly partialsExpireDays: number;
-  /** Extra buckets manifests may use (read inputs/models, write outputs). */
+  /** Extra buckets manifests may use (read inputs/models anywhere, write outputs under outputs/). */
   readonly allowedBuckets: readonly string[];
   /** Keep bucket and table when the stack is deleted (default true). */
   readonly retain?: boolean;
@@ -136,12 +144,28 @@ export class Storage extends Construct {
   }
 
   /**
-   * Write outputs anywhere in the stack bucket except manifests/ (the cloud policy lets a
-   * manifest name any prefix but manifests/ and jobs/). The explicit deny keeps a worker
-   * from dropping a manifest, which would start new jobs with the pipeline's privileges.
+   * Write (and tag) seam partials only, under jobs/<jobId>/partials/: all a worker writes
+   * under jobs/. It cannot touch a job's frozen manifest, status or blend items.
+   */
+  grantWritePartials(grantee: iam.IGrantable): void {
+    this.allow(
+      grantee,
+      [...WRITE_OBJECT, 's3:PutObjectTagging'],
+      [this.bucket.arnForObjects(`${KEYS.jobsPrefix}*/partials/*`)],
+    );
+  }
+
+  /**
+   * Write outputs: under outputs/ of the stack bucket and of every allowed bucket, nowhere
+   * else (the cloud policy refuses other output URLs). Models, inputs and other teams'
+   * data stay read-only. The explicit deny on manifests/ is kept as a second line: a
+   * worker dropping a manifest would start new jobs with the pipeline's privileges.
    */
   grantWriteOutputs(grantee: iam.IGrantable): void {
-    this.allow(grantee, WRITE_OBJECT, [this.bucket.arnForObjects('*')]);
+    this.allow(grantee, WRITE_OBJECT, [
+      this.bucket.arnForObjects(`${CLOUD_OUTPUT_PREFIX}*`),
+      ...this.allowed.map((b) => b.arnForObjects(`${CLOUD_OUTPUT_PREFIX}*`)),
+    ]);
     grantee.grantPrincipal.addToPrincipalPolicy(
       new iam.PolicyStatement({
         effect: iam.Effect.DENY,
@@ -151,14 +175,13 @@ export class Storage extends Construct {
     );
   }
 
-  /** The operator's extra buckets: inputs, models and manifests (read), outputs (readwrite). */
-  grantAllowedBuckets(grantee: iam.IGrantable, access: Access): void {
+  /** Read the operator's extra buckets: inputs, models and manifests (outputs: grantWriteOutputs). */
+  grantReadAllowedBuckets(grantee: iam.IGrantable): void {
     if (this.allowed.length === 0) return;
-    const objects = this.allowed.map((b) => b.arnForObjects('*'));
     this.allow(
       grantee,
-      access === 'read' ? READ_OBJECT : [...READ_OBJECT, ...WRITE_OBJECT],
-      objects,
+      READ_OBJECT,
+      this.allowed.map((b) => b.arnForObjects('*')),
     );
     this.allow(
       grantee,
@@ -189,7 +212,7 @@ export class Storage extends Construct {
         principal,
         'AwsSolutions-IAM5',
         OBJECT_WILDCARD,
-        'S3 object ARNs name keys by pattern: the grant is the bucket (or its jobs/ prefix) by design; manifests/ is denied explicitly where outputs are written.',
+        'S3 object ARNs name keys by pattern: reads cover the bucket, writes only its jobs/ control prefix, jobs/*/partials/ (workers) or outputs/; manifests/ is denied explicitly where outputs are written.',
       );
     }
   }
@@ -213,9 +236,13 @@ const LEDGER_WRITE = [
   'dynamodb:DeleteItem',
   'dynamodb:BatchWriteItem',
 ] as const;
-/** IAM5 findings of the object grants above: `<bucket ARN>/*`, `.../jobs/*`, allowed buckets. */
+/**
+ * IAM5 findings of the object grants above: `<bucket ARN>/*`, `.../jobs/*`,
+ * the workers' partials (`jobs/` + `*` + `/partials/*`), `.../outputs/*`, and the same in
+ * allowed buckets.
+ */
 const OBJECT_WILDCARD =
-  /^Resource::(<Storage[A-Za-z0-9]+\.Arn>|arn:<AWS::Partition>:s3:::[a-z0-9-]+)\/(jobs\/)?\*$/;
+  /^Resource::(<Storage[A-Za-z0-9]+\.Arn>|arn:<AWS::Partition>:s3:::[a-z0-9.-]+)\/(jobs\/|jobs\/\*\/partials\/|outputs\/)?\*$/;
 
 function isConstruct(x: unknown): x is IConstruct {
   return typeof x === 'object' && x !== null && 'node' in x;

@@ -61,10 +61,11 @@ export class Workers extends Construct {
       assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
       description: 'Tessera worker containers: the ledger and the job data',
     });
+    // Reads anything the manifest may name; writes only seam partials and outputs/.
     storage.grantReadBucket(this.jobRole);
-    storage.grantWriteJobs(this.jobRole);
+    storage.grantReadAllowedBuckets(this.jobRole);
+    storage.grantWritePartials(this.jobRole);
     storage.grantWriteOutputs(this.jobRole);
-    storage.grantAllowedBuckets(this.jobRole, 'readwrite');
     storage.grantLedger(this.jobRole, 'readwrite');
 
     // Own execution role instead of the default one with AmazonECSTaskExecutionRolePolicy:

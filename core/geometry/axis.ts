@@ -33,10 +33,9 @@ export class AxisPlan {
   /** Output blocks along this axis that intersect the region: [firstBlock, firstBlock + blockCount). */
   readonly firstBlock: number;
   readonly blockCount: number;
-  /** For each block touching the region (relative index), the chunks whose footprint touches it. */
-  private readonly blockChunks: Interval[];
-  /** For each chunk, the range of blocks (absolute indices) its footprint touches. */
-  private readonly chunkBlocks: Interval[];
+  /** Region blocks touched by two or more chunks' footprints, and Σ chunks per block. */
+  private readonly seamBlocks: number;
+  private readonly incidences: number;
 
   constructor(o: {
     start: number;
@@ -51,36 +50,73 @@ export class AxisPlan {
     this.stop = o.stop;
     this.patch = o.patch;
     this.overlap = o.overlap;
-    this.stride = o.patch - o.overlap;
-    const n = o.stop - o.start;
-    this.patchCount = n <= o.patch ? 1 : Math.ceil((n - o.patch) / this.stride) + 1;
-    // The largest k whose span P + (k-1)·S fits in the requested chunk extent, at least 1.
-    this.patchesPerChunk = Math.max(1, Math.floor((o.chunk - o.patch) / this.stride) + 1);
-    this.chunkCount = Math.ceil(this.patchCount / this.patchesPerChunk);
+    const g = AxisPlan.grid(o);
+    this.stride = g.stride;
+    this.patchCount = g.patchCount;
+    this.patchesPerChunk = g.patchesPerChunk;
+    this.chunkCount = g.chunkCount;
     this.block = o.block;
     this.margin = o.margin ?? 0;
-    this.firstBlock = Math.floor(o.start / o.block);
-    this.blockCount = Math.ceil(o.stop / o.block) - this.firstBlock;
+    this.firstBlock = g.firstBlock;
+    this.blockCount = g.blockCount;
 
-    // Per-axis tables are O(chunks + blocks along one axis): thousands at most, even for a
-    // petavoxel volume, so they are precomputed once.
-    this.chunkBlocks = [];
+    // No per-chunk or per-block tables: memory stays constant per axis whatever shape a
+    // zarr.json claims. The two block sums below are one pass over this axis's chunks, a
+    // count the plan limits bound before any Plan is built (planSize, in plan.ts).
+    // Footprints are sorted by start and by stop, so the chunks touching a block form a
+    // contiguous run, and a block is a seam block iff two consecutive chunks both touch it:
+    // the seam blocks are the union of the (sorted) ranges chunkBlocks(j) ∩ chunkBlocks(j+1).
+    let seams = 0;
+    let incidences = 0;
+    let covered = Number.NEGATIVE_INFINITY;
+    let prev: Interval | undefined;
     for (let j = 0; j < this.chunkCount; j++) {
-      const f = this.chunkFootprint(j);
-      this.chunkBlocks.push({
-        start: Math.floor(f.start / o.block),
-        stop: Math.ceil(f.stop / o.block),
-      });
+      const r = this.chunkBlockRange(j);
+      incidences += r.stop - r.start;
+      if (prev) {
+        const from = Math.max(r.start, covered);
+        if (prev.stop > from) seams += prev.stop - from;
+        covered = Math.max(covered, prev.stop);
+      }
+      prev = r;
     }
-    this.blockChunks = [];
-    let lo = 0;
-    for (let q = this.firstBlock; q < this.firstBlock + this.blockCount; q++) {
-      // Footprints are sorted by start and by stop, so touching chunks form a contiguous run.
-      while (lo < this.chunkCount && this.chunkBlocks[lo]!.stop <= q) lo++;
-      let hi = lo;
-      while (hi < this.chunkCount && this.chunkBlocks[hi]!.start <= q) hi++;
-      this.blockChunks.push({ start: lo, stop: hi });
-    }
+    this.seamBlocks = seams;
+    this.incidences = incidences;
+  }
+
+  /**
+   * The closed-form counts of an axis (patches, chunks, region blocks), without describing
+   * it: what plan limits are checked against before a plan is built.
+   */
+  static grid(o: {
+    start: number;
+    stop: number;
+    patch: number;
+    overlap: number;
+    chunk: number;
+    block: number;
+  }): {
+    stride: number;
+    patchCount: number;
+    patchesPerChunk: number;
+    chunkCount: number;
+    firstBlock: number;
+    blockCount: number;
+  } {
+    const stride = o.patch - o.overlap;
+    const n = o.stop - o.start;
+    const patchCount = n <= o.patch ? 1 : Math.ceil((n - o.patch) / stride) + 1;
+    // The largest k whose span P + (k-1)·S fits in the requested chunk extent, at least 1.
+    const patchesPerChunk = Math.max(1, Math.floor((o.chunk - o.patch) / stride) + 1);
+    const firstBlock = Math.floor(o.start / o.block);
+    return {
+      stride,
+      patchCount,
+      patchesPerChunk,
+      chunkCount: Math.ceil(patchCount / patchesPerChunk),
+      firstBlock,
+      blockCount: Math.ceil(o.stop / o.block) - firstBlock,
+    };
   }
 
   patchStart(i: number): number {
@@ -114,22 +150,41 @@ export class AxisPlan {
 
   /** Blocks (absolute indices) touched by chunk j's footprint. */
   chunkBlockRange(j: number): Interval {
-    return this.chunkBlocks[j]!;
+    const f = this.chunkFootprint(j);
+    return { start: Math.floor(f.start / this.block), stop: Math.ceil(f.stop / this.block) };
   }
 
   /** Chunks whose footprint touches block q (absolute index); empty if q misses the region. */
   blockChunkRange(q: number): Interval {
-    return this.blockChunks[q - this.firstBlock] ?? { start: 0, stop: 0 };
+    if (q < this.firstBlock || q >= this.firstBlock + this.blockCount) return { start: 0, stop: 0 };
+    // Chunk j touches q iff its footprint starts before (q+1)·block and stops after q·block;
+    // both ends are non-decreasing in j, so each bound is a binary search.
+    const lo = this.firstChunk((j) => this.chunkFootprint(j).stop > q * this.block);
+    const hi = this.firstChunk((j) => this.chunkFootprint(j).start >= (q + 1) * this.block);
+    return { start: lo, stop: Math.max(lo, hi) };
   }
 
   /** Blocks along this axis touched by exactly one chunk. */
   singleOwnerBlockCount(): number {
-    return this.blockChunks.filter((c) => c.stop - c.start === 1).length;
+    // Every region block is touched by at least one chunk: the footprints cover the region.
+    return this.blockCount - this.seamBlocks;
   }
 
   /** Σ over blocks of the number of chunks touching each (block-chunk incidences). */
   blockChunkIncidences(): number {
-    return this.blockChunks.reduce((sum, c) => sum + c.stop - c.start, 0);
+    return this.incidences;
+  }
+
+  /** The first chunk index for which a monotone predicate holds (chunkCount if none). */
+  private firstChunk(holds: (j: number) => boolean): number {
+    let lo = 0;
+    let hi = this.chunkCount;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (holds(mid)) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
   }
 
   /** Voxels inferred along this axis by chunkflow-style margin cropping with chunk core `chunk`. */

@@ -91,16 +91,13 @@ export class Plan {
   readonly counts: PlanCounts;
 
   constructor(input: PlanInput) {
-    const v = input.volumeShape;
-    this.volumeShape = [v[0], v[1], v[2]];
-    this.region = input.region
-      ? new Box(input.region.start, input.region.stop)
-      : Box.ofShape(this.volumeShape);
-    checkShapes(input, this.region);
+    const r = resolve(input);
+    this.volumeShape = r.volumeShape;
+    this.region = r.region;
     this.patchShape = input.patchShape;
     this.overlap = input.overlap;
-    this.blockShape = input.blockShape ?? defaultBlockShape(input.chunkShape, this.volumeShape);
-    this.inputMargin = input.inputMargin ?? [0, 0, 0];
+    this.blockShape = r.blockShape;
+    this.inputMargin = r.inputMargin;
     this.inputPatchShape = [0, 1, 2].map(
       (a) => input.patchShape[a]! + 2 * this.inputMargin[a]!,
     ) as unknown as Vec3;
@@ -304,6 +301,65 @@ export class Plan {
       for (let y = r.start[1]; y < r.stop[1]; y++)
         for (let x = r.start[2]; x < r.stop[2]; x++) yield this.describeChunk([z, y, x]);
   }
+}
+
+export interface PlanSize {
+  chunks: number;
+  patches: number;
+  /** Output blocks that intersect the region. */
+  blocks: number;
+  regionVoxels: number;
+}
+
+/**
+ * The plan's sizes in closed form, from the shapes alone: nothing is built per chunk or per
+ * block, so a volume that claims 2^40 voxels along an axis is measured, not allocated.
+ * Throws PlanError on shapes a Plan would refuse. Equal to `new Plan(input).counts`.
+ */
+export function planSize(input: PlanInput): PlanSize {
+  const { region, blockShape } = resolve(input);
+  const grids = [0, 1, 2].map((a) =>
+    AxisPlan.grid({
+      start: region.start[a]!,
+      stop: region.stop[a]!,
+      patch: input.patchShape[a]!,
+      overlap: input.overlap[a]!,
+      chunk: input.chunkShape[a]!,
+      block: blockShape[a]!,
+    }),
+  );
+  const per = (f: (g: (typeof grids)[number]) => number): Vec3 => [
+    f(grids[0]!),
+    f(grids[1]!),
+    f(grids[2]!),
+  ];
+  return {
+    chunks: product(per((g) => g.chunkCount)),
+    patches: product(per((g) => g.patchCount)),
+    blocks: product(per((g) => g.blockCount)),
+    regionVoxels: region.size,
+  };
+}
+
+/** The checked shapes of a plan, defaults filled in. */
+function resolve(input: PlanInput): {
+  volumeShape: Vec3;
+  region: Box;
+  blockShape: Vec3;
+  inputMargin: Vec3;
+} {
+  const v = input.volumeShape;
+  const volumeShape: Vec3 = [v[0], v[1], v[2]];
+  const region = input.region
+    ? new Box(input.region.start, input.region.stop)
+    : Box.ofShape(volumeShape);
+  checkShapes(input, region);
+  return {
+    volumeShape,
+    region,
+    blockShape: input.blockShape ?? defaultBlockShape(input.chunkShape, volumeShape),
+    inputMargin: input.inputMargin ?? [0, 0, 0],
+  };
 }
 
 function defaultBlockShape(chunkShape: Vec3, volumeShape: Vec3): Vec3 {

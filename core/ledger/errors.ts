@@ -65,6 +65,25 @@ export class LeaseLostError extends LedgerError {
   }
 }
 
+/** Another job holds the output location: two jobs never write one output. */
+export class OutputClaimedError extends LedgerError {
+  override readonly name = 'OutputClaimedError';
+  constructor(
+    /** The output location, canonical (see Ledger.claimOutput). */
+    readonly url: string,
+    /** The job that holds it. */
+    readonly holder: string,
+    /** The job that was refused. */
+    readonly jobId: string,
+  ) {
+    super(
+      `output.url ${url} belongs to job "${holder}", so job "${jobId}" may not write there: ` +
+        'two jobs never share an output (their blocks would mix). Pick another output.url, or, ' +
+        `once job "${holder}" is finished, delete its output (everything under ${url}) and run this job again`,
+    );
+  }
+}
+
 /** createJob got a spec or chunk list that cannot make a job. */
 export class InvalidJobError extends LedgerError {
   override readonly name = 'InvalidJobError';

@@ -17,6 +17,7 @@ import {
   type LeaseAction,
   LeaseLostError,
   LedgerIpcError,
+  OutputClaimedError,
   RemoteLedgerError,
 } from './errors.ts';
 import type {
@@ -51,6 +52,10 @@ interface Methods {
     args: [jobId: string, o?: { now?: number }];
     result: { expired: number; failed: number };
   };
+  claimOutput: {
+    args: [url: string, jobId: string, o?: { replacing?: string }];
+    result: undefined;
+  };
 }
 
 type Method = keyof Methods;
@@ -66,6 +71,7 @@ const METHODS: readonly Method[] = [
   'counts',
   'list',
   'sweep',
+  'claimOutput',
 ];
 
 export type LedgerRequest = {
@@ -77,6 +83,7 @@ export type WireError =
   | { name: 'JobNotFoundError'; jobId: string; chunkId?: string }
   | { name: 'ChunkNotFoundError'; jobId: string; chunkId: string; index: number }
   | { name: 'InvalidJobError'; jobId: string; field: string; detail: string }
+  | { name: 'OutputClaimedError'; url: string; holder: string; jobId: string }
   | { name: 'RangeError'; message: string }
   | { name: 'LedgerIpcError'; message: string }
   | { name: 'RemoteError'; remoteName: string; message: string };
@@ -115,6 +122,9 @@ export function toWire(err: unknown): WireError {
   if (err instanceof InvalidJobError) {
     return { name: 'InvalidJobError', jobId: err.jobId, field: err.field, detail: err.detail };
   }
+  if (err instanceof OutputClaimedError) {
+    return { name: 'OutputClaimedError', url: err.url, holder: err.holder, jobId: err.jobId };
+  }
   if (err instanceof RangeError) return { name: 'RangeError', message: err.message };
   if (err instanceof LedgerIpcError) return { name: 'LedgerIpcError', message: err.message };
   if (err instanceof Error)
@@ -132,6 +142,8 @@ export function fromWire(w: WireError): Error {
       return new ChunkNotFoundError(w.jobId, w.chunkId, w.index);
     case 'InvalidJobError':
       return new InvalidJobError(w.jobId, w.field, w.detail);
+    case 'OutputClaimedError':
+      return new OutputClaimedError(w.url, w.holder, w.jobId);
     case 'RangeError':
       return new RangeError(w.message);
     case 'LedgerIpcError': {
@@ -191,6 +203,8 @@ async function dispatch(ledger: Ledger, req: LedgerRequest): Promise<unknown> {
     }
     case 'sweep':
       return ledger.sweep(...unNull(req.args));
+    case 'claimOutput':
+      return ledger.claimOutput(...unNull(req.args));
   }
 }
 
@@ -292,6 +306,9 @@ export class IpcLedgerClient implements Ledger {
   }
   sweep(jobId: string, o?: { now?: number }): Promise<{ expired: number; failed: number }> {
     return this.call('sweep', [jobId, o]);
+  }
+  async claimOutput(url: string, jobId: string, o?: { replacing?: string }): Promise<void> {
+    await this.call('claimOutput', [url, jobId, o]);
   }
 
   private call<M extends Method>(

@@ -3,7 +3,8 @@
 // this takes nothing and writes nothing.
 //
 // It replays <dir>/ledger.jsonl with the format of local.ts (header, job lines naming
-// their ids file, row lines each holding a row's whole new state; last line wins).
+// their ids file, row lines each holding a row's whole new state, output claim lines;
+// last line wins).
 // The writer appends with one write per transition and compacts by rename, so a
 // reader sees either the old file whole or the new one whole, and at worst a torn
 // last line of a write in progress: that line is skipped (its transition had not
@@ -116,6 +117,12 @@ export class JournalView extends MemoryLedger {
       if (!change || !this.hasChunk(change.jobId, change.index))
         throw corrupt('malformed row line, or a row before its job line');
       this.restoreRow(change);
+      return;
+    }
+    if (value.t === 'out') {
+      if (typeof value.url !== 'string' || typeof value.j !== 'string')
+        throw corrupt('malformed output claim line');
+      this.restoreOutput({ url: value.url, jobId: value.j });
       return;
     }
     throw corrupt(`unknown line type ${JSON.stringify(value.t)}`);

@@ -7,6 +7,7 @@
 //     {"t":"row","j":jobId,"i":index,"s":status,"o":owner,"l":leaseExpiresAt,
 //      "a":attempts,"k":token,"e":lastError,"u":updatedAt}  a row's full new state
 //                                                            (absent fields omitted)
+//     {"t":"out","url":outputUrl,"j":jobId}                 an output claim (last wins)
 //   <dir>/chunks/<h>.ids   the job's chunk ids in index order, one per line, written
 //                          once (temp file + rename) before the job line; h = sha256(jobId)
 //   <dir>/ledger.lock      pid of the process that has the directory open
@@ -46,7 +47,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { LedgerClosedError, LedgerCorruptError, LedgerLockedError } from './errors.ts';
-import { MemoryLedger, type RowChange } from './memory.ts';
+import { MemoryLedger, type OutputClaimChange, type RowChange } from './memory.ts';
 import { CHUNK_STATUSES, type ChunkStatus, type JobSpec } from './port.ts';
 import { type RowState, validateJobSpec } from './protocol.ts';
 
@@ -94,6 +95,9 @@ const rowLine = ({ jobId, index, row }: RowChange): string => {
   if (row.lastError !== undefined) line.e = row.lastError;
   return `${JSON.stringify(line)}\n`;
 };
+
+const outputLine = ({ url, jobId }: OutputClaimChange): string =>
+  `${JSON.stringify({ t: 'out', url, j: jobId })}\n`;
 
 const headerLine = (): string => `${JSON.stringify({ t: 'ledger', v: VERSION })}\n`;
 
@@ -288,6 +292,10 @@ export class LocalLedger extends MemoryLedger {
     this.append(fd, changes.map(rowLine).join(''));
   }
 
+  protected override persistOutput(change: OutputClaimChange): void {
+    this.append(this.journalFd(change.jobId), outputLine(change));
+  }
+
   private journalFd(jobId: string | undefined): number {
     if (this.fd === undefined) throw new LedgerClosedError(this.dir, jobId);
     return this.fd;
@@ -385,6 +393,13 @@ export class LocalLedger extends MemoryLedger {
       this.restoreJob(job, this.readIds(job, value.ids, n));
       return;
     }
+    if (value.t === 'out') {
+      const { url, j } = value;
+      if (typeof url !== 'string' || url === '' || typeof j !== 'string' || j === '')
+        throw corrupt('malformed output claim line');
+      this.restoreOutput({ url, jobId: j });
+      return;
+    }
     throw corrupt(`unknown line type ${JSON.stringify(value.t)}`);
   }
 
@@ -410,7 +425,7 @@ export class LocalLedger extends MemoryLedger {
   }
 
   private compactedLines(): number {
-    let n = 1;
+    let n = 1 + [...this.outputClaims()].length;
     for (const { rows } of this.snapshot()) n += 1 + rows.size;
     return n;
   }
@@ -432,6 +447,7 @@ export class LocalLedger extends MemoryLedger {
           flush(false);
         }
       }
+      for (const claim of this.outputClaims()) buf += outputLine(claim);
       flush(true);
     });
   }

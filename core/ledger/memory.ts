@@ -9,7 +9,13 @@
 // (a no-op here; LocalLedger journals it) and only then applies it, so a transition that
 // could not be recorded never becomes visible.
 
-import { ChunkNotFoundError, InvalidJobError, JobNotFoundError, LeaseLostError } from './errors.ts';
+import {
+  ChunkNotFoundError,
+  InvalidJobError,
+  JobNotFoundError,
+  LeaseLostError,
+  OutputClaimedError,
+} from './errors.ts';
 import { IndexSet } from './index-set.ts';
 import { type LeaseEntry, LeaseHeap } from './lease-heap.ts';
 import type {
@@ -98,8 +104,16 @@ export function collectChunkIds(job: JobSpec, chunks: Iterable<ChunkRef>): strin
   return ids;
 }
 
+/** One output claim: the whole new state of one output-claim row. */
+export interface OutputClaimChange {
+  url: string;
+  jobId: string;
+}
+
 export class MemoryLedger implements Ledger {
   private readonly jobs = new Map<string, JobState>();
+  /** Output URL → the job that holds it. */
+  private readonly outputs = new Map<string, string>();
 
   async createJob(
     job: JobSpec,
@@ -250,6 +264,18 @@ export class MemoryLedger implements Ledger {
     return { expired, failed };
   }
 
+  async claimOutput(url: string, jobId: string, o: { replacing?: string } = {}): Promise<void> {
+    if (url === '' || jobId === '')
+      throw new RangeError('claimOutput needs a non-empty output url and job id');
+    const holder = this.outputs.get(url);
+    if (holder === jobId) return;
+    if (holder !== undefined && holder !== o.replacing)
+      throw new OutputClaimedError(url, holder, jobId);
+    const change: OutputClaimChange = { url, jobId };
+    this.persistOutput(change);
+    this.restoreOutput(change);
+  }
+
   /**
    * Local admin, not in the port: makes the RUNNING chunks of owners known to be dead
    * claimable now, without waiting for their leases. Their attempts stay counted (the
@@ -291,6 +317,19 @@ export class MemoryLedger implements Ledger {
 
   /** Called before row changes become visible; throwing aborts them. */
   protected persistRows(_changes: readonly RowChange[]): void {}
+
+  /** Called before an output claim becomes visible; throwing aborts it. */
+  protected persistOutput(_change: OutputClaimChange): void {}
+
+  /** Installs an output claim without persisting it (replay of a journal). */
+  protected restoreOutput(change: OutputClaimChange): void {
+    this.outputs.set(change.url, change.jobId);
+  }
+
+  /** Every output claim: what a compacted journal must hold besides the jobs. */
+  protected *outputClaims(): Generator<OutputClaimChange> {
+    for (const [url, jobId] of this.outputs) yield { url, jobId };
+  }
 
   /** Installs a job without persisting it (creation, and replay of a journal). */
   protected restoreJob(spec: JobSpec, ids: readonly string[]): void {

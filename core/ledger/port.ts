@@ -20,6 +20,8 @@
 //   fail       SET status=PENDING|FAILED, lastError     IF status=RUNNING AND owner AND token
 //              (the caller reads attempts from its claim; the condition pins the token,
 //              so attempts cannot have moved under it)
+//   claimOutput PUT output-claim row {url, jobId}    (its own item, keyed by the output URL)
+//              IF absent OR jobId = :job [OR jobId = :replacing]
 //
 // The fencing token increments on every claim and never otherwise, so owner+token names
 // one tenure of one chunk: a worker that stalled past its lease and wakes up after
@@ -124,4 +126,13 @@ export interface Ledger {
   list(jobId: string, status?: ChunkStatus): AsyncIterable<ChunkRow>;
   /** Verify's re-drive: RUNNING rows whose lease expired become claimable (or FAILED at maxAttempts); returns what changed. */
   sweep(jobId: string, o?: { now?: number }): Promise<{ expired: number; failed: number }>;
+  /**
+   * Claims output location `url` (a canonical URL: one place, one spelling) for `jobId`,
+   * so two jobs never write one output. Succeeds when no job holds it or `jobId` already
+   * does (a re-plan or resume of the same job); otherwise throws OutputClaimedError naming
+   * the holder. With `replacing`, the claim is also taken over from that one job (the
+   * caller has made sure its output is gone and it is finished). Unrelated to job rows:
+   * it may precede createJob, and a job's rows never release it.
+   */
+  claimOutput(url: string, jobId: string, o?: { replacing?: string }): Promise<void>;
 }

@@ -1,6 +1,8 @@
 // Which storage a cloud job may touch. Manifests arrive from other teams: every URL must
 // be an s3:// URL in a bucket the stack allows (its own bucket, plus buckets the operator
-// listed), and the output must not land on the stack's control prefixes.
+// listed), and the output must lie under `outputs/` of its bucket — the only prefix the
+// workers' IAM grants let them write (cdk/constructs/storage.ts), so a manifest can never
+// aim a job at models, inputs, manifests/, jobs/ or another team's raw data.
 
 import { ManifestError, type ManifestIssue } from './errors.ts';
 import type { Manifest } from './schema.ts';
@@ -13,7 +15,8 @@ export interface CloudPolicy {
   allowedBuckets: readonly string[];
 }
 
-const RESERVED_PREFIXES = ['manifests', 'jobs'];
+/** Cloud outputs go under this key prefix of the stack bucket or an allowed bucket. */
+export const CLOUD_OUTPUT_PREFIX = 'outputs/';
 
 /** The URL fields the policy looks at; loose so an otherwise invalid manifest is checked too. */
 export interface ManifestUrls {
@@ -53,16 +56,28 @@ export function cloudPolicyIssues(
   const out = m.output?.url;
   if (
     typeof out === 'string' &&
+    storageUrlProblem(out) === undefined &&
     isS3Url(out) &&
-    RESERVED_PREFIXES.some((p) => s3UrlIsUnder(out, policy.stackBucket, p))
+    buckets.some((b) => s3UrlIsUnder(out, b)) &&
+    !isUnderOutputs(out)
   ) {
+    const { bucket } = parseS3Url(out);
     issues.push({
       path: 'output.url',
-      message: `must not be under ${RESERVED_PREFIXES.map((p) => `${p}/`).join(' or ')} of the stack bucket; choose e.g. s3://${policy.stackBucket}/outputs/${String(m.name ?? 'job')}.zarr`,
+      message: `must be under ${CLOUD_OUTPUT_PREFIX} of its bucket (cloud workers may write nowhere else); choose e.g. s3://${bucket}/${CLOUD_OUTPUT_PREFIX}${jobName(m.name)}.zarr — allowed output prefixes: ${buckets.map((b) => `s3://${b}/${CLOUD_OUTPUT_PREFIX}`).join(', ')}`,
     });
   }
   return issues;
 }
+
+/** True when the URL's key lies strictly below `outputs/` (not the prefix itself). */
+function isUnderOutputs(url: string): boolean {
+  const { key } = parseS3Url(url);
+  return key.startsWith(CLOUD_OUTPUT_PREFIX) && key.length > CLOUD_OUTPUT_PREFIX.length;
+}
+
+const jobName = (name: unknown): string =>
+  typeof name === 'string' && /^[a-z0-9]+(-[a-z0-9]+)*$/.test(name) ? name : 'job';
 
 export function checkCloudPolicy(m: Manifest, policy: CloudPolicy, source?: string): void {
   const issues = cloudPolicyIssues(m, policy);

@@ -2,6 +2,7 @@
 // Schema, and the storage-URL helpers the AWS side reuses for bucket checks.
 
 export {
+  CLOUD_OUTPUT_PREFIX,
   type CloudPolicy,
   checkCloudPolicy,
   cloudPolicyIssues,
@@ -10,13 +11,16 @@ export {
 export { InvalidUrlError, ManifestError, type ManifestIssue } from './errors.ts';
 export { type JsonSchema, manifestJsonSchema } from './json-schema.ts';
 export {
+  MAX_MANIFEST_BYTES,
   type ManifestParseResult,
+  manifestTooLargeIssue,
   parseManifest,
   parseManifestText,
   safeParseManifest,
 } from './parse.ts';
 export { type Manifest, type ManifestInput, manifestSchema } from './schema.ts';
 export {
+  canonicalStorageUrl,
   isS3Url,
   parseS3Url,
   parseStorageUrl,

@@ -1,12 +1,30 @@
 // Entry points that turn untrusted input (a parsed JSON value or raw text) into a
 // validated, defaulted, frozen Manifest, or a ManifestError listing every problem.
-import { ManifestError } from './errors.ts';
+import { ManifestError, type ManifestIssue } from './errors.ts';
 import { manifestErrorMap, toManifestIssues } from './issues.ts';
 import { type Manifest, manifestSchema } from './schema.ts';
 
 export type ManifestParseResult =
   | { readonly ok: true; readonly manifest: Manifest }
   | { readonly ok: false; readonly error: ManifestError };
+
+/**
+ * Largest manifest accepted from others (the S3 trigger, `tessera submit`), in bytes. A
+ * manifest holds settings, not data: anything near this size is padding or an attack, and
+ * is refused before it is read whole or parsed.
+ */
+export const MAX_MANIFEST_BYTES = 1024 * 1024;
+
+/** The whole-document issue of a manifest of `size` bytes, over MAX_MANIFEST_BYTES. */
+export function manifestTooLargeIssue(size: number): ManifestIssue {
+  return {
+    path: '',
+    message:
+      `is ${size} bytes, over the ${MAX_MANIFEST_BYTES}-byte (1 MiB) limit for manifests; ` +
+      'a manifest holds settings only: remove padding or embedded data, and put volumes and ' +
+      'models in storage and name them by URL',
+  };
+}
 
 /** Validates `input`; `source` (a file name or key) prefixes the error's lines. */
 export function safeParseManifest(input: unknown, source?: string): ManifestParseResult {

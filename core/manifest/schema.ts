@@ -82,7 +82,10 @@ const inputSchema = z
 
 const outputSchema = z
   .strictObject({
-    url: storageUrl('Where the output Zarr array is written; must differ from input.url'),
+    url: storageUrl(
+      'Where the output Zarr array is written; must differ from input.url. Cloud jobs write ' +
+        'only under outputs/ of the stack bucket or an allowed bucket (s3://bucket/outputs/name.zarr)',
+    ),
     dtype: z
       .enum(['float32', 'uint8'])
       .describe(

@@ -69,6 +69,19 @@ export function sameStorageLocation(a: string, b: string): boolean {
   return canonical(left.value) === canonical(right.value);
 }
 
+/**
+ * One spelling per place, for keys that must not tell two spellings apart (the ledger's
+ * output claims): `s3://bucket/key` without trailing slashes, or an absolute local path
+ * (file:// URLs and relative paths, the latter resolved against `baseDir`). A URL of a
+ * scheme Tessera does not parse (a test's fake) is kept as written, less trailing slashes.
+ */
+export function canonicalStorageUrl(url: string, baseDir = process.cwd()): string {
+  const checked = checkStorageUrl(url);
+  if (!checked.ok) return url.replace(/\/+$/, '');
+  const location = checked.value;
+  return location.kind === 'local' ? resolve(baseDir, location.path) : canonical(location);
+}
+
 function canonical(location: StorageLocation): string {
   return location.kind === 's3'
     ? `s3://${location.bucket}/${location.key.replace(/\/+$/, '')}`

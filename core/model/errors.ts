@@ -21,7 +21,7 @@ export class ModelLoadError extends Error {
   override readonly name = 'ModelLoadError';
   constructor(
     readonly model: string,
-    detail: string,
+    readonly detail: string,
     options?: { cause?: unknown },
   ) {
     super(`model ${model}: ${detail}`, options);
@@ -33,7 +33,7 @@ export class ModelInputError extends Error {
   override readonly name = 'ModelInputError';
   constructor(
     readonly model: string,
-    detail: string,
+    readonly detail: string,
   ) {
     super(`model ${model}: ${detail}`);
   }
@@ -45,7 +45,7 @@ export class ModelRunError extends Error {
   constructor(
     readonly model: string,
     readonly inputDims: readonly number[],
-    detail: string,
+    readonly detail: string,
     options?: { cause?: unknown },
   ) {
     super(`model ${model}: ${detail}`, options);
@@ -59,7 +59,7 @@ export class ModelOutputError extends Error {
     readonly model: string,
     readonly expectedDims: readonly (number | string)[],
     readonly actualDims: readonly number[],
-    detail: string,
+    readonly detail: string,
   ) {
     super(
       `model ${model}: output has dims [${actualDims.join(', ')}], expected ` +

@@ -4,6 +4,7 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { ModelRunner, type ModelRunnerOptions, type ModelSource } from './runner.ts';
+import { serialiseError } from './thread-errors.ts';
 import type { ThreadReply, ThreadRequest } from './threaded.ts';
 
 const port = parentPort!;
@@ -29,7 +30,7 @@ try {
     queue = queue.then(() => handle(runner, req));
   });
 } catch (error) {
-  port.postMessage({ type: 'failed', error: serialise(error), logs } satisfies ThreadReply);
+  port.postMessage({ type: 'failed', error: serialiseError(error), logs } satisfies ThreadReply);
 }
 
 async function handle(runner: ModelRunner, req: ThreadRequest): Promise<void> {
@@ -47,15 +48,9 @@ async function handle(runner: ModelRunner, req: ThreadRequest): Promise<void> {
     const reply: ThreadReply = {
       type: 'error',
       id: req.id,
-      error: serialise(error),
+      error: serialiseError(error),
       batch: req.batch,
     };
     port.postMessage(reply, [req.batch.buffer as ArrayBuffer]);
   }
-}
-
-function serialise(error: unknown): { name: string; message: string } {
-  return error instanceof Error
-    ? { name: error.name, message: error.message }
-    : { name: 'Error', message: String(error) };
 }

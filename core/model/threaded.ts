@@ -4,13 +4,15 @@
 
 import { setPriority } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { ModelRunError } from './errors.ts';
 import type { Device, ModelRunnerOptions, ModelSource, Patch } from './runner.ts';
+import { RemoteModelError, rebuildError, type SerialisedError } from './thread-errors.ts';
+
+export { RemoteModelError, type SerialisedError } from './thread-errors.ts';
 
 export type ThreadRequest =
   | { type: 'run'; id: number; batch: Float32Array; n: number; patch: Patch; outPatch: Patch }
   | { type: 'close' };
-
-type SerialisedError = { name: string; message: string };
 
 export type ThreadReply =
   | {
@@ -43,13 +45,15 @@ export class ThreadedModel {
   private constructor(
     private readonly worker: Worker,
     readonly info: Extract<ThreadReply, { type: 'ready' }>,
+    /** The model's name in errors, as the runner names it. */
+    private readonly modelName: string,
   ) {
     worker.on('message', (m: ThreadReply) => {
       if (m.type !== 'result' && m.type !== 'error') return;
       const p = this.pending.get(m.id);
       this.pending.delete(m.id);
       if (m.type === 'result') p?.resolve({ out: m.out, batch: m.batch });
-      else p?.reject(rebuild(m.error));
+      else p?.reject(rebuildError(m.error));
     });
     worker.on('error', (e) => this.failAll(e));
     worker.on('exit', (code) =>
@@ -81,11 +85,12 @@ export class ThreadedModel {
     if (first.type === 'failed') {
       for (const m of first.logs) (log ?? console.warn)(m);
       await worker.terminate();
-      throw rebuild(first.error);
+      throw rebuildError(first.error);
     }
     if (first.type !== 'ready') throw new Error(`inference thread sent ${first.type} before ready`);
     for (const m of first.logs) (log ?? console.warn)(m);
-    return new ThreadedModel(worker, first);
+    const name = 'path' in source ? source.path : (source.name ?? '<in-memory model>');
+    return new ThreadedModel(worker, first, name);
   }
 
   /**
@@ -121,10 +126,7 @@ export class ThreadedModel {
   ): Promise<{ out: Float32Array; batch: Float32Array }> {
     if (this.closing)
       return Promise.reject(
-        new RemoteModelError({
-          name: 'ModelRunError',
-          message: 'the inference thread was closed; open a new model',
-        }),
+        new ModelRunError(this.modelName, [], 'the inference thread was closed; open a new model'),
       );
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
@@ -174,21 +176,4 @@ export class ThreadedModel {
     for (const p of this.pending.values()) p.reject(e);
     this.pending.clear();
   }
-}
-
-/**
- * An error raised in the inference thread. Errors cross the thread as name + message;
- * `remoteName` keeps the original class name (ModelChecksumError, ModelOutputError, ...).
- */
-export class RemoteModelError extends Error {
-  override readonly name = 'RemoteModelError';
-  readonly remoteName: string;
-  constructor(e: SerialisedError) {
-    super(e.message);
-    this.remoteName = e.name;
-  }
-}
-
-function rebuild(e: SerialisedError): Error {
-  return new RemoteModelError(e);
 }

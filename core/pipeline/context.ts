@@ -2,8 +2,12 @@
 // works on. Built once per process (CLI, Lambda invocation, worker container).
 
 import { createHash } from 'node:crypto';
-import { Plan, type Vec3 } from '../geometry/index.ts';
-import { checkManifestAgainstVolume, type Manifest } from '../manifest/index.ts';
+import { Plan, type PlanInput, type PlanSize, planSize, type Vec3 } from '../geometry/index.ts';
+import {
+  canonicalStorageUrl,
+  checkManifestAgainstVolume,
+  type Manifest,
+} from '../manifest/index.ts';
 import type { Store } from '../store/index.ts';
 import { openStoreForUrl } from '../store/index.ts';
 import {
@@ -11,6 +15,7 @@ import {
   type InputVolume,
   type OutputVolume,
   openInputVolume,
+  openOutputVolume,
   VolumeFormatError,
 } from '../volume/index.ts';
 
@@ -19,8 +24,10 @@ export interface JobContext {
   readonly manifest: Manifest;
   readonly plan: Plan;
   readonly input: InputVolume;
-  /** Opened lazily by the steps that write: planning creates it. */
+  /** Opened lazily by the steps that write: the first worker creates it (ensureOutput). */
   readonly outputStore: Store;
+  /** output.url in one spelling per place (see canonicalStorageUrl): the ledger's output claim key. */
+  readonly outputUrl: string;
   /** Where seam partials live (local: the state dir; cloud: jobs/<jobId>/ in the bucket). */
   readonly work: Store;
 }
@@ -37,12 +44,27 @@ export interface OpenJobOptions {
 export interface PlanLimits {
   maxChunks?: number;
   maxVoxels?: number;
+  /** Output blocks (storage objects) the region touches: the request bill of a job. */
+  maxBlocks?: number;
 }
 
-export const DEFAULT_LIMITS: Required<PlanLimits> = { maxChunks: 10_000_000, maxVoxels: 1e16 };
+export const DEFAULT_LIMITS: Required<PlanLimits> = {
+  maxChunks: 10_000_000,
+  maxVoxels: 1e16,
+  maxBlocks: 1e9,
+};
 
 export class PlanLimitError extends Error {
   override readonly name = 'PlanLimitError';
+  constructor(
+    message: string,
+    /** The quantity over its limit. */
+    readonly quantity: 'chunks' | 'voxels' | 'blocks',
+    readonly value: number,
+    readonly limit: number,
+  ) {
+    super(message);
+  }
 }
 
 /** A job id that changes whenever the manifest does: `<name>-<8 hex of its canonical JSON>`. */
@@ -66,32 +88,27 @@ export async function openJob(manifest: Manifest, o: OpenJobOptions): Promise<Jo
   const inputStore = await openStoreForUrl(manifest.input.url, storeOpts);
   const input = await openInputVolume(inputStore, manifest.input.array);
   checkManifestAgainstVolume(manifest, input.shape);
-  const plan = planFor(manifest, input.shape);
-  const limits = { ...DEFAULT_LIMITS, ...o.limits };
-  if (plan.counts.chunks > limits.maxChunks) {
-    throw new PlanLimitError(
-      `job ${o.jobId}: the plan has ${plan.counts.chunks} chunks, over the limit of ${limits.maxChunks}; ` +
-        'raise chunkShape or process a smaller region',
-    );
-  }
-  if (plan.counts.regionVoxels > limits.maxVoxels) {
-    throw new PlanLimitError(
-      `job ${o.jobId}: the region has ${plan.counts.regionVoxels} voxels, over the limit of ${limits.maxVoxels}; ` +
-        'process a smaller region or ask the operator to raise the limit',
-    );
-  }
+  const plan = planFor(manifest, input.shape, { jobId: o.jobId, limits: o.limits });
   const outputStore = await openStoreForUrl(manifest.output.url, storeOpts);
-  return { jobId: o.jobId, manifest, plan, input, outputStore, work: o.work };
+  const outputUrl = canonicalStorageUrl(manifest.output.url, o.baseDir);
+  return { jobId: o.jobId, manifest, plan, input, outputStore, outputUrl, work: o.work };
 }
 
 /**
  * The plan of a manifest over a volume. For a valid-convolution model the grid is laid
  * over its output patch, and each patch reads its input patch, centred around it.
+ *
+ * The limits are checked on the closed-form sizes first, before anything is built: the
+ * volume's shape comes from a zarr.json anyone can write.
  */
-export function planFor(manifest: Manifest, volumeShape: Vec3): Plan {
+export function planFor(
+  manifest: Manifest,
+  volumeShape: Vec3,
+  o: { jobId?: string | undefined; limits?: PlanLimits | undefined } = {},
+): Plan {
   const input = manifest.model.patchShape;
   const output = manifest.model.outputPatchShape ?? input;
-  return new Plan({
+  const planInput: PlanInput = {
     volumeShape,
     region: manifest.region,
     patchShape: output,
@@ -99,13 +116,64 @@ export function planFor(manifest: Manifest, volumeShape: Vec3): Plan {
     overlap: manifest.overlap,
     chunkShape: manifest.chunkShape,
     blockShape: manifest.output.blockShape,
-  });
+  };
+  const limits: Required<PlanLimits> = {
+    maxChunks: o.limits?.maxChunks ?? DEFAULT_LIMITS.maxChunks,
+    maxVoxels: o.limits?.maxVoxels ?? DEFAULT_LIMITS.maxVoxels,
+    maxBlocks: o.limits?.maxBlocks ?? DEFAULT_LIMITS.maxBlocks,
+  };
+  checkPlanLimits(planSize(planInput), limits, o.jobId);
+  return new Plan(planInput);
+}
+
+const count = (n: number): string => (n < 1e9 ? String(n) : n.toExponential(2));
+
+function checkPlanLimits(size: PlanSize, limits: Required<PlanLimits>, jobId?: string): void {
+  const job = jobId === undefined ? 'this job' : `job ${jobId}`;
+  const over = (
+    quantity: PlanLimitError['quantity'],
+    value: number,
+    limit: number,
+    what: string,
+    todo: string,
+  ): void => {
+    if (value > limit)
+      throw new PlanLimitError(
+        `${job}: ${what} ${count(value)} ${quantity}, over the limit of ${count(limit)}; ${todo}`,
+        quantity,
+        value,
+        limit,
+      );
+  };
+  over(
+    'voxels',
+    size.regionVoxels,
+    limits.maxVoxels,
+    'the region (the input volume unless `region` is set) has',
+    'process a smaller region, check the input zarr.json shape, or ask the operator to raise the limit',
+  );
+  over(
+    'chunks',
+    size.chunks,
+    limits.maxChunks,
+    'the plan has',
+    'raise chunkShape, process a smaller region, or ask the operator to raise the limit',
+  );
+  over(
+    'blocks',
+    size.blocks,
+    limits.maxBlocks,
+    'the output would be written as',
+    'raise output.blockShape (each block is one storage object) or process a smaller region',
+  );
 }
 
 /**
- * Creates (or re-opens, unchanged) the output array of a job. Several workers may do this
- * at once: they write identical metadata, and S3 PUTs are atomic; stores that are not
- * (emulators) can show a reader a half-written document, so that case is read again.
+ * Creates (or re-opens, unchanged) the output array of a job, recording the job as its
+ * owner; an output that belongs to another job is refused (OutputOwnedError). Several
+ * workers may do this at once: they write identical metadata, and S3 PUTs are atomic;
+ * stores that are not (emulators) can show a reader a half-written document, so that
+ * case is read again.
  */
 export async function ensureOutput(ctx: JobContext): Promise<OutputVolume> {
   for (let attempt = 1; ; attempt++) {
@@ -115,6 +183,7 @@ export async function ensureOutput(ctx: JobContext): Promise<OutputVolume> {
         channels: ctx.manifest.model.outputChannels,
         dtype: ctx.manifest.output.dtype,
         blockShape: ctx.plan.blockShape,
+        owner: ctx.jobId,
       });
     } catch (error) {
       if (
@@ -126,6 +195,11 @@ export async function ensureOutput(ctx: JobContext): Promise<OutputVolume> {
       await new Promise((r) => setTimeout(r, 50 * attempt));
     }
   }
+}
+
+/** Opens the job's existing output, refusing one that belongs to another job. */
+export function openJobOutput(ctx: JobContext): Promise<OutputVolume> {
+  return openOutputVolume(ctx.outputStore, { owner: ctx.jobId });
 }
 
 export const partialKey = (blockKey: string, chunkId: string): `/${string}` =>

@@ -24,3 +24,27 @@ export class MissingPartialError extends Error {
     );
   }
 }
+
+/** The model file is larger than a worker will load (see readModelBytes). */
+export class ModelTooLargeError extends Error {
+  override readonly name = 'ModelTooLargeError';
+  constructor(
+    readonly url: string,
+    /** Its size in bytes when known; undefined when only "over the limit" was checked. */
+    readonly size: number | undefined,
+    readonly limit: number,
+    readonly setting: string,
+  ) {
+    super(
+      `model.url ${url} is ${size === undefined ? 'larger than' : `${size} bytes, over`} the ` +
+        `${limit}-byte (${humanBytes(limit)}) limit on model files. Check that model.url names the ` +
+        'model and not a data file; ONNX files cannot exceed 2 GiB anyway (larger models keep ' +
+        `their weights as external data). To allow bigger models, raise ${setting} (bytes).`,
+    );
+  }
+}
+
+function humanBytes(bytes: number): string {
+  const unit = bytes >= 1024 ** 3 ? 3 : bytes >= 1024 ** 2 ? 2 : 1;
+  return `${+(bytes / 1024 ** unit).toFixed(2)} ${['', 'KiB', 'MiB', 'GiB'][unit]}`;
+}

@@ -17,7 +17,7 @@ import {
   type Store,
   UnsupportedStoreSchemeError,
 } from '../store/index.ts';
-import { writeOmeMetadata } from '../volume/index.ts';
+import { checkOutputOwner, writeOmeMetadata } from '../volume/index.ts';
 import { parentGroupAttributes, placementOf, type SpaceUnit } from '../volume/ome.ts';
 import { buildPyramid, type PyramidLevel, pyramidLevels } from '../volume/pyramid.ts';
 import type { JobContext } from './context.ts';
@@ -50,6 +50,8 @@ export interface FinalizeOptions {
 
 export async function finalizeJob(ctx: JobContext, o: FinalizeOptions): Promise<RunReport> {
   const { plan, manifest } = ctx;
+  // Everything below rewrites files of the output: never another job's.
+  await checkOutputOwner(ctx.outputStore, ctx.jobId);
   const log = o.log ?? (() => {});
   const enc = new TextEncoder();
   let levels: PyramidLevel[] | undefined;

@@ -7,6 +7,7 @@ export * from './eager-blend.ts';
 export * from './errors.ts';
 export * from './finalize.ts';
 export * from './lease.ts';
+export * from './model-source.ts';
 export * from './plan-job.ts';
 export * from './report.ts';
 export * from './verify.ts';

@@ -8,6 +8,7 @@
 // directly and stored with one `set`: one PUT, no read, identical bytes on every rerun.
 
 import * as zarr from 'zarrita';
+import './zstd.ts'; // zarrita's zstd codec → the copy-free one (see zstd.ts)
 
 type CodecEntry = Awaited<ReturnType<NonNullable<ReturnType<typeof zarr.registry.get>>>>;
 type ChunkMetadata = Parameters<CodecEntry['fromConfig']>[1];

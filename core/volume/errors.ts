@@ -19,13 +19,27 @@ export class VolumeNotFoundError extends Error {
   }
 }
 
-/** An array Tessera cannot use: wrong rank, unsupported data type, unreadable metadata. */
+/**
+ * The part of an array's metadata at fault, by its Zarr v3 key (a v2 array's `dtype`,
+ * `chunks` and `compressor`/`filters` map to data_type, chunk_grid and codecs; the
+ * message names the key as written). 'metadata': the document as a whole.
+ */
+export type VolumeFormatField =
+  | 'shape'
+  | 'data_type'
+  | 'chunk_grid'
+  | 'chunk_key_encoding'
+  | 'fill_value'
+  | 'codecs'
+  | 'metadata';
+
+/** An array Tessera cannot use: wrong rank, unsupported data type, unusable metadata. */
 export class VolumeFormatError extends Error {
   override readonly name = 'VolumeFormatError';
   constructor(
     readonly location: string,
     readonly arrayPath: string,
-    readonly field: 'shape' | 'data_type' | 'metadata',
+    readonly field: VolumeFormatField,
     detail: string,
     options?: { cause?: unknown },
   ) {
@@ -69,6 +83,24 @@ export class OutputMismatchError extends Error {
   ) {
     super(
       `The output at ${location} already holds a Zarr array whose ${field} is ${JSON.stringify(actual)}, but this run writes ${JSON.stringify(expected)}. Choose another output.url, or delete the old output if it is no longer needed.`,
+    );
+  }
+}
+
+/** The output belongs to another job (recorded in its attributes): never written into. */
+export class OutputOwnedError extends Error {
+  override readonly name = 'OutputOwnedError';
+  constructor(
+    readonly location: string,
+    /** The job the output belongs to. */
+    readonly owner: string,
+    /** The job that was refused. */
+    readonly jobId: string,
+  ) {
+    super(
+      `The output at ${location} belongs to job "${owner}", so job "${jobId}" may not write there: ` +
+        'two jobs never share an output (their blocks would mix). Choose another output.url, or, once ' +
+        `job "${owner}" is finished, delete its output and run this job again.`,
     );
   }
 }

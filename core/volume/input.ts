@@ -13,6 +13,7 @@ import { describeStore, type Store } from '../store/index.ts';
 import { isVolumeDtype, VOLUME_DTYPES, type VolumeDtype } from './dtype.ts';
 import { VolumeFormatError, VolumeNotFoundError } from './errors.ts';
 import { datasetPaths, voxelSizeOf } from './ome.ts';
+import { checkArrayMetadata } from './zarr-meta.ts';
 import { type PaddedRead, readPadded, withCheckedChunks, type ZarrArray } from './zarr-read.ts';
 
 export interface InputVolume {
@@ -61,6 +62,8 @@ export async function openInputVolume(store: Store, arrayPath = ''): Promise<Inp
 }
 
 async function openNode(store: Store, location: string, path: string): Promise<Node> {
+  // zarrita trusts the metadata it is given; check it first (see zarr-meta.ts).
+  await checkArrayMetadata(store, location, path);
   const at = path === '' ? zarr.root(store) : zarr.root(store).resolve(path);
   try {
     return await zarr.open(at);

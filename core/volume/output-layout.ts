@@ -21,6 +21,11 @@ export interface OutputVolumeOptions {
   readonly fillValue?: number;
   /** Merged into the root group's attributes (existing keys not named here are kept). */
   readonly attributes?: Record<string, unknown>;
+  /**
+   * The job writing the output: recorded in the root group's and the array's attributes
+   * (output-owner.ts), and an output recorded for another job is refused (OutputOwnedError).
+   */
+  readonly owner?: string;
 }
 
 export interface Layout {

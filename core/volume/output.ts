@@ -9,7 +9,8 @@
 // Every block is written whole, by exactly one writer, as exactly one object, so a
 // resumed or repeated run rewrites identical bytes and never needs a read first.
 // Creating is idempotent: an existing array with the same layout is reopened (its
-// finished blocks kept); one with a different layout is refused, never overwritten.
+// finished blocks kept); one with a different layout, or one that belongs to another
+// job (output-owner.ts), is refused, never overwritten.
 
 import * as zarr from 'zarrita';
 import { copyBox, type Dense } from '../array/dense.ts';
@@ -23,7 +24,7 @@ import {
   VolumeNotFoundError,
   VolumeWriteError,
 } from './errors.ts';
-import { isObject, readJson, writeJson } from './json.ts';
+import { isObject, type JsonObject, readJson, writeJson } from './json.ts';
 import {
   arrayMetadata,
   checkOptions,
@@ -37,6 +38,7 @@ import {
   parseArrayMetadata,
   sameJson,
 } from './output-layout.ts';
+import { checkOwner, OWNER_ATTRIBUTE, ownerOf, withOwner } from './output-owner.ts';
 import { readPadded, withCheckedChunks } from './zarr-read.ts';
 
 export type { OutputData, OutputDtype, OutputVolumeOptions };
@@ -72,8 +74,13 @@ export async function createOutputVolume(
 ): Promise<OutputVolume> {
   checkOptions(o);
   const location = describeStore(store);
-  const wanted = arrayMetadata(o);
+  const wanted = o.owner === undefined ? arrayMetadata(o) : withOwner(arrayMetadata(o), o.owner);
   const existing = await readMetadata(store, ARRAY_KEY, location);
+  if (o.owner !== undefined)
+    checkOwner(location, o.owner, {
+      root: await readMetadata(store, ROOT_KEY, location),
+      array: existing,
+    });
   let layout: Layout;
   if (existing === undefined) {
     layout = expectOk(parseArrayMetadata(wanted), location);
@@ -89,15 +96,33 @@ export async function createOutputVolume(
       );
     layout = parsed.layout;
     compareLayout(layout, o, location);
+    // An array of this layout that records no job yet (a crash before the first writer
+    // recorded it, or one written before owners were recorded) becomes this job's.
+    if (o.owner !== undefined && ownerOf(existing) === undefined)
+      await writeJson(store, ARRAY_KEY, withOwner(existing as JsonObject, o.owner));
   }
-  await ensureRootGroup(store, location, o.attributes ?? {});
+  await ensureRootGroup(store, location, {
+    ...o.attributes,
+    ...(o.owner === undefined ? {} : { [OWNER_ATTRIBUTE]: { job: o.owner } }),
+  });
   return new ZarrOutputVolume(store, location, layout);
 }
 
-/** Opens an existing output volume (workers, the blend step, previews). */
-export async function openOutputVolume(store: Store): Promise<OutputVolume> {
+/**
+ * Opens an existing output volume (workers, the blend step, previews). With `owner`, an
+ * output that belongs to another job is refused (OutputOwnedError).
+ */
+export async function openOutputVolume(
+  store: Store,
+  o: { owner?: string } = {},
+): Promise<OutputVolume> {
   const location = describeStore(store);
   const doc = await readMetadata(store, ARRAY_KEY, location);
+  if (o.owner !== undefined)
+    checkOwner(location, o.owner, {
+      root: await readMetadata(store, ROOT_KEY, location),
+      array: doc,
+    });
   if (doc === undefined)
     throw new VolumeNotFoundError(
       location,
@@ -243,6 +268,32 @@ class ZarrOutputVolume implements OutputVolume {
         `the block grid is [${this.blockGrid.join(', ')}]`,
       );
   }
+}
+
+/**
+ * Whether anything of an output is at `store` (its root group or its array), and the job
+ * it records. The planner reads this before taking an output claim over from a finished
+ * job: only once that job's output is gone.
+ */
+export async function outputPresence(
+  store: Store,
+): Promise<{ exists: boolean; owner: string | undefined }> {
+  const location = describeStore(store);
+  const root = await readMetadata(store, ROOT_KEY, location);
+  const array = await readMetadata(store, ARRAY_KEY, location);
+  return {
+    exists: root !== undefined || array !== undefined,
+    owner: ownerOf(root) ?? ownerOf(array),
+  };
+}
+
+/** Refuses (OutputOwnedError) when the output at `store` records a job other than `owner`. */
+export async function checkOutputOwner(store: Store, owner: string): Promise<void> {
+  const location = describeStore(store);
+  checkOwner(location, owner, {
+    root: await readMetadata(store, ROOT_KEY, location),
+    array: await readMetadata(store, ARRAY_KEY, location),
+  });
 }
 
 /** Writes the root group if missing; merges `attributes` into it when they add anything. */

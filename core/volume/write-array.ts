@@ -2,6 +2,7 @@
 // (Jobs write their output block by block through OutputVolume instead.)
 
 import * as zarr from 'zarrita';
+import './zstd.ts'; // zarrita's zstd codec → the copy-free one (see zstd.ts)
 import type { Store } from '../store/index.ts';
 import { OUTPUT_CODECS } from './block-codec.ts';
 

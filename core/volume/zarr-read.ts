@@ -11,6 +11,7 @@
 // array, and zarrita would then copy a short row without complaint.
 
 import * as zarr from 'zarrita';
+import './zstd.ts'; // zarrita's zstd codec → the copy-free one (see zstd.ts)
 import type { Dense, NumericArray } from '../array/dense.ts';
 import { indexOf } from '../array/dense.ts';
 import { Box, type Vec3 } from '../geometry/index.ts';

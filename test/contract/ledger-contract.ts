@@ -9,6 +9,7 @@ import {
   InvalidJobError,
   JobNotFoundError,
   LeaseLostError,
+  OutputClaimedError,
 } from '../../core/ledger/errors.ts';
 import {
   CHUNK_STATUSES,
@@ -452,6 +453,65 @@ export function ledgerContract(name: string, makeLedger: MakeLedger): void {
         await expect(l.heartbeat({ ...ghost, jobId: 'j', index: 5 })).rejects.toBeInstanceOf(
           ChunkNotFoundError,
         );
+      }));
+
+    it('claimOutput: one job per output URL; the same job may claim again, another is refused', () =>
+      withLedger(async (l) => {
+        const url = 's3://lab/outputs/cells.zarr';
+        // Independent of job rows: planning claims the output before it creates the job.
+        await l.claimOutput(url, 'job-a');
+        await l.claimOutput(url, 'job-a');
+        await l.createJob(spec('job-a', 2), chunksOf(2));
+        await l.claimOutput(url, 'job-a');
+        const err = await l.claimOutput(url, 'job-b').then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err).toBeInstanceOf(OutputClaimedError);
+        expect(err).toMatchObject({ url, holder: 'job-a', jobId: 'job-b' });
+        expect((err as Error).message).toContain(url);
+        expect((err as Error).message).toContain('"job-a"');
+        expect((err as Error).message).toMatch(/another output\.url/);
+        // Another URL, even a near one, is another claim.
+        await l.claimOutput(`${url}-2`, 'job-b');
+        await l.claimOutput('s3://lab/outputs/cells.zar', 'job-b');
+        // The refusal changed nothing: job-a still holds it.
+        await l.claimOutput(url, 'job-a');
+        await expect(l.claimOutput(url, '')).rejects.toBeInstanceOf(RangeError);
+      }));
+
+    it('claimOutput with `replacing` takes over from that job only', () =>
+      withLedger(async (l) => {
+        const url = '/data/out.zarr';
+        await l.claimOutput(url, 'old');
+        await expect(l.claimOutput(url, 'new', { replacing: 'other' })).rejects.toMatchObject({
+          name: 'OutputClaimedError',
+          holder: 'old',
+        });
+        await l.claimOutput(url, 'new', { replacing: 'old' });
+        await expect(l.claimOutput(url, 'old')).rejects.toMatchObject({ holder: 'new' });
+        // Replacing a job that no longer holds it is a plain claim by the holder.
+        await l.claimOutput(url, 'new', { replacing: 'old' });
+        // Absent: replacing claims it outright.
+        await l.claimOutput('/data/fresh.zarr', 'new', { replacing: 'old' });
+        await expect(l.claimOutput('/data/fresh.zarr', 'old')).rejects.toBeInstanceOf(
+          OutputClaimedError,
+        );
+      }));
+
+    it('claimOutput: of 8 jobs racing for one output, exactly one wins', () =>
+      withLedger(async (l) => {
+        const url = 's3://lab/outputs/race.zarr';
+        const results = await Promise.allSettled(
+          Array.from({ length: 8 }, (_, i) => l.claimOutput(url, `job-${i}`)),
+        );
+        const won = results.flatMap((r, i) => (r.status === 'fulfilled' ? [`job-${i}`] : []));
+        expect(won).toHaveLength(1);
+        for (const r of results)
+          if (r.status === 'rejected') {
+            expect(r.reason).toBeInstanceOf(OutputClaimedError);
+            expect((r.reason as OutputClaimedError).holder).toBe(won[0]);
+          }
       }));
 
     it('matches a tiny model over random operation sequences (counts and rows exact)', async () => {

@@ -2,7 +2,7 @@
 // processes; every output compared with whole-volume sliding-window inference.
 
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadManifest } from '../../cli/job-files.ts';
@@ -356,6 +356,115 @@ describe('tessera run (local pipeline)', () => {
       outputChannels: 2,
     });
     expect(maxAbsDiff(await readOutput(d, Box.ofShape(shape)), expected)).toBeLessThanOrEqual(1e-5);
+  });
+
+  it('running a succeeded job again reports its output without redoing work; a deleted output is named', async () => {
+    const d = dir();
+    const shape: Vec3 = [12, 32, 32];
+    const path = await writeJobDir(d, {
+      shape,
+      data: lcgVolume(shape, 3),
+      manifest: {
+        model: {
+          url: join(FIXTURE_MODELS, 'tiny.onnx'),
+          patchShape: [6, 10, 10],
+          outputChannels: 2,
+        },
+        overlap: [2, 2, 2],
+        chunkShape: [8, 16, 16],
+        blend: 'bump',
+      },
+    });
+    const loaded = await loadManifest(path);
+    const stateDir = join(d, 'state');
+    const first = await runLocal(loaded, { stateDir, workers: 1 });
+    expect(first.status).toBe('SUCCEEDED');
+    const before = await readOutput(d, Box.ofShape(shape));
+    const again = await runLocal(loaded, { stateDir, workers: 1 });
+    expect(again.status).toBe('SUCCEEDED');
+    expect(again.inferredThisRun).toBe(0);
+    expect(again.report?.jobId).toBe(first.report?.jobId);
+    expect(maxAbsDiff(await readOutput(d, Box.ofShape(shape)), before)).toBe(0);
+    // The output deleted behind the job's back: refused, naming the way to recompute.
+    rmSync(join(d, 'output.zarr'), { recursive: true, force: true });
+    await expect(runLocal(loaded, { stateDir, workers: 1 })).rejects.toThrow(
+      new RegExp(`output.*is gone.*delete the state directory ${stateDir}`),
+    );
+    rmSync(stateDir, { recursive: true, force: true });
+    const fresh = await runLocal(loaded, { stateDir, workers: 1 });
+    expect(fresh.status).toBe('SUCCEEDED');
+    expect(maxAbsDiff(await readOutput(d, Box.ofShape(shape)), before)).toBe(0);
+  });
+
+  it('tessera demo runs end to end every time it is run in the same directory', async () => {
+    const d = dir();
+    const demo = (): Promise<number | null> =>
+      new Promise((resolve) => {
+        const p = spawn(process.execPath, [BIN, 'demo', '--dir', d, '--size', '24,48,48'], {
+          stdio: 'ignore',
+        });
+        p.on('exit', resolve);
+      });
+    expect(await demo()).toBe(0);
+    expect(await demo()).toBe(0);
+    const report = JSON.parse(readFileSync(join(d, 'output.zarr', 'report.json'), 'utf8'));
+    expect(report.status).toBe('SUCCEEDED');
+    expect(report.patches.inferred).toBe(report.patches.total);
+  });
+
+  it("another job never writes into a job's output, until that output is deleted", async () => {
+    const d = dir();
+    const shape: Vec3 = [16, 24, 24];
+    const data = lcgVolume(shape, 5);
+    const job = {
+      model: {
+        url: join(FIXTURE_MODELS, 'realistic.onnx'),
+        patchShape: [8, 12, 12],
+        outputChannels: 2,
+      },
+      overlap: [2, 4, 4],
+      chunkShape: [8, 12, 12],
+      blend: 'bump',
+    };
+    const path = await writeJobDir(d, { shape, data, manifest: job });
+    const first = await loadManifest(path);
+    expect((await runLocal(first, { workers: 1 })).status).toBe('SUCCEEDED');
+    // An edited manifest is another job (same state directory, so the ledger's claim sees
+    // it), and so is one under another name (its own state directory: the output's record).
+    const edit = (over: Record<string, unknown>) => {
+      writeFileSync(path, JSON.stringify({ ...JSON.parse(readFileSync(path, 'utf8')), ...over }));
+      return loadManifest(path);
+    };
+    for (const over of [{ blend: 'gaussian' }, { name: 'another-job', blend: 'bump' }]) {
+      const other = await edit(over);
+      expect(other.jobId).not.toBe(first.jobId);
+      const error = await runLocal(other, { workers: 1 }).catch((e: unknown) => e);
+      expect(error, JSON.stringify(over)).toMatchObject({
+        name: 'OutputOwnedError',
+        owner: first.jobId,
+        jobId: other.jobId,
+      });
+      expect(String(error)).toMatch(/another output\.url.*delete its output/);
+    }
+    // Its blocks are untouched: still the first job's result.
+    const expected = await referenceFor({
+      data,
+      shape,
+      model: join(FIXTURE_MODELS, 'realistic.onnx'),
+      patchShape: [8, 12, 12],
+      overlap: [2, 4, 4],
+      blend: 'bump',
+      outputChannels: 2,
+    });
+    expect(maxAbsDiff(await readOutput(d, Box.ofShape(shape)), expected)).toBeLessThanOrEqual(1e-5);
+    // Deleted, as the message says: the edited job runs (taking over the ledger's claim).
+    rmSync(join(d, 'output.zarr'), { recursive: true, force: true });
+    const edited = await edit({ name: 'test-job', blend: 'gaussian' });
+    expect((await runLocal(edited, { workers: 1 })).status).toBe('SUCCEEDED');
+    await expect(runLocal(first, { workers: 1 })).rejects.toMatchObject({
+      name: 'OutputOwnedError',
+      owner: edited.jobId,
+    });
   });
 
   it('a poison chunk fails the job after maxAttempts, naming exactly the chunks that see it', async () => {

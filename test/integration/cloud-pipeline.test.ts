@@ -17,6 +17,7 @@ import {
   handleManifestCreated,
   planFromManifest,
   readStatus,
+  readStatusAt,
   verifyStep,
 } from '../../adapters/aws/cloud-steps.ts';
 import { cloudDeps } from '../../adapters/aws/deps.ts';
@@ -26,7 +27,7 @@ import { S3Store } from '../../adapters/aws/s3-store.ts';
 import { Box, type Vec3 } from '../../core/geometry/index.ts';
 import { openOutputVolume } from '../../core/volume/index.ts';
 import { writeZarrArray } from '../../core/volume/write-array.ts';
-import type { BlendItem, PipelineInput } from '../../functions/contracts.ts';
+import { type BlendItem, KEYS, type PipelineInput } from '../../functions/contracts.ts';
 import { type DynamoUnderTest, startDynamo } from '../helpers/dynamo-emulator.ts';
 import { FIXTURE_MODELS, lcgVolume, maxAbsDiff, referenceFor } from '../helpers/job-dir.ts';
 import {
@@ -278,7 +279,7 @@ describe('cloud pipeline on S3 + DynamoDB', () => {
     expect(outcome?.kind).toBe('rejected');
     expect(started.length).toBe(before);
     const status = JSON.parse(
-      new TextDecoder().decode(await deps.bucketStore.get('/jobs/bad-one/status.json')),
+      new TextDecoder().decode(await deps.bucketStore.get('/jobs/rejected/bad-one/status.json')),
     );
     expect(status.status).toBe('REJECTED');
     const paths = (status.errors as { path: string }[]).map((e) => e.path);
@@ -287,7 +288,34 @@ describe('cloud pipeline on S3 + DynamoDB', () => {
     const garbage = await upload('manifests/not-json.json', '{ nope');
     const [g] = await handleManifestCreated(deps, manifestLocations(garbage));
     expect(g?.kind).toBe('rejected');
-    expect((await readStatus(deps, 'not-json'))?.status).toBe('REJECTED');
+    expect((await readStatusAt(deps, KEYS.rejectedStatus('not-json')))?.status).toBe('REJECTED');
+    // Never under jobs/<name>/, where a job's own status could be.
+    expect(await deps.bucketStore.get('/jobs/bad-one/status.json')).toBeUndefined();
+    expect(await readStatus(deps, 'not-json')).toBeUndefined();
+  });
+
+  it('a manifest over 1 MiB is refused from its size in the GET headers, unread and unparsed', async () => {
+    const before = started.length;
+    const big = JSON.stringify(manifest('too-big')).replace('{', `{${' '.repeat(2 * 1024 * 1024)}`);
+    const event = await upload('manifests/too-big.json', big);
+    const parse = vi.spyOn(JSON, 'parse');
+    let outcome: Awaited<ReturnType<typeof handleManifestCreated>>[number] | undefined;
+    try {
+      [outcome] = await handleManifestCreated(deps, manifestLocations(event));
+    } finally {
+      parse.mockRestore();
+    }
+    expect(
+      parse.mock.calls.filter(([t]) => typeof t === 'string' && t.length > 1024 * 1024),
+    ).toEqual([]);
+    expect(outcome?.kind).toBe('rejected');
+    expect(started.length).toBe(before);
+    // Named by the key (the body was never read for its name), under jobs/rejected/.
+    const status = await readStatusAt(deps, KEYS.rejectedStatus('too-big'));
+    expect(status?.status).toBe('REJECTED');
+    expect(status?.errors?.[0]?.message).toMatch(
+      /^is \d+ bytes, over the 1048576-byte \(1 MiB\) limit/,
+    );
   });
 
   it('SIGTERM makes a worker release its chunk at once and exit', async () => {

@@ -97,6 +97,24 @@ describe('tessera submit', () => {
       const issues = await issuesOf(submit(opts(write(doc))));
       expect(issues.map((i) => i.path)).toContain(field);
     }
+    // Outputs only under outputs/ (the workers write nowhere else), naming the allowed prefixes.
+    const raw = await issuesOf(
+      submit(
+        opts(write(manifest({ output: { url: `s3://${data}/raw2.zarr`, dtype: 'float32' } }))),
+      ),
+    );
+    expect(raw).toEqual([
+      expect.objectContaining({
+        path: 'output.url',
+        message: expect.stringContaining(`s3://${stack}/outputs/, s3://${data}/outputs/`),
+      }),
+    ]);
+    // Over the 1 MiB manifest limit: refused by its size, as the planner would.
+    const padded = join(dir, 'padded.json');
+    writeFileSync(padded, JSON.stringify(manifest()).replace('{', `{${' '.repeat(1024 * 1024)}`));
+    expect(await issuesOf(submit(opts(padded)))).toEqual([
+      { path: '', message: expect.stringMatching(/over the 1048576-byte \(1 MiB\) limit/) },
+    ]);
     // A local model without --model-upload: the message says how to fix it.
     const local = await issuesOf(submit(opts(write(manifest()), { modelUpload: false })));
     expect(local).toEqual([
@@ -136,6 +154,7 @@ describe('tessera submit', () => {
         : (got.ETag ?? '').replaceAll('"', '');
     expect(r.jobId).toBe(cloudJobId('cells-v1', { bucket: stack, key: r.key }, version));
     expect(r.statusCommand).toBe(`tessera status ${r.jobId} --cloud --bucket ${stack} --watch`);
+    expect(r.rejectedStatus).toBe(`s3://${stack}/jobs/rejected/cells-v1/status.json`);
     const model = await s3.client.send(
       new GetObjectCommand({ Bucket: stack, Key: `models/${sha}.onnx` }),
     );

@@ -5,6 +5,7 @@ import {
   ChunkIdError,
   Plan,
   PlanError,
+  planSize,
   points,
   type Vec3,
 } from '../../core/geometry/index.ts';
@@ -214,6 +215,34 @@ describe('chunk plan', () => {
     expect(plan.counts.patches).toBe(plan.patchGrid[0] * plan.patchGrid[1] * plan.patchGrid[2]);
     const last = plan.describeChunk(plan.chunkCoordAt(plan.counts.chunks - 1));
     expect(last.footprint.stop).toEqual([50_000, 50_000, 50_000]);
+  });
+
+  it("planSize equals the plan's counts, and measures a 2^40-voxel axis without building it", () => {
+    fc.assert(
+      fc.property(planInput, (input) => {
+        const { chunks, patches, blocks, regionVoxels } = new Plan(input).counts;
+        expect(planSize(input)).toEqual({ chunks, patches, blocks, regionVoxels });
+      }),
+      { numRuns: 200 },
+    );
+    const t0 = performance.now();
+    const huge = planSize({
+      volumeShape: [2 ** 40, 16, 16],
+      patchShape: [8, 12, 12],
+      overlap: [2, 4, 4],
+      chunkShape: [16, 24, 24],
+    });
+    expect(huge.chunks).toBeGreaterThan(9e10);
+    expect(huge.regionVoxels).toBe(2 ** 48);
+    expect(performance.now() - t0).toBeLessThan(50);
+    expect(() =>
+      planSize({
+        volumeShape: [8, 8, 8],
+        patchShape: [4, 4, 4],
+        overlap: [4, 0, 0],
+        chunkShape: [8, 8, 8],
+      }),
+    ).toThrow(PlanError);
   });
 
   it('rejects bad shapes with a message naming the field', () => {

@@ -9,7 +9,7 @@
 // "iam" and "cdk-nag"; this file adds the behavioural view and the gaps it found.
 //
 // Gaps are it.fails tests titled "KNOWN GAP": they pass while the gap exists and fail
-// once it is closed (then turn them into plain tests).
+// once it is closed (then turn them into plain tests). None is open now.
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -215,13 +215,39 @@ describe('worker role (Batch job role)', () => {
     ).toEqual([]);
   });
 
-  it.fails("KNOWN GAP: cannot overwrite models, inputs or other teams' data in the stack bucket", () => {
-    for (const key of ['models/membrane.onnx', 'data/raw.zarr/zarr.json', 'anything/else.bin'])
-      expect(allows(worker(), 's3:PutObject', object(key)), key).toBe(false);
+  it("cannot overwrite models, inputs or other teams' data in the stack bucket", () => {
+    for (const key of [
+      'models/membrane.onnx',
+      'data/raw.zarr/zarr.json',
+      'anything/else.bin',
+      'outputs',
+      'outputsx/cells.zarr/zarr.json',
+    ])
+      for (const action of ['s3:PutObject', 's3:AbortMultipartUpload', 's3:DeleteObject'])
+        expect(allows(worker(), action, object(key)), `${action} ${key}`).toBe(false);
   });
 
-  it.fails('KNOWN GAP: writes to an allowed bucket only under an outputs prefix, never over its raw data', () => {
-    expect(allows(worker(), 's3:PutObject', allowedObject('raw/em.zarr/zarr.json'))).toBe(false);
+  it("writes under jobs/ only seam partials, never a job's frozen manifest, status or blend items", () => {
+    for (const key of [
+      KEYS.jobManifest(JOB),
+      KEYS.status(JOB),
+      KEYS.blendItems(JOB),
+      KEYS.rejectedStatus('cells'),
+    ])
+      expect(allows(worker(), 's3:PutObject', object(key)), key).toBe(false);
+    expect(allows(worker(), 's3:DeleteObject', object(`${KEYS.partialsPrefix(JOB)}x.bin`))).toBe(
+      false,
+    );
+  });
+
+  it('writes to an allowed bucket only under an outputs prefix, never over its raw data', () => {
+    for (const key of ['raw/em.zarr/zarr.json', 'models/m.onnx', 'manifests/x.json', 'x'])
+      for (const action of ['s3:PutObject', 's3:AbortMultipartUpload', 's3:DeleteObject'])
+        expect(allows(worker(), action, allowedObject(key)), `${action} ${key}`).toBe(false);
+    expect(allows(worker(), 's3:PutObject', allowedObject('outputs/em-seg.zarr/zarr.json'))).toBe(
+      true,
+    );
+    expect(allows(worker(), 's3:GetObject', allowedObject('raw/em.zarr/zarr.json'))).toBe(true);
   });
 });
 
@@ -266,6 +292,25 @@ describe('planner and the other functions', () => {
     expect(allows(planner, 's3:PutObject', allowedObject('outputs/cells.zarr/zarr.json'))).toBe(
       false,
     );
+  });
+
+  it('blend and finalize write outputs only under outputs/ (stack and allowed buckets); finalize writes status', () => {
+    for (const fn of ['blend', 'finalize'] as const) {
+      const role = roleOf(stack.functions.fns[fn]);
+      expect(allows(role, 's3:PutObject', object('outputs/cells.zarr/0/c/0/0/0/0')), fn).toBe(true);
+      expect(allows(role, 's3:PutObject', allowedObject('outputs/cells.zarr/zarr.json')), fn).toBe(
+        true,
+      );
+      for (const key of ['models/m.onnx', 'data/raw.zarr/zarr.json', 'manifests/x.json'])
+        expect(allows(role, 's3:PutObject', object(key)), `${fn} ${key}`).toBe(false);
+      expect(allows(role, 's3:PutObject', allowedObject('raw/em.zarr/zarr.json')), fn).toBe(false);
+    }
+    // Finalize ends the job with status.json SUCCEEDED; blend writes no control files.
+    const finalize = roleOf(stack.functions.fns.finalize);
+    expect(allows(finalize, 's3:PutObject', object(KEYS.status(JOB)))).toBe(true);
+    expect(
+      allows(roleOf(stack.functions.fns.blend), 's3:PutObject', object(KEYS.status(JOB))),
+    ).toBe(false);
   });
 
   it('verify and markFailed never write outputs; markFailed has no ledger access', () => {

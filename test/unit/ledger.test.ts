@@ -28,6 +28,7 @@ import {
   serveLedger,
 } from '../../core/ledger/index.ts';
 import { IndexSet } from '../../core/ledger/index-set.ts';
+import { JournalView } from '../../core/ledger/journal-view.ts';
 import { ledgerContract } from '../contract/ledger-contract.ts';
 
 const CHILD = fileURLToPath(new URL('../helpers/ledger-child.ts', import.meta.url));
@@ -331,6 +332,35 @@ describe('LocalLedger', () => {
     expect((err as LedgerCorruptError).line).toBe(3);
     // The failed open released its lock.
     expect(existsSync(join(dir, 'ledger.lock'))).toBe(false);
+  });
+
+  it('keeps output claims across reopen and compaction, and a JournalView reads them', async () => {
+    const dir = tempDir();
+    const a = await LocalLedger.open(dir);
+    await a.claimOutput('/out/a.zarr', 'job-1');
+    await a.claimOutput('/out/b.zarr', 'job-1');
+    await a.claimOutput('/out/b.zarr', 'job-2', { replacing: 'job-1' });
+    await a.createJob(spec('job-1', 2), chunksOf(2));
+    // Superseded row lines, so that opening with compactMinLines: 1 compacts.
+    for (let i = 0; i < 10; i++) await a.release((await a.claim('job-1', 'w', { now: T0 }))!);
+    await a.close();
+    expect(journalLines(dir).filter((x) => x.includes('"t":"out"'))).toHaveLength(3);
+    const view = await JournalView.read(dir);
+    expect(view.jobIds()).toEqual(['job-1']);
+    for (const compactMinLines of [100_000, 1]) {
+      const b = await LocalLedger.open(dir, { compactMinLines });
+      await b.claimOutput('/out/a.zarr', 'job-1');
+      await expect(b.claimOutput('/out/a.zarr', 'job-2')).rejects.toMatchObject({
+        name: 'OutputClaimedError',
+        holder: 'job-1',
+      });
+      await expect(b.claimOutput('/out/b.zarr', 'job-1')).rejects.toMatchObject({
+        holder: 'job-2',
+      });
+      await b.close();
+    }
+    // Compacted: one line per claim, the superseded one gone.
+    expect(journalLines(dir).filter((x) => x.includes('"t":"out"'))).toHaveLength(2);
   });
 
   it('compacts a mostly-superseded journal on open without changing state', async () => {

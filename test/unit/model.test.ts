@@ -296,6 +296,35 @@ describe('ThreadedModel.close', () => {
   });
 });
 
+describe('ThreadedModel errors', () => {
+  it("arrive as the model module's classes, payload and message intact", async () => {
+    const garbage = await ThreadedModel.open(
+      { bytes: new Uint8Array([1, 2, 3]), name: 'garbage' },
+      { intraOpThreads: 1 },
+    ).catch((e: unknown) => e);
+    expect(garbage).toBeInstanceOf(ModelLoadError);
+    expect(garbage).toMatchObject({ model: 'garbage' });
+    expect((garbage as Error).message).toMatch(/^model garbage: /);
+
+    const model = await ThreadedModel.open({ path: TINY }, { intraOpThreads: 1 });
+    try {
+      const direct = await track(ModelRunner.open({ path: TINY }, { intraOpThreads: 1 }));
+      const bad = new Float32Array(7);
+      const here = await direct.run(bad, 1, [4, 4, 4]).catch((e: unknown) => e);
+      const there = await model.run(bad, 1, [4, 4, 4]).catch((e: unknown) => e);
+      expect(here).toBeInstanceOf(ModelInputError);
+      expect(there).toBeInstanceOf(ModelInputError);
+      expect((there as ModelInputError).message).toBe((here as ModelInputError).message);
+      expect((there as ModelInputError).detail).toBe((here as ModelInputError).detail);
+    } finally {
+      await model.close();
+    }
+    await expect(model.run(new Float32Array(64), 1, [4, 4, 4])).rejects.toBeInstanceOf(
+      ModelRunError,
+    );
+  });
+});
+
 describe('fixture models', () => {
   it('the generator is deterministic and matches the committed files', async () => {
     const again = generateModels();

@@ -27,6 +27,7 @@ import {
   InvalidBlockError,
   normalize,
   OutputMismatchError,
+  OutputOwnedError,
   openInputVolume,
   openOutputVolume,
   VolumeFormatError,
@@ -207,6 +208,99 @@ describe('input volume', () => {
       name: 'VolumeFormatError',
       field: 'data_type',
     });
+  });
+
+  it('checks the metadata at open: VolumeFormatError naming the field, for v3 and v2 arrays', async () => {
+    const v2 = {
+      zarr_format: 2,
+      shape: SHAPE,
+      chunks: CHUNKS,
+      dtype: '<u2',
+      compressor: { id: 'zstd', level: 1 },
+      filters: null,
+      fill_value: 0,
+      order: 'C',
+    };
+    const v3 = async (store: LocalStore) =>
+      JSON.parse(new TextDecoder().decode(await store.get('/zarr.json'))) as Record<
+        string,
+        unknown
+      >;
+    const cases: [string, 'v2' | 'v3', (m: Record<string, unknown>) => void, string][] = [
+      ['v2 unknown compressor', 'v2', (m) => (m.compressor = { id: 'evil' }), 'codecs'],
+      ['v2 unknown filter', 'v2', (m) => (m.filters = [{ id: 'evil' }]), 'codecs'],
+      ['v2 64-bit dtype', 'v2', (m) => (m.dtype = '<i8'), 'data_type'],
+      ['v2 no dtype', 'v2', (m) => delete m.dtype, 'data_type'],
+      ['v2 zero chunk', 'v2', (m) => (m.chunks = [5, 0, 7]), 'chunk_grid'],
+      ['v2 chunk rank', 'v2', (m) => (m.chunks = [5, 6]), 'chunk_grid'],
+      ['v2 fill out of range', 'v2', (m) => (m.fill_value = 70000), 'fill_value'],
+      ['v2 separator', 'v2', (m) => (m.dimension_separator = '|'), 'chunk_key_encoding'],
+      ['v3 negative shape', 'v3', (m) => (m.shape = [13, -1, 19]), 'shape'],
+      ['v3 no codecs', 'v3', (m) => delete m.codecs, 'codecs'],
+      ['v3 no chunk_key_encoding', 'v3', (m) => delete m.chunk_key_encoding, 'chunk_key_encoding'],
+      ['v3 fractional fill', 'v3', (m) => (m.fill_value = 0.5), 'fill_value'],
+      ['v3 missing fill', 'v3', (m) => delete m.fill_value, 'fill_value'],
+      ['v3 irregular grid', 'v3', (m) => (m.chunk_grid = { name: 'rectilinear' }), 'chunk_grid'],
+      [
+        'v3 huge chunks',
+        'v3',
+        (m) =>
+          (m.chunk_grid = { name: 'regular', configuration: { chunk_shape: [2048, 2048, 2048] } }),
+        'chunk_grid',
+      ],
+      [
+        'v3 shard not dividing',
+        'v3',
+        (m) =>
+          (m.codecs = [
+            {
+              name: 'sharding_indexed',
+              configuration: { chunk_shape: [2, 6, 7], codecs: [{ name: 'bytes' }] },
+            },
+          ]),
+        'codecs',
+      ],
+      [
+        'v3 unknown codec inside a shard',
+        'v3',
+        (m) =>
+          (m.codecs = [
+            {
+              name: 'sharding_indexed',
+              configuration: { chunk_shape: [5, 6, 7], codecs: [{ name: 'evil' }] },
+            },
+          ]),
+        'codecs',
+      ],
+      [
+        'v3 storage transformer',
+        'v3',
+        (m) => (m.storage_transformers = [{ name: 'x' }]),
+        'metadata',
+      ],
+    ];
+    for (const [what, version, edit, field] of cases) {
+      const { store } = freshStore();
+      let doc: Record<string, unknown>;
+      if (version === 'v2') doc = structuredClone(v2);
+      else {
+        await createV3Input(store, {});
+        doc = await v3(store);
+      }
+      edit(doc);
+      await store.set(
+        version === 'v2' ? '/.zarray' : '/zarr.json',
+        new TextEncoder().encode(JSON.stringify(doc)),
+      );
+      const error = await openInputVolume(store).catch((e: unknown) => e);
+      expect(error, what).toBeInstanceOf(VolumeFormatError);
+      expect((error as VolumeFormatError).field, what).toBe(field);
+      expect(String(error), what).toMatch(version === 'v2' ? /\.zarray/ : /zarr\.json/);
+    }
+    // The unedited documents open (v2 with a numcodecs compressor, v3 as written).
+    const ok = freshStore().store;
+    await ok.set('/.zarray', new TextEncoder().encode(JSON.stringify(v2)));
+    await expect(openInputVolume(ok)).resolves.toMatchObject({ dtype: 'uint16', shape: SHAPE });
   });
 
   it('reports a missing array as VolumeNotFoundError naming the location', async () => {
@@ -460,6 +554,51 @@ describe('output volume', () => {
       out.writeBlock([0, 0, 0], { ...good, data: new Float32Array(good.data.length) }),
     ).rejects.toThrow(/convert before writing/);
     await expect(out.writeBlock([3, 0, 0], good)).rejects.toBeInstanceOf(InvalidBlockError);
+  });
+
+  it("records the job that owns an output, and refuses another job's writers", async () => {
+    const { store, root } = freshStore();
+    const o = { shape: SHAPE, channels: 2, dtype: 'float32', blockShape: BLOCK } as const;
+    const first = await createOutputVolume(store, { ...o, owner: 'job-a' });
+    await first.writeBlock([0, 0, 0], blockData(first, [0, 0, 0], 'float32', outValue));
+    // Recorded in the root group and in the array; the same job reopens it as before.
+    const group = await zarr.open(store, { kind: 'group' });
+    expect(group.attrs).toEqual({ tessera: { job: 'job-a' } });
+    const array = await zarr.open(zarr.root(store).resolve('0'), { kind: 'array' });
+    expect(array.attrs).toEqual({ tessera: { job: 'job-a' } });
+    await expect(createOutputVolume(store, { ...o, owner: 'job-a' })).resolves.toBeDefined();
+    await expect(openOutputVolume(store, { owner: 'job-a' })).resolves.toBeDefined();
+    // Another job, with the very same layout: refused before it writes anything.
+    for (const attempt of [
+      () => createOutputVolume(store, { ...o, owner: 'job-b' }),
+      () => openOutputVolume(store, { owner: 'job-b' }),
+    ]) {
+      const error = await attempt().catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(OutputOwnedError);
+      expect(error).toMatchObject({ owner: 'job-a', jobId: 'job-b' });
+      expect(String(error)).toContain(root);
+      expect(String(error)).toMatch(/another output\.url.*delete its output/);
+    }
+    expect(array.attrs).toEqual({ tessera: { job: 'job-a' } });
+    // A job whose output.url is nested in job-a's (its root group would be job-a's array).
+    const nested = new PrefixedStore(store, '0');
+    await expect(createOutputVolume(nested, { ...o, owner: 'job-c' })).rejects.toBeInstanceOf(
+      OutputOwnedError,
+    );
+  });
+
+  it("an output that records no job becomes the first owner's (crash before recording, older runs)", async () => {
+    const { store } = freshStore();
+    const o = { shape: SHAPE, channels: 2, dtype: 'float32', blockShape: BLOCK } as const;
+    await createOutputVolume(store, o);
+    await createOutputVolume(store, { ...o, owner: 'job-a' });
+    const array = await zarr.open(zarr.root(store).resolve('0'), { kind: 'array' });
+    expect(array.attrs).toEqual({ tessera: { job: 'job-a' } });
+    await expect(createOutputVolume(store, { ...o, owner: 'job-b' })).rejects.toBeInstanceOf(
+      OutputOwnedError,
+    );
+    // Callers that name no owner (tools, previews) open it as before.
+    await expect(openOutputVolume(store)).resolves.toBeDefined();
   });
 
   it('reports a missing output array as VolumeNotFoundError, unreadable metadata as VolumeFormatError', async () => {

@@ -12,7 +12,7 @@ export async function bareInference(o: {
   batchSize: number;
   device: 'cpu' | 'gpu';
   spinning?: boolean;
-}): Promise<{ seconds: number; patches: number; device: string }> {
+}): Promise<{ seconds: number; cpuSeconds: number; patches: number; device: string }> {
   const { plan } = o;
   const [pz, py, px] = plan.patchShape;
   const pv = pz * py * px;
@@ -44,9 +44,11 @@ export async function bareInference(o: {
   }
   await runner.run(batches[0]!.data, batches[0]!.n, plan.patchShape); // warm-up (not counted)
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   for (const b of batches) await runner.run(b.data, b.n, plan.patchShape);
   const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
   const device = runner.device;
   await runner.close();
-  return { seconds, patches: boxes.length, device };
+  return { seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, patches: boxes.length, device };
 }

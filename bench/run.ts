@@ -58,6 +58,7 @@ async function endToEnd(shape: Vec3): Promise<{
   seconds: number;
   report: NonNullable<Awaited<ReturnType<typeof runLocal>>['report']>;
   rss: number;
+  cpu: NonNullable<Awaited<ReturnType<typeof runLocal>>['cpuSeconds']>;
   plan: Plan;
   data: Uint8Array;
 }> {
@@ -77,7 +78,14 @@ async function endToEnd(shape: Vec3): Promise<{
       chunkShape: JOB.chunkShape,
       blockShape: JOB.blockShape,
     });
-    return { seconds, report: result.report, rss: result.peakWorkerRssBytes, plan, data };
+    return {
+      seconds,
+      report: result.report,
+      rss: result.peakWorkerRssBytes,
+      cpu: result.cpuSeconds ?? { workers: 0, workerMainThreads: 0, coordinator: 0 },
+      plan,
+      data,
+    };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -119,6 +127,15 @@ results.efficiency = {
   bareSeconds: round(bare.seconds),
   patches: bare.patches,
   device: bare.device,
+  // Where the CPU went (core-seconds). On a machine whose cores inference already fills,
+  // everything beyond bare inference's CPU is time inference waits for.
+  cpuSeconds: {
+    bareInference: round(bare.cpuSeconds),
+    tesseraWorkers: round(main.cpu.workers),
+    tesseraWorkerMainThreads: round(main.cpu.workerMainThreads),
+    tesseraCoordinator: round(main.cpu.coordinator),
+    beyondInference: round(main.cpu.workers + main.cpu.coordinator - bare.cpuSeconds),
+  },
 };
 results.redundancy = {
   value: main.plan.counts.patchVoxels / slidingWindowPatchVoxels(main.plan),
@@ -229,6 +246,12 @@ if (only === undefined) writeResults(results);
 if (values.json) process.stdout.write(`${JSON.stringify(results)}\n`);
 else process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
 
+function cpuLine(e: Record<string, unknown>): string {
+  const c = e.cpuSeconds as Record<string, number> | undefined;
+  if (!c) return 'not measured';
+  return `bare inference ${c.bareInference}; Tessera's workers ${c.tesseraWorkers} (their main threads ${c.tesseraWorkerMainThreads}), coordinator ${c.tesseraCoordinator}; beyond bare inference ${c.beyondInference}`;
+}
+
 function writeResults(r: Record<string, unknown>): void {
   const path = new URL(
     `./RESULTS${device === 'gpu' ? '-gpu' : ''}${quick ? '-quick' : ''}.md`,
@@ -245,6 +268,8 @@ Machine: ${machine}. Measured ${r.when}. Reproduce: \`npm run bench${device === 
 | redundancy | ${(r.redundancy as Record<string, number>).value} (margin cropping: ${(r.redundancy as Record<string, number>).marginCropping}) | 1.0 |
 | blend_fraction | ${(r.blend_fraction as Record<string, number>).value} | ≤ 0.05 |
 | plan rate | ${JSON.stringify(r.plan_rate)} | ≤ 5 s for 10^6 chunks |
+
+Where the CPU went (core-seconds, efficiency run): ${cpuLine(e)}.
 
 Scaling:
 

@@ -53,6 +53,11 @@ export interface LocalRunResult {
   inferredThisRun: number;
   /** Largest peak RSS of any worker process of this run. */
   peakWorkerRssBytes: number;
+  /**
+   * CPU seconds this run used: worker processes in all (inference threads included), their
+   * main threads alone (Linux), and this coordinating process (blending, finalize, ledger).
+   */
+  cpuSeconds?: { workers: number; workerMainThreads: number; coordinator: number };
   message?: string;
 }
 
@@ -62,6 +67,7 @@ export async function runLocal(
 ): Promise<LocalRunResult> {
   const log = o.log ?? (() => {});
   const startedAt = new Date();
+  const cpuAtStart = process.cpuUsage();
   const stateDir = o.stateDir ?? defaultStateDir(m);
   mkdirSync(stateDir, { recursive: true });
   // The ledger's lock makes this the only run on the state directory (a second one
@@ -139,6 +145,7 @@ export async function runLocal(
     const ready = new Set<string>();
     let setupFailure: string | undefined;
     let peakRss = 0;
+    const cpu = { workers: 0, workerMainThreads: 0 };
     let failedAttempts = 0;
     const progressState = {
       done: initial.DONE + initial.SKIPPED,
@@ -172,8 +179,11 @@ export async function runLocal(
             // A worker that dies before it is ready (model unreadable, input missing) would
             // die the same way again: stop the run and say why, instead of respawning.
             if (!ready.has(msg.owner)) setupFailure ??= msg.error;
-          } else if (msg.type === 'resources') peakRss = Math.max(peakRss, msg.maxRssBytes);
-          else if (msg.type === 'event') {
+          } else if (msg.type === 'resources') {
+            peakRss = Math.max(peakRss, msg.maxRssBytes);
+            cpu.workers += msg.cpuSeconds;
+            cpu.workerMainThreads += msg.mainThreadCpuSeconds ?? 0;
+          } else if (msg.type === 'event') {
             const e = msg.event;
             if (e.type === 'done') {
               eager.chunkFinished(e.chunkId);
@@ -303,6 +313,7 @@ export async function runLocal(
       report,
       inferredThisRun: inferred,
       peakWorkerRssBytes: peakRss,
+      cpuSeconds: { ...cpu, coordinator: cpuSecondsSince(cpuAtStart) },
       ...(message ? { message } : {}),
     };
   } finally {
@@ -320,4 +331,9 @@ async function previousReport(ctx: JobContext, jobId: string): Promise<RunReport
   } catch {
     return undefined;
   }
+}
+
+function cpuSecondsSince(start: NodeJS.CpuUsage): number {
+  const d = process.cpuUsage(start);
+  return (d.user + d.system) / 1e6;
 }

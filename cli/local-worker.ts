@@ -2,6 +2,7 @@
 // ledger (IPC), runs the model on its own inference thread, and reports events. SIGTERM
 // or SIGINT stops it claiming and releases what it holds.
 
+import { readFileSync } from 'node:fs';
 import { IpcLedgerClient } from '../core/ledger/index.ts';
 import { ThreadedModel } from '../core/model/index.ts';
 import {
@@ -31,7 +32,15 @@ export type WorkerMessage =
   | { type: 'event'; owner: string; event: import('../core/pipeline/index.ts').WorkerEvent }
   | { type: 'ready'; owner: string; device: string }
   | { type: 'fatal'; owner: string; error: string }
-  | { type: 'resources'; owner: string; maxRssBytes: number };
+  | {
+      type: 'resources';
+      owner: string;
+      maxRssBytes: number;
+      /** CPU seconds of the whole process (all threads, inference included). */
+      cpuSeconds: number;
+      /** CPU seconds of the main thread alone (reads, accumulation, writes); Linux only. */
+      mainThreadCpuSeconds?: number;
+    };
 
 const send = (m: WorkerMessage): void => {
   process.send?.(m);
@@ -87,10 +96,14 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
   } finally {
     await model?.close();
     // ru_maxrss is in kilobytes on Linux.
+    const cpu = process.cpuUsage();
+    const main = mainThreadCpuSeconds();
     send({
       type: 'resources',
       owner: init.owner,
       maxRssBytes: process.resourceUsage().maxRSS * 1024,
+      cpuSeconds: (cpu.user + cpu.system) / 1e6,
+      ...(main !== undefined ? { mainThreadCpuSeconds: main } : {}),
     });
   }
 }
@@ -121,4 +134,15 @@ if (process.send && process.argv.includes('--tessera-worker')) {
   process.once('message', (m: WorkerInit) => {
     void workerProcessMain(m).then(() => process.disconnect?.());
   });
+}
+
+/** This thread's CPU seconds from /proc (utime + stime, in clock ticks of 1/100 s). */
+function mainThreadCpuSeconds(): number | undefined {
+  try {
+    const stat = readFileSync('/proc/thread-self/stat', 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return undefined;
+  }
 }

@@ -23,11 +23,19 @@ export class PartialDecodeError extends Error {
   }
 }
 
-/** Encodes `p` restricted to `box` (default all of it) straight from its rows: no copy in between. */
-export function encodePartial(p: PartialSum, box: Box = p.box): Uint8Array {
+/**
+ * Encodes `p` restricted to `box` (default all of it) straight from its rows: no copy in
+ * between. `scratch`, when large enough, holds the result (a view of its start is
+ * returned): a writer that stores one partial at a time reuses one buffer for all.
+ */
+export function encodePartial(p: PartialSum, box: Box = p.box, scratch?: Uint8Array): Uint8Array {
   const b = box.intersect(p.box);
   const n = b.size;
-  const out = new Uint8Array(HEADER + 4 * n * (1 + p.channels));
+  const size = HEADER + 4 * n * (1 + p.channels);
+  const out =
+    scratch && scratch.byteLength >= size && scratch.byteOffset === 0
+      ? scratch.subarray(0, size)
+      : new Uint8Array(size);
   const view = new DataView(out.buffer);
   view.setUint32(0, MAGIC, true);
   view.setUint32(4, p.channels, true);

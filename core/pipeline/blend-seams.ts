@@ -10,20 +10,32 @@ import { outputConverter } from './convert.ts';
 import { MissingPartialError } from './errors.ts';
 import { outputBlock } from './worker.ts';
 
+/**
+ * Memory one blender reuses from block to block (it blends one block at a time): the
+ * sums and the output block, grown to the largest block seen.
+ */
+export interface BlendScratch {
+  sum?: Float32Array;
+  out?: Float32Array | Uint8Array;
+}
+
 export async function blendSeamBlock(
   ctx: JobContext,
   output: OutputVolume,
   block: BlockDescriptor,
+  scratch: BlendScratch = {},
 ): Promise<void> {
   const channels = ctx.manifest.model.outputChannels;
-  const sum = new PartialSum(block.box, channels);
+  const sum = new PartialSum(block.box, channels, scratch.sum);
+  if (sum.buffer.buffer !== scratch.sum?.buffer) scratch.sum = sum.buffer;
   for (const chunk of ctx.plan.contributors(block)) {
     const key = partialKey(block.key, chunk.id);
     const bytes = await ctx.work.get(key);
     if (bytes === undefined) throw new MissingPartialError(block.key, chunk.id, key);
     sum.addPartial(decodePartial(bytes, key));
   }
-  const out = outputBlock(ctx.manifest.output.dtype, block.box, channels);
+  const out = outputBlock(ctx.manifest.output.dtype, block.box, channels, scratch.out);
+  if (out.data.buffer !== scratch.out?.buffer) scratch.out = out.data;
   sum.normalizeInto(out, block.regionBox, outputConverter(ctx.manifest.output.dtype));
   await output.writeBlock(block.coord, out);
 }
@@ -41,8 +53,9 @@ export async function blendSeams(
   const it = (o.blocks ?? ctx.plan.seamBlockList())[Symbol.iterator]();
   let done = 0;
   const lane = async (): Promise<void> => {
+    const scratch: BlendScratch = {};
     for (let r = it.next(); !r.done; r = it.next()) {
-      await blendSeamBlock(ctx, output, r.value);
+      await blendSeamBlock(ctx, output, r.value, scratch);
       done++;
       o.onBlock?.(done);
     }

@@ -6,7 +6,7 @@
 
 import type { BlockDescriptor } from '../geometry/index.ts';
 import type { OutputVolume } from '../volume/index.ts';
-import { blendSeamBlock } from './blend-seams.ts';
+import { type BlendScratch, blendSeamBlock } from './blend-seams.ts';
 import type { JobContext } from './context.ts';
 
 export class EagerBlender {
@@ -14,6 +14,8 @@ export class EagerBlender {
   private readonly blended = new Set<string>();
   private queue: Promise<void> = Promise.resolve();
   private failure: unknown;
+  /** Blends run one at a time (the queue), so one scratch serves them all. */
+  private readonly scratch: BlendScratch = {};
   /** Seconds spent blending so far (overlapped with inference). */
   seconds = 0;
 
@@ -40,7 +42,7 @@ export class EagerBlender {
       if (this.failure !== undefined) return;
       const t0 = performance.now();
       try {
-        await blendSeamBlock(this.ctx, this.output, block);
+        await blendSeamBlock(this.ctx, this.output, block, this.scratch);
       } catch (error) {
         // Surfaced by drain(); the final blend pass retries the block.
         this.failure = error;

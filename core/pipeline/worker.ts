@@ -312,26 +312,47 @@ async function writeChunk(
 ): Promise<void> {
   const convert = outputConverter(ctx.manifest.output.dtype);
   const channels = ctx.manifest.model.outputChannels;
+  // Objects are stored one at a time and each store call has consumed its bytes when it
+  // returns, so one block buffer and one partial buffer serve the whole chunk (10^8-byte
+  // churn per chunk otherwise, and the garbage collector runs that the churn triggers).
+  let blockBuffer: Float32Array | Uint8Array | undefined;
   for (const b of ctx.plan.ownedBlocks(chunk)) {
-    const block = outputBlock(ctx.manifest.output.dtype, b.box, channels);
+    const block = outputBlock(ctx.manifest.output.dtype, b.box, channels, blockBuffer);
+    if (block.data.buffer !== blockBuffer?.buffer) blockBuffer = block.data;
     acc.normalizeInto(block, b.regionBox, convert);
-    await guard();
-    await output.writeBlock(b.coord, block);
+    await output.writeBlock(b.coord, block, { beforeStore: guard });
   }
+  let partialBuffer: Uint8Array | undefined;
   for (const b of ctx.plan.seamBlocks(chunk)) {
-    const bytes = encodePartial(acc, b.box.intersect(chunk.footprint));
+    const bytes = encodePartial(acc, b.box.intersect(chunk.footprint), partialBuffer);
+    if (bytes.buffer !== partialBuffer?.buffer) partialBuffer = bytes;
     await guard();
     await ctx.work.set(partialKey(b.key, chunk.id), bytes);
   }
 }
 
+/**
+ * A zeroed block of the output's dtype. `reuse`, when it is of that dtype and large
+ * enough, provides the memory (a view of its start): the caller must be done with the
+ * block it held before.
+ */
 export function outputBlock(
   dtype: 'float32' | 'uint8',
   box: Box,
   channels: number,
+  reuse?: Float32Array | Uint8Array,
 ): Dense<Float32Array | Uint8Array> {
-  const data =
-    dtype === 'uint8' ? new Uint8Array(channels * box.size) : new Float32Array(channels * box.size);
+  const n = channels * box.size;
+  const fits =
+    reuse !== undefined &&
+    reuse.length >= n &&
+    reuse.byteOffset === 0 &&
+    (dtype === 'uint8' ? reuse instanceof Uint8Array : reuse instanceof Float32Array);
+  const data = fits
+    ? reuse.subarray(0, n)
+    : dtype === 'uint8'
+      ? new Uint8Array(n)
+      : new Float32Array(n);
   const block = { box, channels, data };
   // Voxels outside the region keep the fill value (0).
   fillBox(block, box, 0);

@@ -56,8 +56,17 @@ export interface OutputVolume {
   blockBox(coord: Vec3): Box;
   /** The store key of block `coord`. */
   blockKey(coord: Vec3): AbsolutePath;
-  /** Stores block `coord`; `data.box` must equal `blockBox(coord)`, all channels. */
-  writeBlock(coord: Vec3, data: Dense<OutputData>): Promise<void>;
+  /**
+   * Stores block `coord` whole; `data.box` must equal `blockBox(coord)`, all channels.
+   * `beforeStore`, when given, runs after encoding, just before the bytes go to the store:
+   * a worker's lease check there leaves the least time between "still the owner" and the
+   * write.
+   */
+  writeBlock(
+    coord: Vec3,
+    data: Dense<OutputData>,
+    o?: { beforeStore?: () => Promise<void> },
+  ): Promise<void>;
   /** The stored voxels of `box` (fill value where unwritten or outside). */
   readBox(box: Box): Promise<Dense<OutputData>>;
   blockExists(coord: Vec3): Promise<boolean>;
@@ -182,7 +191,11 @@ class ZarrOutputVolume implements OutputVolume {
     return `/${OUTPUT_ARRAY_PATH}/${this.layout.chunkKey([0, ...coord])}`;
   }
 
-  async writeBlock(coord: Vec3, data: Dense<OutputData>): Promise<void> {
+  async writeBlock(
+    coord: Vec3,
+    data: Dense<OutputData>,
+    o: { beforeStore?: () => Promise<void> } = {},
+  ): Promise<void> {
     this.checkCoord(coord);
     const box = this.blockBox(coord);
     const fail = (detail: string) => new InvalidBlockError(this.location, coord, detail);
@@ -206,6 +219,7 @@ class ZarrOutputVolume implements OutputVolume {
         cause: error,
       });
     }
+    await o.beforeStore?.();
     try {
       await this.store.set(key, bytes);
     } catch (error) {

@@ -379,6 +379,15 @@ describe('tessera run (local pipeline)', () => {
     const stateDir = join(d, 'state');
     const first = await runLocal(loaded, { stateDir, workers: 1 });
     expect(first.status).toBe('SUCCEEDED');
+    // The CPU accounting the benchmark reports: the workers' whole processes include their
+    // main threads (Linux reads those from /proc) and their inference threads.
+    const cpu = first.cpuSeconds!;
+    expect(cpu.workers).toBeGreaterThan(0);
+    expect(cpu.coordinator).toBeGreaterThan(0);
+    if (process.platform === 'linux') {
+      expect(cpu.workerMainThreads).toBeGreaterThan(0);
+      expect(cpu.workerMainThreads).toBeLessThan(cpu.workers);
+    }
     const before = await readOutput(d, Box.ofShape(shape));
     const again = await runLocal(loaded, { stateDir, workers: 1 });
     expect(again.status).toBe('SUCCEEDED');

@@ -4,7 +4,8 @@
 // is killed resumes from the journal, never re-inferring a DONE chunk.
 
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { LocalLedger, serveLedger } from '../core/ledger/index.ts';
@@ -89,10 +90,12 @@ export async function runLocal(
       work: new LocalStore(workDir, { fsync: false }),
       baseDir: m.baseDir,
     });
-    // A job that already succeeded here keeps only a marker (its partials are deleted):
-    // running it again reports the finished output instead of re-blending from nothing.
-    const doneMarker = join(stateDir, 'work', `${m.jobId}.succeeded`);
-    if (existsSync(doneMarker)) {
+    // Once every seam block is blended, a marker records it and the partials are deleted.
+    // Running the job again then reports the finished output (or only finalizes again)
+    // instead of re-blending from partials that are gone.
+    const blendedMarker = join(stateDir, 'work', `${m.jobId}.blended`);
+    const alreadyBlended = existsSync(blendedMarker);
+    if (alreadyBlended) {
       const previous = await previousReport(ctx, m.jobId);
       if (previous) {
         log(`${m.jobId} already SUCCEEDED; its output is ${m.manifest.output.url}`);
@@ -107,11 +110,11 @@ export async function runLocal(
           message: `job ${m.jobId} had already succeeded; nothing to do`,
         };
       }
-      // Another job's output there now: the ownership check names it.
-      if (await ctx.outputStore.get('/zarr.json')) await ensureOutput(ctx);
-      throw new Error(
-        `job ${m.jobId} succeeded earlier, but its output ${m.manifest.output.url} (report.json) is gone; to compute it again, delete the state directory ${stateDir} and run again`,
-      );
+      if (!(await ctx.outputStore.get('/zarr.json')))
+        throw new Error(
+          `job ${m.jobId} finished earlier, but its output ${m.manifest.output.url} is gone; to compute it again, delete the state directory ${stateDir} and run again`,
+        );
+      // Otherwise it stopped during finalize: the ownership check below, then finalize again.
     }
     const { created, output } = await step('plan', async () => {
       // The output first: a job whose rows exist always has somewhere to write.
@@ -130,8 +133,9 @@ export async function runLocal(
     // inference batches rather than preempt the workers' inference threads.
     ThreadedModel.yieldToInference();
     // Chunks finished by an earlier run count too; their blocks are re-blended (same bytes).
-    for (const status of ['DONE', 'SKIPPED'] as const)
-      for await (const row of ledger.list(m.jobId, status)) eager.chunkFinished(row.chunkId);
+    if (!alreadyBlended)
+      for (const status of ['DONE', 'SKIPPED'] as const)
+        for await (const row of ledger.list(m.jobId, status)) eager.chunkFinished(row.chunkId);
     log(
       created
         ? `planned ${m.jobId}: ${ctx.plan.counts.chunks} chunks, ${ctx.plan.counts.patches} patches`
@@ -278,10 +282,17 @@ export async function runLocal(
         message: `interrupted with ${verify.counts.DONE + verify.counts.SKIPPED}/${ctx.plan.counts.chunks} chunks done; run the same command again to resume`,
       };
     }
-    if (verify.status === 'COMPLETE') {
+    let cleanup: Promise<void> = Promise.resolve();
+    if (verify.status === 'COMPLETE' && !alreadyBlended) {
       // Most seam blocks were blended while the job ran; the rest now.
       await step('blend', async () => blendSeams(ctx, output, { blocks: await eager.drain() }));
       timings.blendDuringWork = Math.round(eager.seconds * 1000) / 1000;
+      mkdirSync(dirname(blendedMarker), { recursive: true });
+      writeFileSync(blendedMarker, `${new Date().toISOString()}\n`);
+      // The partials are spent: delete them while finalize runs (other threads, other core).
+      cleanup = rm(workDir, { recursive: true, force: true }).catch((e: unknown) =>
+        log(`could not delete the spent partials in ${workDir}: ${String(e)}`),
+      );
     }
     const report = await step('finalize', () =>
       finalizeJob(ctx, {
@@ -294,11 +305,7 @@ export async function runLocal(
         device,
       }),
     );
-    if (verify.status === 'COMPLETE') {
-      rmSync(workDir, { recursive: true, force: true });
-      mkdirSync(dirname(doneMarker), { recursive: true });
-      writeFileSync(doneMarker, `${new Date().toISOString()}\n`);
-    }
+    await cleanup;
     const message =
       verify.status === 'FAILED'
         ? `job ${m.jobId} FAILED: ${verify.poison.length} chunk(s) failed ${m.manifest.maxAttempts} attempts:\n${describePoison(verify.poison)}`

@@ -130,6 +130,17 @@ async function workLoop(
   const emit = (e: WorkerEvent): void => o.onEvent?.(e);
   const aborted = (): boolean => o.signal?.aborted === true;
 
+  // Wakes a claim loop waiting on this worker's own chunks (see claimNext).
+  let onDrop: (() => void) | undefined;
+  const drop = (w: Work): void => {
+    held.delete(w);
+    onDrop?.();
+  };
+  const dropped = (): Promise<void> =>
+    new Promise((resolve) => {
+      onDrop = resolve;
+    });
+
   const claimNext = async (): Promise<Work | undefined> => {
     for (;;) {
       if (aborted()) return undefined;
@@ -152,12 +163,22 @@ async function workLoop(
       const counts = await ledger.counts(ctx.jobId);
       if (idlePollMs <= 0 || counts.RUNNING === 0 || aborted()) return undefined;
       // Others still hold chunks; one of them may die and its lease expire: wait and retry.
-      await sleep(idlePollMs, o.signal);
+      // When the only RUNNING chunks are this worker's own (the last chunks of a job), what
+      // can free work is their outcome (a failure puts one back): wait for that, not for a
+      // fixed poll period that would hold the whole job's end back.
+      const onlyOwn = counts.RUNNING <= held.size;
+      const done = new AbortController();
+      const signals = o.signal ? [o.signal, done.signal] : [done.signal];
+      await Promise.race([
+        sleep(idlePollMs, AbortSignal.any(signals)),
+        ...(onlyOwn ? [dropped()] : []),
+      ]);
+      done.abort(); // clears the poll timer, which would otherwise keep the process up
     }
   };
 
   const giveBack = async (w: Work): Promise<void> => {
-    held.delete(w);
+    drop(w);
     const claim = await w.keeper.stop();
     if (w.keeper.lost) return;
     try {
@@ -170,7 +191,7 @@ async function workLoop(
   };
 
   const failChunk = async (w: Work, error: unknown): Promise<void> => {
-    held.delete(w);
+    drop(w);
     const claim = await w.keeper.stop();
     if (w.keeper.lost) return;
     const message = error instanceof Error ? error.message : String(error);
@@ -228,7 +249,7 @@ async function workLoop(
       times = { read: input.ms, infer: performance.now() - t0 };
     } catch (e) {
       if (cur.keeper.lost || e instanceof LeaseLostError) {
-        held.delete(cur);
+        drop(cur);
         await cur.keeper.stop();
         stats.leaseLost++;
         emit({ type: 'lease-lost', chunkId: cur.claim.chunkId });
@@ -248,7 +269,7 @@ async function workLoop(
           cur.keeper.confirmIfOlder(heartbeatMs),
         );
         buffers.push(acc.buffer);
-        held.delete(cur);
+        drop(cur);
         const claim = await cur.keeper.stop();
         if (cur.keeper.lost) {
           stats.leaseLost++;
@@ -269,7 +290,7 @@ async function workLoop(
         });
       } catch (e) {
         if (e instanceof LeaseLostError) {
-          held.delete(cur);
+          drop(cur);
           await cur.keeper.stop();
           stats.leaseLost++;
           emit({ type: 'lease-lost', chunkId: cur.claim.chunkId });

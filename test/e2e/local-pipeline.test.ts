@@ -394,6 +394,13 @@ describe('tessera run (local pipeline)', () => {
     expect(again.inferredThisRun).toBe(0);
     expect(again.report?.jobId).toBe(first.report?.jobId);
     expect(maxAbsDiff(await readOutput(d, Box.ofShape(shape)), before)).toBe(0);
+    // Stopped during finalize (blended, no report yet): the rerun only finalizes again.
+    rmSync(join(d, 'output.zarr', 'report.json'));
+    const refinalized = await runLocal(loaded, { stateDir, workers: 1 });
+    expect(refinalized.status).toBe('SUCCEEDED');
+    expect(refinalized.inferredThisRun).toBe(0);
+    expect(existsSync(join(d, 'output.zarr', 'report.json'))).toBe(true);
+    expect(maxAbsDiff(await readOutput(d, Box.ofShape(shape)), before)).toBe(0);
     // The output deleted behind the job's back: refused, naming the way to recompute.
     rmSync(join(d, 'output.zarr'), { recursive: true, force: true });
     await expect(runLocal(loaded, { stateDir, workers: 1 })).rejects.toThrow(

@@ -1,0 +1,93 @@
+// The worker loop's end of job: a worker whose only RUNNING chunks are its own does not
+// sit out the idle poll period (which is long in production: a missed wake-up would hold
+// back the end of every job), and does not walk away from a chunk its own failure put
+// back. Real Zarr input and output on disk, the in-memory ledger, a JS model.
+
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadManifest } from '../../cli/job-files.ts';
+import { MemoryLedger } from '../../core/ledger/index.ts';
+import { ensureOutput, openJob, planJob, runWorker } from '../../core/pipeline/index.ts';
+import type { PatchModel } from '../../core/reference/index.ts';
+import { LocalStore } from '../../core/store/index.ts';
+import { tempDir, writeJobDir } from '../helpers/job-dir.ts';
+import { jsModel } from '../helpers/js-model.ts';
+
+const cleanups: (() => void)[] = [];
+afterAll(() => {
+  for (const c of cleanups) c();
+});
+
+/** An hour: if the worker waited for its idle poll, the test would time out. */
+const NEVER = 3_600_000;
+
+async function job(maxAttempts: number) {
+  const t = tempDir();
+  cleanups.push(t.cleanup);
+  const path = await writeJobDir(t.dir, {
+    shape: [8, 24, 24],
+    manifest: {
+      model: { url: 'unused.onnx', patchShape: [4, 8, 8], outputChannels: 2 },
+      overlap: [0, 2, 2],
+      chunkShape: [8, 12, 12],
+      blend: 'bump',
+      maxAttempts,
+    },
+  });
+  const loaded = await loadManifest(path);
+  const ctx = await openJob(loaded.manifest, {
+    jobId: loaded.jobId,
+    work: new LocalStore(join(t.dir, 'work'), { fsync: false }),
+    baseDir: loaded.baseDir,
+  });
+  const ledger = new MemoryLedger();
+  const output = await ensureOutput(ctx);
+  await planJob(ctx, ledger, { leaseMs: 60_000 });
+  return { ctx, ledger, output };
+}
+
+describe('runWorker at the end of a job', () => {
+  it('returns once its own last chunks are done, without waiting out the idle poll', async () => {
+    const { ctx, ledger, output } = await job(3);
+    const stats = await runWorker({
+      ctx,
+      ledger,
+      output,
+      owner: 'w1',
+      model: jsModel(1, 2),
+      idlePollMs: NEVER,
+    });
+    expect(ctx.plan.counts.chunks).toBeGreaterThan(1);
+    expect(stats.done).toBe(ctx.plan.counts.chunks);
+    expect((await ledger.counts(ctx.jobId)).DONE).toBe(ctx.plan.counts.chunks);
+  });
+
+  it('claims again a chunk its own failure put back, instead of leaving it PENDING', async () => {
+    const { ctx, ledger, output } = await job(2);
+    const inner = jsModel(1, 2);
+    let calls = 0;
+    // The last chunk's first attempt fails: by then this worker holds the only RUNNING chunk.
+    const lastBatch = ctx.plan.counts.patches;
+    const model: PatchModel = {
+      run: async (batch, n, patch, outPatch) => {
+        calls += n;
+        if (calls === lastBatch) throw new Error('injected failure on the last batch');
+        return inner.run(batch, n, patch, outPatch);
+      },
+    };
+    const stats = await runWorker({
+      ctx,
+      ledger,
+      output,
+      owner: 'w1',
+      model,
+      batchSize: 1,
+      idlePollMs: NEVER,
+    });
+    expect(stats.failed).toBe(1);
+    expect(stats.done).toBe(ctx.plan.counts.chunks);
+    const counts = await ledger.counts(ctx.jobId);
+    expect(counts.DONE).toBe(ctx.plan.counts.chunks);
+    expect(counts.PENDING).toBe(0);
+  });
+});

@@ -5,7 +5,7 @@
 
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { LocalLedger, serveLedger } from '../core/ledger/index.ts';
@@ -22,6 +22,7 @@ import {
   planJob,
   REPORT_KEY,
   type RunReport,
+  TILE_PREFIX,
   verifyJob,
 } from '../core/pipeline/index.ts';
 import { LocalStore } from '../core/store/index.ts';
@@ -128,7 +129,7 @@ export async function runLocal(
     // Chunks held by the earlier run's (dead) workers are free now.
     await ledger.abandonOwners(m.jobId, () => true);
     const initial = await ledger.counts(m.jobId);
-    const eager = new EagerBlender(ctx, output);
+    const eager = new EagerBlender(ctx, output, { previewTiles: true });
     // The coordinator's own work (eager blending, ledger IPC) should fill the gaps between
     // inference batches rather than preempt the workers' inference threads.
     ThreadedModel.yieldToInference();
@@ -285,12 +286,15 @@ export async function runLocal(
     let cleanup: Promise<void> = Promise.resolve();
     if (verify.status === 'COMPLETE' && !alreadyBlended) {
       // Most seam blocks were blended while the job ran; the rest now.
-      await step('blend', async () => blendSeams(ctx, output, { blocks: await eager.drain() }));
+      await step('blend', async () =>
+        blendSeams(ctx, output, { blocks: await eager.drain(), previewTiles: true }),
+      );
       timings.blendDuringWork = Math.round(eager.seconds * 1000) / 1000;
       mkdirSync(dirname(blendedMarker), { recursive: true });
       writeFileSync(blendedMarker, `${new Date().toISOString()}\n`);
-      // The partials are spent: delete them while finalize runs (other threads, other core).
-      cleanup = rm(workDir, { recursive: true, force: true }).catch((e: unknown) =>
+      // The partials are spent: delete them while finalize runs (other threads, other
+      // core), all but the preview tiles finalize reads; those go after it.
+      cleanup = removeSpentPartials(join(workDir, 'partials')).catch((e: unknown) =>
         log(`could not delete the spent partials in ${workDir}: ${String(e)}`),
       );
     }
@@ -303,9 +307,11 @@ export async function runLocal(
         chunkTimings,
         workers,
         device,
+        previewTiles: true,
       }),
     );
     await cleanup;
+    if (verify.status === 'COMPLETE') await rm(workDir, { recursive: true, force: true });
     const message =
       verify.status === 'FAILED'
         ? `job ${m.jobId} FAILED: ${verify.poison.length} chunk(s) failed ${m.manifest.maxAttempts} attempts:\n${describePoison(verify.poison)}`
@@ -343,4 +349,15 @@ async function previousReport(ctx: JobContext, jobId: string): Promise<RunReport
 function cpuSecondsSince(start: NodeJS.CpuUsage): number {
   const d = process.cpuUsage(start);
   return (d.user + d.system) / 1e6;
+}
+
+/** Deletes the seam partials under `dir`, leaving the preview tiles (TILE_PREFIX). */
+async function removeSpentPartials(dir: string): Promise<void> {
+  const keep = TILE_PREFIX.split('/').pop();
+  const entries = await readdir(dir).catch(() => [] as string[]);
+  await Promise.all(
+    entries
+      .filter((e) => e !== keep)
+      .map((e) => rm(join(dir, e), { recursive: true, force: true })),
+  );
 }

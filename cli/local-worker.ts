@@ -88,6 +88,7 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
       startIndex: init.startIndex,
       batchSize: init.batchSize,
       signal: controller.signal,
+      previewTiles: true,
       onEvent: (event) => send({ type: 'event', owner: init.owner, event }),
     });
   } catch (e) {

@@ -45,6 +45,8 @@ export interface FinalizeOptions {
   device: string;
   /** Skip preview.png (tests of other parts; a huge job finalized by a short-lived Lambda). */
   preview?: boolean;
+  /** The preview may read the tiles the writers left (local runs; see preview-tiles.ts). */
+  previewTiles?: boolean;
   log?: (line: string) => void;
 }
 
@@ -79,7 +81,13 @@ export async function finalizeJob(ctx: JobContext, o: FinalizeOptions): Promise<
       datasets: levels.map((l) => ({ path: l.path, factor: l.factor })),
     });
     if (o.preview !== false) {
-      preview = await renderPreview(ctx.input, ctx.outputStore, plan.region, levels);
+      preview = await renderPreview(
+        ctx.input,
+        ctx.outputStore,
+        plan.region,
+        levels,
+        o.previewTiles ? { tiles: ctx.work } : {},
+      );
       await ctx.outputStore.set(PREVIEW_KEY, preview.png);
     }
   }

@@ -9,6 +9,7 @@ export * from './finalize.ts';
 export * from './lease.ts';
 export * from './model-source.ts';
 export * from './plan-job.ts';
+export * from './preview-tiles.ts';
 export * from './report.ts';
 export * from './verify.ts';
 export * from './worker.ts';

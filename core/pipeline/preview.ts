@@ -17,8 +17,9 @@ import { Box, type Vec3 } from '../geometry/index.ts';
 import { encodeGrayPng } from '../image/png.ts';
 import type { Store } from '../store/index.ts';
 import type { InputVolume } from '../volume/index.ts';
-import { openOutputVolume } from '../volume/output.ts';
+import { type OutputVolume, openOutputVolume } from '../volume/output.ts';
 import { LevelStore, type PyramidLevel } from '../volume/pyramid.ts';
+import { previewDepths, readPreviewTile } from './preview-tiles.ts';
 
 export const PREVIEW_KEY = '/preview.png';
 
@@ -29,6 +30,8 @@ export interface PreviewOptions {
   depths?: number;
   /** Largest side, in level-0 voxels, of the slice area shown; larger regions are cropped. */
   maxSourceSide?: number;
+  /** The job's work store, where local runs leave preview tiles (see preview-tiles.ts). */
+  tiles?: Store;
 }
 
 export interface Preview {
@@ -110,6 +113,11 @@ export async function renderPreview(
     stripRows: outVol.blockShape[1],
     channels: outVol.channels,
     read: async (z, ya, yb, xa, xb) => {
+      const tiled =
+        o.tiles && (level === undefined || level.path === '0')
+          ? await stripFromTiles(o.tiles, outVol, z, ya, yb, xa, xb)
+          : undefined;
+      if (tiled) return tiled;
       const d = await outVol.readBox(new Box([z, ya, xa], [z + 1, yb, xb]));
       return { data: d.data, channels: d.channels, rows: yb - ya, cols: xb - xa };
     },
@@ -126,10 +134,7 @@ export async function renderPreview(
     },
   };
 
-  const depths = Array.from(
-    { length: depthCount },
-    (_, k) => region.start[0] + Math.floor(((k + 1) * region.shape[0]) / (depthCount + 1)),
-  );
+  const depths = previewDepths(region, depthCount);
   const panelsIn: Float64Array[] = [];
   const panelsOut: Float64Array[][] = [];
   for (const z of depths) {
@@ -174,6 +179,45 @@ export async function renderPreview(
     area: new Box([0, ay0, ax0], [1, y1, x1]),
     level: level?.path ?? '0',
   };
+}
+
+/**
+ * Rows [ya, yb), columns [xa, xb) of the output plane z, from the preview tiles of the
+ * blocks under them; undefined when any tile is missing (the caller decodes instead).
+ */
+async function stripFromTiles(
+  tiles: Store,
+  out: OutputVolume,
+  z: number,
+  ya: number,
+  yb: number,
+  xa: number,
+  xb: number,
+): Promise<Slab | undefined> {
+  const rows = yb - ya;
+  const cols = xb - xa;
+  const C = out.channels;
+  const data =
+    out.dtype === 'uint8' ? new Uint8Array(C * rows * cols) : new Float32Array(C * rows * cols);
+  const [bz, by, bx] = out.blockShape;
+  const cz = Math.floor(z / bz);
+  for (let cy = Math.floor(ya / by); cy * by < yb; cy++)
+    for (let cx = Math.floor(xa / bx); cx * bx < xb; cx++) {
+      const box = out.blockBox([cz, cy, cx]);
+      const tile = await readPreviewTile(tiles, z, [cz, cy, cx], box, C, out.dtype);
+      if (!tile) return undefined;
+      const [ty, tx] = [box.shape[1], box.shape[2]];
+      const y0 = Math.max(ya, box.start[1]);
+      const y1 = Math.min(yb, box.stop[1]);
+      const x0 = Math.max(xa, box.start[2]);
+      const x1 = Math.min(xb, box.stop[2]);
+      for (let c = 0; c < C; c++)
+        for (let y = y0; y < y1; y++) {
+          const from = (c * ty + (y - box.start[1])) * tx + (x0 - box.start[2]);
+          data.set(tile.subarray(from, from + (x1 - x0)), (c * rows + (y - ya)) * cols + (x0 - xa));
+        }
+    }
+  return { data, channels: C, rows, cols };
 }
 
 /** One panel per channel of source `s` at level-0 depth `z`: p×p means over the area. */

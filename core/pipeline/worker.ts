@@ -18,6 +18,7 @@ import { type JobContext, partialKey } from './context.ts';
 import { outputConverter } from './convert.ts';
 import { ChunkFailure } from './errors.ts';
 import { LeaseKeeper } from './lease.ts';
+import { writePreviewTiles } from './preview-tiles.ts';
 
 export interface WorkerOptions {
   ctx: JobContext;
@@ -40,6 +41,8 @@ export interface WorkerOptions {
    * worker returns (a spot instance has two minutes; Batch sends SIGKILL 30 s after SIGTERM).
    */
   hardStopMs?: number;
+  /** Also store the planes preview.png shows (see preview-tiles.ts); local runs do. */
+  previewTiles?: boolean;
   onEvent?: (e: WorkerEvent) => void;
 }
 
@@ -265,8 +268,13 @@ async function workLoop(
         // Fencing for the object store, which cannot check a token itself: each object is
         // written only while the lease is confirmed fresh (a paused stale owner that resumes
         // finds its lease gone before writing, not after).
-        await writeChunk(ctx, o.output, cur.chunk, acc, () =>
-          cur.keeper.confirmIfOlder(heartbeatMs),
+        await writeChunk(
+          ctx,
+          o.output,
+          cur.chunk,
+          acc,
+          () => cur.keeper.confirmIfOlder(heartbeatMs),
+          o.previewTiles === true,
         );
         buffers.push(acc.buffer);
         drop(cur);
@@ -330,6 +338,7 @@ async function writeChunk(
   chunk: ChunkDescriptor,
   acc: PartialSum,
   guard: () => Promise<void>,
+  previewTiles: boolean,
 ): Promise<void> {
   const convert = outputConverter(ctx.manifest.output.dtype);
   const channels = ctx.manifest.model.outputChannels;
@@ -342,6 +351,7 @@ async function writeChunk(
     if (block.data.buffer !== blockBuffer?.buffer) blockBuffer = block.data;
     acc.normalizeInto(block, b.regionBox, convert);
     await output.writeBlock(b.coord, block, { beforeStore: guard });
+    if (previewTiles) await writePreviewTiles(ctx.work, ctx.plan.region, b.coord, block);
   }
   let partialBuffer: Uint8Array | undefined;
   for (const b of ctx.plan.seamBlocks(chunk)) {

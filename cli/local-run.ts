@@ -355,9 +355,7 @@ function cpuSecondsSince(start: NodeJS.CpuUsage): number {
 async function removeSpentPartials(dir: string): Promise<void> {
   const keep = TILE_PREFIX.split('/').pop();
   const entries = await readdir(dir).catch(() => [] as string[]);
-  await Promise.all(
-    entries
-      .filter((e) => e !== keep)
-      .map((e) => rm(join(dir, e), { recursive: true, force: true })),
-  );
+  // One at a time: this runs beside finalize, whose reads share libuv's four threads.
+  for (const e of entries)
+    if (e !== keep) await rm(join(dir, e), { recursive: true, force: true });
 }

@@ -356,6 +356,7 @@ async function removeSpentPartials(dir: string): Promise<void> {
   const keep = TILE_PREFIX.split('/').pop();
   const entries = await readdir(dir).catch(() => [] as string[]);
   // One at a time: this runs beside finalize, whose reads share libuv's four threads.
-  for (const e of entries)
+  for (const e of entries) {
     if (e !== keep) await rm(join(dir, e), { recursive: true, force: true });
+  }
 }

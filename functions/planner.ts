@@ -5,7 +5,7 @@
 import type { S3Event } from 'aws-lambda';
 import { handleManifestCreated, planFromManifest } from '../adapters/aws/cloud-steps.ts';
 import { cloudDepsFromEnv } from '../adapters/aws/deps.ts';
-import { manifestLocations } from '../adapters/aws/s3-events.ts';
+import { manifestLocations, plannerEvent } from '../adapters/aws/s3-events.ts';
 import type { PlanTaskEvent, PlanTaskResult } from './contracts.ts';
 import { observe } from './observe.ts';
 
@@ -14,21 +14,25 @@ const deps = cloudDepsFromEnv();
 type PlannerResult = PlanTaskResult | { planned: string[]; rejected: string[] };
 
 async function plan(event: S3Event | PlanTaskEvent): Promise<PlannerResult> {
-  if ('Records' in event) {
-    const outcomes = await handleManifestCreated(deps, manifestLocations(event));
+  const e = plannerEvent(event);
+  if (e.kind === 's3') {
+    const outcomes = await handleManifestCreated(deps, manifestLocations(e.event));
     return {
       planned: outcomes.flatMap((o) => (o.kind === 'planned' ? [o.result.jobId] : [])),
       rejected: outcomes.flatMap((o) => (o.kind === 'rejected' ? [o.statusKey] : [])),
     };
   }
-  const outcome = await planFromManifest(deps, event.manifest);
+  const outcome = await planFromManifest(deps, e.manifest);
   // From the state machine, a rejected manifest is a failed execution (MarkFailed records why).
   if (outcome.kind === 'rejected') throw outcome.error;
   return outcome.result;
 }
 
-export const handler = observe('Plan', plan, (e) =>
-  'Records' in e
-    ? { records: e.Records.length }
-    : { manifest: `s3://${e.manifest.bucket}/${e.manifest.key}` },
-);
+export const handler = observe('Plan', plan, (event) => {
+  // Log context only; a malformed payload is refused (and named) by plan() itself.
+  const records: unknown = (event as { Records?: unknown } | null)?.Records;
+  const manifest = (event as { manifest?: { bucket?: unknown; key?: unknown } } | null)?.manifest;
+  return Array.isArray(records)
+    ? { records: records.length }
+    : { manifest: `s3://${String(manifest?.bucket)}/${String(manifest?.key)}` };
+});

@@ -6,6 +6,31 @@ import type { S3Event } from 'aws-lambda';
 import type { ManifestLocation } from '../../functions/contracts.ts';
 import { S3EventError } from './errors.ts';
 
+/**
+ * What invoked the planner: an S3 notification (has Records) or a Plan task (has a
+ * manifest location). Anything else is an S3EventError, not a TypeError in the handler.
+ */
+export function plannerEvent(
+  event: unknown,
+): { kind: 's3'; event: S3Event } | { kind: 'task'; manifest: ManifestLocation } {
+  if (isObject(event) && 'Records' in event)
+    return { kind: 's3', event: event as unknown as S3Event };
+  const manifest = isObject(event) ? event.manifest : undefined;
+  if (
+    isObject(manifest) &&
+    typeof manifest.bucket === 'string' &&
+    manifest.bucket.length > 0 &&
+    typeof manifest.key === 'string' &&
+    manifest.key.length > 0
+  )
+    return { kind: 'task', manifest: { bucket: manifest.bucket, key: manifest.key } };
+  throw new S3EventError(
+    isObject(event) && 'manifest' in event ? 'manifest' : 'Records',
+    undefined,
+    `the payload is neither a notification nor a Plan task (got ${kind(event)})`,
+  );
+}
+
 /** Keys arrive URL-encoded with spaces as '+'; only ObjectCreated records count. */
 export function manifestLocations(event: S3Event): ManifestLocation[] {
   const records: unknown = isObject(event) ? event.Records : undefined;

@@ -33,7 +33,7 @@ import {
 } from '../../adapters/aws/cloud-steps.ts';
 import { readCloudEnv } from '../../adapters/aws/env.ts';
 import { S3EventError } from '../../adapters/aws/errors.ts';
-import { manifestLocations } from '../../adapters/aws/s3-events.ts';
+import { manifestLocations, plannerEvent } from '../../adapters/aws/s3-events.ts';
 import { maxModelBytes } from '../../cli/local-worker.ts';
 import { Box, PlanError } from '../../core/geometry/index.ts';
 import {
@@ -888,6 +888,37 @@ describe('S3 event payloads', () => {
         } as unknown as S3Event),
       ).toEqual([]);
     }
+  });
+
+  it("the planner's entry point classifies any payload or refuses it with S3EventError (null included)", () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.jsonValue(),
+          fc.record({ manifest: fc.jsonValue() }),
+          fc.record({ manifest: fc.record({ bucket: fc.string(), key: fc.string() }) }),
+        ),
+        (payload) => {
+          count('S3 events (planner entry)');
+          try {
+            const e = plannerEvent(payload);
+            if (e.kind === 'task') {
+              expect(e.manifest.bucket.length).toBeGreaterThan(0);
+              expect(e.manifest.key.length).toBeGreaterThan(0);
+            } else expect('Records' in (payload as object)).toBe(true);
+          } catch (error) {
+            expect(error, String(error)).toBeInstanceOf(S3EventError);
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
+    expect(() => plannerEvent(null)).toThrow(S3EventError);
+    expect(() => plannerEvent({ manifest: { bucket: 'b' } })).toThrow(/manifest/);
+    expect(plannerEvent({ manifest: { bucket: 'b', key: 'manifests/x.json' } })).toEqual({
+      kind: 'task',
+      manifest: { bucket: 'b', key: 'manifests/x.json' },
+    });
   });
 
   it('an arbitrary payload is refused with a typed error, not a TypeError/URIError', () => {

@@ -311,7 +311,7 @@ async function cloudSource(jobId: string, values: Record<string, unknown>): Prom
         JSON.parse(new TextDecoder().decode(statusBytes)) as JobStatusDocument,
       );
     } else {
-      // A manifest that never became a job has its status under jobs/rejected/<name>/.
+      // A manifest that never became a job has its status at KEYS.rejectedStatus(<name>).
       const name = manifestNameOf(jobId);
       const rejected = name ? await store.get(`/${KEYS.rejectedStatus(name)}`) : undefined;
       if (name && rejected) {

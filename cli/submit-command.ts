@@ -8,7 +8,7 @@
 //                                           re-submitting the same model uploads nothing)
 //   manifest (model.url rewritten) ───────► s3://B/manifests/<name>-<UTC time>.json
 //   job id = cloudJobId(name, {B, key}, VersionId or ETag of that PUT) — as the planner derives it
-//   status: s3://B/jobs/<job id>/status.json, or s3://B/jobs/rejected/<name>/status.json
+//   status: s3://B/jobs/<job id>/status.json, or s3://B/jobs/<name>/status.json
 //           if the planner refuses it after all (e.g. the stack's allowed buckets differ)
 
 import { createHash } from 'node:crypto';

@@ -9,6 +9,8 @@
 //         COMPLETE ──► Blend (Distributed Map over jobs/<jobId>/blend-items.json) ──► Finalize
 //     any error ──► MarkFailed (status.json FAILED with the reason) ──► Fail
 
+import { JOB_ID_SHAPE } from '../core/manifest/index.ts';
+
 /** Where a manifest lives: the state machine's input. */
 export interface ManifestLocation {
   bucket: string;
@@ -88,7 +90,7 @@ export interface MarkFailedEvent {
 
 /**
  * jobs/<jobId>/status.json in the bucket; a manifest that never became a job (rejected, or
- * a Plan that failed before accepting it) has jobs/rejected/<name>/status.json instead,
+ * a Plan that failed before accepting it) has KEYS.rejectedStatus(<name>) instead,
  * where `jobId` holds that name.
  */
 export interface JobStatusDocument {
@@ -140,7 +142,13 @@ export const KEYS = {
    * job's id as its name cannot overwrite that job's status.
    */
   rejectedPrefix: 'jobs/rejected/',
-  rejectedStatus: (name: string) => `jobs/rejected/${name}/status.json`,
+  /**
+   * Where a manifest that never became a job records why: jobs/<name>/status.json, as for a
+   * job. Job ids have a shape no valid name has (JOB_ID_SHAPE), so no rejection can land on
+   * a job's status; a rejected manifest whose name has that shape goes to jobs/rejected/.
+   */
+  rejectedStatus: (name: string) =>
+    JOB_ID_SHAPE.test(name) ? `jobs/rejected/${name}/status.json` : `jobs/${name}/status.json`,
 } as const;
 
 /**

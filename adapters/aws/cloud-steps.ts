@@ -140,8 +140,9 @@ export type PlanOutcome =
  * change a running job. Writes no ledger rows.
  *
  * A rejected manifest is no job: its one REJECTED status document goes under
- * KEYS.rejectedStatus(<name>), which no job id can reach, so a manifest that takes another
- * job's id as its name cannot overwrite that job's status.
+ * KEYS.rejectedStatus(<name>): jobs/<name>/, which no job id can reach (ids have a shape
+ * names may not have), or jobs/rejected/<name>/ for a name of that shape, so a manifest that
+ * takes another job's id as its name cannot overwrite that job's status.
  */
 export async function acceptManifest(
   deps: CloudDeps,

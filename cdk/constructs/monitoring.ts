@@ -64,7 +64,7 @@ export class Monitoring extends Construct {
     alarm(
       'ExecutionsFailed',
       failed,
-      'A Tessera job failed: jobs/<jobId>/status.json in the bucket holds the reason (jobs/rejected/<name>/status.json for a manifest that never became a job).',
+      'A Tessera job failed: jobs/<jobId>/status.json in the bucket holds the reason (jobs/<name>/status.json for a manifest that never became a job).',
     );
     alarm('ExecutionsTimedOut', timedOut, 'A Tessera pipeline execution timed out.');
     alarm(

@@ -6,7 +6,8 @@
 //   s3://<bucket>/manifests/*.json          written by users and other pipelines; never by workers
 //   s3://<bucket>/jobs/<jobId>/...          control files, status.json (Lambdas), seam partials
 //   s3://<bucket>/jobs/<jobId>/partials/... the only control prefix workers write
-//   s3://<bucket>/jobs/rejected/<name>/...  status of manifests that never became jobs
+//   s3://<bucket>/jobs/<name>/status.json   status of a manifest that never became a job
+//                                           (jobs/rejected/<name>/ if its name has a job id's shape)
 //   s3://<bucket>/outputs/...               job outputs: workers, blend and finalize write here
 //   s3://<bucket>/<anything else>           inputs, models: read-only for the whole pipeline
 //   s3://<allowed bucket>/...               read-only, except outputs/ (written as above)

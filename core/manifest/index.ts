@@ -18,7 +18,7 @@ export {
   parseManifestText,
   safeParseManifest,
 } from './parse.ts';
-export { type Manifest, type ManifestInput, manifestSchema } from './schema.ts';
+export { JOB_ID_SHAPE, type Manifest, type ManifestInput, manifestSchema } from './schema.ts';
 export {
   canonicalStorageUrl,
   isS3Url,

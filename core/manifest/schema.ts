@@ -33,12 +33,22 @@ const storageUrl = (what: string) =>
 
 const NAME_PATTERN = /^[a-z0-9]+(-[a-z0-9]+)*$/;
 
+/**
+ * Job ids are `<name>-<10 hex digits>`; a name of that shape is refused, so a manifest's
+ * name (and the status document of a manifest rejected under it) can never be a job id.
+ */
+export const JOB_ID_SHAPE = /-[0-9a-f]{10}$/;
+
 const nameSchema = z
   .string()
   .max(63, { error: 'must be at most 63 characters (it is used in AWS resource names)' })
   .regex(NAME_PATTERN, {
     error:
       'must be lower-case letters and digits in words joined by single dashes, e.g. "mito-seg-v2"',
+  })
+  .regex(/^(?!.*-[0-9a-f]{10}$)/, {
+    error:
+      'must not end in a dash and 10 hex digits: that shape is reserved for job ids (<name>-<10 hex>); rename it, e.g. "cells-v2"',
   })
   .describe(
     'Job name: lower-case letters and digits in words joined by single dashes ' +

@@ -279,7 +279,7 @@ describe('cloud pipeline on S3 + DynamoDB', () => {
     expect(outcome?.kind).toBe('rejected');
     expect(started.length).toBe(before);
     const status = JSON.parse(
-      new TextDecoder().decode(await deps.bucketStore.get('/jobs/rejected/bad-one/status.json')),
+      new TextDecoder().decode(await deps.bucketStore.get('/jobs/bad-one/status.json')),
     );
     expect(status.status).toBe('REJECTED');
     const paths = (status.errors as { path: string }[]).map((e) => e.path);
@@ -289,9 +289,15 @@ describe('cloud pipeline on S3 + DynamoDB', () => {
     const [g] = await handleManifestCreated(deps, manifestLocations(garbage));
     expect(g?.kind).toBe('rejected');
     expect((await readStatusAt(deps, KEYS.rejectedStatus('not-json')))?.status).toBe('REJECTED');
-    // Never under jobs/<name>/, where a job's own status could be.
-    expect(await deps.bucketStore.get('/jobs/bad-one/status.json')).toBeUndefined();
-    expect(await readStatus(deps, 'not-json')).toBeUndefined();
+    // At jobs/<name>/ (the contract), which no job id can be: ids end in 10 hex
+    // digits, a shape names may not have. A job-id-shaped name goes under jobs/rejected/.
+    expect((await readStatus(deps, 'not-json'))?.status).toBe('REJECTED');
+    const spoof = await upload('manifests/spoof.json', manifest('bad-one-0123456789', {}));
+    const [sp] = await handleManifestCreated(deps, manifestLocations(spoof));
+    expect(sp?.kind === 'rejected' && sp.statusKey).toBe(
+      'jobs/rejected/bad-one-0123456789/status.json',
+    );
+    expect(await deps.bucketStore.get('/jobs/bad-one-0123456789/status.json')).toBeUndefined();
   });
 
   it('a manifest over 1 MiB is refused from its size in the GET headers, unread and unparsed', async () => {
@@ -310,7 +316,7 @@ describe('cloud pipeline on S3 + DynamoDB', () => {
     ).toEqual([]);
     expect(outcome?.kind).toBe('rejected');
     expect(started.length).toBe(before);
-    // Named by the key (the body was never read for its name), under jobs/rejected/.
+    // Named by the key (the body was never read for its name), at jobs/<name>/.
     const status = await readStatusAt(deps, KEYS.rejectedStatus('too-big'));
     expect(status?.status).toBe('REJECTED');
     expect(status?.errors?.[0]?.message).toMatch(

@@ -154,7 +154,7 @@ describe('tessera submit', () => {
         : (got.ETag ?? '').replaceAll('"', '');
     expect(r.jobId).toBe(cloudJobId('cells-v1', { bucket: stack, key: r.key }, version));
     expect(r.statusCommand).toBe(`tessera status ${r.jobId} --cloud --bucket ${stack} --watch`);
-    expect(r.rejectedStatus).toBe(`s3://${stack}/jobs/rejected/cells-v1/status.json`);
+    expect(r.rejectedStatus).toBe(`s3://${stack}/jobs/cells-v1/status.json`);
     const model = await s3.client.send(
       new GetObjectCommand({ Bucket: stack, Key: `models/${sha}.onnx` }),
     );

@@ -4,7 +4,7 @@
 // every property is checked on what the steps actually did:
 //
 //   - a rejected manifest gives a ManifestError whose issues name fields, one REJECTED
-//     status document under jobs/rejected/ (never a job's), no ledger job, no execution,
+//     status document at jobs/<name>/ (never a job's), no ledger job, no execution,
 //     no other write;
 //   - an accepted one obeys the cloud URL policy (checked independently here);
 //   - planning an accepted one either plans or throws a typed error, leaving no job rows;
@@ -254,9 +254,12 @@ function checkRejected(h: Harness, outcome: Outcome, fieldTop?: string): void {
       issues.some((i) => related(top(i.path), fieldTop)),
       `issues ${JSON.stringify(issues.map((i) => i.path))} name nothing near "${fieldTop}"`,
     ).toBe(true);
-  // One status document under jobs/rejected/, nothing else anywhere; no rows; nothing started.
+  // One status document, jobs/<name>/ (jobs/rejected/<name>/ for a job-id-shaped name, so
+  // never a job's), nothing else anywhere; no rows; nothing started.
   expect(writes).toEqual([`${STACK}:/${outcome.statusKey}`]);
-  expect(outcome.statusKey).toMatch(/^jobs\/rejected\/[a-z0-9-]+\/status\.json$/);
+  expect(outcome.statusKey).toMatch(/^jobs\/(rejected\/)?[a-z0-9-]+\/status\.json$/);
+  const name = outcome.statusKey.split('/').at(-2)!;
+  expect(outcome.statusKey.startsWith('jobs/rejected/')).toBe(/-[0-9a-f]{10}$/.test(name));
   expect(h.ledger.creates).toEqual([]);
   expect(h.started).toEqual([]);
 }
@@ -1044,7 +1047,7 @@ describe('size limits', () => {
     expect(outcome.error.issues).toEqual([
       { path: '', message: expect.stringMatching(/over the 1048576-byte \(1 MiB\) limit/) },
     ]);
-    expect(outcome.statusKey).toMatch(/^jobs\/rejected\/m\d+\/status\.json$/);
+    expect(outcome.statusKey).toMatch(/^jobs\/m\d+\/status\.json$/);
     // Exactly at the limit is still read (and here rejected for its content, not its size).
     const h2 = harness();
     const atLimit = `{${' '.repeat(1024 * 1024 - 2)}}`;

@@ -192,6 +192,15 @@ describe('rejections name their field', () => {
     expect(parseManifest({ ...minimal, name: 'a'.repeat(63) }).name).toHaveLength(63);
   });
 
+  it("refuses a name shaped like a job id (<name>-<10 hex>), so no status document can be a job's", () => {
+    const issues = issuesOf({ ...minimal, name: 'cells-0123456789' });
+    expect(issues.map((i) => i.path)).toEqual(['name']);
+    expect(issues[0]!.message).toMatch(/reserved for job ids/);
+    // Nine or eleven hex digits, or non-hex letters, are ordinary names.
+    for (const name of ['cells-012345678', 'cells-0123456789a', 'cells-v123456789', 'run-2026'])
+      expect(parseManifest({ ...minimal, name }).name).toBe(name);
+  });
+
   it('rejects a bad dtype, blend, device and version', () => {
     expect(pathsOf(withField(minimal, ['output', 'dtype'], 'float64'))).toEqual(['output.dtype']);
     const blend = issuesOf({ ...minimal, blend: 'linear' });

@@ -90,6 +90,17 @@ export async function runLocal(
       jobId: m.jobId,
       work: new LocalStore(workDir, { fsync: false }),
       baseDir: m.baseDir,
+      previewTiles: true,
+    });
+    const result = (
+      r: Pick<LocalRunResult, 'status'> & Partial<LocalRunResult>,
+    ): LocalRunResult => ({
+      output: m.manifest.output.url,
+      chunks: ctx.plan.counts.chunks,
+      seconds: (Date.now() - startedAt.getTime()) / 1000,
+      inferredThisRun: 0,
+      peakWorkerRssBytes: 0,
+      ...r,
     });
     // Once every seam block is blended, a marker records it and the partials are deleted.
     // Running the job again then reports the finished output (or only finalizes again)
@@ -100,16 +111,11 @@ export async function runLocal(
       const previous = await previousReport(ctx, m.jobId);
       if (previous) {
         log(`${m.jobId} already SUCCEEDED; its output is ${m.manifest.output.url}`);
-        return {
+        return result({
           status: 'SUCCEEDED',
-          output: m.manifest.output.url,
-          chunks: ctx.plan.counts.chunks,
-          seconds: (Date.now() - startedAt.getTime()) / 1000,
           report: previous,
-          inferredThisRun: 0,
-          peakWorkerRssBytes: 0,
           message: `job ${m.jobId} had already succeeded; nothing to do`,
-        };
+        });
       }
       if (!(await ctx.outputStore.get('/zarr.json')))
         throw new Error(
@@ -129,7 +135,7 @@ export async function runLocal(
     // Chunks held by the earlier run's (dead) workers are free now.
     await ledger.abandonOwners(m.jobId, () => true);
     const initial = await ledger.counts(m.jobId);
-    const eager = new EagerBlender(ctx, output, { previewTiles: true });
+    const eager = new EagerBlender(ctx, output);
     // The coordinator's own work (eager blending, ledger IPC) should fill the gaps between
     // inference batches rather than preempt the workers' inference threads.
     ThreadedModel.yieldToInference();
@@ -259,36 +265,27 @@ export async function runLocal(
       verify = await step('verify', () => verifyJob(ledger, m.jobId));
     }
     if (setupFailure !== undefined) {
-      return {
+      return result({
         status: 'FAILED',
-        output: m.manifest.output.url,
-        chunks: ctx.plan.counts.chunks,
-        seconds: (Date.now() - startedAt.getTime()) / 1000,
         inferredThisRun: inferred,
         peakWorkerRssBytes: peakRss,
         message: `job ${m.jobId} FAILED: a worker could not start: ${setupFailure}`,
-      };
+      });
     }
     o.progress?.update(progressState, true);
     o.progress?.end();
-    const seconds = (Date.now() - startedAt.getTime()) / 1000;
     if (o.signal?.aborted && verify.status === 'INCOMPLETE') {
-      return {
+      return result({
         status: 'INTERRUPTED',
-        output: m.manifest.output.url,
-        chunks: ctx.plan.counts.chunks,
-        seconds,
         inferredThisRun: inferred,
         peakWorkerRssBytes: peakRss,
         message: `interrupted with ${verify.counts.DONE + verify.counts.SKIPPED}/${ctx.plan.counts.chunks} chunks done; run the same command again to resume`,
-      };
+      });
     }
     let cleanup: Promise<void> = Promise.resolve();
     if (verify.status === 'COMPLETE' && !alreadyBlended) {
       // Most seam blocks were blended while the job ran; the rest now.
-      await step('blend', async () =>
-        blendSeams(ctx, output, { blocks: await eager.drain(), previewTiles: true }),
-      );
+      await step('blend', async () => blendSeams(ctx, output, { blocks: await eager.drain() }));
       timings.blendDuringWork = Math.round(eager.seconds * 1000) / 1000;
       mkdirSync(dirname(blendedMarker), { recursive: true });
       writeFileSync(blendedMarker, `${new Date().toISOString()}\n`);
@@ -307,7 +304,6 @@ export async function runLocal(
         chunkTimings,
         workers,
         device,
-        previewTiles: true,
       }),
     );
     await cleanup;
@@ -318,17 +314,14 @@ export async function runLocal(
         : verify.status === 'INCOMPLETE'
           ? `job ${m.jobId} FAILED: ${verify.counts.PENDING + verify.counts.RUNNING} chunk(s) still unfinished after ${o.maxRounds ?? 3} rounds; run again to resume`
           : undefined;
-    return {
+    return result({
       status: report.status,
-      output: m.manifest.output.url,
-      chunks: ctx.plan.counts.chunks,
-      seconds: (Date.now() - startedAt.getTime()) / 1000,
       report,
       inferredThisRun: inferred,
       peakWorkerRssBytes: peakRss,
       cpuSeconds: { ...cpu, coordinator: cpuSecondsSince(cpuAtStart) },
       ...(message ? { message } : {}),
-    };
+    });
   } finally {
     await ledger.close();
   }

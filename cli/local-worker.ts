@@ -58,6 +58,7 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
       jobId: init.jobId,
       work: new LocalStore(init.workDir),
       baseDir: loaded.baseDir,
+      previewTiles: true,
     });
     const modelPath = resolveModelPath(loaded.manifest.model.url, loaded.baseDir);
     // Over the cap, the run fails at once naming model.url and the limit (not out of memory).
@@ -88,7 +89,6 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
       startIndex: init.startIndex,
       batchSize: init.batchSize,
       signal: controller.signal,
-      previewTiles: true,
       onEvent: (event) => send({ type: 'event', owner: init.owner, event }),
     });
   } catch (e) {

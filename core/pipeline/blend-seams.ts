@@ -18,8 +18,6 @@ import { outputBlock } from './worker.ts';
 export interface BlendScratch {
   sum?: Float32Array;
   out?: Float32Array | Uint8Array;
-  /** Also store the block's preview planes (see preview-tiles.ts). */
-  previewTiles?: boolean;
 }
 
 export async function blendSeamBlock(
@@ -41,7 +39,7 @@ export async function blendSeamBlock(
   if (out.data.buffer !== scratch.out?.buffer) scratch.out = out.data;
   sum.normalizeInto(out, block.regionBox, outputConverter(ctx.manifest.output.dtype));
   await output.writeBlock(block.coord, out);
-  if (scratch.previewTiles) await writePreviewTiles(ctx.work, ctx.plan.region, block.coord, out);
+  if (ctx.previewTiles) await writePreviewTiles(ctx.work, ctx.plan.region, block.coord, out);
 }
 
 /** Blends the given seam blocks (default: all of the plan's), `concurrency` at a time. */
@@ -51,14 +49,13 @@ export async function blendSeams(
   o: {
     blocks?: Iterable<BlockDescriptor>;
     concurrency?: number;
-    previewTiles?: boolean;
     onBlock?: (done: number) => void;
   } = {},
 ): Promise<number> {
   const it = (o.blocks ?? ctx.plan.seamBlockList())[Symbol.iterator]();
   let done = 0;
   const lane = async (): Promise<void> => {
-    const scratch: BlendScratch = { previewTiles: o.previewTiles === true };
+    const scratch: BlendScratch = {};
     for (let r = it.next(); !r.done; r = it.next()) {
       await blendSeamBlock(ctx, output, r.value, scratch);
       done++;

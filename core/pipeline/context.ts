@@ -30,6 +30,8 @@ export interface JobContext {
   readonly outputUrl: string;
   /** Where seam partials live (local: the state dir; cloud: jobs/<jobId>/ in the bucket). */
   readonly work: Store;
+  /** Writers also keep the planes preview.png shows, in `work` (see preview-tiles.ts). */
+  readonly previewTiles?: boolean;
 }
 
 export interface OpenJobOptions {
@@ -39,6 +41,8 @@ export interface OpenJobOptions {
   baseDir?: string;
   /** Plan limits (the manifest cannot ask for more than the operator allows). */
   limits?: PlanLimits;
+  /** See JobContext.previewTiles; local runs set it. */
+  previewTiles?: boolean;
 }
 
 export interface PlanLimits {
@@ -91,7 +95,16 @@ export async function openJob(manifest: Manifest, o: OpenJobOptions): Promise<Jo
   const plan = planFor(manifest, input.shape, { jobId: o.jobId, limits: o.limits });
   const outputStore = await openStoreForUrl(manifest.output.url, storeOpts);
   const outputUrl = canonicalStorageUrl(manifest.output.url, o.baseDir);
-  return { jobId: o.jobId, manifest, plan, input, outputStore, outputUrl, work: o.work };
+  return {
+    jobId: o.jobId,
+    manifest,
+    plan,
+    input,
+    outputStore,
+    outputUrl,
+    work: o.work,
+    previewTiles: o.previewTiles === true,
+  };
 }
 
 /**

@@ -15,17 +15,14 @@ export class EagerBlender {
   private queue: Promise<void> = Promise.resolve();
   private failure: unknown;
   /** Blends run one at a time (the queue), so one scratch serves them all. */
-  private readonly scratch: BlendScratch;
+  private readonly scratch: BlendScratch = {};
   /** Seconds spent blending so far (overlapped with inference). */
   seconds = 0;
 
   constructor(
     private readonly ctx: JobContext,
     private readonly output: OutputVolume,
-    o: { previewTiles?: boolean } = {},
-  ) {
-    this.scratch = { previewTiles: o.previewTiles === true };
-  }
+  ) {}
 
   /** Records a finished (DONE or SKIPPED) chunk and schedules the seam blocks it completes. */
   chunkFinished(chunkId: string): void {

@@ -45,8 +45,6 @@ export interface FinalizeOptions {
   device: string;
   /** Skip preview.png (tests of other parts; a huge job finalized by a short-lived Lambda). */
   preview?: boolean;
-  /** The preview may read the tiles the writers left (local runs; see preview-tiles.ts). */
-  previewTiles?: boolean;
   log?: (line: string) => void;
 }
 
@@ -86,7 +84,7 @@ export async function finalizeJob(ctx: JobContext, o: FinalizeOptions): Promise<
         ctx.outputStore,
         plan.region,
         levels,
-        o.previewTiles ? { tiles: ctx.work } : {},
+        ctx.previewTiles ? { tiles: ctx.work } : {},
       );
       await ctx.outputStore.set(PREVIEW_KEY, preview.png);
     }

@@ -29,32 +29,17 @@ export class LeaseKeeper {
 
   private async beat(): Promise<void> {
     if (this.lost) return;
-    // Stamped when asked, not when the answer is read: a process paused in between would
-    // take a reply from before the pause for a fresh one.
-    const askedAt = Date.now();
     try {
-      this.claim = await this.ledger.heartbeat(this.claim);
-      this.confirmedAt = askedAt;
+      await this.renew();
     } catch (e) {
-      if (e instanceof LeaseLostError) {
-        this.lost = true;
-        this.lostReason = e.message;
-      } else {
-        // A failed heartbeat (throttling, network) is not a lost lease: the next one may
-        // succeed well before the lease runs out.
-        this.onError(e);
-      }
+      // A failed heartbeat (throttling, network) is not a lost lease: the next one may
+      // succeed well before the lease runs out.
+      if (!(e instanceof LeaseLostError)) this.onError(e);
     }
   }
 
-  /**
-   * Renews the lease now and throws LeaseLostError if it is gone. The worker calls this
-   * right before each output write, so a stale owner (a process paused past its lease,
-   * then resumed) finds out before writing rather than at its next timed heartbeat: every
-   * object is written inside a lease just confirmed, not merely once held.
-   */
-  async confirm(): Promise<void> {
-    await this.beating;
+  /** One heartbeat: records the confirmation, or the loss (and rethrows either failure). */
+  private async renew(): Promise<void> {
     // Stamped when asked, not when the answer is read: a process paused in between would
     // take a reply from before the pause for a fresh one.
     const askedAt = Date.now();
@@ -68,6 +53,17 @@ export class LeaseKeeper {
       }
       throw e;
     }
+  }
+
+  /**
+   * Renews the lease now and throws LeaseLostError if it is gone. The worker calls this
+   * right before each output write, so a stale owner (a process paused past its lease,
+   * then resumed) finds out before writing rather than at its next timed heartbeat: every
+   * object is written inside a lease just confirmed, not merely once held.
+   */
+  async confirm(): Promise<void> {
+    await this.beating;
+    await this.renew();
   }
 
   /** confirm() unless the lease was confirmed less than `maxAgeMs` ago (by this clock). */

@@ -41,8 +41,6 @@ export interface WorkerOptions {
    * worker returns (a spot instance has two minutes; Batch sends SIGKILL 30 s after SIGTERM).
    */
   hardStopMs?: number;
-  /** Also store the planes preview.png shows (see preview-tiles.ts); local runs do. */
-  previewTiles?: boolean;
   onEvent?: (e: WorkerEvent) => void;
 }
 
@@ -268,13 +266,8 @@ async function workLoop(
         // Fencing for the object store, which cannot check a token itself: each object is
         // written only while the lease is confirmed fresh (a paused stale owner that resumes
         // finds its lease gone before writing, not after).
-        await writeChunk(
-          ctx,
-          o.output,
-          cur.chunk,
-          acc,
-          () => cur.keeper.confirmIfOlder(heartbeatMs),
-          o.previewTiles === true,
+        await writeChunk(ctx, o.output, cur.chunk, acc, () =>
+          cur.keeper.confirmIfOlder(heartbeatMs),
         );
         buffers.push(acc.buffer);
         drop(cur);
@@ -338,7 +331,6 @@ async function writeChunk(
   chunk: ChunkDescriptor,
   acc: PartialSum,
   guard: () => Promise<void>,
-  previewTiles: boolean,
 ): Promise<void> {
   const convert = outputConverter(ctx.manifest.output.dtype);
   const channels = ctx.manifest.model.outputChannels;
@@ -351,7 +343,7 @@ async function writeChunk(
     if (block.data.buffer !== blockBuffer?.buffer) blockBuffer = block.data;
     acc.normalizeInto(block, b.regionBox, convert);
     await output.writeBlock(b.coord, block, { beforeStore: guard });
-    if (previewTiles) await writePreviewTiles(ctx.work, ctx.plan.region, b.coord, block);
+    if (ctx.previewTiles) await writePreviewTiles(ctx.work, ctx.plan.region, b.coord, block);
   }
   let partialBuffer: Uint8Array | undefined;
   for (const b of ctx.plan.seamBlocks(chunk)) {

@@ -136,9 +136,6 @@ export async function runLocal(
     await ledger.abandonOwners(m.jobId, () => true);
     const initial = await ledger.counts(m.jobId);
     const eager = new EagerBlender(ctx, output);
-    // The coordinator's own work (eager blending, ledger IPC) should fill the gaps between
-    // inference batches rather than preempt the workers' inference threads.
-    ThreadedModel.yieldToInference();
     // Chunks finished by an earlier run count too; their blocks are re-blended (same bytes).
     if (!alreadyBlended)
       for (const status of ['DONE', 'SKIPPED'] as const)
@@ -166,6 +163,7 @@ export async function runLocal(
     };
     let device = m.manifest.compute.device;
 
+    let yielded = false;
     const runRound = async (): Promise<void> => {
       let spawned = 0;
       // Replacements for dead workers are bounded: a worker that dies on every chunk
@@ -249,6 +247,13 @@ export async function runLocal(
         live.add(done);
       };
       for (let i = 0; i < workers; i++) spawn(i);
+      // The coordinator's own work (eager blending, ledger IPC) should fill the gaps between
+      // inference batches rather than preempt the workers' inference threads. Only now:
+      // a worker starts at the priority of the thread that forks it, and inference should
+      // run at the user's. (A replacement for a dead worker starts lowered; it lowers its
+      // own other threads further, so inference still comes first within it.)
+      if (!yielded) ThreadedModel.yieldToInference();
+      yielded = true;
       const onAbort = (): void => {
         // Workers get SIGTERM: they stop claiming and release their chunks.
         for (const c of children) c.kill('SIGTERM');

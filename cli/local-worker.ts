@@ -78,7 +78,7 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
       },
     );
     send({ type: 'ready', owner: init.owner, device: model.device });
-    ThreadedModel.yieldToInference();
+    model.yieldToInference();
     const output = await openJobOutput(ctx);
     await runWorker({
       ctx,

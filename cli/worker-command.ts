@@ -63,7 +63,7 @@ export async function workerCommand(args: string[]): Promise<number> {
       log: (message) => log({ level: 'warn', message }),
     },
   );
-  ThreadedModel.yieldToInference();
+  model.yieldToInference();
   const controller = new AbortController();
   const stop = (why: string) => (): void => {
     if (controller.signal.aborted) return;

@@ -2,9 +2,9 @@
 // transferred ArrayBuffers (no copies); the caller gets its batch buffer back with the
 // result so it can be refilled while the next batch computes.
 
-import { setPriority } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { ModelRunError } from './errors.ts';
+import { lowerPriority, threadIds } from './priority.ts';
 import type { Device, ModelRunnerOptions, ModelSource, Patch } from './runner.ts';
 import { RemoteModelError, rebuildError, type SerialisedError } from './thread-errors.ts';
 
@@ -47,6 +47,8 @@ export class ThreadedModel {
     readonly info: Extract<ThreadReply, { type: 'ready' }>,
     /** The model's name in errors, as the runner names it. */
     private readonly modelName: string,
+    /** Threads that appeared while the model opened: the inference thread and its pool. */
+    private readonly inferenceThreads: ReadonlySet<number>,
   ) {
     worker.on('message', (m: ThreadReply) => {
       if (m.type !== 'result' && m.type !== 'error') return;
@@ -71,6 +73,7 @@ export class ThreadedModel {
     options: Omit<ModelRunnerOptions, 'log'> & { log?: (m: string) => void } = {},
   ): Promise<ThreadedModel> {
     const { log, ...rest } = options;
+    const before = new Set(threadIds());
     const worker = new Worker(new URL('./thread-boot.mjs', import.meta.url), {
       workerData: {
         entry: new URL('./thread-entry.ts', import.meta.url).href,
@@ -90,24 +93,28 @@ export class ThreadedModel {
     if (first.type !== 'ready') throw new Error(`inference thread sent ${first.type} before ready`);
     for (const m of first.logs) (log ?? console.warn)(m);
     const name = 'path' in source ? source.path : (source.name ?? '<in-memory model>');
-    return new ThreadedModel(worker, first, name);
+    const inference = new Set(threadIds().filter((t) => !before.has(t)));
+    return new ThreadedModel(worker, first, name, inference);
   }
 
   /**
-   * Lowers the CALLING thread's scheduling priority (Linux nice is per thread), leaving the
-   * inference threads, created earlier at normal priority, ahead of it. Measured here on 2
-   * cores: with the main thread busy alongside 2 intra-op threads, a batch took 35% longer
-   * at equal priority and 7% longer at nice 10 — onnxruntime's parallel sections wait for
-   * their slowest thread, so a preempted one stalls them all. The main thread's reads,
-   * writes and heartbeats then run in the gaps. Call it after open(), from the main thread.
+   * Lowers the scheduling priority of every thread of this process but this model's
+   * inference threads (see priority.ts), so reads, writes, accumulation, heartbeats and
+   * garbage collection run in the gaps. Measured here on 2 cores with only the main
+   * thread lowered: a batch took 35% longer at equal priority and 7% longer at nice 10;
+   * libuv's pool and V8's helpers, created before, still ran at full priority. Call it
+   * after open(), from the main thread.
    */
-  static yieldToInference(niceness = 10): void {
-    try {
-      setPriority(0, niceness);
-    } catch (error) {
-      // Not permitted (some containers): scheduling stays as it was, which is only slower.
-      if (!(error instanceof Error)) throw error;
-    }
+  yieldToInference(by = 10): void {
+    lowerPriority(by, this.inferenceThreads);
+  }
+
+  /**
+   * For a process that runs no inference itself (the coordinator): all its threads. Call
+   * it after forking the workers: a child starts at its forking thread's priority.
+   */
+  static yieldToInference(by = 10): void {
+    lowerPriority(by);
   }
 
   get device(): Device {

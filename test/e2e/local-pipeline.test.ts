@@ -2,7 +2,8 @@
 // processes; every output compared with whole-volume sliding-window inference.
 
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { getPriority } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadManifest } from '../../cli/job-files.ts';
@@ -297,6 +298,50 @@ describe('tessera run (local pipeline)', () => {
     expect(maxAbsDiff(await readOutput(d, Box.ofShape(shape)), expected)).toBeLessThanOrEqual(1e-5);
     expect(result.report?.attempts.total).toBeGreaterThanOrEqual(result.chunks);
   });
+
+  it.runIf(existsSync('/proc/self/task'))(
+    "workers infer at the run's priority; everything else (their other threads, the coordinator) is lowered",
+    async () => {
+      const d = dir();
+      const shape: Vec3 = [16, 40, 40];
+      const path = await writeJobDir(d, {
+        shape,
+        data: lcgVolume(shape, 5),
+        manifest: {
+          model: {
+            url: join(FIXTURE_MODELS, 'realistic.onnx'),
+            patchShape: [8, 16, 16],
+            outputChannels: 2,
+          },
+          overlap: [2, 4, 4],
+          chunkShape: [8, 24, 24],
+        },
+      });
+      const base = getPriority(0);
+      const lowered = Math.min(19, base + 10);
+      let seen: { main: number; nice: number[] } | undefined;
+      const result = await runLocal(await loadManifest(path), {
+        workers: 1,
+        onWorker: (child) => {
+          child.on('message', (msg: { type: string; event?: { type: string } }) => {
+            if (seen || msg.type !== 'event' || msg.event?.type !== 'done') return;
+            const nice = (tid: string): number => {
+              const stat = readFileSync(`/proc/${child.pid}/task/${tid}/stat`, 'utf8');
+              return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+            };
+            const tids = readdirSync(`/proc/${child.pid}/task`);
+            seen = { main: nice(String(child.pid)), nice: tids.map(nice) };
+          });
+        },
+      });
+      expect(result.status).toBe('SUCCEEDED');
+      // A worker forked by a lowered coordinator would run inference lowered too.
+      expect(seen).toBeDefined();
+      expect(Math.min(...seen!.nice)).toBe(base);
+      expect(seen!.main).toBe(lowered);
+      expect(getPriority(0)).toBe(lowered);
+    },
+  );
 
   it('a run killed with SIGKILL resumes without re-inferring DONE chunks', async () => {
     const d = dir();

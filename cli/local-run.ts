@@ -25,7 +25,9 @@ import {
   TILE_PREFIX,
   verifyJob,
 } from '../core/pipeline/index.ts';
+import { type InputPanels, renderInputPanels } from '../core/pipeline/preview.ts';
 import { LocalStore } from '../core/store/index.ts';
+import { pyramidLevels } from '../core/volume/pyramid.ts';
 import { defaultStateDir, type LoadedManifest } from './job-files.ts';
 import type { WorkerInit, WorkerMessage } from './local-worker.ts';
 import type { Progress } from './progress.ts';
@@ -164,6 +166,7 @@ export async function runLocal(
     let device = m.manifest.compute.device;
 
     let yielded = false;
+    let inputPanels: Promise<InputPanels | undefined> | undefined;
     const runRound = async (): Promise<void> => {
       let spawned = 0;
       // Replacements for dead workers are bounded: a worker that dies on every chunk
@@ -246,6 +249,13 @@ export async function runLocal(
         });
         live.add(done);
       };
+      // The preview's input column depends on the input alone: draw it now, while the
+      // workers start up (a core is free then) and infer, instead of after them.
+      inputPanels ??= renderInputPanels(
+        ctx.input,
+        ctx.plan.region,
+        pyramidLevels(ctx.plan.volumeShape, m.manifest.output.pyramid ?? 0, ctx.input.voxelSize),
+      ).catch(() => undefined);
       for (let i = 0; i < workers; i++) spawn(i);
       // The coordinator's own work (eager blending, ledger IPC) should fill the gaps between
       // inference batches rather than preempt the workers' inference threads. Only now:
@@ -309,6 +319,7 @@ export async function runLocal(
         chunkTimings,
         workers,
         device,
+        ...(inputPanels ? { inputPanels } : {}),
       }),
     );
     await cleanup;

@@ -51,15 +51,9 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
   const stop = (): void => controller.abort();
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
-  let model: ThreadedModel | undefined;
+  let opening: Promise<ThreadedModel> | undefined;
   try {
     const loaded = await loadManifest(init.manifestPath);
-    const ctx = await openJob(loaded.manifest, {
-      jobId: init.jobId,
-      work: new LocalStore(init.workDir),
-      baseDir: loaded.baseDir,
-      previewTiles: true,
-    });
     const modelPath = resolveModelPath(loaded.manifest.model.url, loaded.baseDir);
     // Over the cap, the run fails at once naming model.url and the limit (not out of memory).
     await checkLocalModelSize(loaded.manifest.model.url, {
@@ -67,7 +61,9 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
       maxBytes: maxModelBytes(process.env),
       setting: ENV.maxModelBytes,
     });
-    model = await ThreadedModel.open(
+    // The model loads on its own thread while this one opens the job, claims the first
+    // chunk and reads its input: start-up costs the longer of the two, not their sum.
+    opening = ThreadedModel.open(
       { path: modelPath },
       {
         sha256: loaded.manifest.model.sha256,
@@ -77,8 +73,18 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
           send({ type: 'event', owner: init.owner, event: { type: 'warning', message: m } }),
       },
     );
-    send({ type: 'ready', owner: init.owner, device: model.device });
-    model.yieldToInference();
+    const model = opening.then((m) => {
+      send({ type: 'ready', owner: init.owner, device: m.device });
+      m.yieldToInference();
+      return m;
+    });
+    model.catch(() => {}); // awaited by runWorker; a failure is reported below
+    const ctx = await openJob(loaded.manifest, {
+      jobId: init.jobId,
+      work: new LocalStore(init.workDir),
+      baseDir: loaded.baseDir,
+      previewTiles: true,
+    });
     const output = await openJobOutput(ctx);
     await runWorker({
       ctx,
@@ -95,7 +101,7 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
     send({ type: 'fatal', owner: init.owner, error: e instanceof Error ? e.message : String(e) });
     process.exitCode = 1;
   } finally {
-    await model?.close();
+    await (await opening?.catch(() => undefined))?.close();
     // ru_maxrss is in kilobytes on Linux.
     const cpu = process.cpuUsage();
     const main = mainThreadCpuSeconds();

@@ -21,7 +21,7 @@ import { checkOutputOwner, writeOmeMetadata } from '../volume/index.ts';
 import { parentGroupAttributes, placementOf, type SpaceUnit } from '../volume/ome.ts';
 import { buildPyramid, type PyramidLevel, pyramidLevels } from '../volume/pyramid.ts';
 import type { JobContext } from './context.ts';
-import { PREVIEW_KEY, type Preview, renderPreview } from './preview.ts';
+import { type InputPanels, PREVIEW_KEY, type Preview, renderPreview } from './preview.ts';
 import {
   type ChunkTiming,
   histogram,
@@ -45,6 +45,8 @@ export interface FinalizeOptions {
   device: string;
   /** Skip preview.png (tests of other parts; a huge job finalized by a short-lived Lambda). */
   preview?: boolean;
+  /** The preview's input column, drawn ahead (see renderInputPanels). */
+  inputPanels?: Promise<InputPanels | undefined>;
   log?: (line: string) => void;
 }
 
@@ -79,13 +81,10 @@ export async function finalizeJob(ctx: JobContext, o: FinalizeOptions): Promise<
       datasets: levels.map((l) => ({ path: l.path, factor: l.factor })),
     });
     if (o.preview !== false) {
-      preview = await renderPreview(
-        ctx.input,
-        ctx.outputStore,
-        plan.region,
-        levels,
-        ctx.previewTiles ? { tiles: ctx.work } : {},
-      );
+      preview = await renderPreview(ctx.input, ctx.outputStore, plan.region, levels, {
+        ...(ctx.previewTiles ? { tiles: ctx.work } : {}),
+        ...(o.inputPanels ? { inputPanels: o.inputPanels } : {}),
+      });
       await ctx.outputStore.set(PREVIEW_KEY, preview.png);
     }
   }

@@ -32,6 +32,18 @@ export interface PreviewOptions {
   maxSourceSide?: number;
   /** The job's work store, where local runs leave preview tiles (see preview-tiles.ts). */
   tiles?: Store;
+  /**
+   * The input column, rendered ahead (renderInputPanels): it depends on the input alone,
+   * so a local run draws it while the workers infer instead of after them. Used when it
+   * was drawn for the same area; otherwise (or if it failed) drawn here.
+   */
+  inputPanels?: Promise<InputPanels | undefined>;
+}
+
+/** The input column of a preview: one panel per depth, and the area it was drawn for. */
+export interface InputPanels {
+  readonly key: string;
+  readonly panels: Float64Array[];
 }
 
 export interface Preview {
@@ -72,13 +84,17 @@ interface Slab {
   cols: number;
 }
 
-export async function renderPreview(
-  input: InputVolume,
-  outputStore: Store,
+interface Geometry {
+  level: PyramidLevel | undefined;
+  area: { ay0: number; ax0: number; y1: number; x1: number; p: number; ph: number; pw: number };
+  depths: number[];
+}
+
+function previewGeometry(
   region: Box,
   levels: readonly PyramidLevel[],
-  o: PreviewOptions = {},
-): Promise<Preview> {
+  o: PreviewOptions,
+): Geometry {
   const maxPanel = o.maxPanel ?? 512;
   const maxSide = o.maxSourceSide ?? 8192;
   const depthCount = Math.max(1, Math.min(o.depths ?? 3, region.shape[0]));
@@ -96,17 +112,68 @@ export async function renderPreview(
   const level =
     [...levels].reverse().find((l) => l.factor[1] === l.factor[2] && p % l.factor[2] === 0) ??
     levels[0];
-  const outVol = await openOutputVolume(
-    level === undefined || level.path === '0'
-      ? outputStore
-      : new LevelStore(outputStore, Number(level.path)),
-  );
   const f = level?.factor ?? ([1, 1, 1] as Vec3);
   // Align the area to the level's voxels so input and output panels cover the same voxels.
   const ay0 = Math.floor(y0 / f[1]) * f[1];
   const ax0 = Math.floor(x0 / f[2]) * f[2];
   const ph = Math.ceil((y1 - ay0) / p);
   const pw = Math.ceil((x1 - ax0) / p);
+  return {
+    level,
+    area: { ay0, ax0, y1, x1, p, ph, pw },
+    depths: previewDepths(region, depthCount),
+  };
+}
+
+function inputKey(input: InputVolume, g: Geometry): string {
+  return JSON.stringify([input.location, input.arrayPath, g.area, g.depths]);
+}
+
+async function drawInputPanels(input: InputVolume, g: Geometry): Promise<InputPanels> {
+  const source: Source = {
+    factor: 1,
+    zFactor: 1,
+    stripRows: input.chunkShape[1],
+    channels: 1,
+    read: async (z, ya, yb, xa, xb) => {
+      const d = await input.readBox(new Box([z, ya, xa], [z + 1, yb, xb]));
+      // Channel 0 only: the first channel is what a grayscale panel can show.
+      return { data: d.data, channels: 1, rows: yb - ya, cols: xb - xa };
+    },
+  };
+  const panels: Float64Array[] = [];
+  for (const z of g.depths) panels.push((await slicePanels(source, z, g.area))[0]!);
+  return { key: inputKey(input, g), panels };
+}
+
+/** The input column of renderPreview with the same arguments, drawn on its own. */
+export function renderInputPanels(
+  input: InputVolume,
+  region: Box,
+  levels: readonly PyramidLevel[],
+  o: PreviewOptions = {},
+): Promise<InputPanels> {
+  return drawInputPanels(input, previewGeometry(region, levels, o));
+}
+
+export async function renderPreview(
+  input: InputVolume,
+  outputStore: Store,
+  region: Box,
+  levels: readonly PyramidLevel[],
+  o: PreviewOptions = {},
+): Promise<Preview> {
+  // Handled from the start: one that failed is only drawn again.
+  const drawnAhead = o.inputPanels?.catch(() => undefined);
+  const g = previewGeometry(region, levels, o);
+  const { level, depths } = g;
+  const { ay0, ax0, y1, x1, p, ph, pw } = g.area;
+  const outVol = await openOutputVolume(
+    level === undefined || level.path === '0'
+      ? outputStore
+      : new LevelStore(outputStore, Number(level.path)),
+  );
+  const f = level?.factor ?? ([1, 1, 1] as Vec3);
   const outSource: Source = {
     factor: f[1],
     zFactor: f[0],
@@ -122,26 +189,11 @@ export async function renderPreview(
       return { data: d.data, channels: d.channels, rows: yb - ya, cols: xb - xa };
     },
   };
-  const inSource: Source = {
-    factor: 1,
-    zFactor: 1,
-    stripRows: input.chunkShape[1],
-    channels: 1,
-    read: async (z, ya, yb, xa, xb) => {
-      const d = await input.readBox(new Box([z, ya, xa], [z + 1, yb, xb]));
-      // Channel 0 only: the first channel is what a grayscale panel can show.
-      return { data: d.data, channels: 1, rows: yb - ya, cols: xb - xa };
-    },
-  };
-
-  const depths = previewDepths(region, depthCount);
-  const panelsIn: Float64Array[] = [];
+  const ahead = await drawnAhead;
+  const panelsIn =
+    ahead?.key === inputKey(input, g) ? ahead.panels : (await drawInputPanels(input, g)).panels;
   const panelsOut: Float64Array[][] = [];
-  for (const z of depths) {
-    const area = { ay0, ax0, y1, x1, p, ph, pw };
-    panelsIn.push((await slicePanels(inSource, z, area))[0]!);
-    panelsOut.push(await slicePanels(outSource, z, area));
-  }
+  for (const z of depths) panelsOut.push(await slicePanels(outSource, z, g.area));
   const toByteIn = displayMap(panelsIn, input.dtype === 'uint8' ? [0, 255] : undefined);
   const flatOut = panelsOut.flat();
   const outWindow: [number, number] | undefined =

@@ -25,7 +25,11 @@ export interface WorkerOptions {
   ledger: Ledger;
   output: OutputVolume;
   owner: string;
-  model: PatchModel;
+  /**
+   * The model, or its loading: chunks are claimed and read while it loads, and a model
+   * that fails to load hands back what was claimed and rejects runWorker.
+   */
+  model: PatchModel | Promise<PatchModel>;
   /** Where this worker starts looking for work (its shard); it steals from others after. */
   startIndex?: number;
   batchSize?: number;
@@ -215,9 +219,19 @@ async function workLoop(
   const buffers: Float32Array[] = [];
   let next = claimNext();
   let writing: Promise<void> = Promise.resolve();
+  let model: PatchModel | undefined;
   for (;;) {
     const cur = await next;
     if (!cur) break;
+    if (model === undefined) {
+      try {
+        model = await o.model;
+      } catch (error) {
+        // Not the chunk's fault: it goes back untouched (no attempt spent).
+        await giveBack(cur);
+        throw error;
+      }
+    }
     next = aborted() ? Promise.resolve(undefined) : claimNext();
     let acc: PartialSum;
     let times: { read: number; infer: number };
@@ -230,7 +244,7 @@ async function workLoop(
         plan: ctx.plan,
         chunk: cur.chunk,
         input: input.data,
-        model: skip ? zeroModel(ctx.manifest.model.outputChannels) : o.model,
+        model: skip ? zeroModel(ctx.manifest.model.outputChannels) : model,
         blend: ctx.manifest.blend,
         outputChannels: ctx.manifest.model.outputChannels,
         batchSize: o.batchSize,

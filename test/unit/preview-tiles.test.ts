@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Box, type Vec3 } from '../../core/geometry/index.ts';
 import { previewDepths, tileKey, writePreviewTiles } from '../../core/pipeline/index.ts';
-import { renderPreview } from '../../core/pipeline/preview.ts';
+import { type InputPanels, renderInputPanels, renderPreview } from '../../core/pipeline/preview.ts';
 import { LocalStore } from '../../core/store/index.ts';
 import { createOutputVolume } from '../../core/volume/index.ts';
 import { openInputVolume } from '../../core/volume/input.ts';
@@ -55,9 +55,12 @@ async function setup(dtype: 'float32' | 'uint8') {
         await out.writeBlock([cz, cy, cx], block);
         await writePreviewTiles(work, region, [cz, cy, cx], block);
       }
-  const preview = (tiles?: LocalStore) =>
-    renderPreview(input, outStore, region, pyramidLevels(SHAPE, 0), tiles ? { tiles } : {});
-  return { out, work, region, preview };
+  const preview = (tiles?: LocalStore, inputPanels?: Promise<InputPanels | undefined>) =>
+    renderPreview(input, outStore, region, pyramidLevels(SHAPE, 0), {
+      ...(tiles ? { tiles } : {}),
+      ...(inputPanels ? { inputPanels } : {}),
+    });
+  return { out, work, region, preview, input };
 }
 
 describe('preview tiles', () => {
@@ -82,5 +85,26 @@ describe('preview tiles', () => {
       new Uint8Array(new Float32Array(2 * box.shape[1] * box.shape[2]).fill(0.5).buffer),
     );
     expect(Buffer.from((await preview(work)).png).equals(Buffer.from(decoded.png))).toBe(false);
+  });
+
+  it('an input column drawn ahead gives the same picture, and is used only for the same area', async () => {
+    const { preview, input, region } = await setup('float32');
+    const decoded = await preview();
+    const levels = pyramidLevels(SHAPE, 0);
+    const ahead = await renderInputPanels(input, region, levels);
+    const withAhead = await preview(undefined, Promise.resolve(ahead));
+    expect(Buffer.from(withAhead.png).equals(Buffer.from(decoded.png))).toBe(true);
+    // Used: altered panels show in the picture.
+    const altered = { key: ahead.key, panels: ahead.panels.map((p) => p.map((v) => 255 - v)) };
+    const shown = await preview(undefined, Promise.resolve(altered));
+    expect(Buffer.from(shown.png).equals(Buffer.from(decoded.png))).toBe(false);
+    // Drawn for another area (another region): ignored, as is one that failed.
+    const other = await renderInputPanels(input, new Box([0, 0, 0], [10, 20, 20]), levels);
+    const wrong = { key: other.key, panels: altered.panels };
+    expect(Buffer.from((await preview(undefined, Promise.resolve(wrong))).png)).toEqual(
+      Buffer.from(decoded.png),
+    );
+    const failed = Promise.reject(new Error('input unreadable'));
+    expect(Buffer.from((await preview(undefined, failed)).png)).toEqual(Buffer.from(decoded.png));
   });
 });

@@ -91,3 +91,54 @@ describe('runWorker at the end of a job', () => {
     expect(counts.PENDING).toBe(0);
   });
 });
+
+describe('runWorker with a model still loading', () => {
+  it('claims and reads its first chunk while the model loads, then infers as usual', async () => {
+    const { ctx, ledger, output } = await job(3);
+    const events: string[] = [];
+    let loaded!: (m: PatchModel) => void;
+    const model = new Promise<PatchModel>((resolve) => {
+      loaded = resolve;
+    });
+    const running = runWorker({
+      ctx,
+      ledger,
+      output,
+      owner: 'w1',
+      model,
+      idlePollMs: NEVER,
+      onEvent: (e) => {
+        events.push(e.type);
+        if (e.type === 'claimed' && events.length === 1) {
+          events.push('model loaded');
+          loaded(jsModel(1, 2));
+        }
+      },
+    });
+    const stats = await running;
+    expect(events[0]).toBe('claimed');
+    expect(events).toContain('model loaded');
+    expect(stats.done).toBe(ctx.plan.counts.chunks);
+  });
+
+  it('a model that fails to load hands its claimed chunk back unspent and rejects', async () => {
+    const { ctx, ledger, output } = await job(3);
+    const events: string[] = [];
+    await expect(
+      runWorker({
+        ctx,
+        ledger,
+        output,
+        owner: 'w1',
+        model: Promise.reject(new Error('model.url: cannot read the file')),
+        idlePollMs: NEVER,
+        onEvent: (e) => events.push(e.type),
+      }),
+    ).rejects.toThrow(/cannot read the file/);
+    expect(events).toEqual(['claimed', 'released']);
+    const counts = await ledger.counts(ctx.jobId);
+    expect(counts.RUNNING).toBe(0);
+    expect(counts.PENDING).toBe(ctx.plan.counts.chunks);
+    for await (const row of ledger.list(ctx.jobId)) expect(row.attempts, row.chunkId).toBe(0);
+  });
+});

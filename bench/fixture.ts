@@ -8,6 +8,9 @@ import { writeZarrArray } from '../core/volume/write-array.ts';
 
 export const REALISTIC_MODEL = new URL('../test/fixtures/models/realistic.onnx', import.meta.url)
   .pathname;
+/** 1 → 2 channels, no arithmetic to speak of: a run with it is Tessera's own cost alone. */
+export const NOOP_MODEL = new URL('../test/fixtures/models/identity2.onnx', import.meta.url)
+  .pathname;
 
 /** Smooth structure plus noise, cheap to generate at 10^8 voxels. */
 export function benchVolume(shape: Vec3, seed = 1): Uint8Array {
@@ -33,6 +36,8 @@ export interface BenchManifestOptions {
   blockShape: Vec3;
   dtype: 'float32' | 'uint8';
   device: 'cpu' | 'gpu';
+  /** Default REALISTIC_MODEL. */
+  model?: string;
 }
 
 export async function writeBenchJob(
@@ -51,7 +56,7 @@ export async function writeBenchJob(
     name: 'bench',
     input: { url: 'input.zarr' },
     output: { url: 'output.zarr', dtype: o.dtype, blockShape: o.blockShape },
-    model: { url: REALISTIC_MODEL, patchShape: o.patchShape, outputChannels: 2 },
+    model: { url: o.model ?? REALISTIC_MODEL, patchShape: o.patchShape, outputChannels: 2 },
     overlap: o.overlap,
     blend: 'bump',
     chunkShape: o.chunkShape,

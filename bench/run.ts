@@ -3,6 +3,8 @@
 //
 //   efficiency      voxels/s of `tessera run` end to end ÷ voxels/s of bare session.run
 //                   over exactly the same patches (target ≥ 0.90)
+//   framework       the same job with a no-op model: Tessera's own CPU cost, and the
+//                   efficiency ceiling it implies where inference fills every core
 //   redundancy      patch voxels inferred ÷ whole-volume sliding window (exactly 1.0),
 //                   beside chunkflow-style margin cropping for the same chunk shape
 //   blend_fraction  (blend + finalize) ÷ total (target ≤ 0.05)
@@ -20,7 +22,12 @@ import { runLocal } from '../cli/local-run.ts';
 import { Plan, type Vec3 } from '../core/geometry/index.ts';
 import { patchStarts } from '../core/reference/index.ts';
 import { bareInference } from './baseline.ts';
-import { type BenchManifestOptions, REALISTIC_MODEL, writeBenchJob } from './fixture.ts';
+import {
+  type BenchManifestOptions,
+  NOOP_MODEL,
+  REALISTIC_MODEL,
+  writeBenchJob,
+} from './fixture.ts';
 import { ledgerBench } from './ledger.ts';
 
 const { values } = parseArgs({
@@ -32,7 +39,7 @@ const { values } = parseArgs({
     only: { type: 'string' },
   },
 });
-// --only efficiency,scaling,plan,ledger runs a subset (RESULTS.md is then not rewritten).
+// --only efficiency,framework,scaling,plan,ledger runs a subset (RESULTS.md is then not rewritten).
 const only = values.only?.split(',');
 const want = (section: string): boolean => only === undefined || only.includes(section);
 const device = values.device === 'gpu' ? 'gpu' : 'cpu';
@@ -54,7 +61,10 @@ const JOB: BenchManifestOptions = {
 };
 const BATCH = 2;
 
-async function endToEnd(shape: Vec3): Promise<{
+async function endToEnd(
+  shape: Vec3,
+  model = REALISTIC_MODEL,
+): Promise<{
   seconds: number;
   report: NonNullable<Awaited<ReturnType<typeof runLocal>>['report']>;
   rss: number;
@@ -64,7 +74,7 @@ async function endToEnd(shape: Vec3): Promise<{
 }> {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-bench-'));
   try {
-    const { manifestPath, data } = await writeBenchJob(dir, shape, JOB);
+    const { manifestPath, data } = await writeBenchJob(dir, shape, { ...JOB, model });
     const loaded = await loadManifest(manifestPath);
     const t0 = performance.now();
     const result = await runLocal(loaded, { workers: 1, batchSize: BATCH });
@@ -149,6 +159,25 @@ results.blend_fraction = {
   timings: t,
 };
 log(JSON.stringify({ efficiency: results.efficiency, blend_fraction: results.blend_fraction }));
+
+// Tessera's own cost, measured alone: the same job with a model that does no arithmetic.
+// On a machine whose cores inference fills, this CPU is what efficiency pays for:
+// efficiency ≤ bare CPU ÷ (bare CPU + this). On a GPU it must stay below the device time.
+if (want('framework')) {
+  const noop = await endToEnd(MAIN_SHAPE, NOOP_MODEL);
+  const coreSeconds = noop.cpu.workers + noop.cpu.coordinator;
+  const bareCpu = (results.efficiency as { cpuSeconds: { bareInference: number } }).cpuSeconds
+    .bareInference;
+  results.framework = {
+    seconds: round(noop.seconds),
+    coreSeconds: round(coreSeconds),
+    workerMainThreads: round(noop.cpu.workerMainThreads),
+    coordinator: round(noop.cpu.coordinator),
+    coreNanosecondsPerVoxel: round((coreSeconds / voxels) * 1e9),
+    efficiencyCeiling: round(bareCpu / (bareCpu + coreSeconds)),
+  };
+  log(JSON.stringify({ framework: results.framework }));
+}
 
 // 4: scaling (a smaller base so three runs fit the time budget).
 const scaling: Record<string, unknown>[] = [];
@@ -252,6 +281,11 @@ function cpuLine(e: Record<string, unknown>): string {
   return `bare inference ${c.bareInference}; Tessera's workers ${c.tesseraWorkers} (their main threads ${c.tesseraWorkerMainThreads}), coordinator ${c.tesseraCoordinator}; beyond bare inference ${c.beyondInference}`;
 }
 
+function frameworkLine(f: Record<string, number> | undefined): string {
+  if (!f) return 'not measured';
+  return `${f.seconds} s end to end, ${f.coreSeconds} core-seconds (worker main threads ${f.workerMainThreads}, coordinator ${f.coordinator}), ${f.coreNanosecondsPerVoxel} core-ns per voxel; with inference filling every core, efficiency can be at most ${f.efficiencyCeiling} here`;
+}
+
 function writeResults(r: Record<string, unknown>): void {
   const path = new URL(
     `./RESULTS${device === 'gpu' ? '-gpu' : ''}${quick ? '-quick' : ''}.md`,
@@ -270,6 +304,8 @@ Machine: ${machine}. Measured ${r.when}. Reproduce: \`npm run bench${device === 
 | plan rate | ${JSON.stringify(r.plan_rate)} | ≤ 5 s for 10^6 chunks |
 
 Where the CPU went (core-seconds, efficiency run): ${cpuLine(e)}.
+
+Tessera's own cost (the same job with a model that does no arithmetic, \`identity2.onnx\`): ${frameworkLine(r.framework as Record<string, number> | undefined)}.
 
 Scaling:
 

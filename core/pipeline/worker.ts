@@ -135,6 +135,10 @@ async function workLoop(
   const emit = (e: WorkerEvent): void => o.onEvent?.(e);
   const aborted = (): boolean => o.signal?.aborted === true;
 
+  // Normalised input memory, recycled like the accumulators below: two chunks' inputs
+  // are alive at most (one inferring, one read ahead).
+  const inputBuffers: Float32Array[] = [];
+
   // Wakes a claim loop waiting on this worker's own chunks (see claimNext).
   let onDrop: (() => void) | undefined;
   const drop = (w: Work): void => {
@@ -159,7 +163,7 @@ async function workLoop(
             message: `heartbeat for chunk ${claim.chunkId} failed: ${String(e)}`,
           }),
         ).start();
-        const input = readInput(ctx, chunk);
+        const input = readInput(ctx, chunk, inputBuffers.pop());
         input.catch(() => {}); // observed when the chunk is processed
         const work = { claim, keeper, chunk, input };
         held.add(work);
@@ -236,8 +240,10 @@ async function workLoop(
     let acc: PartialSum;
     let times: { read: number; infer: number };
     let skip: boolean;
+    let inputMemory: Float32Array | undefined;
     try {
       const input = await cur.input;
+      inputMemory = input.data.data;
       skip = input.skip;
       const t0 = performance.now();
       acc = await inferChunk({
@@ -271,6 +277,8 @@ async function workLoop(
       } else if (e instanceof Aborted) await giveBack(cur);
       else await failChunk(cur, e);
       continue;
+    } finally {
+      if (inputMemory) inputBuffers.push(new Float32Array(inputMemory.buffer as ArrayBuffer));
     }
     // One write in flight at a time bounds memory to ~3 chunks (reading, inferring, writing).
     await writing;
@@ -323,13 +331,20 @@ async function workLoop(
 async function readInput(
   ctx: JobContext,
   chunk: ChunkDescriptor,
+  reuse?: Float32Array,
 ): Promise<{ data: Dense<Float32Array>; skip: boolean; ms: number }> {
   const t0 = performance.now();
   const raw = await ctx.input.readBox(chunk.readBox);
   const valid = Box.ofShape(ctx.plan.volumeShape);
   const { scale, offset, skipBelow } = ctx.manifest.input;
   const skip = skipBelow !== undefined && allBelow(raw.data, skipBelow);
-  const data = normalize(raw, { dtype: ctx.input.dtype, scale, offset, valid });
+  const data = normalize(raw, {
+    dtype: ctx.input.dtype,
+    scale,
+    offset,
+    valid,
+    ...(reuse ? { reuse } : {}),
+  });
   return { data, skip, ms: performance.now() - t0 };
 }
 

@@ -372,6 +372,47 @@ describe('normalize', () => {
     );
   });
 
+  it('maps every 8- and 16-bit value exactly as the per-voxel formula (large inputs use a table)', () => {
+    const box = Box.ofShape([4, 32, 32]);
+    const u8: Dense<NumericArray> = {
+      box,
+      channels: 1,
+      data: new Uint8Array(box.size).map((_, i) => (i * 7919) % 256),
+    };
+    const big = Box.ofShape([8, 256, 256]);
+    const u16: Dense<NumericArray> = {
+      box: big,
+      channels: 1,
+      data: new Uint16Array(big.size).map((_, i) => (i * 40503) % 65_536),
+    };
+    for (const [r, dtype] of [
+      [u8, 'uint8'],
+      [u16, 'uint16'],
+    ] as const) {
+      const plain = normalize(r, { dtype });
+      const scaled = normalize(r, { dtype, scale: 0.013, offset: -0.7 });
+      for (let i = 0; i < r.data.length; i++) {
+        const v = r.data[i]!;
+        expect(plain.data[i]).toBe(Math.fround(dtype === 'uint8' ? v / 255 : v));
+        expect(scaled.data[i]).toBe(Math.fround(v * 0.013 - 0.7));
+      }
+    }
+  });
+
+  it('writes into reused memory, leaving nothing of what it held', () => {
+    const r = raw();
+    const fresh = normalize(r, { dtype: 'uint8', offset: 1, valid: Box.ofShape([1, 2, 2]) });
+    const reuse = new Float32Array(r.data.length + 10).fill(42);
+    const again = normalize(r, {
+      dtype: 'uint8',
+      offset: 1,
+      valid: Box.ofShape([1, 2, 2]),
+      reuse,
+    });
+    expect(again.data.buffer).toBe(reuse.buffer);
+    expect(Array.from(again.data)).toEqual(Array.from(fresh.data));
+  });
+
   it('leaves voxels outside `valid` at exactly 0, even with an offset', () => {
     const r = raw();
     const valid = Box.ofShape([5, 5, 2]);

@@ -261,7 +261,7 @@ function chunkIoBytes(): number {
   );
   const read = per.map((k, a) => (k - 1) * ([pz, py, px][a]! - JOB.overlap[a]!) + [pz, py, px][a]!);
   const vox = read[0]! * read[1]! * read[2]!;
-  return vox * (4 /* normalised input */ + 2 * 4 /* num */ + 4) /* den */;
+  return vox * (4 /* normalised input */ + 2 * 4) /* Σw·f, 2 channels (Σw comes from geometry) */;
 }
 
 function round(v: number): number {

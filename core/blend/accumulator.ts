@@ -1,16 +1,16 @@
-// Partial sums of the invariance formula over a box: num = Σ w·f per channel and
-// den = Σ w. A chunk accumulates its patches into one; a seam block sums the partials
-// of every contributing chunk. Normalising num/den gives the blended output.
+// Partial sums of the invariance formula over a box: num = Σ w·f per channel. A chunk
+// accumulates its patches into one; a seam block sums the partials of every contributing
+// chunk. Dividing by Σw, known from geometry (weight-sums.ts), gives the blended output.
 //
 // These loops run once per inferred voxel and share the CPU with inference: they work
 // row by row on typed arrays with offsets computed per row, and allocate nothing.
 
 import { copyBox, type Dense, offsetOf } from '../array/dense.ts';
 import { Box } from '../geometry/index.ts';
+import type { WeightSums } from './weight-sums.ts';
 
 export class PartialSum {
   readonly num: Dense<Float32Array>;
-  readonly den: Dense<Float32Array>;
 
   /**
    * `buffer`, when given, is reused (zeroed) instead of allocating: a worker keeps one
@@ -19,28 +19,25 @@ export class PartialSum {
   constructor(
     readonly box: Box,
     readonly channels: number,
+    /** Σw of the job's patch grid, for normalising. */
+    readonly sums: WeightSums,
     buffer?: Float32Array,
-    /** Take `buffer` as the contents (den then num), without zeroing: a decoded partial. */
+    /** Take `buffer` as the contents, without zeroing: a decoded partial. */
     wrap = false,
   ) {
-    const n = box.size;
-    const all =
-      buffer && buffer.length >= (channels + 1) * n
+    const n = channels * box.size;
+    const data =
+      buffer && buffer.length >= n
         ? wrap
-          ? buffer.subarray(0, (channels + 1) * n)
-          : buffer.subarray(0, (channels + 1) * n).fill(0)
-        : new Float32Array((channels + 1) * n);
-    this.den = { box, channels: 1, data: all.subarray(0, n) };
-    this.num = { box, channels, data: all.subarray(n) };
+          ? buffer.subarray(0, n)
+          : buffer.subarray(0, n).fill(0)
+        : new Float32Array(n);
+    this.num = { box, channels, data };
   }
 
   /** The backing memory, for reuse by the next PartialSum. */
   get buffer(): Float32Array {
-    return new Float32Array(
-      this.den.data.buffer,
-      this.den.data.byteOffset,
-      (this.channels + 1) * this.box.size,
-    );
+    return new Float32Array(this.num.data.buffer, this.num.data.byteOffset, this.num.data.length);
   }
 
   /**
@@ -59,13 +56,12 @@ export class PartialSum {
     const w = b.stop[2] - b.start[2];
     const x0 = b.start[2];
     const num = this.num.data;
-    const den = this.den.data;
     const channels = this.channels;
     const n = this.box.size;
     let check = 0;
-    // One pass per row, every array read once per voxel: 1.5× faster than a pass for den
-    // and one per channel (measured on 2×32×128×128 patches). One and two channels (a
-    // probability map, a foreground/boundary pair) get their own loop; V8 keeps those tight.
+    // One pass per row, every array read once per voxel: faster than a pass per channel
+    // (measured on 2×32×128×128 patches). One and two channels (a probability map, a
+    // foreground/boundary pair) get their own loop; V8 keeps those tight.
     for (let z = b.start[0]; z < b.stop[0]; z++)
       for (let y = b.start[1]; y < b.stop[1]; y++) {
         const wi = ((z - ps[0]) * py + (y - ps[1])) * px + (x0 - ps[2]);
@@ -76,7 +72,6 @@ export class PartialSum {
             const wt = weights[wi + x]!;
             const v = out[fi + x]!;
             check += v;
-            den[di + x]! += wt;
             num[di + x]! += wt * v;
           }
         } else if (channels === 2) {
@@ -87,14 +82,12 @@ export class PartialSum {
             const v0 = out[fi + x]!;
             const v1 = out[f1 + x]!;
             check += v0 + v1;
-            den[di + x]! += wt;
             num[di + x]! += wt * v0;
             num[n1 + x]! += wt * v1;
           }
         } else {
           for (let x = 0; x < w; x++) {
             const wt = weights[wi + x]!;
-            den[di + x]! += wt;
             for (let c = 0, ni = di + x, f = fi + x; c < channels; c++, ni += n, f += pv) {
               const v = out[f]!;
               check += v;
@@ -106,22 +99,19 @@ export class PartialSum {
     return check;
   }
 
-  /** Adds another partial (num, den over `other.box`) where the boxes overlap. */
+  /** Adds another partial (num over `other.box`) where the boxes overlap. */
   addPartial(other: PartialSum): void {
     const b = other.box.intersect(this.box);
     if (b.isEmpty()) return;
     const w = b.stop[2] - b.start[2];
     const n = this.box.size;
     const on = other.box.size;
-    const den = this.den.data;
     const num = this.num.data;
-    const oden = other.den.data;
     const onum = other.num.data;
     for (let z = b.start[0]; z < b.stop[0]; z++)
       for (let y = b.start[1]; y < b.stop[1]; y++) {
         const di = offsetOf(this.box, 0, z, y, b.start[2]);
         const si = offsetOf(other.box, 0, z, y, b.start[2]);
-        for (let x = 0; x < w; x++) den[di + x]! += oden[si + x]!;
         for (let c = 0; c < this.channels; c++) {
           const dc = c * n + di;
           const sc = c * on + si;
@@ -132,14 +122,13 @@ export class PartialSum {
 
   /** The partial restricted to `box` (inside this.box): what a chunk stores for a seam block. */
   extract(box: Box): PartialSum {
-    const out = new PartialSum(box, this.channels);
+    const out = new PartialSum(box, this.channels, this.sums);
     copyBox(this.num, out.num, box);
-    copyBox(this.den, out.den, box);
     return out;
   }
 
   /**
-   * Writes num/den for the voxels of `box` into dst (any numeric array type; the
+   * Writes num / Σw for the voxels of `box` into dst (any numeric array type; the
    * `convert` hook maps a blended value to the stored one, e.g. float → uint8).
    */
   normalizeInto(
@@ -147,22 +136,29 @@ export class PartialSum {
     box: Box,
     convert?: (v: number) => number,
   ): void {
-    const b = box.intersect(this.box).intersect(dst.box);
+    const { axes, origin } = this.sums;
+    const [sz, sy, sx] = axes;
+    // Σw is defined over the region the sums cover.
+    const region = new Box(
+      [origin[0], origin[1], origin[2]],
+      [origin[0] + sz.length, origin[1] + sy.length, origin[2] + sx.length],
+    );
+    const b = box.intersect(this.box).intersect(dst.box).intersect(region);
     if (b.isEmpty()) return;
     const w = b.stop[2] - b.start[2];
-    const den = this.den.data;
     const num = this.num.data;
     const out = dst.data;
     const n = this.box.size;
+    const x0 = b.start[2] - origin[2];
     for (let c = 0; c < this.channels; c++)
       for (let z = b.start[0]; z < b.stop[0]; z++)
         for (let y = b.start[1]; y < b.stop[1]; y++) {
-          const di = offsetOf(this.box, 0, z, y, b.start[2]);
-          const ni = c * n + di;
+          const zy = sz[z - origin[0]]! * sy[y - origin[1]]!;
+          const ni = c * n + offsetOf(this.box, 0, z, y, b.start[2]);
           const oi = offsetOf(dst.box, c, z, y, b.start[2]);
           if (convert)
-            for (let x = 0; x < w; x++) out[oi + x] = convert(num[ni + x]! / den[di + x]!);
-          else for (let x = 0; x < w; x++) out[oi + x] = num[ni + x]! / den[di + x]!;
+            for (let x = 0; x < w; x++) out[oi + x] = convert(num[ni + x]! / (zy * sx[x0 + x]!));
+          else for (let x = 0; x < w; x++) out[oi + x] = num[ni + x]! / (zy * sx[x0 + x]!);
         }
   }
 }

@@ -1,7 +1,9 @@
-// Binary encoding of a seam partial (Σw·f per channel and Σw over a box). Internal
-// format, little-endian:
+// Binary encoding of a seam partial (Σw·f per channel over a box; Σw is not stored, it
+// is known from geometry). Internal format, little-endian:
 //
-//   "TSP1" | u32 channels | i32 start[3] | i32 stop[3] | f32 den[n] | f32 num[C·n]
+//   "TSP2" | u32 channels | i32 start[3] | i32 stop[3] | f32 num[C·n]
+//
+// ("TSP1", which also carried Σw per voxel, is refused: re-run the chunk that wrote it.)
 //
 // A fixed header instead of JSON keeps decoding allocation-free apart from the copy out
 // of the (possibly unaligned) object buffer, and lets a truncated object be detected.
@@ -9,8 +11,9 @@
 import { copyBox } from '../array/dense.ts';
 import { Box } from '../geometry/index.ts';
 import { PartialSum } from './accumulator.ts';
+import type { WeightSums } from './weight-sums.ts';
 
-const MAGIC = 0x31505354; // "TSP1"
+const MAGIC = 0x32505354; // "TSP2"
 const HEADER = 32;
 
 export class PartialDecodeError extends Error {
@@ -31,7 +34,7 @@ export class PartialDecodeError extends Error {
 export function encodePartial(p: PartialSum, box: Box = p.box, scratch?: Uint8Array): Uint8Array {
   const b = box.intersect(p.box);
   const n = b.size;
-  const size = HEADER + 4 * n * (1 + p.channels);
+  const size = HEADER + 4 * n * p.channels;
   const out =
     scratch && scratch.byteLength >= size && scratch.byteOffset === 0
       ? scratch.subarray(0, size)
@@ -43,13 +46,12 @@ export function encodePartial(p: PartialSum, box: Box = p.box, scratch?: Uint8Ar
     view.setInt32(8 + 4 * a, b.start[a]!, true);
     view.setInt32(20 + 4 * a, b.stop[a]!, true);
   }
-  const floats = new Float32Array(out.buffer, HEADER, n * (1 + p.channels));
-  copyBox(p.den, { box: b, channels: 1, data: floats.subarray(0, n) }, b);
-  copyBox(p.num, { box: b, channels: p.channels, data: floats.subarray(n) }, b);
+  const floats = new Float32Array(out.buffer, HEADER, n * p.channels);
+  copyBox(p.num, { box: b, channels: p.channels, data: floats }, b);
   return out;
 }
 
-export function decodePartial(bytes: Uint8Array, key: string): PartialSum {
+export function decodePartial(bytes: Uint8Array, key: string, sums: WeightSums): PartialSum {
   const fail = (why: string): never => {
     throw new PartialDecodeError(
       `seam partial ${key} is unreadable (${why}); re-run the chunk that wrote it (tessera run resumes and rewrites it)`,
@@ -67,13 +69,13 @@ export function decodePartial(bytes: Uint8Array, key: string): PartialSum {
     stop as unknown as [number, number, number],
   );
   const n = box.size;
-  if (bytes.byteLength !== HEADER + 4 * n * (1 + channels))
-    fail(`expected ${HEADER + 4 * n * (1 + channels)} bytes, got ${bytes.byteLength}`);
+  if (bytes.byteLength !== HEADER + 4 * n * channels)
+    fail(`expected ${HEADER + 4 * n * channels} bytes, got ${bytes.byteLength}`);
   // A view when the bytes are 4-byte aligned (whole-file reads are); else one aligned copy.
   const at = bytes.byteOffset + HEADER;
   const floats =
     at % 4 === 0
-      ? new Float32Array(bytes.buffer as ArrayBuffer, at, n * (1 + channels))
+      ? new Float32Array(bytes.buffer as ArrayBuffer, at, n * channels)
       : new Float32Array(bytes.slice(HEADER).buffer);
-  return new PartialSum(box, channels, floats, true);
+  return new PartialSum(box, channels, sums, floats, true);
 }

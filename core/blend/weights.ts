@@ -1,19 +1,28 @@
 // Blend weights over one patch: w(z,y,x) = wz(z)·wy(y)·wx(x), each 1D profile normalised
-// to a maximum of 1 and computed in float64.
+// to a maximum of 1, floored, and computed in float64.
 //
 // Why a floor: chunkflow's bump exp(−Σ 1/(1−u²)) reaches e^-97 at the corner of a 128³
 // patch — below float32's smallest normal number, so it flushes to zero and a voxel seen
 // only by patch corners (the corners of the volume) divides 0 by 0. chunkflow rescales
-// by a large constant; instead we keep every weight ≥ MIN_WEIGHT relative to the
-// patch centre. The floor changes the blend only where every covering patch is
-// within a few voxels of its own corner, and keeps Σw far from underflow, so the
-// float32 division stays exact to a few ulps everywhere.
+// by a large constant; instead each axis's profile is kept ≥ MIN_WEIGHT relative to its
+// centre, so every weight is ≥ MIN_WEIGHT³ = 1e-18, far above float32's 1.2e-38. The
+// floor changes the blend only where every covering patch is within a few voxels of its
+// own edge, and the float32 division stays exact to a few ulps everywhere.
+//
+// Why per axis, not on the product: the weight stays separable, so Σw over the patch
+// grid (a Cartesian product of per-axis starts) is the product of three 1-D sums
+// (weight-sums.ts). Nobody stores, sends or adds Σw per voxel.
 
 import type { Vec3 } from '../geometry/index.ts';
 
 export type BlendKind = 'bump' | 'gaussian' | 'constant';
 
 export const MIN_WEIGHT = 1e-6;
+
+/** One axis of the weight as blended: the profile, floored at MIN_WEIGHT. */
+export function axisWeights(kind: BlendKind, p: number): Float64Array {
+  return profile1d(kind, p).map((v) => Math.max(MIN_WEIGHT, v));
+}
 
 /** One axis of the weight, length `p`, max 1. */
 export function profile1d(kind: BlendKind, p: number): Float64Array {
@@ -47,15 +56,15 @@ export function blendWeights(kind: BlendKind, patch: Vec3): Float32Array {
   const hit = cache.get(key);
   if (hit) return hit;
   const [pz, py, px] = patch;
-  const wz = profile1d(kind, pz);
-  const wy = profile1d(kind, py);
-  const wx = profile1d(kind, px);
+  const wz = axisWeights(kind, pz);
+  const wy = axisWeights(kind, py);
+  const wx = axisWeights(kind, px);
   const out = new Float32Array(pz * py * px);
   let i = 0;
   for (let z = 0; z < pz; z++)
     for (let y = 0; y < py; y++) {
       const zy = wz[z]! * wy[y]!;
-      for (let x = 0; x < px; x++) out[i++] = Math.max(MIN_WEIGHT, zy * wx[x]!);
+      for (let x = 0; x < px; x++) out[i++] = zy * wx[x]!;
     }
   cache.set(key, out);
   return out;

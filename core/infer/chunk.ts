@@ -3,6 +3,7 @@
 
 import { type Dense, offsetOf } from '../array/dense.ts';
 import { PartialSum } from '../blend/accumulator.ts';
+import { weightSums } from '../blend/weight-sums.ts';
 import { type BlendKind, blendWeights } from '../blend/weights.ts';
 import type { Box, ChunkDescriptor, Plan } from '../geometry/index.ts';
 import type { PatchModel } from '../reference/sliding-window.ts';
@@ -34,7 +35,12 @@ export async function inferChunk(o: InferChunkOptions): Promise<PartialSum> {
   const iv = inPatch[0] * inPatch[1] * inPatch[2];
   const cin = input.channels;
   const weights = blendWeights(o.blend, patch);
-  const acc = new PartialSum(chunk.footprint, o.outputChannels, o.buffer);
+  const acc = new PartialSum(
+    chunk.footprint,
+    o.outputChannels,
+    weightSums(plan, o.blend),
+    o.buffer,
+  );
   const outPerItem = o.outputChannels * pv;
   // Two batch buffers: one is being filled while the model works on the other, and the
   // previous result is accumulated while the next batch computes (depth-2 pipeline).

@@ -1,8 +1,8 @@
-// Blend: each seam block sums the partials (Σw·f, Σw) of every chunk whose footprint
-// touches it, normalises, and is written final. Each block has exactly one writer (the
+// Blend: each seam block sums the partials (Σw·f) of every chunk whose footprint
+// touches it, divides by Σw (from geometry), and is written final. Each block has exactly one writer (the
 // invocation given it), and re-running rewrites identical bytes.
 
-import { decodePartial, PartialSum } from '../blend/index.ts';
+import { decodePartial, PartialSum, weightSums } from '../blend/index.ts';
 import type { BlockDescriptor } from '../geometry/index.ts';
 import type { OutputVolume } from '../volume/index.ts';
 import { type JobContext, partialKey } from './context.ts';
@@ -27,13 +27,14 @@ export async function blendSeamBlock(
   scratch: BlendScratch = {},
 ): Promise<void> {
   const channels = ctx.manifest.model.outputChannels;
-  const sum = new PartialSum(block.box, channels, scratch.sum);
+  const sums = weightSums(ctx.plan, ctx.manifest.blend);
+  const sum = new PartialSum(block.box, channels, sums, scratch.sum);
   if (sum.buffer.buffer !== scratch.sum?.buffer) scratch.sum = sum.buffer;
   for (const chunk of ctx.plan.contributors(block)) {
     const key = partialKey(block.key, chunk.id);
     const bytes = await ctx.work.get(key);
     if (bytes === undefined) throw new MissingPartialError(block.key, chunk.id, key);
-    sum.addPartial(decodePartial(bytes, key));
+    sum.addPartial(decodePartial(bytes, key, sums));
   }
   const out = outputBlock(ctx.manifest.output.dtype, block.box, channels, scratch.out);
   if (out.data.buffer !== scratch.out?.buffer) scratch.out = out.data;

@@ -4,7 +4,7 @@
 
 import { type Dense, dense } from '../../core/array/dense.ts';
 import type { BlendKind } from '../../core/blend/index.ts';
-import { PartialSum } from '../../core/blend/index.ts';
+import { PartialSum, weightSums } from '../../core/blend/index.ts';
 import { Box, type Plan } from '../../core/geometry/index.ts';
 import { inferChunk } from '../../core/infer/index.ts';
 import type { PatchModel } from '../../core/reference/index.ts';
@@ -68,7 +68,7 @@ export async function chunkedInference(o: {
     }
   }
   for (const b of plan.seamBlockList()) {
-    const sum = new PartialSum(b.box, o.outputChannels);
+    const sum = new PartialSum(b.box, o.outputChannels, weightSums(plan, o.blend));
     for (const p of partials.get(b.key) ?? []) sum.addPartial(p);
     sum.normalizeInto(result, b.regionBox);
   }

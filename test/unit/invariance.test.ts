@@ -3,9 +3,15 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { blendWeights, MIN_WEIGHT, profile1d } from '../../core/blend/index.ts';
+import {
+  axisWeights,
+  blendWeights,
+  MIN_WEIGHT,
+  profile1d,
+  weightSums,
+} from '../../core/blend/index.ts';
 import { Plan, type Vec3 } from '../../core/geometry/index.ts';
-import { slidingWindowReference } from '../../core/reference/index.ts';
+import { patchStarts, slidingWindowReference } from '../../core/reference/index.ts';
 import { chunkedInference } from '../helpers/chunked.ts';
 import { jsModel } from '../helpers/js-model.ts';
 
@@ -40,9 +46,66 @@ describe('blend weights', () => {
   it('are strictly positive and finite for large patches, and peak at 1', () => {
     for (const kind of ['bump', 'gaussian', 'constant'] as const) {
       const w = blendWeights(kind, [160, 8, 3]);
-      expect(Math.min(...w)).toBeGreaterThanOrEqual(Math.fround(MIN_WEIGHT));
+      // Each axis is floored at MIN_WEIGHT: a corner weight is ≥ MIN_WEIGHT³, far from
+      // float32 underflow (1.2e-38), so Σw never flushes to 0.
+      expect(Math.min(...w)).toBeGreaterThanOrEqual(Math.fround(MIN_WEIGHT ** 3) * (1 - 1e-6));
       expect(Math.max(...w)).toBeCloseTo(1, 6);
     }
+    const corner = blendWeights('bump', [128, 128, 128])[0]!;
+    expect(corner).toBeGreaterThan(1e-30);
+  });
+
+  it('are separable: the product of three 1-D profiles', () => {
+    for (const kind of ['bump', 'gaussian', 'constant'] as const) {
+      const shape: Vec3 = [7, 12, 33];
+      const w = blendWeights(kind, shape);
+      const [a, b, c] = shape.map((p) => axisWeights(kind, p));
+      let i = 0;
+      for (let z = 0; z < shape[0]; z++)
+        for (let y = 0; y < shape[1]; y++)
+          for (let x = 0; x < shape[2]; x++, i++)
+            expect(w[i]).toBe(Math.fround(a![z]! * b![y]! * c![x]!));
+    }
+  });
+
+  it('Σw from geometry equals Σw accumulated patch by patch over the grid', () => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          vol: vec(3, 40),
+          patch: vec(2, 12),
+          ov: vec(0, 5),
+          kind: fc.constantFrom('bump', 'gaussian', 'constant' as const),
+        }),
+        ({ vol, patch, ov, kind }) => {
+          const p: Vec3 = [0, 1, 2].map((a) => Math.min(patch[a]!, vol[a]!)) as unknown as Vec3;
+          const overlap: Vec3 = [0, 1, 2].map((a) =>
+            Math.min(ov[a]!, p[a]! - 1),
+          ) as unknown as Vec3;
+          const plan = new Plan({ volumeShape: vol, patchShape: p, overlap, chunkShape: vol });
+          const sums = weightSums(plan, kind);
+          // Brute force: every patch of the reference grid adds its 3D weights.
+          const w = blendWeights(kind, p);
+          const acc = new Float64Array(vol[0] * vol[1] * vol[2]);
+          for (const z0 of patchStarts(0, vol[0], p[0], overlap[0]))
+            for (const y0 of patchStarts(0, vol[1], p[1], overlap[1]))
+              for (const x0 of patchStarts(0, vol[2], p[2], overlap[2]))
+                for (let z = 0; z < p[0]; z++)
+                  for (let y = 0; y < p[1]; y++)
+                    for (let x = 0; x < p[2]; x++)
+                      acc[((z0 + z) * vol[1] + y0 + y) * vol[2] + x0 + x]! +=
+                        w[(z * p[1] + y) * p[2] + x]!;
+          for (let z = 0; z < vol[0]; z++)
+            for (let y = 0; y < vol[1]; y++)
+              for (let x = 0; x < vol[2]; x++) {
+                const geometric = sums.axes[0][z]! * sums.axes[1][y]! * sums.axes[2][x]!;
+                const brute = acc[(z * vol[1] + y) * vol[2] + x]!;
+                expect(Math.abs(geometric - brute)).toBeLessThanOrEqual(1e-6 * brute);
+              }
+        },
+      ),
+      { numRuns: 40 },
+    );
   });
 
   it('bump follows chunkflow shape: symmetric, increasing towards the centre', () => {

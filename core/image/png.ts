@@ -63,42 +63,54 @@ export function encodeGrayPng(img: GrayImage): Uint8Array {
  */
 function filterRows(px: Uint8Array, width: number, height: number): Uint8Array {
   const out = new Uint8Array(height * (width + 1));
-  const candidate = new Uint8Array(width);
-  const best = new Uint8Array(width);
   const zero = new Uint8Array(width);
+  const abs = (r: number): number => (r < 128 ? r : 256 - r);
   for (let y = 0; y < height; y++) {
-    const row = px.subarray(y * width, (y + 1) * width);
-    const up = y > 0 ? px.subarray((y - 1) * width, y * width) : zero;
-    let bestType = 0;
-    let bestCost = Number.POSITIVE_INFINITY;
-    for (let type = 0; type < 5; type++) {
-      let cost = 0;
-      for (let x = 0; x < width; x++) {
-        const a = x > 0 ? row[x - 1]! : 0;
-        const b = up[x]!;
-        const c = x > 0 ? up[x - 1]! : 0;
-        const predicted =
-          type === 0
-            ? 0
-            : type === 1
-              ? a
-              : type === 2
-                ? b
-                : type === 3
-                  ? (a + b) >>> 1
-                  : paeth(a, b, c);
-        const r = (row[x]! - predicted) & 0xff;
-        candidate[x] = r;
-        cost += r < 128 ? r : 256 - r;
-      }
-      if (cost < bestCost) {
-        bestCost = cost;
-        bestType = type;
-        best.set(candidate);
-      }
+    const at = y * width;
+    const up = y > 0 ? px : zero;
+    const ut = y > 0 ? at - width : 0;
+    // The five costs in one pass over the row, then the winner's residuals in a second.
+    let c0 = 0;
+    let c1 = 0;
+    let c2 = 0;
+    let c3 = 0;
+    let c4 = 0;
+    for (let x = 0; x < width; x++) {
+      const v = px[at + x]!;
+      const a = x > 0 ? px[at + x - 1]! : 0;
+      const b = up[ut + x]!;
+      const c = x > 0 ? up[ut + x - 1]! : 0;
+      c0 += abs(v);
+      c1 += abs((v - a) & 0xff);
+      c2 += abs((v - b) & 0xff);
+      c3 += abs((v - ((a + b) >>> 1)) & 0xff);
+      c4 += abs((v - paeth(a, b, c)) & 0xff);
     }
-    out[y * (width + 1)] = bestType;
-    out.set(best, y * (width + 1) + 1);
+    // Ties go to the lower filter type, as when trying them in order.
+    let type = 0;
+    let best = c0;
+    if (c1 < best) [type, best] = [1, c1];
+    if (c2 < best) [type, best] = [2, c2];
+    if (c3 < best) [type, best] = [3, c3];
+    if (c4 < best) [type, best] = [4, c4];
+    const o = y * (width + 1);
+    out[o] = type;
+    for (let x = 0; x < width; x++) {
+      const v = px[at + x]!;
+      const a = x > 0 ? px[at + x - 1]! : 0;
+      const b = up[ut + x]!;
+      const predicted =
+        type === 0
+          ? 0
+          : type === 1
+            ? a
+            : type === 2
+              ? b
+              : type === 3
+                ? (a + b) >>> 1
+                : paeth(a, b, x > 0 ? up[ut + x - 1]! : 0);
+      out[o + 1 + x] = (v - predicted) & 0xff;
+    }
   }
   return out;
 }

@@ -6,7 +6,7 @@
 // Run as a child: prints the figure in bytes on stdout.
 
 import { availableParallelism } from 'node:os';
-import '../cli/local-worker.ts';
+import { peakRssBytes } from '../cli/local-worker.ts';
 import { ThreadedModel } from '../core/model/index.ts';
 
 const [modelPath, patchJson, batchText, device] = process.argv.slice(2);
@@ -19,4 +19,4 @@ const model = await ThreadedModel.open(
 const voxels = patch[0] * patch[1] * patch[2];
 await model.run(new Float32Array(batch * voxels).fill(0.5), batch, patch);
 await model.close();
-process.stdout.write(`${process.resourceUsage().maxRSS * 1024}\n`);
+process.stdout.write(`${peakRssBytes()}\n`);

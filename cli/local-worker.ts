@@ -102,13 +102,12 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
     process.exitCode = 1;
   } finally {
     await (await opening?.catch(() => undefined))?.close();
-    // ru_maxrss is in kilobytes on Linux.
     const cpu = process.cpuUsage();
     const main = mainThreadCpuSeconds();
     send({
       type: 'resources',
       owner: init.owner,
-      maxRssBytes: process.resourceUsage().maxRSS * 1024,
+      maxRssBytes: peakRssBytes(),
       cpuSeconds: (cpu.user + cpu.system) / 1e6,
       ...(main !== undefined ? { mainThreadCpuSeconds: main } : {}),
     });
@@ -141,6 +140,23 @@ if (process.send && process.argv.includes('--tessera-worker')) {
   process.once('message', (m: WorkerInit) => {
     void workerProcessMain(m).then(() => process.disconnect?.());
   });
+}
+
+/**
+ * This process's peak resident memory. Not getrusage's ru_maxrss: Linux carries the
+ * forking parent's RSS over into a spawned child's (seen here: a child of a 600 MiB
+ * parent reported 604 MiB, its own peak being 39), so a worker forked by a large
+ * coordinator would report the coordinator's memory. VmHWM is this address space's own
+ * high-water mark; ru_maxrss stays the fallback where /proc is not there.
+ */
+export function peakRssBytes(): number {
+  try {
+    const kib = /VmHWM:\s+(\d+)\s+kB/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+    if (kib !== undefined) return Number(kib) * 1024;
+  } catch {
+    // not Linux
+  }
+  return process.resourceUsage().maxRSS * 1024; // kilobytes on Linux and macOS
 }
 
 /** This thread's CPU seconds from /proc (utime + stime, in clock ticks of 1/100 s). */

@@ -54,16 +54,25 @@ export async function workerCommand(args: string[]): Promise<number> {
   const deps = cloudDeps(env, cloudClientsFromEnv(process.env, env));
   const ctx = await loadCloudJob(deps, jobId);
   const m = ctx.manifest;
-  const model = await ThreadedModel.open(
-    { bytes: await readModel(m.model.url, env.maxModelBytes), name: m.model.url },
-    {
-      ...(m.model.sha256 ? { sha256: m.model.sha256 } : {}),
-      device: (device as 'cpu' | 'gpu' | undefined) ?? m.compute.device,
-      ...(values.threads ? { intraOpThreads: intOption(values.threads, 'threads', 1) } : {}),
-      log: (message) => log({ level: 'warn', message }),
-    },
+  // The model downloads and loads on its own while the worker claims and reads its first
+  // chunk (a spot replacement starts inferring sooner); one that fails to load hands that
+  // chunk back unspent and the worker exits with the model's error.
+  const opening = readModel(m.model.url, env.maxModelBytes).then((bytes) =>
+    ThreadedModel.open(
+      { bytes, name: m.model.url },
+      {
+        ...(m.model.sha256 ? { sha256: m.model.sha256 } : {}),
+        device: (device as 'cpu' | 'gpu' | undefined) ?? m.compute.device,
+        ...(values.threads ? { intraOpThreads: intOption(values.threads, 'threads', 1) } : {}),
+        log: (message) => log({ level: 'warn', message }),
+      },
+    ),
   );
-  model.yieldToInference();
+  const model = opening.then((opened) => {
+    opened.yieldToInference();
+    return opened;
+  });
+  model.catch(() => {}); // awaited by runWorker, which reports a failure
   const controller = new AbortController();
   const stop = (why: string) => (): void => {
     if (controller.signal.aborted) return;
@@ -101,11 +110,12 @@ export async function workerCommand(args: string[]): Promise<number> {
           ...event,
         }),
     });
-    log({ level: 'info', message: 'worker finished', owner, device: model.device, ...stats });
+    const ranOn = (await model).device;
+    log({ level: 'info', message: 'worker finished', owner, device: ranOn, ...stats });
     return 0;
   } finally {
     unwatch();
-    await model.close();
+    await (await opening.catch(() => undefined))?.close();
   }
 }
 

@@ -347,4 +347,24 @@ describe('cloud pipeline on S3 + DynamoDB', () => {
     for await (const row of deps.ledger.list(outcome.result.jobId, 'PENDING'))
       expect(row.attempts).toBe(0);
   });
+
+  it('a model missing from the bucket: the worker exits naming it, and hands back the chunk it claimed while the model loaded', async () => {
+    const missing = `s3://${bucket}/models/not-uploaded.onnx`;
+    const event = await upload(
+      'manifests/nomodel.json',
+      manifest('nomodel', {
+        model: { url: missing, patchShape: PATCH, outputChannels: 2 },
+      }),
+    );
+    const outcome = await planFromManifest(deps, manifestLocations(event)[0]!);
+    if (outcome?.kind !== 'planned')
+      throw new Error(`not planned: ${outcome?.kind === 'rejected' ? outcome.error.message : ''}`);
+    const { jobId } = outcome.result;
+    const w = runWorker(jobId);
+    expect(await w.done).not.toBe(0);
+    const counts = await deps.ledger.counts(jobId);
+    expect(counts.RUNNING).toBe(0);
+    expect(counts.PENDING).toBe(outcome.result.chunks);
+    for await (const row of deps.ledger.list(jobId)) expect(row.attempts, row.chunkId).toBe(0);
+  });
 });

@@ -117,16 +117,22 @@ function slidingWindowPatchVoxels(plan: Plan): number {
 
 const results: Record<string, unknown> = {};
 
+/** `tessera run` on `shape`, then bare session.run over exactly its patches. */
+async function efficiencyRun(shape: Vec3) {
+  const run = await endToEnd(shape);
+  const bare = await bareInference({
+    plan: run.plan,
+    volume: run.data,
+    model: REALISTIC_MODEL,
+    batchSize: BATCH,
+    device,
+  });
+  return { run, bare };
+}
+
 // 1-3: efficiency, redundancy, blend fraction on the main volume.
 log(`efficiency: ${MAIN_SHAPE.join('×')} uint8 → float32, realistic model, ${device}`);
-const main = await endToEnd(MAIN_SHAPE);
-const bare = await bareInference({
-  plan: main.plan,
-  volume: main.data,
-  model: REALISTIC_MODEL,
-  batchSize: BATCH,
-  device,
-});
+const { run: main, bare } = await efficiencyRun(MAIN_SHAPE);
 const voxels = main.plan.counts.regionVoxels;
 const t = main.report.timings;
 results.efficiency = {
@@ -183,14 +189,7 @@ if (want('framework')) {
 // per voxel halves, as it keeps falling on real volumes (10^9–10^12 voxels).
 if (want('longer') && !quick) {
   const shape: Vec3 = [2 * MAIN_SHAPE[0], MAIN_SHAPE[1], MAIN_SHAPE[2]];
-  const run = await endToEnd(shape);
-  const b = await bareInference({
-    plan: run.plan,
-    volume: run.data,
-    model: REALISTIC_MODEL,
-    batchSize: BATCH,
-    device,
-  });
+  const { run, bare: b } = await efficiencyRun(shape);
   results.efficiency_2x = {
     shape,
     value: round(b.seconds / run.seconds),

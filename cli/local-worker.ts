@@ -4,7 +4,7 @@
 
 import { readFileSync } from 'node:fs';
 import { IpcLedgerClient } from '../core/ledger/index.ts';
-import { ThreadedModel } from '../core/model/index.ts';
+import { openInBackground, ThreadedModel } from '../core/model/index.ts';
 import {
   checkLocalModelSize,
   DEFAULT_MAX_MODEL_BYTES,
@@ -51,7 +51,7 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
   const stop = (): void => controller.abort();
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
-  let opening: Promise<ThreadedModel> | undefined;
+  let model: ReturnType<typeof openInBackground> | undefined;
   try {
     const loaded = await loadManifest(init.manifestPath);
     const modelPath = resolveModelPath(loaded.manifest.model.url, loaded.baseDir);
@@ -63,22 +63,19 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
     });
     // The model loads on its own thread while this one opens the job, claims the first
     // chunk and reads its input: start-up costs the longer of the two, not their sum.
-    opening = ThreadedModel.open(
-      { path: modelPath },
-      {
-        sha256: loaded.manifest.model.sha256,
-        device: init.device,
-        intraOpThreads: init.threads,
-        log: (m) =>
-          send({ type: 'event', owner: init.owner, event: { type: 'warning', message: m } }),
-      },
+    model = openInBackground(
+      ThreadedModel.open(
+        { path: modelPath },
+        {
+          sha256: loaded.manifest.model.sha256,
+          device: init.device,
+          intraOpThreads: init.threads,
+          log: (m) =>
+            send({ type: 'event', owner: init.owner, event: { type: 'warning', message: m } }),
+        },
+      ),
+      (m) => send({ type: 'ready', owner: init.owner, device: m.device }),
     );
-    const model = opening.then((m) => {
-      send({ type: 'ready', owner: init.owner, device: m.device });
-      m.yieldToInference();
-      return m;
-    });
-    model.catch(() => {}); // awaited by runWorker; a failure is reported below
     const ctx = await openJob(loaded.manifest, {
       jobId: init.jobId,
       work: new LocalStore(init.workDir),
@@ -91,7 +88,7 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
       ledger: new IpcLedgerClient(process),
       output,
       owner: init.owner,
-      model,
+      model: model.ready,
       startIndex: init.startIndex,
       batchSize: init.batchSize,
       signal: controller.signal,
@@ -101,7 +98,7 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
     send({ type: 'fatal', owner: init.owner, error: e instanceof Error ? e.message : String(e) });
     process.exitCode = 1;
   } finally {
-    await (await opening?.catch(() => undefined))?.close();
+    await model?.close();
     const cpu = process.cpuUsage();
     const main = mainThreadCpuSeconds();
     send({

@@ -8,7 +8,7 @@ import { loadCloudJob } from '../adapters/aws/cloud-steps.ts';
 import { cloudClientsFromEnv, cloudDeps } from '../adapters/aws/deps.ts';
 import { readCloudEnv } from '../adapters/aws/env.ts';
 import { watchSpotInterruption } from '../adapters/aws/spot-notice.ts';
-import { ThreadedModel } from '../core/model/index.ts';
+import { openInBackground, ThreadedModel } from '../core/model/index.ts';
 import { ensureOutput, readModelBytes, runWorker } from '../core/pipeline/index.ts';
 import { ENV } from '../functions/contracts.ts';
 import { intOption, parse } from './main.ts';
@@ -57,22 +57,19 @@ export async function workerCommand(args: string[]): Promise<number> {
   // The model downloads and loads on its own while the worker claims and reads its first
   // chunk (a spot replacement starts inferring sooner); one that fails to load hands that
   // chunk back unspent and the worker exits with the model's error.
-  const opening = readModel(m.model.url, env.maxModelBytes).then((bytes) =>
-    ThreadedModel.open(
-      { bytes, name: m.model.url },
-      {
-        ...(m.model.sha256 ? { sha256: m.model.sha256 } : {}),
-        device: (device as 'cpu' | 'gpu' | undefined) ?? m.compute.device,
-        ...(values.threads ? { intraOpThreads: intOption(values.threads, 'threads', 1) } : {}),
-        log: (message) => log({ level: 'warn', message }),
-      },
+  const model = openInBackground(
+    readModel(m.model.url, env.maxModelBytes).then((bytes) =>
+      ThreadedModel.open(
+        { bytes, name: m.model.url },
+        {
+          ...(m.model.sha256 ? { sha256: m.model.sha256 } : {}),
+          device: (device as 'cpu' | 'gpu' | undefined) ?? m.compute.device,
+          ...(values.threads ? { intraOpThreads: intOption(values.threads, 'threads', 1) } : {}),
+          log: (message) => log({ level: 'warn', message }),
+        },
+      ),
     ),
   );
-  const model = opening.then((opened) => {
-    opened.yieldToInference();
-    return opened;
-  });
-  model.catch(() => {}); // awaited by runWorker, which reports a failure
   const controller = new AbortController();
   const stop = (why: string) => (): void => {
     if (controller.signal.aborted) return;
@@ -95,7 +92,7 @@ export async function workerCommand(args: string[]): Promise<number> {
       // Idempotent create-or-open: the first worker creates the array, the rest open it.
       output: await ensureOutput(ctx),
       owner,
-      model,
+      model: model.ready,
       startIndex: startIndexFor(
         Number.isInteger(arrayIndex) ? arrayIndex : 0,
         ctx.plan.counts.chunks,
@@ -110,12 +107,12 @@ export async function workerCommand(args: string[]): Promise<number> {
           ...event,
         }),
     });
-    const ranOn = (await model).device;
+    const ranOn = (await model.ready).device;
     log({ level: 'info', message: 'worker finished', owner, device: ranOn, ...stats });
     return 0;
   } finally {
     unwatch();
-    await (await opening.catch(() => undefined))?.close();
+    await model.close();
   }
 }
 

@@ -136,13 +136,10 @@ export class PartialSum {
     box: Box,
     convert?: (v: number) => number,
   ): void {
-    const { axes, origin } = this.sums;
+    const { axes, region } = this.sums;
     const [sz, sy, sx] = axes;
+    const origin = region.start;
     // Σw is defined over the region the sums cover.
-    const region = new Box(
-      [origin[0], origin[1], origin[2]],
-      [origin[0] + sz.length, origin[1] + sy.length, origin[2] + sx.length],
-    );
     const b = box.intersect(this.box).intersect(dst.box).intersect(region);
     if (b.isEmpty()) return;
     const w = b.stop[2] - b.start[2];

@@ -7,14 +7,14 @@
 // Three 1-D tables over the region replace a float per voxel that every chunk would
 // otherwise accumulate, store in its seam partials, and the blender add up.
 
-import type { Plan } from '../geometry/index.ts';
+import type { Box, Plan } from '../geometry/index.ts';
 import { axisWeights, type BlendKind } from './weights.ts';
 
 export interface WeightSums {
   /** Per axis, Σ of that axis's weights over the patches covering each coordinate. */
   readonly axes: readonly [Float64Array, Float64Array, Float64Array];
-  /** The global coordinate of index 0 on each axis (the region's start). */
-  readonly origin: readonly [number, number, number];
+  /** The region the axes span: index 0 of each is the region's start on that axis. */
+  readonly region: Box;
 }
 
 const cache = new WeakMap<Plan, Map<BlendKind, WeightSums>>();
@@ -32,10 +32,7 @@ export function weightSums(plan: Plan, kind: BlendKind): WeightSums {
     }
     return sums;
   }) as unknown as [Float64Array, Float64Array, Float64Array];
-  const sums: WeightSums = {
-    axes,
-    origin: [plan.axes[0].start, plan.axes[1].start, plan.axes[2].start],
-  };
+  const sums: WeightSums = { axes, region: plan.region };
   const perPlan = cache.get(plan) ?? new Map<BlendKind, WeightSums>();
   perPlan.set(kind, sums);
   cache.set(plan, perPlan);

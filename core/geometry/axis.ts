@@ -17,6 +17,16 @@ export interface Interval {
   readonly stop: number;
 }
 
+/** One axis of a plan: the region's extent on it and the shapes along it. */
+export interface AxisInput {
+  start: number;
+  stop: number;
+  patch: number;
+  overlap: number;
+  chunk: number;
+  block: number;
+}
+
 export class AxisPlan {
   readonly start: number;
   readonly stop: number;
@@ -37,15 +47,7 @@ export class AxisPlan {
   private readonly seamBlocks: number;
   private readonly incidences: number;
 
-  constructor(o: {
-    start: number;
-    stop: number;
-    patch: number;
-    overlap: number;
-    chunk: number;
-    block: number;
-    margin?: number;
-  }) {
+  constructor(o: AxisInput & { margin?: number }) {
     this.start = o.start;
     this.stop = o.stop;
     this.patch = o.patch;
@@ -88,14 +90,7 @@ export class AxisPlan {
    * The closed-form counts of an axis (patches, chunks, region blocks), without describing
    * it: what plan limits are checked against before a plan is built.
    */
-  static grid(o: {
-    start: number;
-    stop: number;
-    patch: number;
-    overlap: number;
-    chunk: number;
-    block: number;
-  }): {
+  static grid(o: AxisInput): {
     stride: number;
     patchCount: number;
     patchesPerChunk: number;

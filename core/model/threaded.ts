@@ -184,3 +184,27 @@ export class ThreadedModel {
     this.pending.clear();
   }
 }
+
+/**
+ * A model opening in the background, for a worker that claims and reads its first chunk
+ * meanwhile. `ready` resolves once the model is open and the worker's other threads yield
+ * to it; a failure is left to whoever awaits `ready` (runWorker hands its chunk back and
+ * rethrows). `close` closes the model if it opened.
+ */
+export function openInBackground(
+  opening: Promise<ThreadedModel>,
+  onReady?: (model: ThreadedModel) => void,
+): { ready: Promise<ThreadedModel>; close: () => Promise<void> } {
+  const ready = opening.then((model) => {
+    onReady?.(model);
+    model.yieldToInference();
+    return model;
+  });
+  ready.catch(() => {}); // observed by whoever awaits it
+  return {
+    ready,
+    close: async () => {
+      await (await opening.catch(() => undefined))?.close();
+    },
+  };
+}

@@ -1,7 +1,7 @@
 // The fixed term of the worker memory bound, measured rather than assumed: the peak RSS
 // of a process that holds the model the way a worker does and nothing else — the
 // worker's code loaded, the model on its inference thread (its own JS isolate, as in
-// every worker), onnxruntime's weights, its arena and the activations of one batch.
+// every worker), onnxruntime's weights, its arena and the activations of a batch.
 // What a worker holds beyond this grows with the chunk: the 3 × (input + output) term.
 // Run as a child: prints the figure in bytes on stdout.
 
@@ -17,6 +17,8 @@ const model = await ThreadedModel.open(
   { device: device === 'gpu' ? 'gpu' : 'cpu', intraOpThreads: availableParallelism() },
 );
 const voxels = patch[0] * patch[1] * patch[2];
-await model.run(new Float32Array(batch * voxels).fill(0.5), batch, patch);
+// Several batches, as a worker runs: onnxruntime settles its allocations after the first.
+const input = new Float32Array(batch * voxels).fill(0.5);
+for (let i = 0; i < 3; i++) await model.run(input, batch, patch);
 await model.close();
 process.stdout.write(`${peakRssBytes()}\n`);

@@ -199,7 +199,7 @@ if (want('longer') && !quick) {
   log(JSON.stringify({ efficiency_2x: results.efficiency_2x }));
 }
 
-// 4: scaling (a smaller base so three runs fit the time budget; at least one chunk deep, so
+// 4: scaling, efficiency measured at each factor (a smaller base so three runs fit the time budget; at least one chunk deep, so
 // every factor runs full-size chunks and only the volume grows).
 const scaling: Record<string, unknown>[] = [];
 if (want('scaling')) {
@@ -208,13 +208,14 @@ if (want('scaling')) {
   const base: Vec3 = quick ? [16, 128, 128] : [64, 256, 256];
   for (const k of [1, 2, 4]) {
     const shape: Vec3 = [base[0] * k, base[1], base[2]];
-    const r = await endToEnd(shape);
+    const { run: r, bare: b } = await efficiencyRun(shape);
     const chunkBytes = chunkIoBytes();
     scaling.push({
       factor: k,
       shape,
       seconds: round(r.seconds),
       voxelsPerSecond: Math.round(r.plan.counts.regionVoxels / r.seconds),
+      efficiency: round(b.seconds / r.seconds),
       peakWorkerRssMiB: round(r.rss / 2 ** 20),
       // Target: 3 × (chunk input + output bytes) + the model as a worker holds it (measured
       // alone, see model-rss.ts).
@@ -354,11 +355,11 @@ Where the CPU went (core-seconds, efficiency run): ${cpuLine(e)}.
 
 Tessera's own cost (the same job with a model that does no arithmetic, \`identity2.onnx\`): ${frameworkLine(r.framework as Record<string, number> | undefined)}.
 
-Scaling (bound = 3 × (chunk input + output bytes) + the model as a worker holds it — worker code, inference thread, one batch — measured alone, median of 3 runs${modelRange(r.scaling as Record<string, unknown>[])}):
+Scaling (bound = 3 × (chunk input + output bytes) + the model as a worker holds it — worker code, inference thread, running batches — measured alone, median of 3 runs${modelRange(r.scaling as Record<string, unknown>[])}):
 
-| factor | shape | seconds | voxels/s | peak worker RSS MiB | bound MiB |
-| --- | --- | --- | --- | --- | --- |
-${(r.scaling as Record<string, unknown>[]).map((s) => `| ${s.factor}× | ${(s.shape as number[]).join('×')} | ${s.seconds} | ${s.voxelsPerSecond} | ${s.peakWorkerRssMiB} | ${s.rssBoundMiB} |`).join('\n')}
+| factor | shape | seconds | voxels/s | efficiency | peak worker RSS MiB | bound MiB |
+| --- | --- | --- | --- | --- | --- | --- |
+${(r.scaling as Record<string, unknown>[]).map((s) => `| ${s.factor}× | ${(s.shape as number[]).join('×')} | ${s.seconds} | ${s.voxelsPerSecond} | ${s.efficiency} | ${s.peakWorkerRssMiB} | ${s.rssBoundMiB} |`).join('\n')}
 
 Ledger (DynamoDB Local): ${r.ledger ? `\`${JSON.stringify(r.ledger)}\`` : 'skipped'}
 

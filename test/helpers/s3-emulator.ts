@@ -163,8 +163,47 @@ function desAvailable() {
     return false;
   }
 }
+// S3 replaces an object atomically (a reader gets the old bytes or the new, never a mix);
+// s3rver writes an object and its metadata in place, so two PUTs of one key can
+// interleave into bytes neither client sent, and a reader can catch a file mid-write.
+// Here each file is written beside its target and renamed over it.
+function atomicWrites(lib) {
+  const fsp = require('node:fs/promises');
+  const { dirname, join } = require('node:path');
+  const { createHash } = require('node:crypto');
+  const Store = require(join(lib, 'stores', 'filesystem.js'));
+  const { ALLOWED_METADATA } = require(join(lib, 'models', 'object.js'));
+  let seq = 0;
+  async function replace(target, data) {
+    const temp = target + '.tessera-tmp-' + process.pid + '-' + seq++;
+    await fsp.writeFile(temp, data);
+    await fsp.rename(temp, target);
+  }
+  Store.prototype.putMetadata = async function (bucket, key, metadata, md5) {
+    const json = {};
+    for (const [name, value] of Object.entries(metadata))
+      if (ALLOWED_METADATA.includes(name) || name.startsWith('x-amz-meta-')) json[name] = value;
+    if (md5) await replace(this.getResourcePath(bucket, key, 'object.md5'), md5);
+    await replace(this.getResourcePath(bucket, key, 'metadata.json'), JSON.stringify(json, null, 2));
+  };
+  Store.prototype.putObject = async function (object) {
+    const objectPath = this.getResourcePath(object.bucket, object.key, 'object');
+    await fsp.mkdir(dirname(objectPath), { recursive: true });
+    let content = object.content;
+    if (!Buffer.isBuffer(content)) {
+      const parts = [];
+      for await (const part of content) parts.push(part);
+      content = Buffer.concat(parts);
+    }
+    const md5 = createHash('md5').update(content).digest('hex');
+    await this.putMetadata(object.bucket, object.key, object.metadata, md5);
+    await replace(objectPath, content);
+    return { size: content.length, md5 };
+  };
+}
 if (desAvailable()) {
   const S3rver = require(modulePath);
+  atomicWrites(require('node:path').dirname(modulePath));
   const server = new S3rver({ address: '127.0.0.1', port: 0, directory, silent: true });
   server.on('event', (event) => send({ type: 'event', event }));
   server.run().then(

@@ -6,12 +6,13 @@
 // Run as a child: prints the figure in bytes on stdout.
 
 import { availableParallelism } from 'node:os';
-import { peakRssBytes } from '../cli/local-worker.ts';
+import { loadWorkerModules, peakRssBytes } from '../cli/local-worker.ts';
 import { ThreadedModel } from '../core/model/index.ts';
 
 const [modelPath, patchJson, batchText, device] = process.argv.slice(2);
 const patch = JSON.parse(patchJson!) as [number, number, number];
 const batch = Number(batchText);
+await loadWorkerModules();
 const model = await ThreadedModel.open(
   { path: modelPath! },
   { device: device === 'gpu' ? 'gpu' : 'cpu', intraOpThreads: availableParallelism() },

@@ -215,7 +215,8 @@ export async function runLocal(
         });
         const init: WorkerInit = {
           type: 'init',
-          manifestPath: m.path,
+          manifest: m.manifest,
+          baseDir: m.baseDir,
           workDir,
           jobId: m.jobId,
           owner,

@@ -1,24 +1,26 @@
 // A local worker process: forked by `tessera run`, it claims chunks through the parent's
 // ledger (IPC), runs the model on its own inference thread, and reports events. SIGTERM
 // or SIGINT stops it claiming and releases what it holds.
+//
+// Start-up is on the run's critical path (and a spot replacement's): this module loads
+// only what opening the model needs, starts the model on its own thread, and loads the
+// rest of the worker (reading, accumulation, writing, the ledger client) meanwhile.
 
 import { readFileSync } from 'node:fs';
-import { IpcLedgerClient } from '../core/ledger/index.ts';
-import { openInBackground, ThreadedModel } from '../core/model/index.ts';
-import {
-  checkLocalModelSize,
-  DEFAULT_MAX_MODEL_BYTES,
-  openJob,
-  openJobOutput,
-  runWorker,
-} from '../core/pipeline/index.ts';
-import { LocalStore } from '../core/store/index.ts';
+import type { Manifest } from '../core/manifest/schema.ts';
+import { openInBackground, ThreadedModel } from '../core/model/threaded.ts';
+import { checkLocalModelSize, DEFAULT_MAX_MODEL_BYTES } from '../core/pipeline/model-source.ts';
+import type { WorkerEvent } from '../core/pipeline/worker.ts';
 import { ENV } from '../functions/contracts.ts';
-import { loadManifest } from './job-files.ts';
 
 export interface WorkerInit {
   type: 'init';
-  manifestPath: string;
+  /**
+   * The manifest as the coordinator validated it, and the directory its relative paths
+   * are under: a worker does not parse it again (nor load the validator, ~0.1 s of start-up).
+   */
+  manifest: Manifest;
+  baseDir: string;
   workDir: string;
   jobId: string;
   owner: string;
@@ -29,7 +31,7 @@ export interface WorkerInit {
 }
 
 export type WorkerMessage =
-  | { type: 'event'; owner: string; event: import('../core/pipeline/index.ts').WorkerEvent }
+  | { type: 'event'; owner: string; event: WorkerEvent }
   | { type: 'ready'; owner: string; device: string }
   | { type: 'fatal'; owner: string; error: string }
   | {
@@ -53,7 +55,7 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
   process.on('SIGINT', stop);
   let model: ReturnType<typeof openInBackground> | undefined;
   try {
-    const loaded = await loadManifest(init.manifestPath);
+    const loaded = { manifest: init.manifest, baseDir: init.baseDir };
     const modelPath = resolveModelPath(loaded.manifest.model.url, loaded.baseDir);
     // Over the cap, the run fails at once naming model.url and the limit (not out of memory).
     await checkLocalModelSize(loaded.manifest.model.url, {
@@ -76,6 +78,8 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
       ),
       (m) => send({ type: 'ready', owner: init.owner, device: m.device }),
     );
+    const [{ IpcLedgerClient }, { openJob, openJobOutput, runWorker }, { LocalStore }] =
+      await loadWorkerModules();
     const ctx = await openJob(loaded.manifest, {
       jobId: init.jobId,
       work: new LocalStore(init.workDir),
@@ -109,6 +113,15 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
       ...(main !== undefined ? { mainThreadCpuSeconds: main } : {}),
     });
   }
+}
+
+/** The rest of the worker, loaded while its model opens. */
+export function loadWorkerModules() {
+  return Promise.all([
+    import('../core/ledger/index.ts'),
+    import('../core/pipeline/index.ts'),
+    import('../core/store/index.ts'),
+  ]);
 }
 
 /** The model size cap: TESSERA_MAX_MODEL_BYTES, or DEFAULT_MAX_MODEL_BYTES (2 GiB). */

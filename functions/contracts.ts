@@ -9,7 +9,7 @@
 //         COMPLETE ──► Blend (Distributed Map over jobs/<jobId>/blend-items.json) ──► Finalize
 //     any error ──► MarkFailed (status.json FAILED with the reason) ──► Fail
 
-import { JOB_ID_SHAPE } from '../core/manifest/index.ts';
+import { JOB_ID_SHAPE } from '../core/manifest/job-id.ts';
 
 /** Where a manifest lives: the state machine's input. */
 export interface ManifestLocation {

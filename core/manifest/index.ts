@@ -9,6 +9,7 @@ export {
   type ManifestUrls,
 } from './cloud-policy.ts';
 export { InvalidUrlError, ManifestError, type ManifestIssue } from './errors.ts';
+export { JOB_ID_SHAPE } from './job-id.ts';
 export { type JsonSchema, manifestJsonSchema } from './json-schema.ts';
 export {
   MAX_MANIFEST_BYTES,
@@ -18,7 +19,7 @@ export {
   parseManifestText,
   safeParseManifest,
 } from './parse.ts';
-export { JOB_ID_SHAPE, type Manifest, type ManifestInput, manifestSchema } from './schema.ts';
+export { type Manifest, type ManifestInput, manifestSchema } from './schema.ts';
 export {
   canonicalStorageUrl,
   isS3Url,

@@ -33,12 +33,6 @@ const storageUrl = (what: string) =>
 
 const NAME_PATTERN = /^[a-z0-9]+(-[a-z0-9]+)*$/;
 
-/**
- * Job ids are `<name>-<10 hex digits>`; a name of that shape is refused, so a manifest's
- * name (and the status document of a manifest rejected under it) can never be a job id.
- */
-export const JOB_ID_SHAPE = /-[0-9a-f]{10}$/;
-
 const nameSchema = z
   .string()
   .max(63, { error: 'must be at most 63 characters (it is used in AWS resource names)' })

@@ -3,11 +3,11 @@
 
 import { createHash } from 'node:crypto';
 import { Plan, type PlanInput, type PlanSize, planSize, type Vec3 } from '../geometry/index.ts';
-import {
-  canonicalStorageUrl,
-  checkManifestAgainstVolume,
-  type Manifest,
-} from '../manifest/index.ts';
+// The manifest's modules one by one, not its index: a worker opens jobs from a manifest
+// already validated, and the index would load the validator (zod) into every worker.
+import type { Manifest } from '../manifest/schema.ts';
+import { canonicalStorageUrl } from '../manifest/url.ts';
+import { checkManifestAgainstVolume } from '../manifest/volume.ts';
 import type { Store } from '../store/index.ts';
 import { openStoreForUrl } from '../store/index.ts';
 import {

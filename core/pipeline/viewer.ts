@@ -3,7 +3,7 @@
 // output's OME-Zarr metadata for voxel size and levels; the bucket must allow the
 // browser to read it (public read or a presigned proxy, and CORS for GET).
 
-import { isS3Url, parseS3Url } from '../manifest/index.ts';
+import { isS3Url, parseS3Url } from '../manifest/url.ts';
 
 export const NEUROGLANCER = 'https://neuroglancer-demo.appspot.com/#!';
 

@@ -10,27 +10,32 @@ import type { ThreadReply, ThreadRequest } from './threaded.ts';
 const port = parentPort!;
 const { source, options } = workerData as { source: ModelSource; options: ModelRunnerOptions };
 
-const logs: string[] = [];
-try {
-  const runner = await ModelRunner.open(source, { ...options, log: (m) => logs.push(m) });
-  const ready: ThreadReply = {
-    type: 'ready',
-    device: runner.device,
-    providers: runner.providers,
-    sha256: runner.sha256,
-    inputChannels: runner.inputChannels,
-    outputChannels: runner.outputChannels,
-    logs,
-  };
-  port.postMessage(ready);
-  // Requests are handled strictly one after another, close included: the session is
-  // released only after every run queued before it has answered, never under one.
-  let queue: Promise<void> = Promise.resolve();
-  port.on('message', (req: ThreadRequest) => {
-    queue = queue.then(() => handle(runner, req));
-  });
-} catch (error) {
-  port.postMessage({ type: 'failed', error: serialiseError(error), logs } satisfies ThreadReply);
+// Loaded with require() (see thread-boot.cjs), so no top-level await.
+void start();
+
+async function start(): Promise<void> {
+  const logs: string[] = [];
+  try {
+    const runner = await ModelRunner.open(source, { ...options, log: (m) => logs.push(m) });
+    const ready: ThreadReply = {
+      type: 'ready',
+      device: runner.device,
+      providers: runner.providers,
+      sha256: runner.sha256,
+      inputChannels: runner.inputChannels,
+      outputChannels: runner.outputChannels,
+      logs,
+    };
+    port.postMessage(ready);
+    // Requests are handled strictly one after another, close included: the session is
+    // released only after every run queued before it has answered, never under one.
+    let queue: Promise<void> = Promise.resolve();
+    port.on('message', (req: ThreadRequest) => {
+      queue = queue.then(() => handle(runner, req));
+    });
+  } catch (error) {
+    port.postMessage({ type: 'failed', error: serialiseError(error), logs } satisfies ThreadReply);
+  }
 }
 
 async function handle(runner: ModelRunner, req: ThreadRequest): Promise<void> {

@@ -2,6 +2,7 @@
 // transferred ArrayBuffers (no copies); the caller gets its batch buffer back with the
 // result so it can be refilled while the next batch computes.
 
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ModelRunError } from './errors.ts';
 import { lowerPriority, threadIds } from './priority.ts';
@@ -74,9 +75,9 @@ export class ThreadedModel {
   ): Promise<ThreadedModel> {
     const { log, ...rest } = options;
     const before = new Set(threadIds());
-    const worker = new Worker(new URL('./thread-boot.mjs', import.meta.url), {
+    const worker = new Worker(new URL('./thread-boot.cjs', import.meta.url), {
       workerData: {
-        entry: new URL('./thread-entry.ts', import.meta.url).href,
+        entry: fileURLToPath(new URL('./thread-entry.ts', import.meta.url)),
         source,
         options: rest,
       },

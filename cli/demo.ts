@@ -7,9 +7,9 @@ import { join, resolve } from 'node:path';
 import type { Vec3 } from '../core/geometry/index.ts';
 import { LocalStore } from '../core/store/index.ts';
 import { writeZarrArray } from '../core/volume/write-array.ts';
+import { intOption, parse } from './args.ts';
 import { loadManifest } from './job-files.ts';
 import { runLocal } from './local-run.ts';
-import { intOption, parse } from './main.ts';
 import { Progress } from './progress.ts';
 import { syntheticCells } from './synthetic.ts';
 

@@ -1,12 +1,7 @@
 // The `tessera` command line.
-
-import { parseArgs } from 'node:util';
-import { demoCommand } from './demo.ts';
-import { planCommand } from './plan-command.ts';
-import { runCommand } from './run-command.ts';
-import { statusCommand } from './status-command.ts';
-import { submitCommand } from './submit-command.ts';
-import { workerCommand } from './worker-command.ts';
+//
+// Each command's module is loaded when it runs: `tessera run` and `tessera demo` work on
+// local files and should not load the AWS SDK the cloud commands need (~0.4 s at start).
 
 const USAGE = `tessera — chunked, chunking-invariant ONNX inference over huge 3D volumes
 
@@ -29,17 +24,17 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (command) {
       case 'run':
-        return await runCommand(rest);
+        return await (await import('./run-command.ts')).runCommand(rest);
       case 'plan':
-        return await planCommand(rest);
+        return await (await import('./plan-command.ts')).planCommand(rest);
       case 'status':
-        return await statusCommand(rest);
+        return await (await import('./status-command.ts')).statusCommand(rest);
       case 'submit':
-        return await submitCommand(rest);
+        return await (await import('./submit-command.ts')).submitCommand(rest);
       case 'demo':
-        return await demoCommand(rest);
+        return await (await import('./demo.ts')).demoCommand(rest);
       case 'worker':
-        return await workerCommand(rest);
+        return await (await import('./worker-command.ts')).workerCommand(rest);
       case undefined:
       case 'help':
       case '--help':
@@ -54,35 +49,4 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`tessera ${command}: ${e instanceof Error ? e.message : String(e)}\n`);
     return 1;
   }
-}
-
-type Options = NonNullable<NonNullable<Parameters<typeof parseArgs>[0]>['options']>;
-
-export function parse(
-  args: string[],
-  options: Options,
-  usage: string,
-): { values: Record<string, string | boolean | undefined>; positionals: string[]; help: boolean } {
-  const { values, positionals } = parseArgs({
-    args,
-    options: { ...options, help: { type: 'boolean', short: 'h' } },
-    allowPositionals: true,
-    strict: true,
-  });
-  const flat = values as Record<string, string | boolean | undefined>;
-  const help = flat.help === true;
-  if (help) process.stdout.write(`${usage}\n`);
-  return { values: flat, positionals, help };
-}
-
-export function intOption(
-  value: string | boolean | undefined,
-  name: string,
-  fallback: number,
-): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1)
-    throw new Error(`--${name} must be a positive integer, got "${String(value)}"`);
-  return n;
 }

@@ -2,8 +2,8 @@
 
 import { openJob } from '../core/pipeline/index.ts';
 import { MemoryStore } from '../core/store/index.ts';
+import { intOption, parse } from './args.ts';
 import { loadManifest } from './job-files.ts';
-import { intOption, parse } from './main.ts';
 import {
   type CostEstimate,
   calibrate,

@@ -1,8 +1,8 @@
 // `tessera run <manifest.json> [--workers N] [--state DIR] [--json]`
 
+import { intOption, parse } from './args.ts';
 import { loadManifest } from './job-files.ts';
 import { runLocal } from './local-run.ts';
-import { intOption, parse } from './main.ts';
 import { Progress } from './progress.ts';
 
 const USAGE = `Usage: tessera run <manifest.json> [--workers N] [--state DIR] [--json] [--lease-seconds S] [--batch N]

@@ -20,6 +20,7 @@ import { neuroglancerLink } from '../core/pipeline/viewer.ts';
 import { MemoryStore } from '../core/store/index.ts';
 import type { JobStatusDocument } from '../functions/contracts.ts';
 import { ENV, KEYS } from '../functions/contracts.ts';
+import { parse } from './args.ts';
 import {
   defaultStateDir,
   type LoadedManifest,
@@ -27,7 +28,6 @@ import {
   ManifestFileError,
 } from './job-files.ts';
 import { type JobStatus, jobStatus } from './job-status.ts';
-import { parse } from './main.ts';
 import { workerPrice } from './prices.ts';
 import { formatRate, formatSeconds, Progress } from './progress.ts';
 import { readStackOutputs } from './stack-outputs.ts';

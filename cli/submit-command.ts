@@ -32,7 +32,7 @@ import { openJob } from '../core/pipeline/index.ts';
 import { neuroglancerLink } from '../core/pipeline/viewer.ts';
 import { MemoryStore } from '../core/store/index.ts';
 import { ENV, KEYS } from '../functions/contracts.ts';
-import { parse } from './main.ts';
+import { parse } from './args.ts';
 import { readStackOutputs } from './stack-outputs.ts';
 
 const USAGE = `Usage: tessera submit <manifest.json> (--bucket B | --stack-outputs cdk-outputs.json [--stack NAME])

@@ -11,7 +11,7 @@ import { watchSpotInterruption } from '../adapters/aws/spot-notice.ts';
 import { openInBackground, ThreadedModel } from '../core/model/index.ts';
 import { ensureOutput, readModelBytes, runWorker } from '../core/pipeline/index.ts';
 import { ENV } from '../functions/contracts.ts';
-import { intOption, parse } from './main.ts';
+import { intOption, parse } from './args.ts';
 
 const USAGE = `Usage: tessera worker --job <jobId> [--device cpu|gpu] [--threads N] [--batch N]
 

@@ -1,7 +1,7 @@
 // The fault matrix's table (terminal and Markdown) and faults/RESULTS.md.
 
 import { writeFileSync } from 'node:fs';
-import { availableParallelism, loadavg } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { passed, type Row, type Trial } from './trial.ts';
 
@@ -162,7 +162,8 @@ ${run.rows
   )
   .join('\n\n')}
 `;
-  // Error messages carry absolute paths; the committed report names files by repo path.
+  // Error messages carry absolute paths; the committed report names files by repo path,
+  // and scratch files under the temporary directory as $TMPDIR/...
   const root = fileURLToPath(new URL('..', import.meta.url));
-  writeFileSync(path, md.replaceAll(root, ''));
+  writeFileSync(path, md.replaceAll(root, '').replaceAll(`${tmpdir()}/`, '$TMPDIR/'));
 }

@@ -214,8 +214,9 @@ if (want('longer') && !quick) {
   log(JSON.stringify({ efficiency_2x: results.efficiency_2x }));
 }
 
-// 4: scaling, efficiency measured at each factor (a smaller base so three runs fit the time budget; at least one chunk deep, so
-// every factor runs full-size chunks and only the volume grows).
+// 4: scaling, with efficiency measured at each factor (a smaller base so three runs fit
+// the time budget; at least one chunk deep, so every factor runs full-size chunks and
+// only the volume grows).
 const scaling: Record<string, unknown>[] = [];
 if (want('scaling')) {
   const model = modelRss();

@@ -55,11 +55,11 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
   process.on('SIGINT', stop);
   let model: ReturnType<typeof openInBackground> | undefined;
   try {
-    const loaded = { manifest: init.manifest, baseDir: init.baseDir };
-    const modelPath = resolveModelPath(loaded.manifest.model.url, loaded.baseDir);
+    const { manifest, baseDir } = init;
+    const modelPath = resolveModelPath(manifest.model.url, baseDir);
     // Over the cap, the run fails at once naming model.url and the limit (not out of memory).
-    await checkLocalModelSize(loaded.manifest.model.url, {
-      baseDir: loaded.baseDir,
+    await checkLocalModelSize(manifest.model.url, {
+      baseDir,
       maxBytes: maxModelBytes(process.env),
       setting: ENV.maxModelBytes,
     });
@@ -69,7 +69,7 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
       ThreadedModel.open(
         { path: modelPath },
         {
-          sha256: loaded.manifest.model.sha256,
+          sha256: manifest.model.sha256,
           device: init.device,
           intraOpThreads: init.threads,
           log: (m) =>
@@ -80,10 +80,10 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
     );
     const [{ IpcLedgerClient }, { openJob, openJobOutput, runWorker }, { LocalStore }] =
       await loadWorkerModules();
-    const ctx = await openJob(loaded.manifest, {
+    const ctx = await openJob(manifest, {
       jobId: init.jobId,
       work: new LocalStore(init.workDir),
-      baseDir: loaded.baseDir,
+      baseDir,
       previewTiles: true,
     });
     const output = await openJobOutput(ctx);

@@ -1,7 +1,7 @@
 // The `tessera` command line.
 //
 // Each command's module is loaded when it runs: `tessera run` and `tessera demo` work on
-// local files and should not load the AWS SDK the cloud commands need (~0.4 s at start).
+// local files and should not load the AWS SDK the cloud commands need (~0.3 s at start).
 
 const USAGE = `tessera — chunked, chunking-invariant ONNX inference over huge 3D volumes
 

@@ -157,3 +157,23 @@ export const KEYS = {
  * expiry rule for abandoned partials matches this tag under KEYS.jobsPrefix instead.
  */
 export const PARTIAL_TAG = { key: 'tessera-kind', value: 'partial' } as const;
+
+/**
+ * Exit codes of `tessera worker` that AWS Batch tells apart (the job definitions' retry
+ * strategy retries exactly these): 0 = no work left, anything else not listed = a real
+ * failure (the attempt ends; the ledger and Verify decide what happens to its chunks).
+ */
+export const WORKER_EXIT = {
+  /** SIGTERM or a spot interruption notice: chunks released unspent; run me again. */
+  interrupted: 75,
+  /** An inference made no progress within its bound: chunk abandoned to be re-claimed. */
+  hung: 76,
+} as const;
+
+/** The metric the stall watchdog publishes (EMF) and the "no progress" alarm watches. */
+export const STALL_METRIC = {
+  namespace: 'Tessera',
+  name: 'StalledJobs',
+  /** Powertools' default dimension (serviceName). */
+  dimensions: { service: 'tessera' },
+} as const;

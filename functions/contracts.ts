@@ -115,6 +115,8 @@ export const ENV = {
   maxRounds: 'TESSERA_MAX_ROUNDS',
   /** Largest model file (bytes) a worker loads; default DEFAULT_MAX_MODEL_BYTES. */
   maxModelBytes: 'TESSERA_MAX_MODEL_BYTES',
+  /** Minutes without a finished chunk before the stall watchdog counts a job as stalled. */
+  stallMinutes: 'TESSERA_STALL_MINUTES',
 } as const;
 
 /** Lambda entry files, relative to the repo root (the stack bundles these). */
@@ -124,6 +126,8 @@ export const HANDLERS = {
   blend: 'functions/blend.ts',
   finalize: 'functions/finalize.ts',
   markFailed: 'functions/mark-failed.ts',
+  /** Scheduled (EventBridge): publishes STALL_METRIC and marks stalled jobs' status. */
+  watchdog: 'functions/watchdog.ts',
 } as const;
 
 /** Keys in the bucket. */
@@ -136,6 +140,10 @@ export const KEYS = {
   status: (jobId: string) => `jobs/${jobId}/status.json`,
   blendItems: (jobId: string) => `jobs/${jobId}/blend-items.json`,
   partialsPrefix: (jobId: string) => `jobs/${jobId}/partials/`,
+  /** Where the blend Distributed Map's ResultWriter puts its children's results. */
+  blendResults: (jobId: string) => `jobs/${jobId}/blend-results/`,
+  /** The stall watchdog's memory of when the job's finished count last moved. */
+  progress: (jobId: string) => `jobs/${jobId}/progress.json`,
   /**
    * Status documents of manifests that never became jobs, by manifest name. A job id is
    * always `<name>-<10 hex>`, never "rejected", so a rejected manifest that takes another

@@ -131,7 +131,7 @@ export class S3EventError extends Error {
     super(
       `S3 event ${field}: ${problem}. The planner takes S3 ObjectCreated notifications ` +
         '({"Records": [{"eventName", "s3": {"bucket": {"name"}, "object": {"key"}}}]}) or a ' +
-        'Plan task {"manifest": {"bucket", "key"}}; check what invokes it (the bucket ' +
+        'Plan task {"manifest": {"bucket", "key", "versionId"?}}; check what invokes it (the bucket ' +
         'notification, or a caller sending another payload).',
       options,
     );

@@ -22,8 +22,25 @@ export function plannerEvent(
     manifest.bucket.length > 0 &&
     typeof manifest.key === 'string' &&
     manifest.key.length > 0
-  )
-    return { kind: 'task', manifest: { bucket: manifest.bucket, key: manifest.key } };
+  ) {
+    // The version the trigger accepted (and named the execution after): planning the
+    // latest instead would plan a re-upload under the older version's execution.
+    const versionId = manifest.versionId;
+    if (versionId !== undefined && versionId !== null && typeof versionId !== 'string')
+      throw new S3EventError(
+        'manifest.versionId',
+        undefined,
+        `must be a string when present, got ${kind(versionId)}`,
+      );
+    return {
+      kind: 'task',
+      manifest: {
+        bucket: manifest.bucket,
+        key: manifest.key,
+        ...(typeof versionId === 'string' && versionId !== '' ? { versionId } : {}),
+      },
+    };
+  }
   throw new S3EventError(
     isObject(event) && 'manifest' in event ? 'manifest' : 'Records',
     undefined,

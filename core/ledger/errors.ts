@@ -106,8 +106,9 @@ export class LedgerCorruptError extends LedgerError {
     options?: { cause?: unknown },
   ) {
     super(
-      `ledger journal ${path}, line ${line}: ${detail}. Only a torn LAST line is repaired ` +
-        'automatically; restore the state directory from a backup or start the job afresh',
+      `ledger journal ${path}, line ${line}: ${detail}. Torn writes are repaired ` +
+        'automatically, so this is damage from outside Tessera (an edit, a disk error); ' +
+        'restore the state directory from a backup or start the job afresh',
       options,
     );
   }
@@ -118,11 +119,67 @@ export class LedgerLockedError extends LedgerError {
   override readonly name = 'LedgerLockedError';
   constructor(
     readonly dir: string,
-    readonly pid: number,
+    /** The holder's pid as its lock file records it; undefined when unreadable. */
+    readonly pid: number | undefined,
   ) {
     super(
-      `ledger state directory ${dir} is in use by process ${pid}; stop that run first. ` +
-        `If no Tessera run uses it, delete ${dir}/ledger.lock`,
+      `ledger state directory ${dir} is in use by ${pid === undefined ? 'another process' : `process ${pid}`}; ` +
+        'stop that run first, or wait for it to finish (the lock is released by the ' +
+        'operating system as soon as that process exits)',
+    );
+  }
+}
+
+/** Filesystem error codes that mean "the place is unusable now", not "this chunk is bad". */
+export const ENVIRONMENT_FS_CODES = [
+  'ENOSPC',
+  'EDQUOT',
+  'EIO',
+  'EROFS',
+  'EACCES',
+  'EPERM',
+] as const;
+
+/** What a user can do about a filesystem error `code` on `dir`. */
+export function fsFaultAdvice(code: string | undefined, dir: string): string {
+  switch (code) {
+    case 'ENOSPC':
+      return `the filesystem of ${dir} is full: free space there`;
+    case 'EDQUOT':
+      return `your disk quota on the filesystem of ${dir} is used up: free space or raise the quota`;
+    case 'EROFS':
+      return `${dir} is on a read-only filesystem: remount it read-write or choose a writable place`;
+    case 'EACCES':
+    case 'EPERM':
+      return `this user may not write in ${dir}: fix its permissions or choose a writable place`;
+    case 'EIO':
+      return `the disk under ${dir} reported an I/O error: check the device (dmesg) before going on`;
+    default:
+      return `check that ${dir} is writable and has free space`;
+  }
+}
+
+/**
+ * The local journal could not be written (disk full, quota, read-only, permissions, I/O
+ * error). Nothing of the transition was recorded or applied and the journal is whole: the
+ * same call can be made again once the cause is fixed. Not the chunk's fault.
+ */
+export class LedgerWriteError extends LedgerError {
+  override readonly name = 'LedgerWriteError';
+  constructor(
+    /** The state directory. */
+    readonly dir: string,
+    /** The errno code (ENOSPC, EIO, …), or undefined when the failure had none. */
+    readonly code: string | undefined,
+    /** What the failed call was doing, e.g. "appending to ledger.jsonl". */
+    readonly op: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `ledger state directory ${dir}: ${op} failed (${code ?? 'no error code'}); ` +
+        `${fsFaultAdvice(code, dir)}. Nothing was recorded for this step and no chunk's ` +
+        'attempt was spent; run the same command again once it is fixed',
+      options,
     );
   }
 }

@@ -1,16 +1,10 @@
 // The ledger of a local run: MemoryLedger state made durable in a state directory, so a
 // killed run resumes where it stopped.
 //
-//   <dir>/ledger.jsonl     append-only journal, one JSON object per line:
-//     {"t":"ledger","v":1}                                   header, first line
-//     {"t":"job","job":{…JobSpec},"ids":"chunks/<h>.ids"}    a job was created
-//     {"t":"row","j":jobId,"i":index,"s":status,"o":owner,"l":leaseExpiresAt,
-//      "a":attempts,"k":token,"e":lastError,"u":updatedAt}  a row's full new state
-//                                                            (absent fields omitted)
-//     {"t":"out","url":outputUrl,"j":jobId}                 an output claim (last wins)
+//   <dir>/ledger.jsonl     append-only journal (format: journal-codec.ts)
 //   <dir>/chunks/<h>.ids   the job's chunk ids in index order, one per line, written
 //                          once (temp file + rename) before the job line; h = sha256(jobId)
-//   <dir>/ledger.lock      pid of the process that has the directory open
+//   <dir>/ledger.lock      who holds the directory (the lock itself is the kernel's: lock.ts)
 //
 // Why this shape:
 // - Rows of a fresh job are implicit (PENDING, 0 attempts, token 0), so creating a job of
@@ -22,9 +16,14 @@
 //   SIGKILL of this process. Power loss is covered only with `fsync: true` (one fsync per
 //   transition; off by default because a local run's worst case is redoing a few chunks
 //   whose outputs are idempotent anyway).
-// - A crash mid-write can only tear the LAST line; replay ignores it with a warning and
-//   truncates it away, so later appends start on a clean line. Any other bad line is
-//   corruption and stops the open.
+// - The writer knows the offset where the journal's last whole line ends. An append that
+//   fails (disk full, quota, I/O error), even after writing part of its bytes, is cut back
+//   to that offset before the error is thrown, and nothing is appended until that cut has
+//   succeeded: a torn line is never followed by another. The failed call throws
+//   LedgerWriteError, its transition is not applied, and the same call may be made again.
+// - So a torn line can only be the LAST one (a crash mid-write); replay drops it with a
+//   warning and truncates it away. A line glued to a torn one by older releases is
+//   salvaged. Any other bad line is damage from outside and stops the open.
 // - Compaction (on open, when the journal is mostly superseded lines) writes the header,
 //   job lines and one line per touched row to a temp file and renames it over the
 //   journal: the snapshot and the fresh journal are one file, so a single atomic rename
@@ -34,22 +33,32 @@ import { createHash } from 'node:crypto';
 import {
   closeSync,
   existsSync,
+  fstatSync,
   fsyncSync,
   ftruncateSync,
   mkdirSync,
   openSync,
   readFileSync,
-  readSync,
   renameSync,
-  unlinkSync,
-  writeFileSync,
+  rmSync,
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { LedgerClosedError, LedgerCorruptError, LedgerLockedError } from './errors.ts';
+import { LedgerClosedError, LedgerCorruptError, LedgerError, LedgerWriteError } from './errors.ts';
+import {
+  decodeLine,
+  headerLine,
+  JOURNAL_FILE,
+  type JournalRecord,
+  jobLine,
+  outputLine,
+  readLines,
+  rowLine,
+  salvage,
+} from './journal-codec.ts';
+import { acquireDirLock, type DirLock } from './lock.ts';
 import { MemoryLedger, type OutputClaimChange, type RowChange } from './memory.ts';
-import { CHUNK_STATUSES, type ChunkStatus, type JobSpec } from './port.ts';
-import { type RowState, validateJobSpec } from './protocol.ts';
+import type { JobSpec } from './port.ts';
 
 export interface LocalLedgerOptions {
   /** fsync after every transition: survives power loss, costs a disk flush per call. */
@@ -61,56 +70,25 @@ export interface LocalLedgerOptions {
   compactMinLines?: number;
   /** Where replay reports a repaired torn line (default: process.emitWarning). */
   onWarning?: (message: string) => void;
+  /**
+   * Test hook: the write primitive appends go through (default fs.writeSync), so a test
+   * can inject the faults a real filesystem gives (short writes, EIO) where it cannot
+   * mount one that does.
+   */
+  writeSync?: (fd: number, buffer: Buffer, offset: number, length: number) => number;
 }
-
-const JOURNAL = 'ledger.jsonl';
-const LOCK = 'ledger.lock';
-const VERSION = 1;
-
-interface RowLine {
-  t: 'row';
-  j: string;
-  i: number;
-  s: ChunkStatus;
-  o?: string;
-  l?: number;
-  a: number;
-  k: number;
-  e?: string;
-  u: number;
-}
-
-const rowLine = ({ jobId, index, row }: RowChange): string => {
-  const line: RowLine = {
-    t: 'row',
-    j: jobId,
-    i: index,
-    s: row.status,
-    a: row.attempts,
-    k: row.token,
-    u: row.updatedAt,
-  };
-  if (row.owner !== undefined) line.o = row.owner;
-  if (row.leaseExpiresAt !== undefined) line.l = row.leaseExpiresAt;
-  if (row.lastError !== undefined) line.e = row.lastError;
-  return `${JSON.stringify(line)}\n`;
-};
-
-const outputLine = ({ url, jobId }: OutputClaimChange): string =>
-  `${JSON.stringify({ t: 'out', url, j: jobId })}\n`;
-
-const headerLine = (): string => `${JSON.stringify({ t: 'ledger', v: VERSION })}\n`;
-
-const jobLine = (job: JobSpec, ids: string): string =>
-  `${JSON.stringify({ t: 'job', job, ids })}\n`;
 
 const idsFileFor = (jobId: string): string =>
   `chunks/${createHash('sha256').update(jobId).digest('hex').slice(0, 32)}.ids`;
 
-function writeAll(fd: number, text: string): void {
-  const buf = Buffer.from(text, 'utf8');
-  for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off);
+type Write = NonNullable<LocalLedgerOptions['writeSync']>;
+const plainWrite: Write = (fd, buffer, offset, length) => writeSync(fd, buffer, offset, length);
+
+function writeAll(fd: number, buf: Buffer, write: Write = plainWrite): void {
+  for (let off = 0; off < buf.length; ) off += write(fd, buf, off, buf.length - off);
 }
+
+const writeText = (fd: number, text: string): void => writeAll(fd, Buffer.from(text, 'utf8'));
 
 function fsyncDir(dir: string): void {
   const fd = openSync(dir, 'r');
@@ -125,140 +103,64 @@ function fsyncDir(dir: string): void {
 function writeAtomic(dir: string, rel: string, write: (fd: number) => void): void {
   const path = join(dir, rel);
   const tmp = `${path}.tmp`;
-  const fd = openSync(tmp, 'w');
   try {
-    write(fd);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+    const fd = openSync(tmp, 'w');
+    try {
+      write(fd);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (error) {
+    // A half-written temp file would only take space from a filesystem that may be full.
+    rmSync(tmp, { force: true });
+    throw error;
   }
-  renameSync(tmp, path);
   fsyncDir(join(path, '..'));
 }
 
-interface Line {
-  text: string;
-  n: number;
-  /** Ended by "\n": written whole. */
-  terminated: boolean;
-  /** Byte offsets of the line in the file. */
-  start: number;
-  end: number;
-}
+const errnoOf = (error: unknown): string | undefined => {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
+};
 
-/** Streams a journal's lines without holding it in one string (it may be hundreds of MB). */
-function* readLines(path: string): Generator<Line> {
-  const fd = openSync(path, 'r');
-  try {
-    const buf = Buffer.allocUnsafe(1 << 22);
-    let carry = Buffer.alloc(0);
-    let offset = 0;
-    let n = 0;
-    for (;;) {
-      const got = readSync(fd, buf, 0, buf.length, null);
-      if (got === 0) break;
-      const data =
-        carry.length > 0 ? Buffer.concat([carry, buf.subarray(0, got)]) : buf.subarray(0, got);
-      let pos = 0;
-      for (let nl = data.indexOf(10, pos); nl >= 0; nl = data.indexOf(10, pos)) {
-        n++;
-        yield {
-          text: data.toString('utf8', pos, nl),
-          n,
-          terminated: true,
-          start: offset + pos,
-          end: offset + nl + 1,
-        };
-        pos = nl + 1;
-      }
-      offset += pos;
-      // Copied: `buf` is reused by the next read.
-      carry = Buffer.from(data.subarray(pos));
-    }
-    if (carry.length > 0) {
-      yield {
-        text: carry.toString('utf8'),
-        n: n + 1,
-        terminated: false,
-        start: offset,
-        end: offset + carry.length,
-      };
-    }
-  } finally {
-    closeSync(fd);
-  }
-}
-
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
-const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v);
-const isStatus = (v: unknown): v is ChunkStatus =>
-  typeof v === 'string' && (CHUNK_STATUSES as readonly string[]).includes(v);
-
-function parseRow(v: Record<string, unknown>): RowChange | undefined {
-  const { j, i, s, o, l, a, k, e, u } = v;
-  if (typeof j !== 'string' || !isInt(i) || !isStatus(s) || !isInt(a) || !isInt(k))
-    return undefined;
-  if (typeof u !== 'number' || (o !== undefined && typeof o !== 'string')) return undefined;
-  if ((l !== undefined && typeof l !== 'number') || (e !== undefined && typeof e !== 'string')) {
-    return undefined;
-  }
-  const row: RowState = { status: s, attempts: a, token: k, updatedAt: u };
-  if (o !== undefined) row.owner = o;
-  if (l !== undefined) row.leaseExpiresAt = l;
-  if (e !== undefined) row.lastError = e;
-  return { jobId: j, index: i, row };
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: it exists but belongs to someone else; only ESRCH means it is gone.
-    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
-}
-
-function acquireLock(dir: string): void {
-  const path = join(dir, LOCK);
-  for (let attempt = 0; ; attempt++) {
-    try {
-      writeFileSync(path, String(process.pid), { flag: 'wx' });
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const pid = Number(readFileSync(path, 'utf8').trim());
-    // A lock left by a killed run is taken over; a live holder (this process included:
-    // two instances would interleave journals) is not.
-    if (attempt > 0 || (Number.isInteger(pid) && pid > 0 && isAlive(pid))) {
-      throw new LedgerLockedError(dir, pid);
-    }
-    unlinkSync(path);
-  }
+/** An fs failure as LedgerWriteError; anything else (a bug) passes through unchanged. */
+function asWriteError(dir: string, op: string, error: unknown): unknown {
+  if (error instanceof LedgerError || errnoOf(error) === undefined) return error;
+  return new LedgerWriteError(dir, errnoOf(error), op, { cause: error });
 }
 
 export class LocalLedger extends MemoryLedger {
   private fd: number | undefined;
+  private lock: DirLock | undefined;
   private readonly journalPath: string;
+  /** Where the journal's last whole line ends: appends start here, failures cut back here. */
+  private goodEnd = 0;
+  /** A failed append could not be cut back yet: nothing may be appended until it is. */
+  private tornTail: unknown;
 
   private constructor(
     readonly dir: string,
     private readonly options: LocalLedgerOptions,
   ) {
     super();
-    this.journalPath = join(dir, JOURNAL);
+    this.journalPath = join(dir, JOURNAL_FILE);
   }
 
   /** Opens (creating if needed) the ledger in `dir`, replaying and maybe compacting its journal. */
   static async open(dir: string, options: LocalLedgerOptions = {}): Promise<LocalLedger> {
-    mkdirSync(join(dir, 'chunks'), { recursive: true });
-    acquireLock(dir);
+    try {
+      mkdirSync(join(dir, 'chunks'), { recursive: true });
+    } catch (error) {
+      throw asWriteError(dir, 'creating the state directory', error);
+    }
     const ledger = new LocalLedger(dir, options);
+    ledger.lock = await acquireDirLock(dir);
     try {
       ledger.load();
     } catch (err) {
-      unlinkSync(join(dir, LOCK));
+      await ledger.lock.release();
       throw err;
     }
     return ledger;
@@ -269,31 +171,32 @@ export class LocalLedger extends MemoryLedger {
     if (this.fd === undefined) return;
     closeSync(this.fd);
     this.fd = undefined;
-    const lock = join(this.dir, LOCK);
-    if (existsSync(lock) && readFileSync(lock, 'utf8').trim() === String(process.pid))
-      unlinkSync(lock);
+    await this.lock?.release();
   }
 
   protected override persistJob(job: JobSpec, ids: readonly string[]): void {
-    const fd = this.journalFd(job.jobId);
+    this.journalFd(job.jobId);
     const rel = idsFileFor(job.jobId);
-    writeAtomic(this.dir, rel, (out) => {
-      // In slices: one string of 10^6 ids is fine, of 10^7 it nears V8's string limit.
-      for (let i = 0; i < ids.length; i += 65536) {
-        writeAll(out, `${ids.slice(i, i + 65536).join('\n')}\n`);
-      }
-    });
-    this.append(fd, jobLine(job, rel));
+    try {
+      writeAtomic(this.dir, rel, (out) => {
+        // In slices: one string of 10^6 ids is fine, of 10^7 it nears V8's string limit.
+        for (let i = 0; i < ids.length; i += 65536) {
+          writeText(out, `${ids.slice(i, i + 65536).join('\n')}\n`);
+        }
+      });
+    } catch (error) {
+      throw asWriteError(this.dir, `writing the chunk id file ${rel}`, error);
+    }
+    this.append(jobLine(job, rel), job.jobId);
   }
 
   protected override persistRows(changes: readonly RowChange[]): void {
-    const fd = this.journalFd(changes[0]?.jobId);
-    // One write for the lot: abandonOwners' rows land together or tear only at the end.
-    this.append(fd, changes.map(rowLine).join(''));
+    // One write for the lot: abandonOwners' rows land together or not at all.
+    this.append(changes.map(rowLine).join(''), changes[0]?.jobId);
   }
 
   protected override persistOutput(change: OutputClaimChange): void {
-    this.append(this.journalFd(change.jobId), outputLine(change));
+    this.append(outputLine(change.url, change.jobId), change.jobId);
   }
 
   private journalFd(jobId: string | undefined): number {
@@ -301,9 +204,39 @@ export class LocalLedger extends MemoryLedger {
     return this.fd;
   }
 
-  private append(fd: number, text: string): void {
-    writeAll(fd, text);
-    if (this.options.fsync) fsyncSync(fd);
+  /**
+   * Appends whole lines or nothing. On any failure the journal is cut back to the end of
+   * its last whole line before the error is thrown; if even that fails, every later
+   * append tries the cut again first and fails while it cannot be made.
+   */
+  private append(text: string, jobId: string | undefined): void {
+    const fd = this.journalFd(jobId);
+    this.cutTornTail(fd);
+    const buf = Buffer.from(text, 'utf8');
+    try {
+      writeAll(fd, buf, this.options.writeSync);
+      if (this.options.fsync) fsyncSync(fd);
+    } catch (error) {
+      this.tornTail = error;
+      this.cutTornTail(fd);
+      throw asWriteError(this.dir, `appending to ${JOURNAL_FILE}`, error);
+    }
+    this.goodEnd += buf.length;
+  }
+
+  private cutTornTail(fd: number): void {
+    if (this.tornTail === undefined) return;
+    try {
+      ftruncateSync(fd, this.goodEnd);
+      if (this.options.fsync) fsyncSync(fd);
+    } catch (error) {
+      throw asWriteError(
+        this.dir,
+        `cutting a failed append off ${JOURNAL_FILE} (after ${String(this.tornTail)})`,
+        error,
+      );
+    }
+    this.tornTail = undefined;
   }
 
   private load(): void {
@@ -311,28 +244,34 @@ export class LocalLedger extends MemoryLedger {
       this.options.onWarning ?? ((m: string) => process.emitWarning(m, 'TesseraLedgerWarning'));
     const tmp = `${this.journalPath}.tmp`;
     // A compaction that died before its rename: the journal beside it is still whole.
-    if (existsSync(tmp)) unlinkSync(tmp);
+    rmSync(tmp, { force: true });
     let lines = 0;
     let goodEnd = 0;
     let needsNewline = false;
+    let salvaged = 0;
     if (existsSync(this.journalPath)) {
       for (const line of readLines(this.journalPath)) {
-        let value: unknown;
-        try {
-          value = JSON.parse(line.text);
-        } catch (err) {
-          if (line.terminated) {
-            throw new LedgerCorruptError(this.journalPath, line.n, 'not valid JSON', {
-              cause: err,
-            });
-          }
+        const decoded = decodeLine(line.text, line.n);
+        let record: JournalRecord;
+        if (decoded.ok) record = decoded.record;
+        else if (!line.terminated && decoded.detail === 'not valid JSON') {
           warn(
             `ledger journal ${this.journalPath}: ignoring torn last line ${line.n} ` +
               `(${line.end - line.start} bytes), left by a crash mid-write; that transition never returned to its caller`,
           );
           break;
+        } else {
+          const found = line.n > 1 ? salvage(line.text, line.n) : undefined;
+          if (found === undefined)
+            throw new LedgerCorruptError(this.journalPath, line.n, decoded.detail);
+          warn(
+            `ledger journal ${this.journalPath}: line ${line.n} began with ${found.dropped} bytes of ` +
+              'a write that failed (left by an older release after a disk error); kept the record after them',
+          );
+          record = found.record;
+          salvaged++;
         }
-        this.replay(value, line.n);
+        this.replay(record, line.n);
         lines++;
         goodEnd = line.end;
         needsNewline = !line.terminated;
@@ -340,67 +279,69 @@ export class LocalLedger extends MemoryLedger {
     }
     const compacted = this.compactedLines();
     const minLines = this.options.compactMinLines ?? 100_000;
-    if (lines >= minLines && lines > 2 * compacted) {
-      this.compact();
-      needsNewline = false;
+    if (salvaged > 0 || (lines >= minLines && lines > 2 * compacted)) {
+      // Salvaged lines are rewritten clean, so the next open (and `status`) needs no salvage.
+      try {
+        this.compact();
+        needsNewline = false;
+      } catch (error) {
+        // The journal is still whole beside the failed temp file: open it as it is.
+        warn(
+          `ledger journal ${this.journalPath}: compaction skipped: ${String(asWriteError(this.dir, 'compacting', error))}`,
+        );
+        this.truncateTo(goodEnd);
+      }
     } else if (lines === 0) {
-      writeAtomic(this.dir, JOURNAL, (fd) => writeAll(fd, headerLine()));
-    } else {
+      try {
+        writeAtomic(this.dir, JOURNAL_FILE, (fd) => writeText(fd, headerLine()));
+      } catch (error) {
+        throw asWriteError(this.dir, `creating ${JOURNAL_FILE}`, error);
+      }
+    } else this.truncateTo(goodEnd);
+    try {
+      this.fd = openSync(this.journalPath, 'a');
+      this.goodEnd = fstatSync(this.fd).size;
+    } catch (error) {
+      throw asWriteError(this.dir, `opening ${JOURNAL_FILE} for appending`, error);
+    }
+    // A whole last record that lacks only its newline.
+    if (needsNewline) this.append('\n', undefined);
+  }
+
+  private truncateTo(end: number): void {
+    try {
       const fd = openSync(this.journalPath, 'r+');
       try {
-        ftruncateSync(fd, goodEnd);
+        ftruncateSync(fd, end);
       } finally {
         closeSync(fd);
       }
+    } catch (error) {
+      throw asWriteError(this.dir, `cutting the torn end off ${JOURNAL_FILE}`, error);
     }
-    this.fd = openSync(this.journalPath, 'a');
-    if (needsNewline) writeAll(this.fd, '\n');
   }
 
-  private replay(value: unknown, n: number): void {
-    const corrupt = (detail: string, cause?: unknown): LedgerCorruptError =>
-      new LedgerCorruptError(
-        this.journalPath,
-        n,
-        detail,
-        cause === undefined ? undefined : { cause },
-      );
-    if (!isObject(value)) throw corrupt('not a JSON object');
-    if (n === 1) {
-      if (value.t !== 'ledger' || value.v !== VERSION) {
-        throw corrupt(`expected the header {"t":"ledger","v":${VERSION}}`);
-      }
-      return;
+  private replay(record: JournalRecord, n: number): void {
+    switch (record.t) {
+      case 'ledger':
+        return;
+      case 'row':
+        if (!this.hasChunk(record.change.jobId, record.change.index)) {
+          throw new LedgerCorruptError(
+            this.journalPath,
+            n,
+            `row ${record.change.index} of job "${record.change.jobId}" before its job line or out of range`,
+          );
+        }
+        this.restoreRow(record.change);
+        return;
+      case 'job':
+        this.restoreJob(record.job, this.readIds(record.job, record.ids, n));
+        return;
+      case 'out':
+        this.restoreOutput({ url: record.url, jobId: record.jobId });
+        return;
     }
-    if (value.t === 'row') {
-      const change = parseRow(value);
-      if (!change) throw corrupt('malformed row line');
-      if (!this.hasChunk(change.jobId, change.index)) {
-        throw corrupt(
-          `row ${change.index} of job "${change.jobId}" before its job line or out of range`,
-        );
-      }
-      this.restoreRow(change);
-      return;
-    }
-    if (value.t === 'job' && isObject(value.job) && typeof value.ids === 'string') {
-      const job = value.job as unknown as JobSpec;
-      try {
-        validateJobSpec(job);
-      } catch (err) {
-        throw corrupt('malformed job line', err);
-      }
-      this.restoreJob(job, this.readIds(job, value.ids, n));
-      return;
-    }
-    if (value.t === 'out') {
-      const { url, j } = value;
-      if (typeof url !== 'string' || url === '' || typeof j !== 'string' || j === '')
-        throw corrupt('malformed output claim line');
-      this.restoreOutput({ url, jobId: j });
-      return;
-    }
-    throw corrupt(`unknown line type ${JSON.stringify(value.t)}`);
   }
 
   private readIds(job: JobSpec, rel: string, n: number): string[] {
@@ -431,11 +372,11 @@ export class LocalLedger extends MemoryLedger {
   }
 
   private compact(): void {
-    writeAtomic(this.dir, JOURNAL, (fd) => {
+    writeAtomic(this.dir, JOURNAL_FILE, (fd) => {
       let buf = headerLine();
       const flush = (force: boolean): void => {
         if (force || buf.length > 1 << 20) {
-          writeAll(fd, buf);
+          writeText(fd, buf);
           buf = '';
         }
       };
@@ -447,7 +388,7 @@ export class LocalLedger extends MemoryLedger {
           flush(false);
         }
       }
-      for (const claim of this.outputClaims()) buf += outputLine(claim);
+      for (const claim of this.outputClaims()) buf += outputLine(claim.url, claim.jobId);
       flush(true);
     });
   }

@@ -45,6 +45,18 @@ export interface VerifyTaskEvent {
   jobId: string;
   /** Work rounds done so far (the state machine counts). */
   round: number;
+  /**
+   * The Work task's result (`$.batch`): `{JobId, Status}` when the Batch job succeeded,
+   * the States.TaskFailed catch's `{Error, Cause}` when it failed (Cause: the Batch job
+   * description as a JSON string, holding JobId). Absent before any Work round.
+   */
+  batch?: WorkBatchResult;
+}
+export interface WorkBatchResult {
+  JobId?: string;
+  Status?: string;
+  Error?: string;
+  Cause?: string;
 }
 export interface VerifyTaskResult {
   jobId: string;
@@ -53,6 +65,11 @@ export interface VerifyTaskResult {
   /** True when INCOMPLETE and another Work round is allowed. */
   redrive: boolean;
   remaining: number;
+  /**
+   * The next Work round's fleet: max(1, min(compute.maxWorkers, 10,000, unfinished chunks)),
+   * so a re-drive for 3 leftover chunks starts 3 workers, not the whole array again.
+   */
+  arraySize: number;
   /** Poison chunks, when FAILED: "chunk <id>: failed <n> attempt(s); last error: ..." lines. */
   reason?: string;
 }
@@ -102,7 +119,38 @@ export interface JobStatusDocument {
   errors?: { path: string; message: string }[];
   output?: string;
   executionArn?: string;
+  /**
+   * Batch workers that failed (newest rounds kept, at most WORKER_FAILURES_KEPT), as
+   * Verify read them from AWS Batch after each Work round that did not succeed.
+   */
+  workerFailures?: WorkerFailure[];
+  /**
+   * Set by the stall watchdog while the job has unfinished chunks and no chunk finished
+   * for TESSERA_STALL_MINUTES (since: when the finished count last moved, or the
+   * execution's start); removed once a chunk finishes.
+   */
+  stalled?: { since: string; minutes: number };
 }
+
+/** One failed Batch worker (an array child, or the single job) of a Work round. */
+export interface WorkerFailure {
+  /** The Work round (VerifyTaskEvent.round) whose Batch job it belonged to. */
+  round: number;
+  /** The child's job id (`<parent>:<index>` for array children). */
+  batchJobId: string;
+  /** Array index of the child; absent for a non-array job. */
+  index?: number;
+  /** Batch's statusReason ("Essential container in task exited", "CannotPullContainerError: ..."). */
+  statusReason: string;
+  exitCode?: number;
+  /** The container's reason ("OutOfMemoryError: Container killed due to memory usage"). */
+  reason?: string;
+  /** CloudWatch Logs stream of the container (log group /aws/batch/job). */
+  logStream?: string;
+}
+
+/** How many WorkerFailure entries status.json keeps (the newest). */
+export const WORKER_FAILURES_KEPT = 20;
 
 /** Environment of every Lambda and worker container (set by the stack). */
 export const ENV = {

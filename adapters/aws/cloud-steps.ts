@@ -40,8 +40,11 @@ import type {
   PlanTaskResult,
   VerifyTaskEvent,
   VerifyTaskResult,
+  WorkBatchResult,
+  WorkerFailure,
 } from '../../functions/contracts.ts';
-import { KEYS } from '../../functions/contracts.ts';
+import { KEYS, WORKER_FAILURES_KEPT } from '../../functions/contracts.ts';
+import { BatchJobNotFoundError, BatchReadError } from './errors.ts';
 
 export interface CloudDeps {
   /** The stack's bucket name and a store over its root. */
@@ -65,7 +68,22 @@ export interface CloudDeps {
     name: string,
     input: PipelineInput,
   ): Promise<{ executionArn?: string; alreadyExists: boolean }>;
+  /**
+   * Failed workers of a Work round's Batch job: its failed array children (the first
+   * `limit` described), or the job itself when it is not an array. Throws BatchReadError
+   * or BatchJobNotFoundError when Batch cannot say. Absent: Verify reads no Batch state.
+   */
+  workFailures?(batchJobId: string, o: { limit: number }): Promise<WorkFailures>;
+  /** Operational warnings (a Lambda's log); default: one JSON line on stderr. */
+  warn?(message: string, fields: Record<string, unknown>): void;
   now?: () => Date;
+}
+
+/** What Batch says about a Work round's failed workers. */
+export interface WorkFailures {
+  /** Failed workers in all (the parent's status summary), described or not. */
+  failed: number;
+  described: Omit<WorkerFailure, 'round'>[];
 }
 
 export type FetchedManifest =
@@ -344,6 +362,11 @@ export async function handleManifestCreated(
 }
 
 export async function loadCloudJob(deps: CloudDeps, jobId: string): Promise<JobContext> {
+  return contextFor(deps, jobId, await frozenManifest(deps, jobId));
+}
+
+/** The manifest the Plan task froze for `jobId` (what every later step reads). */
+async function frozenManifest(deps: CloudDeps, jobId: string): Promise<Manifest> {
   const bytes = await deps.bucketStore.get(key(KEYS.jobManifest(jobId)));
   if (!bytes) {
     throw new Error(
@@ -351,7 +374,7 @@ export async function loadCloudJob(deps: CloudDeps, jobId: string): Promise<JobC
     );
   }
   const frozen = JSON.parse(new TextDecoder().decode(bytes)) as FrozenManifest;
-  return contextFor(deps, jobId, parseManifest(frozen.manifest));
+  return parseManifest(frozen.manifest);
 }
 
 function contextFor(deps: CloudDeps, jobId: string, manifest: Manifest): Promise<JobContext> {
@@ -364,17 +387,34 @@ function contextFor(deps: CloudDeps, jobId: string, manifest: Manifest): Promise
 
 export async function verifyStep(deps: CloudDeps, e: VerifyTaskEvent): Promise<VerifyTaskResult> {
   const v = await verifyJob(deps.ledger, e.jobId);
+  const manifest = await frozenManifest(deps, e.jobId);
   const remaining = v.counts.PENDING + v.counts.RUNNING;
   const redrive = v.status === 'INCOMPLETE' && e.round < deps.maxRounds;
+  const read = await readWorkFailures(deps, e);
+  const status = await readStatus(deps, e.jobId);
+  const workerFailures =
+    read.entries.length > 0
+      ? keepFailures(status?.workerFailures ?? [], e.round, read.entries)
+      : status?.workerFailures;
+  const batch =
+    workerFailures && workerFailures.length > 0
+      ? summarizeFailures(workerFailures, read.undescribed)
+      : undefined;
   const reason =
     v.status === 'FAILED'
-      ? `${v.poison.length} chunk(s) failed every attempt:\n${describePoison(v.poison)}`
+      ? // Poison lines stay one chunk per line; the Batch summary is a line of its own.
+        `${v.poison.length} chunk(s) failed every attempt:\n${describePoison(v.poison)}${batch ? `\n${batch}` : ''}`
       : v.status === 'INCOMPLETE' && !redrive
-        ? `${remaining} chunk(s) still unfinished after ${e.round} work rounds`
+        ? `${remaining} chunk(s) still unfinished after ${e.round} work rounds${batch ? `; ${batch}` : ''}`
         : undefined;
-  if (v.status !== 'FAILED') {
-    const status = await readStatus(deps, e.jobId);
-    if (status?.status === 'PLANNED') await writeStatus(deps, { ...status, status: 'RUNNING' });
+  if (status) {
+    // PLANNED → RUNNING once workers ran; a FAILED verdict is MarkFailed's to write.
+    const next: JobStatusDocument = {
+      ...status,
+      ...(v.status !== 'FAILED' && status.status === 'PLANNED' ? { status: 'RUNNING' } : {}),
+      ...(workerFailures ? { workerFailures } : {}),
+    };
+    if (next.status !== status.status || read.entries.length > 0) await writeStatus(deps, next);
   }
   return {
     jobId: e.jobId,
@@ -382,8 +422,141 @@ export async function verifyStep(deps: CloudDeps, e: VerifyTaskEvent): Promise<V
     round: e.round,
     redrive,
     remaining,
+    arraySize: nextArraySize(manifest.compute.maxWorkers, remaining),
     ...(reason ? { reason } : {}),
   };
+}
+
+/** The next Work round's fleet: no more workers than chunks left to claim (Batch allows 10,000). */
+export function nextArraySize(maxWorkers: number, unfinished: number): number {
+  return Math.max(1, Math.min(maxWorkers, 10_000, unfinished));
+}
+
+/**
+ * The failed workers of the round that just ended, when its Batch job did not succeed.
+ * Never throws for Batch's sake: a Batch that cannot be read, or a Cause that is no job
+ * description, is recorded as such (the ledger, not Batch, decides the verdict).
+ */
+async function readWorkFailures(
+  deps: CloudDeps,
+  e: VerifyTaskEvent,
+): Promise<{ entries: WorkerFailure[]; undescribed: number }> {
+  const none = { entries: [], undescribed: 0 };
+  const b = e.batch;
+  if (!b || (b.Error === undefined && b.Status !== 'FAILED')) return none;
+  const round = e.round;
+  const ref = batchJobRef(b);
+  if (ref.kind === 'malformed')
+    return { entries: [{ round, batchJobId: '?', statusReason: ref.problem }], undescribed: 0 };
+  if (!deps.workFailures) return { entries: [ref.fallback(round)], undescribed: 0 };
+  try {
+    const r = await deps.workFailures(ref.jobId, { limit: WORKER_FAILURES_KEPT });
+    // The job failed, yet no child is listed as failed (Batch's listing lags its status):
+    // the job's own description is what there is.
+    if (r.described.length === 0) return { entries: [ref.fallback(round)], undescribed: 0 };
+    return {
+      entries: r.described.map((f) => ({ round, ...f })),
+      undescribed: Math.max(0, r.failed - r.described.length),
+    };
+  } catch (error) {
+    if (!(error instanceof BatchReadError || error instanceof BatchJobNotFoundError)) throw error;
+    (deps.warn ?? warnToStderr)('could not read Batch failures', {
+      jobId: e.jobId,
+      round,
+      batchJobId: ref.jobId,
+      error: error.message,
+    });
+    return {
+      entries: [
+        {
+          round,
+          batchJobId: ref.jobId,
+          statusReason: `could not read Batch failures: ${error.message}`,
+        },
+      ],
+      undescribed: 0,
+    };
+  }
+}
+
+type BatchJobRef =
+  | { kind: 'job'; jobId: string; fallback: (round: number) => WorkerFailure }
+  | { kind: 'malformed'; problem: string };
+
+/**
+ * The Batch job a Work result names: `JobId` on success, or inside the catch's Cause (the
+ * job description as a JSON string). Parsed defensively: anything else is described, not thrown.
+ */
+export function batchJobRef(b: WorkBatchResult): BatchJobRef {
+  const fromCause = b.Cause === undefined ? undefined : tryJson(b.Cause);
+  const described = isRecord(fromCause) ? fromCause : undefined;
+  const jobId = typeof b.JobId === 'string' && b.JobId !== '' ? b.JobId : described?.JobId;
+  if (typeof jobId !== 'string' || jobId === '') {
+    const cause =
+      b.Cause === undefined ? 'no Cause' : `Cause ${JSON.stringify(b.Cause.slice(0, 300))}`;
+    return {
+      kind: 'malformed',
+      problem: `the Work task failed (${b.Error ?? b.Status ?? 'no Error'}) with no Batch job id: ${cause} is not a Batch job description`,
+    };
+  }
+  const statusReason =
+    typeof described?.StatusReason === 'string' && described.StatusReason !== ''
+      ? described.StatusReason
+      : `the Batch job failed (${b.Error ?? b.Status ?? 'FAILED'})`;
+  return {
+    kind: 'job',
+    jobId,
+    fallback: (round) => ({ round, batchJobId: jobId, statusReason }),
+  };
+}
+
+/** `kept` with `round`'s entries replaced by `entries` (a retried Verify rewrites its round), newest rounds last. */
+export function keepFailures(
+  kept: readonly WorkerFailure[],
+  round: number,
+  entries: readonly WorkerFailure[],
+  limit = WORKER_FAILURES_KEPT,
+): WorkerFailure[] {
+  const merged = [...kept.filter((f) => f.round !== round), ...entries];
+  // Stable: within a round, Batch's order (by array index) stays.
+  merged.sort((a, b) => a.round - b.round);
+  return merged.slice(-limit);
+}
+
+/**
+ * One line for a failure reason: "Batch: 2 worker(s) failed: OutOfMemoryError: Container
+ * killed due to memory usage (exit 137, log worker/default/abc)". Up to three distinct
+ * reasons, each with its newest example's exit code and log stream.
+ */
+export function summarizeFailures(failures: readonly WorkerFailure[], undescribed = 0): string {
+  const byText = new Map<string, WorkerFailure>();
+  for (const f of failures) {
+    const text = f.reason ?? f.statusReason;
+    byText.delete(text);
+    byText.set(text, f);
+  }
+  const newestFirst = [...byText].reverse();
+  const parts = newestFirst.slice(0, 3).map(([text, f]) => {
+    const detail = [
+      f.exitCode !== undefined ? `exit ${f.exitCode}` : undefined,
+      f.logStream ? `log ${f.logStream}` : undefined,
+    ].filter(Boolean);
+    return `${oneLine(text)}${detail.length > 0 ? ` (${detail.join(', ')})` : ''}`;
+  });
+  const more = newestFirst.length - parts.length;
+  return `Batch: ${failures.length + undescribed} worker(s) failed: ${parts.join('; ')}${
+    more > 0 ? `; and ${more} other reason(s)` : ''
+  }`;
+}
+
+const oneLine = (s: string): string => s.replace(/\s+/g, ' ').trim().slice(0, 300);
+
+function isRecord(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
+function warnToStderr(message: string, fields: Record<string, unknown>): void {
+  process.stderr.write(`${JSON.stringify({ level: 'WARN', message, ...fields })}\n`);
 }
 
 export async function blendStep(deps: CloudDeps, item: BlendItem): Promise<BlendTaskResult> {
@@ -421,6 +594,8 @@ export async function finalizeStep(
     manifest: status?.manifest ?? { bucket: deps.bucket, key: '' },
     output: ctx.manifest.output.url,
     ...(status?.executionArn ? { executionArn: status.executionArn } : {}),
+    // Kept for the record; `stalled` is not: a finished job stalls no more.
+    ...(status?.workerFailures ? { workerFailures: status.workerFailures } : {}),
   });
   return {
     jobId: e.jobId,
@@ -458,6 +633,7 @@ export async function markFailedStep(
       ...(status?.errors ? { errors: status.errors } : {}),
       ...(status?.output ? { output: status.output } : {}),
       ...(status?.executionArn ? { executionArn: status.executionArn } : {}),
+      ...(status?.workerFailures ? { workerFailures: status.workerFailures } : {}),
     },
     ref.key,
   );

@@ -1,6 +1,7 @@
 // Builds the cloud steps' dependencies from the environment with the real AWS SDK
 // clients (endpoints from AWS_ENDPOINT_URL* for emulators). Module-scope in handlers.
 
+import type { BatchClient } from '@aws-sdk/client-batch';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { ExecutionAlreadyExists, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import type { Ledger } from '../../core/ledger/index.ts';
@@ -10,6 +11,7 @@ import {
   PARTIAL_TAG,
   type PipelineInput,
 } from '../../functions/contracts.ts';
+import { batchWorkFailures, makeBatchClient } from './batch-failures.ts';
 import { makeS3Client, registerS3 } from './clients.ts';
 import { withClockOffset } from './clock-offset.ts';
 import type { CloudDeps, FetchedManifest } from './cloud-steps.ts';
@@ -22,6 +24,8 @@ export interface CloudClients {
   s3: S3Client;
   ledger: Ledger;
   sfn?: SFNClient;
+  /** For Verify's reading of failed workers; without it Verify records only what $.batch says. */
+  batch?: BatchClient;
 }
 
 export function cloudClientsFromEnv(
@@ -37,11 +41,12 @@ export function cloudClientsFromEnv(
   );
   const endpoint = env.AWS_ENDPOINT_URL_SFN ?? env.AWS_ENDPOINT_URL;
   const sfn = e.stateMachineArn ? new SFNClient(endpoint ? { endpoint } : {}) : undefined;
-  return { s3, ledger, ...(sfn ? { sfn } : {}) };
+  // Constructing a client sends nothing: only Verify ever calls Batch through it.
+  return { s3, ledger, ...(sfn ? { sfn } : {}), batch: makeBatchClient(env) };
 }
 
 export function cloudDeps(e: CloudEnv, clients: CloudClients): CloudDeps {
-  const { s3, sfn } = clients;
+  const { s3, sfn, batch } = clients;
   return {
     bucket: e.bucket,
     bucketStore: new S3Store({ client: s3, bucket: e.bucket, tagging: partialTagging }),
@@ -50,6 +55,7 @@ export function cloudDeps(e: CloudEnv, clients: CloudClients): CloudDeps {
     ...(e.maxChunks ? { limits: { maxChunks: e.maxChunks } } : {}),
     maxRounds: e.maxRounds,
     fetchManifest: (loc, o) => fetchObject(s3, loc, o.maxBytes),
+    ...(batch ? { workFailures: batchWorkFailures(batch) } : {}),
     ...(sfn && e.stateMachineArn
       ? {
           startExecution: (name: string, input: PipelineInput) =>

@@ -137,3 +137,44 @@ export class S3EventError extends Error {
     );
   }
 }
+
+/**
+ * AWS Batch refused or failed a read Verify makes to learn why workers failed
+ * (ListJobs, DescribeJobs). Verify records it and carries on: the ledger, not Batch,
+ * decides the job's fate.
+ */
+export class BatchReadError extends Error {
+  override readonly name = 'BatchReadError';
+  readonly code: string | undefined;
+  constructor(
+    readonly action: 'ListJobs' | 'DescribeJobs',
+    readonly batchJobId: string,
+    options: { cause: unknown },
+  ) {
+    const { code, status, message } = describeCause(options.cause);
+    const how = [code, status === undefined ? undefined : `HTTP ${status}`, message]
+      .filter((part) => part !== undefined && part !== '')
+      .join(', ');
+    const advice =
+      status === 403 || code === 'AccessDeniedException'
+        ? ` The verify function's role needs batch:${action} (Resource "*": it supports no resource-level permissions).`
+        : status === undefined
+          ? ' No response from Batch: check the region (AWS_REGION) and any endpoint override (AWS_ENDPOINT_URL_BATCH / AWS_ENDPOINT_URL).'
+          : '';
+    super(
+      `Batch ${action} for job ${batchJobId} failed (${how || 'unknown error'}).${advice}`,
+      options,
+    );
+    this.code = code;
+  }
+}
+
+/** Batch answered, but knows no job by the id the Work task returned. */
+export class BatchJobNotFoundError extends Error {
+  override readonly name = 'BatchJobNotFoundError';
+  constructor(readonly batchJobId: string) {
+    super(
+      `Batch has no job ${batchJobId} (DescribeJobs returned nothing: Batch keeps finished jobs for about 7 days; check the region)`,
+    );
+  }
+}

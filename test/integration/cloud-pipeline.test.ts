@@ -27,7 +27,12 @@ import { S3Store } from '../../adapters/aws/s3-store.ts';
 import { Box, type Vec3 } from '../../core/geometry/index.ts';
 import { openOutputVolume } from '../../core/volume/index.ts';
 import { writeZarrArray } from '../../core/volume/write-array.ts';
-import { type BlendItem, KEYS, type PipelineInput } from '../../functions/contracts.ts';
+import {
+  type BlendItem,
+  KEYS,
+  type PipelineInput,
+  WORKER_EXIT,
+} from '../../functions/contracts.ts';
 import { type DynamoUnderTest, startDynamo } from '../helpers/dynamo-emulator.ts';
 import { FIXTURE_MODELS, lcgVolume, maxAbsDiff, referenceFor } from '../helpers/job-dir.ts';
 import {
@@ -324,7 +329,7 @@ describe('cloud pipeline on S3 + DynamoDB', () => {
     );
   });
 
-  it('SIGTERM makes a worker release its chunk at once and exit', async () => {
+  it('SIGTERM makes a worker release its chunk at once and exit WORKER_EXIT.interrupted (Batch retries it)', async () => {
     const event = await upload(
       'manifests/term.json',
       manifest('term', { chunkShape: [6, 10, 10] }),
@@ -338,7 +343,7 @@ describe('cloud pipeline on S3 + DynamoDB', () => {
       await new Promise((r) => setTimeout(r, 20));
     w.kill('SIGTERM');
     const killedAt = Date.now();
-    expect(await w.done).toBe(0);
+    expect(await w.done).toBe(WORKER_EXIT.interrupted);
     expect(Date.now() - killedAt).toBeLessThan(30_000);
     expect(w.lines.some((l) => l.includes('"released"'))).toBe(true);
     const counts = await deps.ledger.counts(outcome.result.jobId);

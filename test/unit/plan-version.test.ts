@@ -3,6 +3,8 @@
 // the key was re-uploaded in between (S3 versioning keeps both). In memory: a versioned
 // fake of the manifest bucket, the stack bucket behind the s3:// scheme, a MemoryLedger.
 
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type CloudDeps,
@@ -11,6 +13,7 @@ import {
   planFromManifest,
   readStatus,
 } from '../../adapters/aws/cloud-steps.ts';
+import { cloudDeps } from '../../adapters/aws/deps.ts';
 import { S3EventError } from '../../adapters/aws/errors.ts';
 import { plannerEvent } from '../../adapters/aws/s3-events.ts';
 import { MemoryLedger } from '../../core/ledger/index.ts';
@@ -137,5 +140,37 @@ describe('the Plan task plans the version the trigger accepted', () => {
       expect(call).toThrow(S3EventError);
       expect(call).toThrow(/manifest\.versionId: must be a string when present/);
     }
+  });
+
+  it("the S3 adapter's GET asks for exactly that version (s3rver keeps no versions: a mocked client)", async () => {
+    const s3 = new S3Client({ region: 'us-east-1' });
+    const mock = mockClient(s3);
+    const body = new TextEncoder().encode('{}');
+    mock.on(GetObjectCommand).resolves({
+      VersionId: 'v1',
+      ContentLength: body.byteLength,
+      Body: { transformToByteArray: async () => body } as never,
+    });
+    const d = cloudDeps(
+      {
+        table: 't',
+        bucket: STACK,
+        allowedBuckets: [],
+        stateMachineArn: undefined,
+        maxChunks: undefined,
+        maxRounds: 3,
+      },
+      { s3, ledger: new MemoryLedger() },
+    );
+    const got = await d.fetchManifest(
+      { bucket: STACK, key: KEY, versionId: 'v1' },
+      { maxBytes: 10 },
+    );
+    expect(got).toEqual({ bytes: body, version: 'v1' });
+    expect(mock.commandCalls(GetObjectCommand)[0]?.args[0].input).toEqual({
+      Bucket: STACK,
+      Key: KEY,
+      VersionId: 'v1',
+    });
   });
 });

@@ -8,7 +8,8 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
-import { LocalLedger, serveLedger } from '../core/ledger/index.ts';
+import { LedgerWriteError, LocalLedger, serveLedger } from '../core/ledger/index.ts';
+import { PausingLedger } from '../core/ledger/pausing.ts';
 import { ThreadedModel } from '../core/model/index.ts';
 import {
   blendSeams,
@@ -30,6 +31,7 @@ import { LocalStore } from '../core/store/index.ts';
 import { pyramidLevels } from '../core/volume/pyramid.ts';
 import { defaultStateDir, type LoadedManifest } from './job-files.ts';
 import type { WorkerInit, WorkerMessage } from './local-worker.ts';
+import { checkOutputLocation } from './output-location.ts';
 import type { Progress } from './progress.ts';
 import { forkTs } from './ts-child.ts';
 
@@ -73,10 +75,28 @@ export async function runLocal(
   const startedAt = new Date();
   const cpuAtStart = process.cpuUsage();
   const stateDir = o.stateDir ?? defaultStateDir(m);
+  // Before anything is written, the state directory included: a wrong output.url must
+  // not cost a byte of the user's data.
+  checkOutputLocation({
+    jobId: m.jobId,
+    outputUrl: m.manifest.output.url,
+    inputUrl: m.manifest.input.url,
+    modelUrl: m.manifest.model.url,
+    manifestPath: m.path,
+    baseDir: m.baseDir,
+    stateDir,
+  });
   mkdirSync(stateDir, { recursive: true });
   // The ledger's lock makes this the only run on the state directory (a second one
   // would double-claim): so no worker of an earlier run can be alive.
   const ledger = await LocalLedger.open(join(stateDir, 'ledger'));
+  // Every transition goes through `served`: a state directory that cannot be written
+  // (disk full, quota, read-only, I/O error) pauses the run, and past the pause stops it
+  // cleanly; it never fails a chunk or crashes this process.
+  const served = new PausingLedger(ledger, {
+    onPause: (e) => log(`paused, retrying for up to 30 s: ${e.message}`),
+    onResume: () => log('the ledger state directory is writable again; resuming'),
+  });
   const timings: Record<string, number> = {};
   const step = async <T>(name: string, f: () => Promise<T>): Promise<T> => {
     const t0 = performance.now();
@@ -131,11 +151,11 @@ export async function runLocal(
       // The ledger's lock excludes any other run on this state directory, so a job holding
       // the output claim in it is not running: over, for taking its claim over once its
       // output is gone (ensureOutput has just refused it if it is still there).
-      const plan = await planJob(ctx, ledger, { leaseMs: o.leaseMs, isJobOver: async () => true });
+      const plan = await planJob(ctx, served, { leaseMs: o.leaseMs, isJobOver: async () => true });
       return { ...plan, output };
     });
     // Chunks held by the earlier run's (dead) workers are free now.
-    await ledger.abandonOwners(m.jobId, () => true);
+    await served.write(() => ledger.abandonOwners(m.jobId, () => true));
     const initial = await ledger.counts(m.jobId);
     const eager = new EagerBlender(ctx, output);
     // Chunks finished by an earlier run count too; their blocks are re-blended (same bytes).
@@ -174,6 +194,11 @@ export async function runLocal(
       const maxSpawns = workers + ctx.plan.counts.chunks * m.manifest.maxAttempts;
       const live = new Set<Promise<void>>();
       const children = new Set<ChildProcess>();
+      const stopAll = (): void => {
+        // Workers get SIGTERM: they stop claiming and release their chunks.
+        for (const c of children) c.kill('SIGTERM');
+      };
+      const onAbort = stopAll;
       const spawn = (slot: number): void => {
         const owner = `local-${process.pid}-${slot}-${spawned++}`;
         const child = forkTs(new URL('./local-worker.ts', import.meta.url), ['--tessera-worker'], {
@@ -181,7 +206,7 @@ export async function runLocal(
         });
         children.add(child);
         o.onWorker?.(child, owner);
-        const stopServing = serveLedger(ledger, child);
+        const stopServing = serveLedger(served, child);
         child.on('message', (msg: WorkerMessage) => {
           if (msg.type === 'ready') {
             device = msg.device as typeof device;
@@ -233,19 +258,43 @@ export async function runLocal(
             void (async () => {
               if (code !== 0 || signal) {
                 // It died holding chunks: make them claimable now rather than at lease expiry.
-                await ledger.abandonOwners(m.jobId, (x) => x === owner);
+                // When the journal cannot take that (a disk still full past the pause), the
+                // next run does it (abandonOwners at start); this run stops.
+                const abandoned = await served
+                  .write(() => ledger.abandonOwners(m.jobId, (x) => x === owner))
+                  .then(
+                    () => true,
+                    (error: unknown) => {
+                      if (!(error instanceof LedgerWriteError)) throw error;
+                      return false;
+                    },
+                  );
                 const c = await ledger.counts(m.jobId);
-                const aborted = o.signal?.aborted === true;
+                const aborted = o.signal?.aborted === true || served.failure !== undefined;
                 if (!aborted)
                   log(
                     `worker ${owner} exited (${signal ?? `code ${code}`})${c.PENDING > 0 ? '; starting a replacement' : ''}`,
                   );
-                if (!aborted && setupFailure === undefined && c.PENDING > 0 && spawned < maxSpawns)
+                if (
+                  abandoned &&
+                  !aborted &&
+                  setupFailure === undefined &&
+                  c.PENDING > 0 &&
+                  spawned < maxSpawns
+                )
                   spawn(slot);
               }
-              live.delete(done);
-              resolve();
-            })();
+              if (served.failure !== undefined) stopAll();
+            })()
+              .catch((error: unknown) => {
+                // A bug, not a fault of the disk: say it, and stop the round rather than hang.
+                log(`coordinator error after worker ${owner} exited: ${String(error)}`);
+                setupFailure ??= String(error);
+              })
+              .finally(() => {
+                live.delete(done);
+                resolve();
+              });
           });
         });
         live.add(done);
@@ -265,10 +314,6 @@ export async function runLocal(
       // own other threads further, so inference still comes first within it.)
       if (!yielded) ThreadedModel.yieldToInference();
       yielded = true;
-      const onAbort = (): void => {
-        // Workers get SIGTERM: they stop claiming and release their chunks.
-        for (const c of children) c.kill('SIGTERM');
-      };
       o.signal?.addEventListener('abort', onAbort);
       while (live.size > 0) await Promise.race(live);
       o.signal?.removeEventListener('abort', onAbort);
@@ -276,7 +321,7 @@ export async function runLocal(
 
     let verify = await verifyJob(ledger, m.jobId);
     for (let round = 0; round < (o.maxRounds ?? 3) && verify.status === 'INCOMPLETE'; round++) {
-      if (o.signal?.aborted || setupFailure !== undefined) break;
+      if (o.signal?.aborted || setupFailure !== undefined || served.failure) break;
       await step('work', runRound);
       verify = await step('verify', () => verifyJob(ledger, m.jobId));
     }
@@ -290,6 +335,14 @@ export async function runLocal(
     }
     o.progress?.update(progressState, true);
     o.progress?.end();
+    if (served.failure !== undefined) {
+      return result({
+        status: 'INTERRUPTED',
+        inferredThisRun: inferred,
+        peakWorkerRssBytes: peakRss,
+        message: `stopped with ${verify.counts.DONE + verify.counts.SKIPPED}/${ctx.plan.counts.chunks} chunks done, every one kept: ${served.failure.message}`,
+      });
+    }
     if (o.signal?.aborted && verify.status === 'INCOMPLETE') {
       return result({
         status: 'INTERRUPTED',

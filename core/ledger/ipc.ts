@@ -17,6 +17,7 @@ import {
   type LeaseAction,
   LeaseLostError,
   LedgerIpcError,
+  LedgerWriteError,
   OutputClaimedError,
   RemoteLedgerError,
 } from './errors.ts';
@@ -84,6 +85,7 @@ export type WireError =
   | { name: 'ChunkNotFoundError'; jobId: string; chunkId: string; index: number }
   | { name: 'InvalidJobError'; jobId: string; field: string; detail: string }
   | { name: 'OutputClaimedError'; url: string; holder: string; jobId: string }
+  | { name: 'LedgerWriteError'; dir: string; code?: string; op: string }
   | { name: 'RangeError'; message: string }
   | { name: 'LedgerIpcError'; message: string }
   | { name: 'RemoteError'; remoteName: string; message: string };
@@ -125,6 +127,12 @@ export function toWire(err: unknown): WireError {
   if (err instanceof OutputClaimedError) {
     return { name: 'OutputClaimedError', url: err.url, holder: err.holder, jobId: err.jobId };
   }
+  if (err instanceof LedgerWriteError) {
+    // A worker must see the environment's fault as such, not as its chunk's (see errors.ts).
+    const w: WireError = { name: 'LedgerWriteError', dir: err.dir, op: err.op };
+    if (err.code !== undefined) w.code = err.code;
+    return w;
+  }
   if (err instanceof RangeError) return { name: 'RangeError', message: err.message };
   if (err instanceof LedgerIpcError) return { name: 'LedgerIpcError', message: err.message };
   if (err instanceof Error)
@@ -144,6 +152,8 @@ export function fromWire(w: WireError): Error {
       return new InvalidJobError(w.jobId, w.field, w.detail);
     case 'OutputClaimedError':
       return new OutputClaimedError(w.url, w.holder, w.jobId);
+    case 'LedgerWriteError':
+      return new LedgerWriteError(w.dir, w.code, w.op);
     case 'RangeError':
       return new RangeError(w.message);
     case 'LedgerIpcError': {

@@ -1,6 +1,9 @@
-// Stall watchdog Lambda (EventBridge schedule): counts jobs that make no progress and
-// publishes the count as STALL_METRIC, which the "no progress" alarm watches.
-import { watchdogStep } from '../adapters/aws/watchdog.ts';
+// Stall watchdog Lambda (EventBridge schedule): counts jobs that make no progress,
+// publishes the count as STALL_METRIC (the "no progress" alarm watches it) and marks
+// `stalled` in their status.json.
+import { watchdogDepsFromEnv, watchdogStep } from '../adapters/aws/watchdog.ts';
 import { observe } from './observe.ts';
 
-export const handler = observe('Watchdog', () => watchdogStep(undefined, { now: new Date() }));
+const deps = watchdogDepsFromEnv();
+
+export const handler = observe('Watchdog', () => watchdogStep(deps, { now: new Date() }));

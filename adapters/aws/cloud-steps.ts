@@ -110,8 +110,11 @@ export function cloudJobId(name: string, loc: ManifestLocation, version: string)
   return `${name}-${digest.slice(0, 10)}`;
 }
 
+/** What reading and writing status documents needs (the watchdog has no more). */
+export type StatusDeps = Pick<CloudDeps, 'bucketStore' | 'now'>;
+
 export async function writeStatus(
-  deps: CloudDeps,
+  deps: StatusDeps,
   doc: Omit<JobStatusDocument, 'updatedAt'>,
   statusKey = KEYS.status(doc.jobId),
 ): Promise<void> {
@@ -119,13 +122,16 @@ export async function writeStatus(
   await deps.bucketStore.set(key(statusKey), enc(full));
 }
 
-export function readStatus(deps: CloudDeps, jobId: string): Promise<JobStatusDocument | undefined> {
+export function readStatus(
+  deps: StatusDeps,
+  jobId: string,
+): Promise<JobStatusDocument | undefined> {
   return readStatusAt(deps, KEYS.status(jobId));
 }
 
 /** The status document at `statusKey` (a job's, or KEYS.rejectedStatus of a manifest's name). */
 export async function readStatusAt(
-  deps: CloudDeps,
+  deps: StatusDeps,
   statusKey: string,
 ): Promise<JobStatusDocument | undefined> {
   // S3 PUTs are atomic, but emulators (s3rver) can hand a reader a half-written object
@@ -690,7 +696,7 @@ function causeMessage(error: MarkFailedEvent['error']): string | undefined {
   return error.Error;
 }
 
-function tryJson(text: string): unknown {
+export function tryJson(text: string): unknown {
   if (!/^\s*[[{]/.test(text)) return undefined;
   try {
     return JSON.parse(text);

@@ -26,6 +26,8 @@ export interface CloudEnv {
   maxRounds: number;
   /** Largest model file a worker loads, in bytes; undefined: DEFAULT_MAX_MODEL_BYTES (2 GiB). */
   maxModelBytes?: number | undefined;
+  /** Minutes without a finished chunk before the watchdog counts a job stalled (default 60). */
+  stallMinutes?: number;
 }
 
 export function readCloudEnv(env: NodeJS.ProcessEnv = process.env): CloudEnv {
@@ -50,5 +52,6 @@ export function readCloudEnv(env: NodeJS.ProcessEnv = process.env): CloudEnv {
     maxChunks: num(ENV.maxChunks),
     maxRounds: num(ENV.maxRounds) ?? 3,
     maxModelBytes: num(ENV.maxModelBytes),
+    stallMinutes: num(ENV.stallMinutes) ?? 60,
   };
 }

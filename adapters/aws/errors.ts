@@ -178,3 +178,22 @@ export class BatchJobNotFoundError extends Error {
     );
   }
 }
+
+/**
+ * The stall watchdog could not check some jobs (the others were checked and the metric
+ * published): failing the invocation makes it show in the Lambda's error metric.
+ */
+export class WatchdogError extends Error {
+  override readonly name = 'WatchdogError';
+  constructor(readonly failures: { jobId: string; error: Error }[]) {
+    super(
+      `the stall watchdog could not check ${failures.length} job(s): ${failures
+        .slice(0, 5)
+        .map((f) => `${f.jobId}: ${f.error.message}`)
+        .join(
+          '; ',
+        )}${failures.length > 5 ? '; ...' : ''}. The others were checked; fix these (the role's ledger read and s3 read/write of jobs/) and the next run retries them`,
+      { cause: failures[0]?.error },
+    );
+  }
+}

@@ -17,6 +17,13 @@ import { normalize, type OutputVolume } from '../volume/index.ts';
 import { type JobContext, partialKey } from './context.ts';
 import { outputConverter } from './convert.ts';
 import { ChunkFailure } from './errors.ts';
+import {
+  BatchTimes,
+  DEFAULT_HANG_BOUNDS,
+  type HangBounds,
+  ProgressWatch,
+  type Stall,
+} from './hang-watchdog.ts';
 import { LeaseKeeper } from './lease.ts';
 import { writePreviewTiles } from './preview-tiles.ts';
 
@@ -45,6 +52,16 @@ export interface WorkerOptions {
    * worker returns (a spot instance has two minutes; Batch sends SIGKILL 30 s after SIGTERM).
    */
   hardStopMs?: number;
+  /**
+   * The hang watchdog's bounds (see HangBounds; default DEFAULT_HANG_BOUNDS). A chunk whose
+   * inference finishes no batch within its bound is abandoned: its heartbeats stop (the
+   * lease runs out and another worker re-claims it, which spends an attempt, so a hang
+   * that repeats on that chunk makes it poison), a 'hung' event is emitted, and the worker
+   * stops claiming, hands back its other chunks and returns with `hung` set. The inference
+   * thread is wedged then: the process running it should exit (see `tessera worker`).
+   * Infinite bounds turn the watchdog off.
+   */
+  hang?: Partial<HangBounds>;
   onEvent?: (e: WorkerEvent) => void;
 }
 
@@ -61,6 +78,7 @@ export type WorkerEvent =
   | { type: 'failed'; chunkId: string; error: string; poison: boolean }
   | { type: 'released'; chunkId: string }
   | { type: 'lease-lost'; chunkId: string }
+  | ({ type: 'hung' } & Stall)
   | { type: 'warning'; message: string };
 
 export interface WorkerStats {
@@ -70,6 +88,8 @@ export interface WorkerStats {
   released: number;
   leaseLost: number;
   patches: number;
+  /** Set when the hang watchdog abandoned a chunk and the worker stopped (see `hang`). */
+  hung?: Stall;
 }
 
 interface Work {
@@ -83,6 +103,13 @@ class Aborted extends Error {
   override readonly name = 'Aborted';
 }
 
+class Hung extends Error {
+  override readonly name = 'Hung';
+  constructor(readonly stall: Stall) {
+    super(`chunk ${stall.chunkId}: no batch finished in ${Math.round(stall.stalledMs)} ms`);
+  }
+}
+
 export async function runWorker(o: WorkerOptions): Promise<WorkerStats> {
   const held = new Set<Work>();
   const stats: WorkerStats = {
@@ -93,6 +120,11 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerStats> {
     leaseLost: 0,
     patches: 0,
   };
+  // Stops claiming: the caller's abort, or a hung inference (which the caller cannot see).
+  const stopping = new AbortController();
+  const stop = (): void => stopping.abort();
+  if (o.signal?.aborted) stop();
+  o.signal?.addEventListener('abort', stop);
   let timer: NodeJS.Timeout | undefined;
   const forced = new Promise<WorkerStats>((resolve) => {
     o.signal?.addEventListener('abort', () => {
@@ -116,9 +148,10 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerStats> {
     });
   });
   try {
-    return await Promise.race([workLoop(o, held, stats), forced]);
+    return await Promise.race([workLoop(o, held, stats, stopping), forced]);
   } finally {
     clearTimeout(timer);
+    o.signal?.removeEventListener('abort', stop);
   }
 }
 
@@ -126,6 +159,7 @@ async function workLoop(
   o: WorkerOptions,
   held: Set<Work>,
   stats: WorkerStats,
+  stopping: AbortController,
 ): Promise<WorkerStats> {
   const { ctx, ledger } = o;
   const job = await ledger.getJob(ctx.jobId);
@@ -133,7 +167,8 @@ async function workLoop(
   const heartbeatMs = o.heartbeatMs ?? Math.max(50, Math.floor(job.leaseMs / 3));
   const idlePollMs = o.idlePollMs ?? Math.min(2000, job.leaseMs);
   const emit = (e: WorkerEvent): void => o.onEvent?.(e);
-  const aborted = (): boolean => o.signal?.aborted === true;
+  const aborted = (): boolean => stopping.signal.aborted;
+  const batchTimes = new BatchTimes({ ...DEFAULT_HANG_BOUNDS, ...o.hang });
 
   // Normalised input memory, recycled like the accumulators below: two chunks' inputs
   // are alive at most (one inferring, one read ahead).
@@ -177,9 +212,8 @@ async function workLoop(
       // fixed poll period that would hold the whole job's end back.
       const onlyOwn = counts.RUNNING <= held.size;
       const done = new AbortController();
-      const signals = o.signal ? [o.signal, done.signal] : [done.signal];
       await Promise.race([
-        sleep(idlePollMs, AbortSignal.any(signals)),
+        sleep(idlePollMs, AbortSignal.any([stopping.signal, done.signal])),
         ...(onlyOwn ? [dropped()] : []),
       ]);
       done.abort(); // clears the poll timer, which would otherwise keep the process up
@@ -218,6 +252,17 @@ async function workLoop(
     }
   };
 
+  const abandon = async (w: Work, stall: Stall): Promise<void> => {
+    drop(w);
+    // Its heartbeats stop and it is not released: the lease runs out and the re-claim
+    // spends an attempt. A release would spend none, and a hang that repeats on this
+    // chunk would then circle the fleet forever instead of becoming poison.
+    await w.keeper.stop();
+    stats.hung = stall;
+    stopping.abort();
+    emit({ type: 'hung', ...stall });
+  };
+
   // Accumulator memory is recycled: at most two chunks' sums are alive (one inferring,
   // one writing), so two buffers serve the whole run and the GC stays quiet.
   const buffers: Float32Array[] = [];
@@ -241,12 +286,16 @@ async function workLoop(
     let times: { read: number; infer: number };
     let skip: boolean;
     let inputMemory: Float32Array | undefined;
+    let watch: ProgressWatch | undefined;
     try {
       const input = await cur.input;
       inputMemory = input.data.data;
       skip = input.skip;
       const t0 = performance.now();
-      acc = await inferChunk({
+      // Skipped chunks never reach the model: nothing to watch, nothing to measure.
+      watch = skip ? undefined : new ProgressWatch(batchTimes, cur.chunk.id);
+      const stalled = watch?.stalled.then((stall) => Promise.reject(new Hung(stall)));
+      const inference = inferChunk({
         plan: ctx.plan,
         chunk: cur.chunk,
         input: input.data,
@@ -255,6 +304,9 @@ async function workLoop(
         outputChannels: ctx.manifest.model.outputChannels,
         batchSize: o.batchSize,
         onBatch: () => {
+          // An inference abandoned as hung that comes back must not go on.
+          if (watch?.fired) throw new Aborted();
+          watch?.progress();
           if (aborted()) throw new Aborted();
           // Another owner holds a newer token: stop computing what we may not write.
           if (cur.keeper.lost) throw new Aborted();
@@ -267,8 +319,13 @@ async function workLoop(
         },
         buffer: buffers.pop(),
       });
+      acc = await (stalled ? Promise.race([inference, stalled]) : inference);
       times = { read: input.ms, infer: performance.now() - t0 };
     } catch (e) {
+      if (e instanceof Hung) {
+        await abandon(cur, e.stall);
+        break;
+      }
       if (cur.keeper.lost || e instanceof LeaseLostError) {
         drop(cur);
         await cur.keeper.stop();
@@ -278,7 +335,10 @@ async function workLoop(
       else await failChunk(cur, e);
       continue;
     } finally {
-      if (inputMemory) inputBuffers.push(new Float32Array(inputMemory.buffer as ArrayBuffer));
+      watch?.stop();
+      // An abandoned inference may still read its input if it ever comes back.
+      if (inputMemory && !watch?.fired)
+        inputBuffers.push(new Float32Array(inputMemory.buffer as ArrayBuffer));
     }
     // One write in flight at a time bounds memory to ~3 chunks (reading, inferring, writing).
     await writing;
@@ -321,8 +381,9 @@ async function workLoop(
       }
     })();
   }
+  // The chunk before a hung one still completes: its writes do not need the model.
   await writing;
-  // A prefetched claim taken just before an abort is handed back too.
+  // A prefetched claim taken just before an abort (or a hang) is handed back too.
   const left = await next;
   if (left) await giveBack(left);
   return stats;

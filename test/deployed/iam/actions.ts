@@ -261,14 +261,13 @@ function classifyS3(head: RequestHead, body: Buffer, arn: ArnContext): Authoriza
       }
       const copySource = header('x-amz-copy-source');
       if (copySource) {
-        const src = new URL(
-          `/${decodeURIComponent(copySource).replace(/^\//, '')}`,
-          'http://s3.invalid',
-        );
-        const srcVersion = src.searchParams.get('versionId');
+        // "/bucket/key?versionId=v", the key URL-encoded.
+        const [path = '', query = ''] = copySource.split('?');
+        const srcVersion = new URLSearchParams(query).get('versionId');
+        const srcArn = `arn:${arn.partition}:s3:::${decodeURIComponent(path).replace(/^\//, '')}`;
         add(
           srcVersion ? 's3:GetObjectVersion' : 's3:GetObject',
-          `arn:${arn.partition}:s3:::${src.pathname.slice(1)}`,
+          srcArn,
           srcVersion ? { 's3:versionid': srcVersion } : {},
         );
       }
@@ -457,15 +456,7 @@ function classifyDynamo(head: RequestHead, body: Buffer, ctx: ClassifyContext): 
     case 'BatchGetItem':
       for (const [t, r] of Object.entries(req.RequestItems ?? {})) {
         const keys = Array.isArray(r) ? [] : (r.Keys ?? []);
-        add(
-          'dynamodb:BatchGetItem',
-          t,
-          undefined,
-          leading(
-            t,
-            keys.flatMap((k) => keyValue(t, k)),
-          ),
-        );
+        add('dynamodb:BatchGetItem', t, undefined, leading(keys.flatMap((k) => keyValue(t, k))));
       }
       break;
     case 'BatchWriteItem':

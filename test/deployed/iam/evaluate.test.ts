@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import type { CfnContext } from '../cfn.ts';
 import type { RecordedCall } from './actions.ts';
 import { authorize, type CfnTemplate, evaluateCalls, formatDenials } from './evaluate.ts';
-import type { NamedPolicy } from './policies.ts';
+import type { NamedPolicy, Statement } from './policies.ts';
 
 const ACCOUNT = '111122223333';
 const ROLE_ARN = `arn:aws:iam::${ACCOUNT}:role/planner-role`;
@@ -13,8 +13,8 @@ const ROLE_ARN = `arn:aws:iam::${ACCOUNT}:role/planner-role`;
 const allow = (
   Action: string | string[],
   Resource: string | string[],
-  Condition?: NamedPolicy['policy']['Statement'],
-) => ({
+  Condition?: Statement['Condition'],
+): NamedPolicy => ({
   name: 'hand-made',
   policy: {
     Version: '2012-10-17',
@@ -59,7 +59,7 @@ describe('the evaluator', () => {
   it('dynamodb:LeadingKeys: only the partition keys the condition names', async () => {
     const own = allow('dynamodb:GetItem', `arn:aws:dynamodb:us-east-1:${ACCOUNT}:table/ledger`, {
       'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['JOB#mine*'] },
-    } as never);
+    });
     const table = `arn:aws:dynamodb:us-east-1:${ACCOUNT}:table/ledger`;
     const leading = (keys: string[]) => ({
       context: { 'aws:SecureTransport': 'true', 'dynamodb:LeadingKeys': keys },

@@ -122,11 +122,15 @@ function checkContents(o: OutputLocationInput, output: string, refuse: Refuse): 
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return;
-    if (code === 'ENOTDIR')
+    if (code === 'ENOTDIR') {
+      const file = nearestExisting(output);
       refuse(
         'a file',
-        'is a file, not a directory: the output is a Zarr directory; choose another path or move that file away',
+        file === output
+          ? 'is a file, not a directory: the output is a Zarr directory; choose another path or move that file away'
+          : `cannot be created: ${file} is a file, not a directory; choose another path`,
       );
+    }
     refuse(undefined, `cannot be read (${code}): ${fsFaultAdvice(code, output)}`, error);
     return;
   }

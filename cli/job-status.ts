@@ -14,6 +14,7 @@ import {
   leaseExpired,
   type StatusCounts,
 } from '../core/ledger/index.ts';
+import type { WorkerFailure } from '../functions/contracts.ts';
 import type { WorkerPrice } from './prices.ts';
 
 export interface JobStatus {
@@ -49,6 +50,10 @@ export interface JobStatus {
     dollars?: number;
     basis: string;
   };
+  /** Cloud jobs: failed Batch workers, as Verify recorded them in status.json (newest rounds). */
+  workerFailures?: WorkerFailure[];
+  /** Cloud jobs: set by the stall watchdog while no chunk finished for its threshold. */
+  stalled?: { since: string; minutes: number };
 }
 
 export interface StatusInput {

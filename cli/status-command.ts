@@ -59,6 +59,8 @@ interface Source {
   plan?: Plan;
   manifest?: Manifest;
   note?: string;
+  /** Cloud: the job's status.json now (Verify's worker failures, the watchdog's stall flag). */
+  statusDocument?(): Promise<JobStatusDocument | undefined>;
   close(): void;
 }
 
@@ -107,7 +109,8 @@ export async function statusCommand(args: string[]): Promise<number> {
       const plan = source.plan;
       const region = plan?.counts.regionVoxels;
       const perPatch = plan ? plan.counts.regionVoxels / plan.counts.patches : 0;
-      return jobStatus({
+      const doc = await source.statusDocument?.();
+      const status = await jobStatus({
         job,
         ledger: source.kind,
         counts: await ledger.counts(source.jobId),
@@ -123,6 +126,11 @@ export async function statusCommand(args: string[]): Promise<number> {
         ...(price ? { price } : {}),
         ...(source.workersAlive() === undefined ? {} : { workersAlive: source.workersAlive() }),
       });
+      return {
+        ...status,
+        ...(doc?.workerFailures?.length ? { workerFailures: doc.workerFailures } : {}),
+        ...(doc?.stalled ? { stalled: doc.stalled } : {}),
+      };
     };
     const first = await snapshot();
     if (!first) {
@@ -300,16 +308,19 @@ async function cloudSource(jobId: string, values: Record<string, unknown>): Prom
   let manifest: Manifest | undefined;
   let plan: Plan | undefined;
   let note: string | undefined;
+  let statusDocument: (() => Promise<JobStatusDocument | undefined>) | undefined;
   if (bucket) {
     const s3 = makeS3Client(env);
     registerS3(s3);
     const store = new S3Store({ client: s3, bucket });
-    const statusBytes = await store.get(`/${KEYS.status(jobId)}`);
-    if (statusBytes) {
-      note = describeStatus(
-        'status.json',
-        JSON.parse(new TextDecoder().decode(statusBytes)) as JobStatusDocument,
-      );
+    const readDocument = async (): Promise<JobStatusDocument | undefined> => {
+      const bytes = await store.get(`/${KEYS.status(jobId)}`);
+      return bytes ? (JSON.parse(new TextDecoder().decode(bytes)) as JobStatusDocument) : undefined;
+    };
+    const doc = await readDocument();
+    if (doc) {
+      note = describeStatus('status.json', doc);
+      statusDocument = readDocument;
     } else {
       // A manifest that never became a job has its status at KEYS.rejectedStatus(<name>).
       const name = manifestNameOf(jobId);
@@ -346,6 +357,7 @@ async function cloudSource(jobId: string, values: Record<string, unknown>): Prom
     ...(plan ? { plan } : {}),
     ...(manifest ? { manifest } : {}),
     ...(note ? { note } : {}),
+    ...(statusDocument ? { statusDocument } : {}),
     close: () => client.base.destroy(),
   };
 }
@@ -410,6 +422,17 @@ export function render(
   for (const p of s.poison)
     lines.push(
       `POISON     ${p.chunkId} · failed ${p.attempts} attempt(s)${p.owner ? ` · last on ${p.owner}` : ''} · last error: ${oneLine(p.lastError)}`,
+    );
+  if (s.stalled)
+    lines.push(
+      `STALLED    no chunk finished for ${s.stalled.minutes} min (since ${s.stalled.since}) while chunks are unfinished: ` +
+        "check the Batch queue for RUNNABLE jobs (Spot capacity, vCPU quota) and the workers' logs",
+    );
+  for (const f of s.workerFailures ?? [])
+    lines.push(
+      `batch      round ${f.round} · ${f.batchJobId} · ${oneLine(f.statusReason)}${
+        f.reason ? ` · ${oneLine(f.reason)}` : ''
+      }${f.exitCode !== undefined ? ` · exit ${f.exitCode}` : ''}${f.logStream ? ` · log ${f.logStream}` : ''}`,
     );
   if (source?.note) lines.push(source.note);
   return lines.join('\n');

@@ -30,6 +30,14 @@ export interface Knobs {
   readonly maxChunks: number;
   /** Batch attempt timeout of one worker (it claims chunks until none are left). */
   readonly workerTimeoutHours: number;
+  /**
+   * Timeout of one pipeline execution; unset: maxRounds × workerTimeoutHours + 6 (every
+   * round may run one full attempt; planning, verifying, blending and finalizing fit in
+   * the 6 h). A job still running then fails as TIMED_OUT and its Batch jobs are cancelled.
+   */
+  readonly jobTimeoutHours?: number;
+  /** The "no progress" alarm: minutes with chunks unfinished and none finishing. */
+  readonly stallMinutes: number;
 }
 
 export const DEFAULT_KNOBS: Knobs = {
@@ -50,7 +58,15 @@ export const DEFAULT_KNOBS: Knobs = {
   maxRounds: 3,
   maxChunks: 1_000_000,
   workerTimeoutHours: 24,
+  stallMinutes: 60,
 };
+
+/** What a job needs besides its Work rounds: plan, verify, blend, finalize. */
+export const JOB_TIMEOUT_MARGIN_HOURS = 6;
+
+/** Hours an execution may run: the knob, or one worker attempt per round plus 6 h. */
+export const jobTimeoutHours = (k: Knobs): number =>
+  k.jobTimeoutHours ?? k.maxRounds * k.workerTimeoutHours + JOB_TIMEOUT_MARGIN_HOURS;
 
 /** The context key of a knob: `tessera:<name>`. */
 export const knobContextKey = (name: keyof Knobs): string => `tessera:${name}`;
@@ -110,6 +126,7 @@ export function parseKnobs(raw: Raw): Knobs {
   const d = DEFAULT_KNOBS;
   const alarmEmail = text('alarmEmail');
   const vpcId = text('vpcId');
+  const jobTimeout = raw('jobTimeoutHours');
   return checkKnobs({
     gpuInstanceTypes: list('gpuInstanceTypes', d.gpuInstanceTypes),
     maxGpuVcpus: int('maxGpuVcpus', d.maxGpuVcpus),
@@ -123,6 +140,10 @@ export function parseKnobs(raw: Raw): Knobs {
     maxRounds: int('maxRounds', d.maxRounds),
     maxChunks: int('maxChunks', d.maxChunks),
     workerTimeoutHours: int('workerTimeoutHours', d.workerTimeoutHours),
+    ...(jobTimeout !== undefined && jobTimeout !== null && jobTimeout !== ''
+      ? { jobTimeoutHours: int('jobTimeoutHours', 0) }
+      : {}),
+    stallMinutes: int('stallMinutes', d.stallMinutes),
   });
 }
 
@@ -170,6 +191,10 @@ export function checkKnobs(k: Knobs): Knobs {
   range('maxChunks', k.maxChunks, 1, 10_000_000);
   // Bounded so that a hung worker cannot bill GPU time for weeks.
   range('workerTimeoutHours', k.workerTimeoutHours, 1, 14 * 24);
+  // Step Functions' own limit for a standard execution is one year.
+  if (k.jobTimeoutHours !== undefined) range('jobTimeoutHours', k.jobTimeoutHours, 1, 365 * 24);
+  // At least two watchdog periods (5 min), at most a week.
+  range('stallMinutes', k.stallMinutes, 10, 7 * 24 * 60);
   return k;
 }
 

@@ -1,5 +1,6 @@
 // TesseraStack: the whole cloud pipeline in one deployable unit. It wires the constructs
-// together and exposes what other teams need (bucket, table, state machine, queues).
+// together and exposes what other teams need (bucket, table, state machine, queues, and
+// the role a hybrid fleet's workers assume).
 
 import { CfnOutput, Duration, Stack, type StackProps, Token } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
@@ -10,7 +11,7 @@ import { Network } from './constructs/network.ts';
 import { Pipeline } from './constructs/pipeline.ts';
 import { Storage } from './constructs/storage.ts';
 import { Workers } from './constructs/workers.ts';
-import { checkKnobs, KnobError, type Knobs } from './knobs.ts';
+import { checkKnobs, jobTimeoutHours, KnobError, type Knobs } from './knobs.ts';
 
 export interface TesseraStackProps extends StackProps {
   readonly knobs: Knobs;
@@ -56,6 +57,7 @@ export class TesseraStack extends Stack {
       stateMachineName,
       maxRounds: knobs.maxRounds,
       maxChunks: knobs.maxChunks,
+      stallMinutes: knobs.stallMinutes,
     });
     this.compute = new BatchCompute(this, 'Compute', {
       vpc: network.vpc,
@@ -82,6 +84,7 @@ export class TesseraStack extends Stack {
         queueArn: this.compute.cpuQueue.jobQueueArn,
         jobDefinitionArn: this.workers.cpuJobDefinition.jobDefinitionArn,
       },
+      jobTimeout: Duration.hours(jobTimeoutHours(knobs)),
     });
     this.monitoring = new Monitoring(this, 'Monitoring', {
       stateMachine: this.pipeline.stateMachine,
@@ -110,5 +113,10 @@ export class TesseraStack extends Stack {
       'CPU worker queue (Fargate Spot, Fargate fallback)',
     );
     out('AlarmTopicArn', this.monitoring.topic.topicArn, 'Alarm notifications');
+    out(
+      'HybridWorkerRoleArn',
+      this.workers.hybridRole.roleArn,
+      "Assume this role to run `tessera worker --job <id>` outside AWS Batch (the job role's data grants, nothing more)",
+    );
   }
 }

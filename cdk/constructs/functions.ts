@@ -1,14 +1,19 @@
 // The pipeline's Lambdas: thin handlers (functions/*.ts) bundled by esbuild on this
-// machine (no Docker). Each function has its own role holding only what its step does.
+// machine (no Docker) into one index.mjs each, with zstd.wasm beside it (see
+// `lambdaBundling`). Each function has its own role holding only what its step does.
 //
 //   planner     S3 trigger + Plan task: read manifests/inputs, write jobs/, ledger rw,
 //               states:StartExecution on the pipeline (by name: see `stateMachineArn`)
-//   verify      ledger rw (expired leases may turn poison), jobs/ rw
+//   verify      ledger rw (expired leases may turn poison), jobs/ rw, batch:ListJobs and
+//               batch:DescribeJobs (the round's failed workers; no resource scope exists)
 //   blend       read partials and output, write outputs/ (stack bucket or allowed buckets)
 //   finalize    as blend, plus the ledger (reads counts, stamps the job row) and jobs/ (status.json)
 //   markFailed  jobs/ rw (status.json); no ledger, no outputs
+//   watchdog    schedule (monitoring.ts): states:ListExecutions on the pipeline, ledger
+//               read, bucket read, jobs/ write (progress.json, status.json)
 
-import { join } from 'node:path';
+import { createRequire } from 'node:module';
+import { dirname, join, relative } from 'node:path';
 import { ArnFormat, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -35,12 +40,68 @@ export const LAMBDA_EXTERNALS = [
   'onnxruntime-node',
 ];
 
+/**
+ * @bokuweb/zstd-wasm's Node build reads `zstd.wasm` from beside its own module
+ * (`resolve(__dirname, './zstd.wasm')`). Bundled, that module is index.mjs, so the bundle
+ * must define `__dirname` and carry the file there. This is the copy the bundled module
+ * sits beside in node_modules (the package's `node` export), found as Node resolves it.
+ */
+export const ZSTD_WASM = join(
+  dirname(createRequire(import.meta.url).resolve('@bokuweb/zstd-wasm')),
+  'zstd.wasm',
+);
+
+/**
+ * The ESM banner of every bundle. Bundled CommonJS dependencies still call require() and
+ * read __dirname/__filename, none of which ESM defines. The imports are aliased to names
+ * no bundled module uses, so the banner cannot clash with the code below it.
+ */
+export const LAMBDA_BANNER = [
+  "import { createRequire as __tesseraCreateRequire } from 'node:module';",
+  "import { fileURLToPath as __tesseraFileURLToPath } from 'node:url';",
+  "import { dirname as __tesseraDirname } from 'node:path';",
+  'const require = __tesseraCreateRequire(import.meta.url);',
+  'const __filename = __tesseraFileURLToPath(import.meta.url);',
+  'const __dirname = __tesseraDirname(__filename);',
+].join(' ');
+
+/** How every Lambda is bundled (esbuild on this machine, no Docker). */
+export function lambdaBundling(): nodejs.BundlingOptions {
+  return {
+    forceDockerBundling: false,
+    format: nodejs.OutputFormat.ESM,
+    target: 'node22',
+    mainFields: ['module', 'main'],
+    externalModules: LAMBDA_EXTERNALS,
+    banner: LAMBDA_BANNER,
+    minify: true,
+    sourceMap: true,
+    logLevel: nodejs.LogLevel.ERROR,
+    commandHooks: {
+      beforeBundling: () => [],
+      beforeInstall: () => [],
+      // inputDir is the project root as the bundler sees it (the same path locally, the
+      // mount point under Docker), so the source is named relative to it.
+      afterBundling: (inputDir, outputDir) => [
+        `cp ${shellQuote(join(inputDir, relative(REPO_ROOT, ZSTD_WASM)))} ${shellQuote(join(outputDir, 'zstd.wasm'))}`,
+      ],
+    },
+  };
+}
+
+const shellQuote = (s: string): string => `'${s.replace(/'/g, "'\\''")}'`;
+
+/** What Verify asks AWS Batch: the failed children of a round and their descriptions. */
+export const BATCH_READ_ACTIONS = ['batch:ListJobs', 'batch:DescribeJobs'] as const;
+
 export interface FunctionsProps {
   readonly storage: Storage;
   /** Name of the pipeline state machine the planner starts (see `stateMachineArn`). */
   readonly stateMachineName: string;
   readonly maxRounds: number;
   readonly maxChunks: number;
+  /** Minutes without a finished chunk before the watchdog counts a job as stalled. */
+  readonly stallMinutes: number;
 }
 
 interface Sizing {
@@ -56,6 +117,8 @@ const SIZING: Record<FunctionName, Sizing> = {
   blend: { memoryMiB: 3008, timeout: Duration.minutes(15) },
   finalize: { memoryMiB: 1769, timeout: Duration.minutes(15) },
   markFailed: { memoryMiB: 256, timeout: Duration.minutes(1) },
+  // Runs every 5 minutes: reads the counts of each running job; done well before the next.
+  watchdog: { memoryMiB: 512, timeout: Duration.minutes(4) },
 };
 
 export class Functions extends Construct {
@@ -109,19 +172,7 @@ export class Functions extends Construct {
         role,
         logGroup,
         environment: { ...environment, ...extraEnv },
-        bundling: {
-          forceDockerBundling: false,
-          format: nodejs.OutputFormat.ESM,
-          target: 'node22',
-          mainFields: ['module', 'main'],
-          externalModules: LAMBDA_EXTERNALS,
-          // Bundled CommonJS dependencies still call require(); ESM has none by default.
-          banner:
-            "import { createRequire as __tesseraRequire } from 'node:module'; const require = __tesseraRequire(import.meta.url);",
-          minify: true,
-          sourceMap: true,
-          logLevel: nodejs.LogLevel.ERROR,
-        },
+        bundling: lambdaBundling(),
       });
       acknowledge(
         fn,
@@ -165,6 +216,20 @@ export class Functions extends Construct {
     storage.grantReadBucket(verify);
     storage.grantWriteJobs(verify);
     storage.grantLedger(verify, 'readwrite');
+    // The failed children of the round's Batch job (status reason, exit code, log stream)
+    // go into the job's failure reason.
+    verify.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: [...BATCH_READ_ACTIONS],
+        resources: ['*'],
+      }),
+    );
+    acknowledgeFindings(
+      this.node.findChild('verifyRole'),
+      'AwsSolutions-IAM5',
+      /^Resource::\*$/,
+      'batch:ListJobs and batch:DescribeJobs have no resource-level permissions (Service Authorization Reference): Resource must be "*". Both only read job descriptions.',
+    );
 
     const blend = make('blend');
     storage.grantReadBucket(blend);
@@ -183,6 +248,21 @@ export class Functions extends Construct {
     storage.grantReadBucket(markFailed);
     storage.grantWriteJobs(markFailed);
 
-    this.fns = { planner, verify, blend, finalize, markFailed };
+    // Execution names are job ids: listing the running executions finds the running jobs.
+    const watchdog = make('watchdog', {
+      [ENV.stateMachineArn]: this.stateMachineArn,
+      [ENV.stallMinutes]: String(props.stallMinutes),
+    });
+    storage.grantReadBucket(watchdog);
+    storage.grantWriteJobs(watchdog);
+    storage.grantLedger(watchdog, 'read');
+    watchdog.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['states:ListExecutions'],
+        resources: [this.stateMachineArn],
+      }),
+    );
+
+    this.fns = { planner, verify, blend, finalize, markFailed, watchdog };
   }
 }

@@ -1,23 +1,37 @@
-// What tells the operator that something needs a look: failed pipeline runs, a planner
-// that throws on the S3 trigger path (no execution exists to fail then), and Batch
-// queues blocked by a job that cannot be placed. One SNS topic, one dashboard.
+// What tells the operator that something needs a look: failed or timed-out pipeline
+// runs, a planner that throws on the S3 trigger path (no execution exists to fail then),
+// Batch queues blocked by a job that cannot be placed, and jobs that make no progress.
+// One SNS topic, one dashboard.
 //
-// Batch publishes no queue-depth metric; "stuck" is what Batch itself detects and
-// reports as a "Batch Job Queue Blocked" event (a RUNNABLE job at the head of a queue it
-// cannot place: capacity or misconfiguration), forwarded here to the topic.
+// Batch publishes no queue-depth metric. "Stuck" comes two ways: Batch itself reports a
+// "Batch Job Queue Blocked" event (a RUNNABLE job at the head of a queue it cannot
+// place), forwarded here to the topic; but that needs every compute environment to
+// report insufficient capacity and does not cover quota. So a watchdog Lambda runs
+// every 5 minutes and publishes STALL_METRIC: the jobs with chunks unfinished and none
+// finished for `stallMinutes` (counted from the execution's start before the first),
+// which also catches workers stuck RUNNABLE for lack of Spot capacity or quota. Its
+// alarm, and a watchdog that throws, reach the topic.
+//
+// The topic's policy (CDK writes one for the EventBridge target and TLS) replaces SNS's
+// default policy, so CloudWatch alarms are allowed to publish explicitly.
 
-import { Duration } from 'aws-cdk-lib';
+import { ArnFormat, Duration, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { STALL_METRIC } from '../../functions/contracts.ts';
 import { acknowledge } from '../nag.ts';
 import type { FunctionName } from './functions.ts';
+
+/** How often the stall watchdog looks (and the stall alarm's period). */
+export const WATCHDOG_PERIOD = Duration.minutes(5);
 
 export interface MonitoringProps {
   readonly stateMachine: sfn.StateMachine;
@@ -30,6 +44,9 @@ export interface MonitoringProps {
 export class Monitoring extends Construct {
   readonly topic: sns.Topic;
   readonly queueBlockedRule: events.Rule;
+  /** Runs the stall watchdog every WATCHDOG_PERIOD. */
+  readonly watchdogSchedule: events.Rule;
+  readonly stalledAlarm: cloudwatch.Alarm;
   readonly dashboard: cloudwatch.Dashboard;
 
   constructor(scope: Construct, id: string, props: MonitoringProps) {
@@ -39,6 +56,27 @@ export class Monitoring extends Construct {
       this.topic,
       'AwsSolutions-SNS2',
       'Alarm notifications carry no job data; CloudWatch alarms and EventBridge cannot publish to a topic under the AWS-managed SNS key, and a customer key would cost more than the topic.',
+    );
+    const stack = Stack.of(this);
+    this.topic.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'CloudWatchAlarmsPublish',
+        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['sns:Publish'],
+        resources: [this.topic.topicArn],
+        // Only this account's alarms (confused-deputy guard).
+        conditions: {
+          StringEquals: { 'aws:SourceAccount': stack.account },
+          ArnLike: {
+            'aws:SourceArn': stack.formatArn({
+              service: 'cloudwatch',
+              resource: 'alarm',
+              resourceName: '*',
+              arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+            }),
+          },
+        },
+      }),
     );
     if (props.alarmEmail !== undefined) {
       this.topic.addSubscription(new subs.EmailSubscription(props.alarmEmail));
@@ -90,6 +128,36 @@ export class Monitoring extends Construct {
       }),
     );
 
+    // --- no progress ---------------------------------------------------------------
+    this.watchdogSchedule = new events.Rule(this, 'WatchdogSchedule', {
+      description: 'Runs the Tessera stall watchdog (jobs with no chunk finished for a while)',
+      schedule: events.Schedule.rate(WATCHDOG_PERIOD),
+    });
+    this.watchdogSchedule.addTarget(
+      new targets.LambdaFunction(props.fns.watchdog, {
+        // A missed run is made up by the next one in 5 minutes.
+        retryAttempts: 0,
+      }),
+    );
+    const stalled = new cloudwatch.Metric({
+      namespace: STALL_METRIC.namespace,
+      metricName: STALL_METRIC.name,
+      dimensionsMap: { ...STALL_METRIC.dimensions },
+      statistic: 'Maximum',
+      // One watchdog run per period: Maximum is that run's count.
+      period: WATCHDOG_PERIOD,
+    });
+    this.stalledAlarm = alarm(
+      'JobsStalled',
+      stalled,
+      'A Tessera job made no progress: chunks are unfinished and none finished for the configured time (workers failing, hung, or never placed for lack of Spot capacity or quota). jobs/<jobId>/status.json says which job; the Batch console shows its workers.',
+    );
+    alarm(
+      'WatchdogErrors',
+      props.fns.watchdog.metricErrors({ period, statistic: 'Sum' }),
+      'The stall watchdog threw: stalled jobs go unreported until it runs again. See its logs.',
+    );
+
     const fnMetric = (name: FunctionName, m: 'Errors' | 'Duration' | 'Throttles') =>
       props.fns[name].metric(m, {
         period,
@@ -123,6 +191,14 @@ export class Monitoring extends Construct {
               }),
             ],
             width: 12,
+          }),
+        ],
+        [
+          new cloudwatch.GraphWidget({
+            title: 'Stalled jobs (watchdog)',
+            left: [stalled.with({ label: 'stalled jobs' })],
+            leftAnnotations: [{ value: 1, label: 'alarm' }],
+            width: 24,
           }),
         ],
         [

@@ -1,24 +1,29 @@
 // The pipeline state machine (standard). Input: PipelineInput {manifest:{bucket,key,versionId?}}.
 //
 //   Plan ─► StartRounds ─► ChooseQueue ─┬─ gpu ─► GpuArrayOrSingle ─► WorkGpuArray | WorkGpu ─┐
-//                ▲                      └─ cpu ─► CpuArrayOrSingle ─► WorkCpuArray | WorkCpu ─┤
-//                │                                                                           ▼
-//                │                   (a failed Batch job goes on too: the ledger decides) CountRound
-//                │                                                                           ▼
-//                └──── INCOMPLETE, redrive ◄──────────────────────────── Verified? ◄──── Verify
-//                                                                           │
-//        FAILED / rounds used up ─► Unfinished ─► MarkFailed ─► Failed      │ COMPLETE
-//        any task error ─► PlanFailed | StepFailed ─┘                       ▼
+//                               ▲       └─ cpu ─► CpuArrayOrSingle ─► WorkCpuArray | WorkCpu ─┤
+//                               │                                                            ▼
+//                               │   (a failed Batch job goes on too: the ledger decides) CountRound
+//                               │                                                            ▼
+//                           NextRound ◄──── INCOMPLETE, redrive ◄──────── Verified? ◄──── Verify
+//                                                                            │
+//        FAILED / rounds used up ─► Unfinished ─► MarkFailed ─► Failed       │ COMPLETE
+//        any task error ─► PlanFailed | StepFailed ─┘                        ▼
 //                                          HasSeams? ─► Blend (Distributed Map) ─► Finalize ─► Succeeded
 //
-// State data: $.manifest (input), $.plan, $.work.round, $.verify, $.error, $.failure, $.result.
-// The Batch task's own output (a job description) is discarded: it can exceed the 256 KiB
-// state limit and nothing downstream needs it.
+// State data: $.manifest (input), $.plan, $.work {round, arraySize}, $.batch, $.verify,
+// $.error, $.failure, $.result. A round's fleet is $.work.arraySize: the plan's for the
+// first round, then what Verify asks for (at most the unfinished chunks), set by NextRound.
+// The Batch task keeps only {JobId, Status} of its job description (which can exceed the
+// 256 KiB state limit), or on failure {Error, Cause}: Verify looks up the failed children.
+// The blend Map's child results go to S3 (ResultWriter), not into the state. The
+// execution times out after `jobTimeout`; Step Functions then cancels the running Batch job.
 
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
@@ -31,6 +36,7 @@ import type { Storage } from './storage.ts';
 export const STATES = {
   plan: 'Plan',
   startRounds: 'StartRounds',
+  nextRound: 'NextRound',
   chooseQueue: 'ChooseQueue',
   gpuArrayOrSingle: 'GpuArrayOrSingle',
   cpuArrayOrSingle: 'CpuArrayOrSingle',
@@ -72,6 +78,8 @@ export interface PipelineProps {
   readonly cpu: WorkTarget;
   /** Blend Lambdas running at once (each sums ~64 seam blocks). */
   readonly blendConcurrency?: number;
+  /** Longest a job may run before its execution times out. */
+  readonly jobTimeout: Duration;
 }
 
 // Lambda throttling is not among the service errors LambdaInvoke retries by default,
@@ -174,19 +182,35 @@ export class Pipeline extends Construct {
           device: sfn.JsonPath.stringAt('$.device'),
           // The blend Map reads its items from here (ItemReader's bucket path).
           bucket: storage.bucket.bucketName,
+          // ...and writes its children's results under here (ResultWriter's prefix).
+          blendResultsPrefix: sfn.JsonPath.format(
+            KEYS.blendResults('{}'),
+            sfn.JsonPath.stringAt('$.jobId'),
+          ),
         },
         resultPath: '$.plan',
       }),
       planFailed,
     );
     const startRounds = new sfn.Pass(this, STATES.startRounds, {
-      result: sfn.Result.fromObject({ round: 0 }),
+      parameters: { round: 0, arraySize: sfn.JsonPath.numberAt('$.plan.arraySize') },
       resultPath: '$.work',
     });
 
     // --- work ----------------------------------------------------------------------
     const countRound = new sfn.Pass(this, STATES.countRound, {
-      parameters: { round: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.work.round'), 1) },
+      parameters: {
+        round: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.work.round'), 1),
+        arraySize: sfn.JsonPath.numberAt('$.work.arraySize'),
+      },
+      resultPath: '$.work',
+    });
+    // A re-drive starts only as many workers as chunks are left (Verify's arraySize).
+    const nextRound = new sfn.Pass(this, STATES.nextRound, {
+      parameters: {
+        round: sfn.JsonPath.numberAt('$.work.round'),
+        arraySize: sfn.JsonPath.numberAt('$.verify.arraySize'),
+      },
       resultPath: '$.work',
     });
     const submit = (name: string, target: WorkTarget, array: boolean): tasks.BatchSubmitJob => {
@@ -197,8 +221,13 @@ export class Pipeline extends Construct {
         jobDefinitionArn: target.jobDefinitionArn,
         payload: sfn.TaskInput.fromObject({ jobId: sfn.JsonPath.stringAt('$.plan.jobId') }),
         // Batch array jobs need 2..10,000 children: size 1 takes the non-array task.
-        ...(array ? { arraySize: sfn.JsonPath.numberAt('$.plan.arraySize') } : {}),
-        resultPath: sfn.JsonPath.DISCARD,
+        ...(array ? { arraySize: sfn.JsonPath.numberAt('$.work.arraySize') } : {}),
+        // Enough for Verify to find the job's failed children; the rest can be huge.
+        resultSelector: {
+          JobId: sfn.JsonPath.stringAt('$.JobId'),
+          Status: sfn.JsonPath.stringAt('$.Status'),
+        },
+        resultPath: '$.batch',
       });
       task.addRetry({
         errors: ['Batch.ServerException'],
@@ -207,8 +236,9 @@ export class Pipeline extends Construct {
         backoffRate: 2,
       });
       // A failed job (a child crashed, attempts used up) is not the job's verdict: the
-      // ledger is. Verify counts what is done and re-drives or fails, bounded by rounds.
-      task.addCatch(countRound, { errors: [sfn.Errors.TASKS_FAILED], resultPath: '$.workError' });
+      // ledger is. Verify counts what is done and re-drives or fails, bounded by rounds;
+      // it reads the failed children from the job description in $.batch.Cause.
+      task.addCatch(countRound, { errors: [sfn.Errors.TASKS_FAILED], resultPath: '$.batch' });
       catchTo(task, stepFailed);
       task.next(countRound);
       return task;
@@ -216,7 +246,7 @@ export class Pipeline extends Construct {
     const arrayOrSingle = (name: string, target: WorkTarget, prefix: 'Gpu' | 'Cpu') =>
       new sfn.Choice(this, name)
         .when(
-          sfn.Condition.numberGreaterThan('$.plan.arraySize', 1),
+          sfn.Condition.numberGreaterThan('$.work.arraySize', 1),
           submit(STATES[`work${prefix}Array`], target, true),
         )
         .otherwise(submit(STATES[`work${prefix}`], target, false));
@@ -233,6 +263,7 @@ export class Pipeline extends Construct {
         payload: sfn.TaskInput.fromObject({
           jobId: sfn.JsonPath.stringAt('$.plan.jobId'),
           round: sfn.JsonPath.numberAt('$.work.round'),
+          batch: sfn.JsonPath.objectAt('$.batch'),
         }),
         resultPath: '$.verify',
       }),
@@ -256,6 +287,12 @@ export class Pipeline extends Construct {
         key: sfn.JsonPath.stringAt('$.plan.blendItemsKey'),
       }),
       maxConcurrency: props.blendConcurrency ?? 40,
+      // Thousands of child results would overflow the 256 KiB state: they go to S3.
+      resultWriterV2: new PrefixResultWriter({
+        bucket: storage.bucket,
+        prefix: sfn.JsonPath.stringAt('$.plan.blendResultsPrefix'),
+        grantPattern: `${KEYS.blendResults('*')}*`,
+      }),
       toleratedFailurePercentage: 0,
       mapExecutionType: sfn.StateMachineType.STANDARD,
       resultPath: sfn.JsonPath.DISCARD,
@@ -279,12 +316,13 @@ export class Pipeline extends Construct {
           sfn.Condition.stringEquals('$.verify.status', 'INCOMPLETE'),
           sfn.Condition.booleanEquals('$.verify.redrive', true),
         ),
-        chooseQueue,
+        nextRound,
       )
       .when(sfn.Condition.isPresent('$.verify.reason'), unfinished)
       .otherwise(unexplained);
 
     countRound.next(verify);
+    nextRound.next(chooseQueue);
     verify.next(verified);
     const definition = plan.next(startRounds).next(chooseQueue);
 
@@ -297,6 +335,9 @@ export class Pipeline extends Construct {
       definitionBody: sfn.DefinitionBody.fromChainable(definition),
       tracingEnabled: true,
       logs: { destination: this.logGroup, level: sfn.LogLevel.ALL, includeExecutionData: true },
+      // A job that never gets capacity (Spot, quota) must not wait for ever; stopping the
+      // execution cancels its running Batch job (batch:TerminateJob below).
+      timeout: props.jobTimeout,
     });
     // The blend Map reads items only from jobs/<jobId>/blend-items.json.
     this.stateMachine.addToRolePolicy(
@@ -305,12 +346,37 @@ export class Pipeline extends Construct {
         resources: [storage.bucket.arnForObjects(KEYS.blendItems('*'))],
       }),
     );
+    // submitJob.sync polls the job and cancels it when the execution stops (timeout,
+    // StopExecution): CDK grants SubmitJob and the events rule, not these.
+    this.stateMachine.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['batch:DescribeJobs'], resources: ['*'] }),
+    );
+    this.stateMachine.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['batch:TerminateJob'],
+        resources: [
+          Stack.of(this).formatArn({ service: 'batch', resource: 'job', resourceName: '*' }),
+        ],
+      }),
+    );
     const sm = this.stateMachine;
     acknowledgeFindings(
       sm,
       'AwsSolutions-IAM5',
       /^Resource::\*$/,
-      'X-Ray tracing and CloudWatch Logs log delivery (execution logging) have no resource-level permissions: both need "*".',
+      'X-Ray tracing, CloudWatch Logs log delivery (execution logging) and batch:DescribeJobs (polled by submitJob.sync) have no resource-level permissions: they need "*".',
+    );
+    acknowledgeFindings(
+      sm,
+      'AwsSolutions-IAM5',
+      /:batch:<AWS::Region>:<AWS::AccountId>:job\/\*$/,
+      'batch:TerminateJob cancels the Batch job an execution started when it stops; job ids are generated, so the grant is every job of this account and region.',
+    );
+    acknowledgeFindings(
+      sm,
+      'AwsSolutions-IAM5',
+      /\/jobs\/\*\/blend-results\/\*$/,
+      "The blend Map's ResultWriter writes its children's results under jobs/<jobId>/blend-results/ in the stack bucket (one prefix per job).",
     );
     acknowledgeFindings(
       sm,
@@ -368,3 +434,42 @@ function lambdaTask(
   task.addRetry(THROTTLED);
   return task;
 }
+
+interface PrefixResultWriterProps extends sfn.ResultWriterV2Props {
+  readonly bucket: s3.IBucket;
+  /** Object keys the writer may create, as an IAM pattern (the prefix is a path). */
+  readonly grantPattern: string;
+}
+
+/**
+ * A ResultWriter granted only its prefix. CDK's own grants the state machine the whole
+ * bucket (s3:PutObject on <bucket>/*), which would let a Map overwrite manifests, inputs
+ * and models; these are the actions AWS documents for ResultWriter, under the prefix.
+ */
+class PrefixResultWriter extends sfn.ResultWriterV2 {
+  private readonly grantPattern: string;
+  private readonly target: s3.IBucket;
+
+  constructor(props: PrefixResultWriterProps) {
+    super(props);
+    this.target = props.bucket;
+    this.grantPattern = props.grantPattern;
+  }
+
+  override providePolicyStatements(): iam.PolicyStatement[] {
+    return [
+      new iam.PolicyStatement({
+        actions: [...RESULT_WRITER_ACTIONS],
+        resources: [this.target.arnForObjects(this.grantPattern)],
+      }),
+    ];
+  }
+}
+
+/** What Step Functions calls to write a Map Run's results (developer guide, IAM policies). */
+export const RESULT_WRITER_ACTIONS = [
+  's3:PutObject',
+  's3:GetObject',
+  's3:ListMultipartUploadParts',
+  's3:AbortMultipartUpload',
+] as const;

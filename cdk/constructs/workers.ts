@@ -1,19 +1,27 @@
 // The worker fleet's job definitions: the container images (built from
-// containers/worker/ at deploy time), the job role, and the retry policy.
+// containers/worker/ at deploy time), the job role, the retry policy, and the role of a
+// hybrid fleet (workers outside AWS Batch) holding the same data grants.
 //
-// Retry policy: Batch re-runs an attempt only when the host went away (Spot reclaim);
-// any other failure ends the attempt. Work lost to a crash is not lost to the job: the
-// ledger still holds the chunk and the Verify step re-drives it, bounded by maxRounds.
-// Retrying crashes here would instead repeat a poison chunk's crash five times per round.
+// Retry policy (evaluateOnExit, first match wins):
+//   exit 75 (WORKER_EXIT.interrupted)  RETRY  SIGTERM or a Spot notice: chunks released unspent
+//   exit 76 (WORKER_EXIT.hung)         RETRY  an inference hung; its chunk was abandoned
+//   "Host EC2*"                        RETRY  the instance went away before the worker could exit
+//   "Your Spot Task was interrupted*"  RETRY  Fargate Spot reclaim
+//   anything else                      EXIT   a real failure ends the attempt at once
+// So Batch attempts are spent only by interruptions, which have a budget of their own
+// (WORKER_ATTEMPTS); a chunk's attempts are the ledger's, and a release does not count
+// one. Work lost to a crash is not lost to the job: the ledger still holds the chunk and
+// the Verify step re-drives it, bounded by maxRounds. Retrying crashes here would
+// instead repeat a poison chunk's crash on every attempt of every round.
 
-import { type Duration, RemovalPolicy, Size } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Size } from 'aws-cdk-lib';
 import * as batch from 'aws-cdk-lib/aws-batch';
 import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { ENV } from '../../functions/contracts.ts';
+import { ENV, WORKER_EXIT } from '../../functions/contracts.ts';
 import { acknowledgeFindings } from '../nag.ts';
 import { REPO_ROOT } from '../paths.ts';
 import type { Storage } from './storage.ts';
@@ -26,8 +34,14 @@ export const WORKER_DOCKERFILES = {
 /** The job's id reaches the container as a Batch parameter substituted into the command. */
 export const WORKER_COMMAND = ['worker', '--job', 'Ref::jobId'];
 
-/** Batch attempts per array child: covers a few Spot reclaims in a row. */
-export const WORKER_ATTEMPTS = 5;
+/**
+ * Batch attempts per array child (Batch's maximum is 10). Only interruptions retry, so
+ * this is the interruption budget: a child survives nine Spot reclaims in a row.
+ */
+export const WORKER_ATTEMPTS = 10;
+
+/** Exit codes `tessera worker` ends with when it should simply be run again. */
+export const RETRY_ON_EXIT_CODES = [WORKER_EXIT.interrupted, WORKER_EXIT.hung].map(String);
 
 export const RETRY_ON_HOST_LOSS = [
   // EC2 Spot reclaim (and any other loss of the instance) as Batch reports it.
@@ -35,6 +49,19 @@ export const RETRY_ON_HOST_LOSS = [
   // Fargate Spot reclaim.
   'Your Spot Task was interrupted*',
 ];
+
+/**
+ * What a worker needs of the job data, wherever it runs: the Batch job role and the
+ * hybrid fleet's role get exactly these. Reads anything the manifest may name; writes
+ * only seam partials and outputs/ (never manifests: denied); the ledger read/write.
+ */
+export function grantWorkerData(storage: Storage, grantee: iam.IGrantable): void {
+  storage.grantReadBucket(grantee);
+  storage.grantReadAllowedBuckets(grantee);
+  storage.grantWritePartials(grantee);
+  storage.grantWriteOutputs(grantee);
+  storage.grantLedger(grantee, 'readwrite');
+}
 
 export interface WorkersProps {
   readonly storage: Storage;
@@ -51,6 +78,8 @@ export class Workers extends Construct {
   readonly cpuJobDefinition: batch.EcsJobDefinition;
   readonly jobRole: iam.Role;
   readonly executionRole: iam.Role;
+  /** For `tessera worker --job <id>` outside AWS Batch: assumable in this account. */
+  readonly hybridRole: iam.Role;
 
   constructor(scope: Construct, id: string, props: WorkersProps) {
     super(scope, id);
@@ -61,12 +90,18 @@ export class Workers extends Construct {
       assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
       description: 'Tessera worker containers: the ledger and the job data',
     });
-    // Reads anything the manifest may name; writes only seam partials and outputs/.
-    storage.grantReadBucket(this.jobRole);
-    storage.grantReadAllowedBuckets(this.jobRole);
-    storage.grantWritePartials(this.jobRole);
-    storage.grantWriteOutputs(this.jobRole);
-    storage.grantLedger(this.jobRole, 'readwrite');
+    grantWorkerData(storage, this.jobRole);
+
+    // A hybrid fleet (on-premises GPUs, other clouds) runs the same worker with the same
+    // rights and nothing else: the account's principals may assume it, so which people or
+    // machines may is decided by their own IAM policies (sts:AssumeRole on this role).
+    this.hybridRole = new iam.Role(this, 'HybridWorkerRole', {
+      assumedBy: new iam.AccountRootPrincipal(),
+      description: 'Tessera workers outside AWS Batch: the ledger and the job data',
+      // A worker runs for hours; the SDK refreshes assumed-role credentials as they expire.
+      maxSessionDuration: Duration.hours(12),
+    });
+    grantWorkerData(storage, this.hybridRole);
 
     // Own execution role instead of the default one with AmazonECSTaskExecutionRolePolicy:
     // the image assets and the log group grant exactly what pulling and logging need.
@@ -97,6 +132,9 @@ export class Workers extends Construct {
       ecs.ContainerImage.fromAsset(REPO_ROOT, { file, platform, exclude: ['cdk.out'] });
 
     const retryStrategies = [
+      ...RETRY_ON_EXIT_CODES.map((onExitCode) =>
+        batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.custom({ onExitCode })),
+      ),
       ...RETRY_ON_HOST_LOSS.map((onStatusReason) =>
         batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.custom({ onStatusReason })),
       ),

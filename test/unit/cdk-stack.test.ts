@@ -2,23 +2,26 @@
 // month of GPU spend (spot settings, retries, IAM scope, trigger, state machine wiring),
 // cdk-nag with zero unacknowledged findings, and the worker images' build inputs.
 //
-// One full synth serves most tests; Lambda bundling is skipped there
-// (aws:cdk:bundling-stacks = []) and done for real once, in its own small stack.
+// One full synth serves these tests; Lambda bundling is skipped there
+// (aws:cdk:bundling-stacks = []). The bundles themselves are built and loaded on Node 22
+// in cdk-bundles.test.ts.
 
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { App, type CfnElement, Duration, IgnoreStrategy, Stack, Validations } from 'aws-cdk-lib';
-import { Template } from 'aws-cdk-lib/assertions';
+import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { tableDefinition } from '../../adapters/aws/dynamo-ledger.ts';
-import { Functions, LAMBDA_EXTERNALS } from '../../cdk/constructs/functions.ts';
+import { BATCH_READ_ACTIONS } from '../../cdk/constructs/functions.ts';
+import { WATCHDOG_PERIOD } from '../../cdk/constructs/monitoring.ts';
 import { Network } from '../../cdk/constructs/network.ts';
 import { PIPELINE_ERROR, STATES } from '../../cdk/constructs/pipeline.ts';
 import { Storage } from '../../cdk/constructs/storage.ts';
 import {
+  RETRY_ON_EXIT_CODES,
   RETRY_ON_HOST_LOSS,
   WORKER_ATTEMPTS,
   WORKER_COMMAND,
@@ -28,6 +31,8 @@ import {
 import {
   checkKnobs,
   DEFAULT_KNOBS,
+  JOB_TIMEOUT_MARGIN_HOURS,
+  jobTimeoutHours,
   KnobError,
   type Knobs,
   knobContextKey,
@@ -44,7 +49,10 @@ import {
   type MarkFailedEvent,
   PARTIAL_TAG,
   type PlanTaskResult,
+  STALL_METRIC,
+  type VerifyTaskEvent,
   type VerifyTaskResult,
+  WORKER_EXIT,
 } from '../../functions/contracts.ts';
 import {
   type AslDefinition,
@@ -105,6 +113,9 @@ function statementsOf(roleId: string): Statement[] {
     .flatMap(([, p]) => (p.Properties.PolicyDocument as { Statement: Statement[] }).Statement);
 }
 const actionsOf = (stmts: Statement[]): string[] => stmts.flatMap((s) => list(s.Action));
+/** The top-level TimeoutSeconds of a definition (the execution's timeout). */
+const timeoutOf = (d: AslDefinition): unknown =>
+  (d as AslDefinition & { TimeoutSeconds?: number }).TimeoutSeconds;
 const mentions = (x: unknown, id: string): boolean => JSON.stringify(x).includes(`"${id}"`);
 
 beforeAll(() => {
@@ -137,6 +148,19 @@ describe('knobs', () => {
     expect(k.maxGpuVcpus).toBe(512);
     expect(k.allowedBuckets).toEqual(['lab-raw-data', 'lab-results']);
     expect(k.natGateways).toBe(0);
+    expect(
+      parseKnobs((name) => ({ stallMinutes: '90', jobTimeoutHours: '48' })[name as string]),
+    ).toMatchObject({ stallMinutes: 90, jobTimeoutHours: 48 });
+  });
+
+  it('job timeout: the knob when set, else one worker attempt per round plus 6 h', () => {
+    // 3 rounds × 24 h + 6 h, the defaults (plan, verify, blend and finalize fit in the 6 h).
+    expect(JOB_TIMEOUT_MARGIN_HOURS).toBe(6);
+    expect(jobTimeoutHours(DEFAULT_KNOBS)).toBe(78);
+    expect(jobTimeoutHours({ ...DEFAULT_KNOBS, maxRounds: 5, workerTimeoutHours: 10 })).toBe(56);
+    expect(jobTimeoutHours({ ...DEFAULT_KNOBS, jobTimeoutHours: 12 })).toBe(12);
+    expect(DEFAULT_KNOBS.jobTimeoutHours).toBeUndefined();
+    expect(DEFAULT_KNOBS.stallMinutes).toBe(60);
   });
 
   it.each([
@@ -152,6 +176,10 @@ describe('knobs', () => {
     [{ vpcId: 'my-vpc' }, /vpcId.*vpc-0123456789abcdef0/],
     [{ partialsExpireDays: 0 }, /partialsExpireDays/],
     [{ natGateways: 5 }, /natGateways/],
+    [{ stallMinutes: 5 }, /stallMinutes.*from 10 to/],
+    [{ stallMinutes: 30.5 }, /stallMinutes.*integer/],
+    [{ jobTimeoutHours: 0 }, /jobTimeoutHours.*from 1 to 8760/],
+    [{ jobTimeoutHours: 9000 }, /jobTimeoutHours.*from 1 to 8760/],
   ] as Array<[Partial<Knobs>, RegExp]>)(
     'rejects %j with a message naming the knob',
     (bad, message) => {
@@ -271,16 +299,27 @@ describe('job definitions', () => {
     ]!.Properties;
 
   it.each(['gpu', 'cpu'] as const)(
-    '%s: retries on host loss (spot), exits on anything else; attempts and timeout set',
+    '%s: retries interruptions (exit 75/76, host loss, Spot), exits on anything else, in that order; 10 attempts',
     (which) => {
       const p = jobDef(which);
+      // Batch takes the first matching entry: the catch-all EXIT must come last, and a
+      // real failure (any other exit code) must not retry (the ledger re-drives it).
       expect(p.RetryStrategy).toEqual({
-        Attempts: WORKER_ATTEMPTS,
+        Attempts: 10,
         EvaluateOnExit: [
-          ...RETRY_ON_HOST_LOSS.map((r) => ({ Action: 'RETRY', OnStatusReason: r })),
+          { Action: 'RETRY', OnExitCode: '75' },
+          { Action: 'RETRY', OnExitCode: '76' },
+          { Action: 'RETRY', OnStatusReason: 'Host EC2*' },
+          { Action: 'RETRY', OnStatusReason: 'Your Spot Task was interrupted*' },
           { Action: 'EXIT', OnStatusReason: '*' },
         ],
       });
+      // The codes are the worker's (the constants both sides import).
+      expect(RETRY_ON_EXIT_CODES).toEqual([
+        String(WORKER_EXIT.interrupted),
+        String(WORKER_EXIT.hung),
+      ]);
+      expect(WORKER_ATTEMPTS).toBe(10);
       expect(RETRY_ON_HOST_LOSS).toContain('Host EC2*');
       expect(p.Timeout).toEqual({ AttemptDurationSeconds: KNOBS.workerTimeoutHours * 3600 });
     },
@@ -466,6 +505,8 @@ describe('iam', () => {
       'logs:ListLogDeliveries',
       'logs:PutResourcePolicy',
       'logs:UpdateLogDelivery',
+      'batch:DescribeJobs',
+      'batch:ListJobs',
     ]);
     for (const { id, s } of allStatements()) {
       if (s.Effect !== 'Allow') continue;
@@ -537,6 +578,87 @@ describe('iam', () => {
       expect(queues).toContainEqual({ 'Fn::GetAtt': [logicalId(q), 'JobQueueArn'] });
     }
   });
+
+  it('the state machine may poll and cancel its Batch jobs (what submitJob.sync needs), besides submitting', () => {
+    const stmts = statementsOf(logicalId(stack.pipeline.stateMachine.role));
+    const withAction = (a: string) => stmts.filter((s) => list(s.Action).includes(a));
+    // DescribeJobs has no resource-level permissions; TerminateJob is scoped to jobs.
+    expect(withAction('batch:DescribeJobs').map((s) => s.Resource)).toEqual(['*']);
+    const terminate = withAction('batch:TerminateJob');
+    expect(terminate).toHaveLength(1);
+    expect(JSON.stringify(terminate[0]!.Resource)).toMatch(/:job\/\*"\]\]\}$/);
+    // What CDK's BatchSubmitJob grants stays: SubmitJob and the managed events rule.
+    expect(withAction('batch:SubmitJob')).toHaveLength(1);
+    for (const a of ['events:PutTargets', 'events:PutRule', 'events:DescribeRule']) {
+      const rule = withAction(a);
+      expect(rule, a).toHaveLength(1);
+      expect(JSON.stringify(rule[0]!.Resource), a).toContain(
+        ':rule/StepFunctionsGetEventsForBatchJobsRule',
+      );
+    }
+    // Nothing else of Batch: no job definitions, queues or environments to change.
+    expect(
+      actionsOf(stmts)
+        .filter((a) => a.startsWith('batch:'))
+        .sort(),
+    ).toEqual(['batch:DescribeJobs', 'batch:SubmitJob', 'batch:TerminateJob']);
+  });
+
+  it("the state machine's Blend ResultWriter may write only under jobs/*/blend-results/", () => {
+    const stmts = statementsOf(logicalId(stack.pipeline.stateMachine.role));
+    const put = stmts.filter((s) => list(s.Action).includes('s3:PutObject'));
+    expect(put).toHaveLength(1);
+    expect(list(put[0]!.Action).sort()).toEqual(
+      [
+        's3:AbortMultipartUpload',
+        's3:GetObject',
+        's3:ListMultipartUploadParts',
+        's3:PutObject',
+      ].sort(),
+    );
+    expect(list(put[0]!.Resource)).toEqual([
+      {
+        'Fn::Join': [
+          '',
+          [{ 'Fn::GetAtt': [logicalId(stack.storage.bucket), 'Arn'] }, '/jobs/*/blend-results/*'],
+        ],
+      },
+    ]);
+    expect(KEYS.blendResults('j')).toBe('jobs/j/blend-results/');
+  });
+
+  it('verify may list and describe Batch jobs ("*": no resource-level scope), and nothing else of Batch', () => {
+    const stmts = statementsOf(logicalId(stack.functions.fns.verify.role!));
+    const batch = stmts.filter((s) => list(s.Action).some((a) => a.startsWith('batch:')));
+    expect(batch).toHaveLength(1);
+    expect(list(batch[0]!.Action).sort()).toEqual(['batch:DescribeJobs', 'batch:ListJobs']);
+    expect(BATCH_READ_ACTIONS).toEqual(['batch:ListJobs', 'batch:DescribeJobs']);
+    expect(batch[0]!.Resource).toBe('*');
+    for (const fn of ['planner', 'blend', 'finalize', 'markFailed', 'watchdog'] as const) {
+      const other = statementsOf(logicalId(stack.functions.fns[fn].role!));
+      expect(
+        actionsOf(other).filter((a) => a.startsWith('batch:')),
+        fn,
+      ).toEqual([]);
+    }
+  });
+
+  it('the watchdog lists executions of this state machine only, reads the ledger, writes under jobs/ only', () => {
+    const stmts = statementsOf(logicalId(stack.functions.fns.watchdog.role!));
+    const states = stmts.filter((s) => list(s.Action).some((a) => a.startsWith('states:')));
+    expect(states).toHaveLength(1);
+    expect(states[0]!.Action).toBe('states:ListExecutions');
+    const name = resources[logicalId(stack.pipeline.stateMachine)]!.Properties.StateMachineName;
+    expect(JSON.stringify(states[0]!.Resource)).toMatch(
+      new RegExp(`:stateMachine:${name}"\\]\\]\\}$`),
+    );
+    const dynamo = actionsOf(stmts).filter((a) => a.startsWith('dynamodb:'));
+    expect(dynamo).toContain('dynamodb:Query');
+    expect(dynamo.filter((a) => /Put|Update|Delete|Write/.test(a))).toEqual([]);
+    for (const s of stmts.filter((x) => list(x.Action).includes('s3:PutObject'))) {
+      expect(JSON.stringify(s.Resource)).toContain(`/${KEYS.jobsPrefix}*`);
+    }
+  });
 });
 
 describe('state machine', () => {
@@ -555,6 +677,16 @@ describe('state machine', () => {
     expect((p.LoggingConfiguration as { Level: string }).Level).toBe('ALL');
   });
 
+  it('times out after the job timeout (default: 3 rounds × 24 h + 6 h)', () => {
+    expect(timeoutOf(definition)).toBe(78 * 3600);
+    const a = appFor();
+    const s = new TesseraStack(a, 'ShortJobs', { knobs: { ...KNOBS, jobTimeoutHours: 12 } });
+    const [, sm] = Object.entries(
+      Template.fromStack(s).toJSON().Resources as Record<string, Resource>,
+    ).find(([, r]) => r.Type === 'AWS::StepFunctions::StateMachine')!;
+    expect(timeoutOf(parseDefinition(sm.Properties.DefinitionString))).toBe(12 * 3600);
+  });
+
   it('plans first with the execution input (PipelineInput) and keeps the plan at $.plan', () => {
     expect(definition.StartAt).toBe(STATES.plan);
     const plan = get(STATES.plan);
@@ -567,8 +699,34 @@ describe('state machine', () => {
       'device.$': '$.device',
       'blendItemsKey.$': '$.blendItemsKey',
       bucket: ref(stack.storage.bucket),
+      // KEYS.blendResults(jobId), where the blend Map writes its children's results.
+      'blendResultsPrefix.$': "States.Format('jobs/{}/blend-results/', $.jobId)",
     });
     expect(plan.Next).toBe(STATES.startRounds);
+  });
+
+  it("rounds: $.work = {round, arraySize}; the first round takes the plan's fleet, a re-drive what Verify asks", () => {
+    expect(get(STATES.startRounds)).toMatchObject({
+      Type: 'Pass',
+      Parameters: { round: 0, 'arraySize.$': '$.plan.arraySize' },
+      ResultPath: '$.work',
+      Next: STATES.chooseQueue,
+    });
+    expect(get(STATES.countRound)).toMatchObject({
+      Parameters: {
+        'round.$': 'States.MathAdd($.work.round, 1)',
+        'arraySize.$': '$.work.arraySize',
+      },
+      ResultPath: '$.work',
+      Next: STATES.verify,
+    });
+    expect(get(STATES.nextRound)).toMatchObject({
+      Type: 'Pass',
+      Parameters: { 'round.$': '$.work.round', 'arraySize.$': '$.verify.arraySize' },
+      ResultPath: '$.work',
+      Next: STATES.chooseQueue,
+    });
+    expect(STATES.nextRound).toBe('NextRound');
   });
 
   it('chooses the queue by device, and an array job only when arraySize > 1', () => {
@@ -596,7 +754,7 @@ describe('state machine', () => {
     for (const [choiceName, arrayName, singleName, queue, jobDef] of cases) {
       const choice = get(choiceName);
       expect(choice.Choices).toEqual([
-        { Variable: '$.plan.arraySize', NumericGreaterThan: 1, Next: arrayName },
+        { Variable: '$.work.arraySize', NumericGreaterThan: 1, Next: arrayName },
       ]);
       expect(choice.Default).toBe(singleName);
       for (const name of [arrayName, singleName]) {
@@ -607,10 +765,12 @@ describe('state machine', () => {
           JobDefinition: ref(jobDef),
           Parameters: { 'jobId.$': '$.plan.jobId' },
         });
-        expect(task.ResultPath).toBeNull();
+        // The job description can exceed 256 KiB: only its id and status are kept.
+        expect(task.ResultSelector).toEqual({ 'JobId.$': '$.JobId', 'Status.$': '$.Status' });
+        expect(task.ResultPath).toBe('$.batch');
         expect(task.Next).toBe(STATES.countRound);
       }
-      expect(get(arrayName).Parameters!.ArrayProperties).toEqual({ 'Size.$': '$.plan.arraySize' });
+      expect(get(arrayName).Parameters!.ArrayProperties).toEqual({ 'Size.$': '$.work.arraySize' });
       expect(get(singleName).Parameters!.ArrayProperties).toBeUndefined();
     }
   });
@@ -618,21 +778,22 @@ describe('state machine', () => {
   it('a failed Batch job goes on to Verify (the ledger decides); other errors to MarkFailed', () => {
     for (const name of [STATES.workGpuArray, STATES.workGpu, STATES.workCpuArray, STATES.workCpu]) {
       expect(get(name).Catch).toEqual([
-        { ErrorEquals: ['States.TaskFailed'], ResultPath: '$.workError', Next: STATES.countRound },
+        // {Error, Cause}: Cause is the job description (JSON) Verify reads the failed children from.
+        { ErrorEquals: ['States.TaskFailed'], ResultPath: '$.batch', Next: STATES.countRound },
         { ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: STATES.stepFailed },
       ]);
     }
-    expect(get(STATES.countRound).Parameters).toEqual({
-      'round.$': 'States.MathAdd($.work.round, 1)',
-    });
     expect(get(STATES.countRound).Next).toBe(STATES.verify);
-    expect(get(STATES.startRounds).Result).toEqual({ round: 0 });
   });
 
   it('verify: COMPLETE blends, INCOMPLETE with redrive works again, anything else fails with the reason', () => {
     const verify = get(STATES.verify);
     expect(verify.Resource).toBe(arnOf(stack.functions.fns.verify));
-    expect(verify.Parameters).toEqual({ 'jobId.$': '$.plan.jobId', 'round.$': '$.work.round' });
+    expect(verify.Parameters).toEqual({
+      'jobId.$': '$.plan.jobId',
+      'round.$': '$.work.round',
+      'batch.$': '$.batch',
+    });
     expect(verify.ResultPath).toBe('$.verify');
     const verified = get(STATES.verified);
     expect(verified.Choices).toEqual([
@@ -642,7 +803,7 @@ describe('state machine', () => {
           { Variable: '$.verify.status', StringEquals: 'INCOMPLETE' },
           { Variable: '$.verify.redrive', BooleanEquals: true },
         ],
-        Next: STATES.chooseQueue,
+        Next: STATES.nextRound,
       },
       { Variable: '$.verify.reason', IsPresent: true, Next: STATES.unfinished },
     ]);
@@ -670,6 +831,11 @@ describe('state machine', () => {
     expect(blend.ToleratedFailureCount ?? 0).toBe(0);
     expect(blend.MaxConcurrency).toBeGreaterThan(0);
     expect(blend.ResultPath).toBeNull();
+    // Children's results go to S3, per job, never back into the state (256 KiB limit).
+    expect(blend.ResultWriter).toEqual({
+      Resource: 'arn:<Ref:AWS::Partition>:states:::s3:putObject',
+      Parameters: { Bucket: ref(stack.storage.bucket), 'Prefix.$': '$.plan.blendResultsPrefix' },
+    });
     expect(blend.Next).toBe(STATES.finalize);
     const range = get(STATES.blendRange);
     expect(range.Resource).toBe(arnOf(stack.functions.fns.blend));
@@ -789,19 +955,27 @@ describe('state machine runs (aws-local-stepfunctions, stub handlers)', () => {
     });
   const verdict =
     (v: Partial<VerifyTaskResult>) =>
-    (e: { round: number }): VerifyTaskResult => ({
+    (e: VerifyTaskEvent): VerifyTaskResult => ({
       jobId: 'job-1',
       status: 'COMPLETE',
       round: e.round,
       redrive: false,
       remaining: 0,
+      arraySize: 1,
       ...v,
     });
+  // What submitJob.sync returns: the whole job description (only JobId and Status are kept).
+  const described = (jobId: string) => () => ({
+    JobId: jobId,
+    JobName: 'tessera-job-1',
+    Status: 'SUCCEEDED',
+    Container: { Command: ['worker', '--job', 'job-1'], LogStreamName: 'worker/x/y' },
+  });
   const stubs: Handlers = {
-    [STATES.workGpuArray]: () => ({}),
-    [STATES.workGpu]: () => ({}),
-    [STATES.workCpuArray]: () => ({}),
-    [STATES.workCpu]: () => ({}),
+    [STATES.workGpuArray]: described('batch-gpu-array'),
+    [STATES.workGpu]: described('batch-gpu'),
+    [STATES.workCpuArray]: described('batch-cpu-array'),
+    [STATES.workCpu]: described('batch-cpu'),
     [STATES.blendRange]: (i: BlendItem) => ({ jobId: i.jobId, blocks: i.to - i.from }),
     [STATES.finalize]: (i: { jobId: string }) => ({
       jobId: i.jobId,
@@ -845,9 +1019,11 @@ describe('state machine runs (aws-local-stepfunctions, stub handlers)', () => {
   it('re-drives while verify says INCOMPLETE, then blends every item and finalizes', async () => {
     let rounds = 0;
     const r = await run({
-      [STATES.plan]: planned('gpu', 3, 2),
-      [STATES.verify]: (e: { round: number }) =>
-        verdict(++rounds < 2 ? { status: 'INCOMPLETE', redrive: true, remaining: 2 } : {})(e),
+      [STATES.plan]: planned('gpu', 5, 2),
+      [STATES.verify]: (e: VerifyTaskEvent) =>
+        verdict(
+          ++rounds < 2 ? { status: 'INCOMPLETE', redrive: true, remaining: 2, arraySize: 2 } : {},
+        )(e),
     });
     expect(r.error).toBeUndefined();
     expect(r.output).toEqual(stubs[STATES.finalize]!({ jobId: 'job-1' } as never));
@@ -861,14 +1037,44 @@ describe('state machine runs (aws-local-stepfunctions, stub handlers)', () => {
       STATES.blendRange,
       STATES.finalize,
     ]);
+    // The first round starts the plan's fleet; the re-drive only what Verify asked for.
     expect(r.calls[1]![1]).toMatchObject({
-      ArrayProperties: { Size: 3 },
+      ArrayProperties: { Size: 5 },
       Parameters: { jobId: 'job-1' },
     });
+    expect(r.calls[3]![1]).toMatchObject({ ArrayProperties: { Size: 2 } });
+    // Verify sees the round's Batch job (id and status only, not the whole description).
+    const batch = { JobId: 'batch-gpu-array', Status: 'SUCCEEDED' };
     expect(r.calls.filter(([n]) => n === STATES.verify).map(([, i]) => i)).toEqual([
-      { jobId: 'job-1', round: 1 },
-      { jobId: 'job-1', round: 2 },
+      { jobId: 'job-1', round: 1, batch },
+      { jobId: 'job-1', round: 2, batch },
     ]);
+  });
+
+  it('a re-drive with one chunk left submits a single job, not the array', async () => {
+    let rounds = 0;
+    const r = await run({
+      [STATES.plan]: planned('cpu', 40, 0),
+      [STATES.verify]: (e: VerifyTaskEvent) =>
+        verdict(
+          ++rounds < 2 ? { status: 'INCOMPLETE', redrive: true, remaining: 1, arraySize: 1 } : {},
+        )(e),
+    });
+    expect(r.error).toBeUndefined();
+    expect(named(r.calls)).toEqual([
+      STATES.plan,
+      STATES.workCpuArray,
+      STATES.verify,
+      STATES.workCpu,
+      STATES.verify,
+      STATES.finalize,
+    ]);
+    expect(r.calls[1]![1]).toMatchObject({ ArrayProperties: { Size: 40 } });
+    expect(r.calls[3]![1]).not.toHaveProperty('ArrayProperties');
+    expect((r.calls[4]![1] as VerifyTaskEvent).batch).toEqual({
+      JobId: 'batch-cpu',
+      Status: 'SUCCEEDED',
+    });
   });
 
   it('one worker on CPU: a non-array job; no seams: straight to Finalize', async () => {
@@ -903,6 +1109,11 @@ describe('state machine runs (aws-local-stepfunctions, stub handlers)', () => {
     });
     expect(r.error).toBeUndefined();
     expect(named(r.calls)).toEqual([STATES.plan, STATES.workGpu, STATES.verify, STATES.finalize]);
+    // The catch output ({Error, Cause}; on AWS, Cause is the job description) reaches Verify.
+    expect((r.calls[2]![1] as VerifyTaskEvent).batch).toEqual({
+      Error: 'States.TaskFailed',
+      Cause: 'Array child 3 failed',
+    });
   });
 
   it('a planner error reaches MarkFailed with the manifest and the error', async () => {
@@ -948,6 +1159,9 @@ describe('outputs and monitoring', () => {
     expect(outputs.CpuQueueArn!.Value).toEqual({
       'Fn::GetAtt': [logicalId(stack.compute.cpuQueue), 'JobQueueArn'],
     });
+    expect(outputs.HybridWorkerRoleArn!.Value).toEqual({
+      'Fn::GetAtt': [logicalId(stack.workers.hybridRole), 'Arn'],
+    });
   });
 
   it('alarms on failed executions and planner errors; blocked queues and alarms reach the e-mail topic', () => {
@@ -967,6 +1181,100 @@ describe('outputs and monitoring', () => {
       Endpoint: KNOBS.alarmEmail,
     });
     expect(ofType('AWS::CloudWatch::Dashboard')).toHaveLength(1);
+  });
+
+  it("the topic policy lets this account's CloudWatch alarms publish (it replaces SNS's default), and EventBridge", () => {
+    const topic = logicalId(stack.monitoring.topic);
+    const policies = ofType('AWS::SNS::TopicPolicy').filter(([, p]) =>
+      mentions(p.Properties.Topics, topic),
+    );
+    expect(policies).toHaveLength(1);
+    const stmts = (
+      policies[0]![1].Properties.PolicyDocument as {
+        Statement: Array<
+          Statement & { Principal?: unknown; Condition?: Record<string, Record<string, unknown>> }
+        >;
+      }
+    ).Statement;
+    const by = (service: string) =>
+      stmts.filter(
+        (s) =>
+          s.Effect === 'Allow' &&
+          JSON.stringify(s.Principal) === JSON.stringify({ Service: service }),
+      );
+    const cloudwatch = by('cloudwatch.amazonaws.com');
+    expect(cloudwatch).toHaveLength(1);
+    expect(cloudwatch[0]!.Action).toBe('sns:Publish');
+    expect(cloudwatch[0]!.Resource).toEqual({ Ref: topic });
+    expect(cloudwatch[0]!.Condition!.StringEquals).toEqual({
+      'aws:SourceAccount': { Ref: 'AWS::AccountId' },
+    });
+    expect(JSON.stringify(cloudwatch[0]!.Condition!.ArnLike!['aws:SourceArn'])).toMatch(
+      /":cloudwatch:",\{"Ref":"AWS::Region"\},":",\{"Ref":"AWS::AccountId"\},":alarm:\*"/,
+    );
+    expect(by('events.amazonaws.com')).toHaveLength(1);
+    // Nobody else may publish: the only other statement is the TLS-only deny.
+    expect(stmts.filter((s) => s.Effect === 'Allow')).toHaveLength(2);
+  });
+
+  it('every alarm notifies the topic', () => {
+    const topic = logicalId(stack.monitoring.topic);
+    const alarms = ofType('AWS::CloudWatch::Alarm');
+    expect(alarms.length).toBeGreaterThanOrEqual(5);
+    for (const [id, a] of alarms) expect(a.Properties.AlarmActions, id).toEqual([{ Ref: topic }]);
+  });
+
+  it('no progress: the watchdog runs every 5 minutes and its StalledJobs metric (Maximum ≥ 1) alarms', () => {
+    const watchdog = logicalId(stack.functions.fns.watchdog);
+    const rule = resources[logicalId(stack.monitoring.watchdogSchedule)]!.Properties;
+    expect(rule.ScheduleExpression).toBe('rate(5 minutes)');
+    expect(WATCHDOG_PERIOD.toMinutes()).toBe(5);
+    expect(JSON.stringify(rule.Targets)).toContain(`{"Fn::GetAtt":["${watchdog}","Arn"]}`);
+    template.hasResourceProperties('AWS::Lambda::Permission', {
+      Action: 'lambda:InvokeFunction',
+      FunctionName: { 'Fn::GetAtt': [watchdog, 'Arn'] },
+      Principal: 'events.amazonaws.com',
+    });
+    const stalled = resources[logicalId(stack.monitoring.stalledAlarm)]!.Properties;
+    expect(stalled).toMatchObject({
+      Namespace: 'Tessera',
+      MetricName: 'StalledJobs',
+      Dimensions: [{ Name: 'service', Value: 'tessera' }],
+      Statistic: 'Maximum',
+      Period: 300,
+      Threshold: 1,
+      EvaluationPeriods: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      AlarmActions: [{ Ref: logicalId(stack.monitoring.topic) }],
+    });
+    // The watchdog publishes exactly what the alarm watches.
+    expect(STALL_METRIC).toEqual({
+      namespace: 'Tessera',
+      name: 'StalledJobs',
+      dimensions: { service: 'tessera' },
+    });
+    const dashboard = JSON.stringify(
+      resources[logicalId(stack.monitoring.dashboard)]!.Properties.DashboardBody,
+    );
+    expect(dashboard).toContain('StalledJobs');
+  });
+
+  it('the watchdog gets the state machine, the stall bound and the stack environment', () => {
+    const env = (
+      resources[logicalId(stack.functions.fns.watchdog)]!.Properties.Environment as {
+        Variables: Record<string, unknown>;
+      }
+    ).Variables;
+    expect(env[ENV.stallMinutes]).toBe(String(KNOBS.stallMinutes));
+    expect(env[ENV.table]).toEqual({ Ref: logicalId(stack.storage.table) });
+    expect(env[ENV.bucket]).toEqual({ Ref: logicalId(stack.storage.bucket) });
+    const name = resources[logicalId(stack.pipeline.stateMachine)]!.Properties.StateMachineName;
+    expect(JSON.stringify(env[ENV.stateMachineArn])).toContain(`:stateMachine:${name}`);
+    const a = appFor();
+    const s = new TesseraStack(a, 'Patient', { knobs: { ...KNOBS, stallMinutes: 180 } });
+    Template.fromStack(s).hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ [ENV.stallMinutes]: '180' }) },
+    });
   });
 });
 
@@ -1025,33 +1333,6 @@ describe('variants', () => {
       ContainerProperties: { NetworkConfiguration: { AssignPublicIp: 'ENABLED' } },
     });
   });
-
-  it('Lambda bundles (esbuild, no Docker) carry no onnxruntime and stay small', () => {
-    const a = appFor({ bundle: true });
-    const s = new Stack(a, 'Bundled');
-    const storage = new Storage(s, 'Storage', {
-      partialsExpireDays: 7,
-      allowedBuckets: [],
-      retain: false,
-    });
-    new Functions(s, 'Functions', {
-      storage,
-      stateMachineName: 'x-pipeline',
-      maxRounds: 3,
-      maxChunks: 10,
-    });
-    const assembly = a.synth();
-    const bundles = readdirSync(assembly.directory)
-      .map((d) => join(assembly.directory, d, 'index.mjs'))
-      .filter((f) => existsSync(f));
-    expect(bundles).toHaveLength(Object.keys(HANDLERS).length);
-    expect(LAMBDA_EXTERNALS).toContain('onnxruntime-node');
-    for (const f of bundles) {
-      const code = readFileSync(f, 'utf8');
-      expect(code, f).not.toMatch(/onnxruntime/);
-      expect(statSync(f).size, f).toBeLessThan(10 * 1024 * 1024);
-    }
-  }, 120_000);
 });
 
 describe('worker containers', () => {

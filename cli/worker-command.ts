@@ -2,6 +2,14 @@
 // machine with credentials joins a running cloud job (hybrid fleet). Claims until no
 // work is left; SIGTERM or a spot interruption notice stops claiming, releases the
 // chunks in hand and exits well inside Batch's 30 s grace period.
+//
+// The exit code tells Batch what to do with the child (see WORKER_EXIT and the job
+// definitions' retry strategy):
+//   0                        no work left: done
+//   WORKER_EXIT.interrupted  SIGTERM, SIGINT or a spot notice: chunks released unspent; retry
+//   WORKER_EXIT.hung         the hang watchdog abandoned a chunk: the inference thread is
+//                            wedged, only a fresh process can infer again; retry
+//   anything else            a real failure (model unreadable, job missing): no retry
 
 import { hostname } from 'node:os';
 import { loadCloudJob } from '../adapters/aws/cloud-steps.ts';
@@ -10,7 +18,7 @@ import { readCloudEnv } from '../adapters/aws/env.ts';
 import { watchSpotInterruption } from '../adapters/aws/spot-notice.ts';
 import { openInBackground, ThreadedModel } from '../core/model/index.ts';
 import { ensureOutput, readModelBytes, runWorker } from '../core/pipeline/index.ts';
-import { ENV } from '../functions/contracts.ts';
+import { ENV, WORKER_EXIT } from '../functions/contracts.ts';
 import { intOption, parse } from './args.ts';
 
 const USAGE = `Usage: tessera worker --job <jobId> [--device cpu|gpu] [--threads N] [--batch N]
@@ -50,26 +58,8 @@ export async function workerCommand(args: string[]): Promise<number> {
       `${JSON.stringify({ time: new Date().toISOString(), jobId, ...record })}\n`,
     );
   };
-  const env = readCloudEnv();
-  const deps = cloudDeps(env, cloudClientsFromEnv(process.env, env));
-  const ctx = await loadCloudJob(deps, jobId);
-  const m = ctx.manifest;
-  // The model downloads and loads on its own while the worker claims and reads its first
-  // chunk (a spot replacement starts inferring sooner); one that fails to load hands that
-  // chunk back unspent and the worker exits with the model's error.
-  const model = openInBackground(
-    readModel(m.model.url, env.maxModelBytes).then((bytes) =>
-      ThreadedModel.open(
-        { bytes, name: m.model.url },
-        {
-          ...(m.model.sha256 ? { sha256: m.model.sha256 } : {}),
-          device: (device as 'cpu' | 'gpu' | undefined) ?? m.compute.device,
-          ...(values.threads ? { intraOpThreads: intOption(values.threads, 'threads', 1) } : {}),
-          log: (message) => log({ level: 'warn', message }),
-        },
-      ),
-    ),
-  );
+  // Listening from the start: a reclaim while the job and the model load is an
+  // interruption too (without a handler, SIGTERM would kill the process with no code).
   const controller = new AbortController();
   const stop = (why: string) => (): void => {
     if (controller.signal.aborted) return;
@@ -83,8 +73,58 @@ export async function workerCommand(args: string[]): Promise<number> {
       stop(`spot interruption notice (${a.action ?? 'terminate'} at ${a.time ?? 'soon'})`)(),
     log: (message) => log({ level: 'info', message }),
   });
+  try {
+    return await work(jobId, device, values, controller.signal, log);
+  } finally {
+    unwatch();
+  }
+}
+
+async function work(
+  jobId: string,
+  device: 'cpu' | 'gpu' | undefined,
+  values: Record<string, string | boolean | undefined>,
+  signal: AbortSignal,
+  log: (record: Record<string, unknown>) => void,
+): Promise<number> {
+  const env = readCloudEnv();
+  const deps = cloudDeps(env, cloudClientsFromEnv(process.env, env));
+  const ctx = await loadCloudJob(deps, jobId);
+  const m = ctx.manifest;
+  // The model downloads and loads on its own while the worker claims and reads its first
+  // chunk (a spot replacement starts inferring sooner); one that fails to load hands that
+  // chunk back unspent and the worker exits with the model's error.
+  let ranOn: string | undefined;
+  const model = openInBackground(
+    readModel(m.model.url, env.maxModelBytes).then((bytes) =>
+      ThreadedModel.open(
+        { bytes, name: m.model.url },
+        {
+          ...(m.model.sha256 ? { sha256: m.model.sha256 } : {}),
+          device: device ?? m.compute.device,
+          ...(values.threads ? { intraOpThreads: intOption(values.threads, 'threads', 1) } : {}),
+          log: (message) => log({ level: 'warn', message }),
+        },
+      ),
+    ),
+    (opened) => {
+      ranOn = opened.device;
+    },
+  );
   const arrayIndex = Number(process.env.AWS_BATCH_JOB_ARRAY_INDEX ?? 0);
   const owner = `${hostname()}-${process.pid}${process.env.AWS_BATCH_JOB_ID ? `-${process.env.AWS_BATCH_JOB_ID}` : ''}`;
+  const startIndex = startIndexFor(
+    Number.isInteger(arrayIndex) ? arrayIndex : 0,
+    ctx.plan.counts.chunks,
+  );
+  log({
+    level: 'info',
+    message: 'joined the job',
+    owner,
+    chunks: ctx.plan.counts.chunks,
+    startIndex,
+  });
+  let closeModel = true;
   try {
     const stats = await runWorker({
       ctx,
@@ -93,12 +133,9 @@ export async function workerCommand(args: string[]): Promise<number> {
       output: await ensureOutput(ctx),
       owner,
       model: model.ready,
-      startIndex: startIndexFor(
-        Number.isInteger(arrayIndex) ? arrayIndex : 0,
-        ctx.plan.counts.chunks,
-      ),
+      startIndex,
       ...(values.batch ? { batchSize: intOption(values.batch, 'batch', 4) } : {}),
-      signal: controller.signal,
+      signal,
       hardStopMs: 20_000,
       onEvent: (event) =>
         log({
@@ -107,13 +144,63 @@ export async function workerCommand(args: string[]): Promise<number> {
           ...event,
         }),
     });
-    const ranOn = (await model.ready).device;
-    log({ level: 'info', message: 'worker finished', owner, device: ranOn, ...stats });
-    return 0;
+    if (stats.hung) {
+      const { chunkId, stalledMs, boundMs } = stats.hung;
+      log({
+        level: 'error',
+        message:
+          `inference of chunk ${chunkId} finished no batch in ${Math.round(stalledMs / 1000)} s ` +
+          `(bound ${Math.round(boundMs / 1000)} s): the chunk is abandoned (its lease runs out and ` +
+          'another worker re-claims it) and this worker exits for a fresh process to take its place',
+        owner,
+        device: ranOn,
+        ...stats,
+      });
+      closeModel = false;
+      await closeWedgedModel(
+        model
+          .close()
+          .catch((e: unknown) =>
+            log({ level: 'warn', message: `closing the model failed: ${String(e)}` }),
+          ),
+        log,
+      );
+      return WORKER_EXIT.hung;
+    }
+    const interrupted = signal.aborted;
+    log({ level: 'info', message: 'worker finished', owner, device: ranOn, interrupted, ...stats });
+    return interrupted ? WORKER_EXIT.interrupted : 0;
   } finally {
-    unwatch();
-    await model.close();
+    if (closeModel) await model.close();
   }
+}
+
+/**
+ * ThreadedModel.close() waits 30 s for the thread to answer, then terminates it. A thread
+ * wedged in JavaScript stops then, and the process exits with its code. One wedged inside
+ * the runtime's native code (onnxruntime runs sessions synchronously) can be stopped by
+ * nothing, and Node joins every thread before it exits, so no exit code can be returned:
+ * the process kills itself instead. (As a container's PID 1 a process cannot; the job
+ * definition then needs an init process.)
+ */
+async function closeWedgedModel(
+  closing: Promise<void>,
+  log: (record: Record<string, unknown>) => void,
+): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const stuck = new Promise<'stuck'>((resolve) => {
+    timer = setTimeout(() => resolve('stuck'), 45_000);
+  });
+  try {
+    if ((await Promise.race([closing, stuck])) !== 'stuck') return;
+  } finally {
+    clearTimeout(timer);
+  }
+  log({
+    level: 'error',
+    message: 'the inference thread cannot be stopped (stuck in native code): killing the process',
+  });
+  process.kill(process.pid, 'SIGKILL');
 }
 
 /** The model's bytes; over `maxBytes` it is refused (ModelTooLargeError) before the download. */

@@ -251,6 +251,95 @@ describe('worker role (Batch job role)', () => {
   });
 });
 
+describe('hybrid worker role (workers outside AWS Batch)', () => {
+  const hybrid = () => logicalId(stack.workers.hybridRole);
+  const worker = () => logicalId(stack.workers.jobRole);
+  const normalized = (roleId: string) =>
+    statementsOf(roleId)
+      .map((s) => JSON.stringify(s))
+      .sort();
+
+  it("holds exactly the Batch job role's statements: no more, no less", () => {
+    expect(normalized(hybrid()).length).toBeGreaterThan(3);
+    expect(normalized(hybrid())).toEqual(normalized(worker()));
+    // Attached only through its own policy: no managed policies, no inline extras.
+    expect(resources[hybrid()]!.Properties.ManagedPolicyArns).toBeUndefined();
+    expect(resources[hybrid()]!.Properties.Policies).toBeUndefined();
+  });
+
+  it('is assumable by principals of this account only (their own IAM decides who)', () => {
+    const trust = (
+      resources[hybrid()]!.Properties.AssumeRolePolicyDocument as {
+        Statement: Array<Statement & { Principal: unknown }>;
+      }
+    ).Statement;
+    expect(trust).toHaveLength(1);
+    expect(trust[0]!.Action).toBe('sts:AssumeRole');
+    expect(resolve((trust[0]!.Principal as { AWS: unknown }).AWS)).toBe(
+      'arn:aws:iam::ref::AWS::AccountId:root',
+    );
+  });
+
+  it('allows and refuses what the job role does, call by call', () => {
+    const table = `arn::${tableId}`;
+    const cases: Array<[string, string]> = [
+      ...READ_KEYS.map((k): [string, string] => ['s3:GetObject', object(k)]),
+      ...WRITE_KEYS.map((k): [string, string] => ['s3:PutObject', object(k)]),
+      ['s3:PutObject', object('manifests/evil.json')],
+      ['s3:PutObject', object(KEYS.status(JOB))],
+      ['s3:DeleteObject', object(`${KEYS.partialsPrefix(JOB)}x.bin`)],
+      ['s3:PutObject', allowedObject('outputs/em-seg.zarr/zarr.json')],
+      ['s3:PutObject', allowedObject('raw/em.zarr/zarr.json')],
+      ['dynamodb:UpdateItem', table],
+      ['dynamodb:Query', `${table}/index/open`],
+      ['dynamodb:DeleteTable', table],
+      ['states:StartExecution', 'arn:aws:states:us-east-1:123456789012:stateMachine:x'],
+      ['batch:SubmitJob', '*'],
+      ['iam:PassRole', '*'],
+    ];
+    for (const [action, arn] of cases)
+      expect(allows(hybrid(), action, arn), `${action} ${arn}`).toBe(allows(worker(), action, arn));
+    expect(allows(hybrid(), 's3:PutObject', object(WRITE_KEYS[0]!))).toBe(true);
+    expect(allows(hybrid(), 's3:PutObject', object('manifests/evil.json'))).toBe(false);
+  });
+});
+
+describe('state machine role', () => {
+  const sm = () => logicalId(stack.pipeline.stateMachine.role);
+  const jobArn = 'arn:aws:batch:ref::AWS::Region:ref::AWS::AccountId:job/0f1e2d3c';
+
+  it('may describe and terminate the Batch jobs it starts (submitJob.sync on stop and timeout)', () => {
+    expect(allows(sm(), 'batch:DescribeJobs', '*')).toBe(true);
+    expect(allows(sm(), 'batch:TerminateJob', jobArn)).toBe(true);
+    expect(allows(sm(), 'batch:TerminateJob', 'arn:aws:batch:us-east-1:999999999999:job/x')).toBe(
+      false,
+    );
+    for (const action of ['batch:CancelJob', 'batch:RegisterJobDefinition', 'batch:UpdateJobQueue'])
+      expect(allows(sm(), action, '*'), action).toBe(false);
+  });
+
+  it("writes the blend Map's results under jobs/<jobId>/blend-results/ and nowhere else", () => {
+    expect(allows(sm(), 's3:PutObject', object(`${KEYS.blendResults(JOB)}abc/manifest.json`))).toBe(
+      true,
+    );
+    expect(
+      allows(
+        sm(),
+        's3:AbortMultipartUpload',
+        object(`${KEYS.blendResults(JOB)}abc/SUCCEEDED_0.json`),
+      ),
+    ).toBe(true);
+    for (const key of [
+      'manifests/x.json',
+      KEYS.status(JOB),
+      KEYS.blendItems(JOB),
+      'outputs/cells.zarr/zarr.json',
+      'models/m.onnx',
+    ])
+      expect(allows(sm(), 's3:PutObject', object(key)), key).toBe(false);
+  });
+});
+
 describe('planner and the other functions', () => {
   it('the planner cannot submit, cancel or define Batch jobs, and starts only this state machine', () => {
     const planner = roleOf(stack.functions.fns.planner);
@@ -311,6 +400,32 @@ describe('planner and the other functions', () => {
     expect(
       allows(roleOf(stack.functions.fns.blend), 's3:PutObject', object(KEYS.status(JOB))),
     ).toBe(false);
+  });
+
+  it('verify reads Batch job descriptions (ListJobs, DescribeJobs) and cannot change any job', () => {
+    const verify = roleOf(stack.functions.fns.verify);
+    for (const action of ['batch:ListJobs', 'batch:DescribeJobs'])
+      expect(allows(verify, action, '*'), action).toBe(true);
+    for (const action of ['batch:TerminateJob', 'batch:CancelJob', 'batch:SubmitJob'])
+      expect(allows(verify, action, '*'), action).toBe(false);
+  });
+
+  it('the watchdog lists executions of this state machine, reads the ledger, writes only jobs/', () => {
+    const watchdog = roleOf(stack.functions.fns.watchdog);
+    const name = resources[logicalId(stack.pipeline.stateMachine)]!.Properties.StateMachineName;
+    const own = `arn:aws:states:ref::AWS::Region:ref::AWS::AccountId:stateMachine:${String(name)}`;
+    expect(allows(watchdog, 'states:ListExecutions', own)).toBe(true);
+    expect(allows(watchdog, 'states:ListExecutions', `${own}-other`)).toBe(false);
+    expect(allows(watchdog, 'states:StopExecution', `${own}:x`)).toBe(false);
+    expect(allows(watchdog, 'states:StartExecution', own)).toBe(false);
+    const table = `arn::${tableId}`;
+    expect(allows(watchdog, 'dynamodb:Query', table)).toBe(true);
+    for (const action of ['dynamodb:UpdateItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem'])
+      expect(allows(watchdog, action, table), action).toBe(false);
+    expect(allows(watchdog, 's3:PutObject', object(KEYS.progress(JOB)))).toBe(true);
+    expect(allows(watchdog, 's3:PutObject', object(KEYS.status(JOB)))).toBe(true);
+    for (const key of ['outputs/cells.zarr/zarr.json', 'manifests/x.json', 'models/m.onnx'])
+      expect(allows(watchdog, 's3:PutObject', object(key)), key).toBe(false);
   });
 
   it('verify and markFailed never write outputs; markFailed has no ledger access', () => {

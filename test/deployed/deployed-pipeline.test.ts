@@ -523,7 +523,7 @@ describe('the deployed pipeline: the synthesized assembly, run end to end on loo
       timings.seamScenario = run.seconds;
       seamJob = run.jobId;
       process.stderr.write(
-        `seam job: ${run.seconds.toFixed(1)} s; ${statesOf(run.jobId).join(' → ')}\n`,
+        `seam job: ${run.seconds.toFixed(1)} s; ${statesOf(run.jobId).join(' → ')}\n${childSummary(run.jobId)}\n`,
       );
       expect(run.execution.status, `${describeRun(run)}\n${workerLogs(run.jobId)}`).toBe(
         'SUCCEEDED',
@@ -598,7 +598,7 @@ describe('the deployed pipeline: the synthesized assembly, run end to end on loo
       });
       timings.poisonScenario = run.seconds;
       process.stderr.write(
-        `poison job: ${run.seconds.toFixed(1)} s; ${statesOf(run.jobId).join(' → ')}\n`,
+        `poison job: ${run.seconds.toFixed(1)} s; ${statesOf(run.jobId).join(' → ')}\n${childSummary(run.jobId)}\n`,
       );
       expect(run.execution.status, describeRun(run)).toBe('FAILED');
       const grid = new Plan({ volumeShape: shape, patchShape: patch, overlap, chunkShape });

@@ -26,6 +26,7 @@ import {
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fsFaultAdvice } from '../core/ledger/errors.ts';
+import { OutputOwnedError } from '../core/volume/errors.ts';
 import { ownerOf } from '../core/volume/output-owner.ts';
 
 /** output.url cannot be used; nothing was written. */
@@ -141,11 +142,8 @@ function checkContents(o: OutputLocationInput, output: string, refuse: Refuse): 
   const owners = [join(output, 'zarr.json'), join(output, '0', 'zarr.json')].map(ownerIn);
   if (owners.includes(o.jobId)) return;
   const other = owners.find((x) => x !== undefined);
-  if (other !== undefined)
-    refuse(
-      `the output of job ${other}`,
-      `holds the output of another job, "${other}" (this one is "${o.jobId}"); choose another output.url, or delete that output if it is no longer wanted`,
-    );
+  // The same refusal the output's writers make (output-owner.ts), made before any write.
+  if (other !== undefined) throw new OutputOwnedError(output, other, o.jobId);
   const shown = named
     .slice(0, 3)
     .map((e) => e.name)

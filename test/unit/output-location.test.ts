@@ -135,7 +135,15 @@ describe('checkOutputLocation refuses', () => {
         attributes: { tessera: { job: 'other-99' } },
       }),
     );
-    expect(refusal(p)).toMatch(/holds the output of another job, "other-99"/);
+    const before = tree(p.baseDir);
+    expect(() => checkOutputLocation(p)).toThrow(
+      expect.objectContaining({
+        name: 'OutputOwnedError',
+        owner: 'other-99',
+        jobId: 'job-1234abcd',
+      }),
+    );
+    expect(tree(p.baseDir)).toEqual(before);
   });
 
   it('a path that is a file, or below one, in words rather than ENOTDIR', () => {

@@ -175,7 +175,14 @@ function defaultSampleInput(template: CfnTemplate, ctx: CfnContext, jobId: strin
   const bucket = bucketRef ? ctx.physical[bucketRef]?.ref : undefined;
   return {
     manifest: { bucket, key: `manifests/${jobId}.json` },
-    plan: { jobId, bucket, blendItemsKey: KEYS.blendItems(jobId), arraySize: 2, device: 'gpu' },
+    plan: {
+      jobId,
+      bucket,
+      blendItemsKey: KEYS.blendItems(jobId),
+      blendResultsPrefix: KEYS.blendResults(jobId),
+      arraySize: 2,
+      device: 'gpu',
+    },
     work: { round: 0, arraySize: 2 },
   };
 }
@@ -425,8 +432,14 @@ function stateMachineCalls(
           );
         else s3Call('s3:GetObject', bucket, key, SOURCES.distributedMap);
       } else if (/:s3:listObjectsV2$/.test(reader.Resource)) {
-        const prefix = parameter(rp, 'Prefix', input) ?? '';
-        s3Call('s3:ListBucket', bucket, '', SOURCES.distributedMap, { 's3:prefix': prefix });
+        const prefix = optionalParameter(rp, 'Prefix', input);
+        if (prefix === undefined)
+          problem(
+            's3:ListBucket',
+            `map ${name}: ItemReader Prefix is not known from the sample input`,
+            SOURCES.distributedMap,
+          );
+        else s3Call('s3:ListBucket', bucket, '', SOURCES.distributedMap, { 's3:prefix': prefix });
       } else
         problem(
           '?',
@@ -438,11 +451,11 @@ function stateMachineCalls(
     if (writer?.Resource) {
       const wp = writer.Parameters ?? {};
       const bucket = parameter(wp, 'Bucket', input);
-      const prefix = parameter(wp, 'Prefix', input) ?? '';
-      if (!bucket)
+      const prefix = optionalParameter(wp, 'Prefix', input);
+      if (!bucket || prefix === undefined)
         problem(
           's3:PutObject',
-          `map ${name}: ResultWriter Bucket is not known from the sample input`,
+          `map ${name}: ResultWriter ${bucket ? 'Prefix' : 'Bucket'} is not known from the sample input (${JSON.stringify(wp)})`,
           SOURCES.resultWriter,
         );
       else {
@@ -507,6 +520,16 @@ export function parameter(
   const expr = params[`${key}.$`];
   if (typeof expr !== 'string') return undefined;
   return evalPath(expr.trim(), input);
+}
+
+/** parameter() for an optional field: '' when absent, undefined when given but unknown. */
+function optionalParameter(
+  params: Record<string, unknown>,
+  key: string,
+  input: unknown,
+): string | undefined {
+  if (params[key] === undefined && params[`${key}.$`] === undefined) return '';
+  return parameter(params, key, input);
 }
 
 function evalPath(expr: string, input: unknown): string | undefined {
@@ -575,10 +598,14 @@ function snsPublish(
       principal: service,
       action: 'sns:Publish',
       resource: topic,
+      // Services publishing to SNS carry the source account both as aws:SourceAccount and
+      // as the older aws:SourceOwner that the topic's default policy tests (SNS developer
+      // guide, "aws:SourceAccount and aws:SourceOwner").
       context: {
         'aws:SecureTransport': 'true',
         'aws:SourceArn': sourceArn,
         'aws:SourceAccount': ctx.account,
+        'aws:SourceOwner': ctx.account,
       },
       identity: [],
       resourcePolicy: policy,

@@ -37,8 +37,10 @@ export interface RecorderOptions {
    * keySchemasFromTemplate. A table missing here is described once through the upstream.
    */
   keySchemas?: KeySchemas;
-  /** Components to give an endpoint up front (endpointFor also starts them on demand). */
+  /** Components to give an endpoint up front. */
   components?: readonly string[];
+  /** Endpoints kept ready for components endpointFor meets later (default 8). */
+  spares?: number;
 }
 
 export interface Recorder {
@@ -55,19 +57,27 @@ export class RecorderError extends Error {
 
 export async function startRecorder(o: RecorderOptions): Promise<Recorder> {
   const r = new RecordingProxy(o);
-  for (const c of o.components ?? []) r.endpointFor(c);
-  await r.ready();
+  await r.start(o.components ?? [], o.spares ?? 8);
   return r;
+}
+
+interface Endpoint {
+  server: Server;
+  url: string;
+  /** The component it records for; set when it is handed out. */
+  component: string;
 }
 
 class RecordingProxy implements Recorder {
   readonly calls: RecordedCall[] = [];
-  private readonly servers = new Map<string, { server: Server; url: string }>();
+  private readonly servers = new Map<string, Endpoint>();
+  private readonly spares: Endpoint[] = [];
+  private readonly all: Server[] = [];
+  private stopped = false;
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 64 });
   private readonly arn: ArnContext;
   private readonly keySchemas = new Map<string, TableKeySchema>();
   private readonly described = new Map<string, Promise<TableKeySchema | undefined>>();
-  private readonly listening: Promise<void>[] = [];
 
   constructor(private readonly o: RecorderOptions) {
     this.arn = {
@@ -81,8 +91,43 @@ class RecordingProxy implements Recorder {
   endpointFor(component: string): string {
     const known = this.servers.get(component);
     if (known) return known.url;
-    const server = createServer((req, res) => {
-      void this.handle(component, req).then(
+    // endpointFor is synchronous for the twin, and a server learns its port only once it
+    // listens: so servers are started ahead (startRecorder) and handed out from a pool,
+    // which refills in the background.
+    const spare = this.spares.shift();
+    if (!spare)
+      throw new RecorderError(
+        `no spare endpoint left for component "${component}": list the components in startRecorder({ components }) or raise spares`,
+      );
+    spare.component = component;
+    this.servers.set(component, spare);
+    void this.addSpare();
+    return spare.url;
+  }
+
+  /** Starts `components`' servers and the spare pool. */
+  async start(components: readonly string[], spares: number): Promise<void> {
+    await Promise.all(
+      components.map(async (c) => {
+        const s = await this.listen();
+        s.component = c;
+        this.servers.set(c, s);
+      }),
+    );
+    await Promise.all(Array.from({ length: spares }, () => this.addSpare()));
+  }
+
+  private async addSpare(): Promise<void> {
+    const s = await this.listen();
+    if (this.stopped) s.server.close();
+    else this.spares.push(s);
+  }
+
+  private async listen(): Promise<Endpoint> {
+    const endpoint: Endpoint = { server: createServer(), url: '', component: '' };
+    const server = endpoint.server;
+    server.on('request', (req, res) => {
+      void this.handle(endpoint.component, req).then(
         (answer) => {
           if (!answer) {
             res.socket?.destroy();
@@ -103,34 +148,21 @@ class RecordingProxy implements Recorder {
       );
     });
     server.keepAliveTimeout = 30_000;
-    this.listening.push(
-      new Promise<void>((resolve, reject) => {
-        server.once('listening', resolve);
-        server.once('error', reject);
-      }),
-    );
-    // Listening on a numeric address binds synchronously in Node, so the port is known
-    // here and endpointFor can stay synchronous for the twin.
-    server.listen(0, '127.0.0.1');
-    const a = server.address() as AddressInfo | null;
-    if (!a)
-      throw new RecorderError(
-        `could not bind a loopback port for component "${component}" synchronously; list it in startRecorder({ components })`,
-      );
-    const url = `http://127.0.0.1:${a.port}`;
-    this.servers.set(component, { server, url });
-    return url;
-  }
-
-  async ready(): Promise<void> {
-    await Promise.all(this.listening);
+    this.all.push(server);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', resolve);
+    });
+    endpoint.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    return endpoint;
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     this.agent.destroy();
     await Promise.all(
-      [...this.servers.values()].map(
-        ({ server }) =>
+      this.all.map(
+        (server) =>
           new Promise<void>((resolve) => {
             server.closeAllConnections();
             server.close(() => resolve());
@@ -138,6 +170,7 @@ class RecordingProxy implements Recorder {
       ),
     );
     this.servers.clear();
+    this.spares.length = 0;
   }
 
   private async handle(

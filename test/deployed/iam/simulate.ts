@@ -98,6 +98,11 @@ function explain(overall: string, analyses: RequestAnalysis[], r: AuthorizeReque
 export function formatDenials(denials: readonly Denial[]): string {
   if (denials.length === 0) return 'no denials';
   return denials
-    .map((d) => `role ${d.role} (${d.component}) may not ${d.action} on ${d.resource}: ${d.reason}`)
+    .map((d) =>
+      // A service principal is refused by a resource policy, not by a role of its own.
+      /^(AWS::|SNS default|trust policy|\(no )/.test(d.role)
+        ? `${d.component} may not ${d.action} on ${d.resource} under ${d.role}: ${d.reason}`
+        : `role ${d.role} (${d.component}) may not ${d.action} on ${d.resource}: ${d.reason}`,
+    )
     .join('\n');
 }

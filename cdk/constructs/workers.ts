@@ -162,6 +162,7 @@ export class Workers extends Construct {
         jobRole: this.jobRole,
         executionRole: this.executionRole,
         logging,
+        linuxParameters: workerInit(this, 'GpuLinux'),
       }),
     });
     this.cpuJobDefinition = new batch.EcsJobDefinition(this, 'CpuJob', {
@@ -180,7 +181,18 @@ export class Workers extends Construct {
         fargatePlatformVersion: ecs.FargatePlatformVersion.LATEST,
         fargateCpuArchitecture: ecs.CpuArchitecture.X86_64,
         ephemeralStorageSize: Size.gibibytes(50),
+        linuxParameters: workerInit(this, 'CpuLinux'),
       }),
     });
   }
+}
+
+/**
+ * An init process as PID 1 (docker --init). A worker whose inference thread hangs in
+ * native code cannot exit normally (Node joins its threads first) and SIGKILLs itself;
+ * the kernel ignores a signal PID 1 sends itself, so without an init the container would
+ * hang until the attempt timeout. It also reaps zombies.
+ */
+function workerInit(scope: Construct, id: string): batch.LinuxParameters {
+  return new batch.LinuxParameters(scope, id, { initProcessEnabled: true });
 }

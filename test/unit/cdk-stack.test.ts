@@ -1452,3 +1452,20 @@ describe('worker containers', () => {
     expect(bytes).toBeLessThan(20 * 1024 * 1024);
   });
 });
+
+describe('worker containers run under an init process', () => {
+  it('both job definitions set InitProcessEnabled (a self-SIGKILL of PID 1 would be ignored)', () => {
+    const defs = Template.fromStack(stack).findResources('AWS::Batch::JobDefinition');
+    const flags = Object.values(defs).map(
+      (d) =>
+        (
+          d as {
+            Properties: {
+              ContainerProperties: { LinuxParameters?: { InitProcessEnabled?: boolean } };
+            };
+          }
+        ).Properties.ContainerProperties.LinuxParameters?.InitProcessEnabled,
+    );
+    expect(flags).toEqual([true, true]);
+  });
+});

@@ -33,14 +33,10 @@ import {
   type PipelineInput,
   WORKER_EXIT,
 } from '../../functions/contracts.ts';
+import { emulatorChildEnv } from '../helpers/child-env.ts';
 import { type DynamoUnderTest, startDynamo } from '../helpers/dynamo-emulator.ts';
 import { FIXTURE_MODELS, lcgVolume, maxAbsDiff, referenceFor } from '../helpers/job-dir.ts';
-import {
-  EMULATOR_CREDENTIALS,
-  type S3Emulator,
-  startS3,
-  uniqueBucketName,
-} from '../helpers/s3-emulator.ts';
+import { type S3Emulator, startS3, uniqueBucketName } from '../helpers/s3-emulator.ts';
 
 const BIN = new URL('../../bin/tessera.js', import.meta.url).pathname;
 const SHAPE: Vec3 = [18, 40, 36];
@@ -57,19 +53,7 @@ const data = lcgVolume(SHAPE, 21);
 
 function workerEnv(): NodeJS.ProcessEnv {
   return {
-    ...process.env,
-    ...ddb.childEnv,
-    // Emulator endpoint and credentials only for our own s3rver; against LocalStack or a
-    // real account the environment's own endpoint and credentials apply.
-    ...(s3.emulated
-      ? {
-          AWS_ENDPOINT_URL_S3: s3.endpoint,
-          AWS_ACCESS_KEY_ID: EMULATOR_CREDENTIALS.accessKeyId,
-          AWS_SECRET_ACCESS_KEY: EMULATOR_CREDENTIALS.secretAccessKey,
-        }
-      : {}),
-    AWS_REGION: process.env.AWS_REGION ?? 'us-east-1',
-    AWS_EC2_METADATA_DISABLED: 'true',
+    ...emulatorChildEnv(s3, ddb),
     TESSERA_TABLE: table,
     TESSERA_BUCKET: bucket,
   };

@@ -14,13 +14,9 @@ import { S3Store } from '../../adapters/aws/s3-store.ts';
 import { watchdogStep } from '../../adapters/aws/watchdog.ts';
 import type { JobStatus } from '../../cli/job-status.ts';
 import { KEYS, type WorkerFailure } from '../../functions/contracts.ts';
+import { emulatorChildEnv } from '../helpers/child-env.ts';
 import { type DynamoUnderTest, startDynamo } from '../helpers/dynamo-emulator.ts';
-import {
-  EMULATOR_CREDENTIALS,
-  type S3Emulator,
-  startS3,
-  uniqueBucketName,
-} from '../helpers/s3-emulator.ts';
+import { type S3Emulator, startS3, uniqueBucketName } from '../helpers/s3-emulator.ts';
 
 const BIN = new URL('../../bin/tessera.js', import.meta.url).pathname;
 const run = promisify(execFile);
@@ -138,18 +134,7 @@ async function status(
   ...args: string[]
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    ...ddb.childEnv,
-    ...(s3.emulated
-      ? {
-          AWS_ENDPOINT_URL_S3: s3.endpoint,
-          // DynamoDB Local accepts any alphanumeric key, s3rver only its own.
-          AWS_ACCESS_KEY_ID: EMULATOR_CREDENTIALS.accessKeyId,
-          AWS_SECRET_ACCESS_KEY: EMULATOR_CREDENTIALS.secretAccessKey,
-        }
-      : {}),
-    AWS_REGION: process.env.AWS_REGION ?? 'us-east-1',
-    AWS_EC2_METADATA_DISABLED: 'true',
+    ...emulatorChildEnv(s3, ddb),
   };
   delete env.TESSERA_BUCKET;
   delete env.TESSERA_TABLE;

@@ -18,14 +18,10 @@ import type { Vec3 } from '../../core/geometry/index.ts';
 import type { Claim } from '../../core/ledger/index.ts';
 import { writeZarrArray } from '../../core/volume/write-array.ts';
 import { WORKER_EXIT } from '../../functions/contracts.ts';
+import { emulatorChildEnv } from '../helpers/child-env.ts';
 import { type DynamoUnderTest, startDynamo } from '../helpers/dynamo-emulator.ts';
 import { FIXTURE_MODELS, lcgVolume } from '../helpers/job-dir.ts';
-import {
-  EMULATOR_CREDENTIALS,
-  type S3Emulator,
-  startS3,
-  uniqueBucketName,
-} from '../helpers/s3-emulator.ts';
+import { type S3Emulator, startS3, uniqueBucketName } from '../helpers/s3-emulator.ts';
 
 const BIN = new URL('../../bin/tessera.js', import.meta.url).pathname;
 const SHAPE: Vec3 = [12, 20, 20];
@@ -75,17 +71,7 @@ afterAll(async () => {
 
 function workerEnv(): NodeJS.ProcessEnv {
   return {
-    ...process.env,
-    ...ddb.childEnv,
-    ...(s3.emulated
-      ? {
-          AWS_ENDPOINT_URL_S3: s3.endpoint,
-          AWS_ACCESS_KEY_ID: EMULATOR_CREDENTIALS.accessKeyId,
-          AWS_SECRET_ACCESS_KEY: EMULATOR_CREDENTIALS.secretAccessKey,
-        }
-      : {}),
-    AWS_REGION: process.env.AWS_REGION ?? 'us-east-1',
-    AWS_EC2_METADATA_DISABLED: 'true',
+    ...emulatorChildEnv(s3, ddb),
     TESSERA_TABLE: table,
     TESSERA_BUCKET: bucket,
   };

@@ -42,10 +42,18 @@ export function parseManifest(input: unknown, source?: string): Manifest {
 
 /** Parses manifest JSON text; a JSON syntax error becomes a ManifestError with path ''. */
 export function parseManifestText(text: string, source?: string): Manifest {
-  let value: unknown;
+  return parseManifest(parseManifestJson(text, source), source);
+}
+
+/**
+ * The manifest document as written: JSON.parse of `text` and nothing more (no schema, no
+ * defaults), what a job's identity is computed from (identity.ts). A JSON syntax error
+ * becomes a ManifestError with path ''.
+ */
+export function parseManifestJson(text: string, source?: string): unknown {
   try {
     // Editors on Windows may save a byte-order mark, which JSON.parse rejects.
-    value = JSON.parse(text.replace(/^\uFEFF/, ''));
+    return JSON.parse(text.replace(/^\uFEFF/, ''));
   } catch (error) {
     if (!(error instanceof SyntaxError)) throw error;
     throw new ManifestError([{ path: '', message: `not valid JSON: ${error.message}` }], {
@@ -53,7 +61,6 @@ export function parseManifestText(text: string, source?: string): Manifest {
       cause: error,
     });
   }
-  return parseManifest(value, source);
 }
 
 // Workers and the planner share one parsed manifest; freezing it turns an accidental

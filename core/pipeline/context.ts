@@ -19,6 +19,9 @@ import {
   VolumeFormatError,
 } from '../volume/index.ts';
 
+// Moved to the manifest module with job identity; re-exported for callers of this one.
+export { canonicalJson } from '../manifest/identity.ts';
+
 export interface JobContext {
   readonly jobId: string;
   readonly manifest: Manifest;
@@ -71,13 +74,21 @@ export class PlanLimitError extends Error {
   }
 }
 
-/** A job id that changes whenever the manifest does: `<name>-<8 hex of its canonical JSON>`. */
-export function jobIdFor(manifest: Manifest): string {
-  const digest = createHash('sha256').update(canonicalJson(manifest)).digest('hex');
+/**
+ * MIGRATION ONLY: the job id earlier releases gave a manifest, `<name>-<8 hex>` of the
+ * PARSED manifest with its defaults filled in (so it changed whenever a release changed a
+ * default). Job ids now come from the document as written (jobIdForDocument in
+ * core/manifest/identity.ts); this one is kept only to find a job that a state directory
+ * written by an earlier release holds under it (cli/job-files.ts resolveJobId).
+ */
+export function legacyJobIdFor(manifest: Manifest): string {
+  const digest = createHash('sha256').update(legacyCanonicalJson(manifest)).digest('hex');
   return `${manifest.name}-${digest.slice(0, 8)}`;
 }
 
-export function canonicalJson(value: unknown): string {
+// Byte for byte the serialisation earlier releases hashed; do not "fix" it, or the ids it
+// finds would no longer be the ones those releases wrote.
+function legacyCanonicalJson(value: unknown): string {
   return JSON.stringify(value, (_k, v: unknown) =>
     v && typeof v === 'object' && !Array.isArray(v)
       ? Object.fromEntries(

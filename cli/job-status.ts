@@ -14,7 +14,7 @@ import {
   leaseExpired,
   type StatusCounts,
 } from '../core/ledger/index.ts';
-import type { WorkerFailure } from '../functions/contracts.ts';
+import type { WorkerFailure } from '../contracts/cloud.ts';
 import type { WorkerPrice } from './prices.ts';
 
 export interface JobStatus {

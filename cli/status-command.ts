@@ -18,8 +18,8 @@ import { type Manifest, ManifestError, parseManifest } from '../core/manifest/in
 import { openJob } from '../core/pipeline/index.ts';
 import { neuroglancerLink } from '../core/pipeline/viewer.ts';
 import { MemoryStore } from '../core/store/index.ts';
-import type { JobStatusDocument } from '../functions/contracts.ts';
-import { ENV, KEYS } from '../functions/contracts.ts';
+import type { JobStatusDocument } from '../contracts/cloud.ts';
+import { ENV, KEYS } from '../contracts/cloud.ts';
 import { parse } from './args.ts';
 import {
   defaultStateDir,

@@ -31,7 +31,7 @@ import {
 import { openJob } from '../core/pipeline/index.ts';
 import { neuroglancerLink } from '../core/pipeline/viewer.ts';
 import { MemoryStore } from '../core/store/index.ts';
-import { ENV, KEYS } from '../functions/contracts.ts';
+import { ENV, KEYS } from '../contracts/cloud.ts';
 import { parse } from './args.ts';
 import { readStackOutputs } from './stack-outputs.ts';
 

@@ -23,7 +23,7 @@ import { manifestLocations } from '../adapters/aws/s3-events.ts';
 import { S3Store } from '../adapters/aws/s3-store.ts';
 import { type ChunkRow, OutputClaimedError } from '../core/ledger/index.ts';
 import { openOutputVolume } from '../core/volume/index.ts';
-import type { ManifestLocation, PipelineInput } from '../functions/contracts.ts';
+import type { ManifestLocation, PipelineInput } from '../contracts/cloud.ts';
 import { EMULATOR_CREDENTIALS } from '../test/helpers/s3-emulator.ts';
 import {
   type CloudLab,

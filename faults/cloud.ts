@@ -24,7 +24,7 @@ import { Box, type Vec3 } from '../core/geometry/index.ts';
 import type { ChunkRow } from '../core/ledger/index.ts';
 import { openOutputVolume } from '../core/volume/index.ts';
 import { writeZarrArray } from '../core/volume/write-array.ts';
-import type { BlendItem, ManifestLocation } from '../functions/contracts.ts';
+import type { BlendItem, ManifestLocation } from '../contracts/cloud.ts';
 import { type DynamoUnderTest, startDynamo } from '../test/helpers/dynamo-emulator.ts';
 import { FIXTURE_MODELS, lcgVolume, referenceFor } from '../test/helpers/job-dir.ts';
 import {

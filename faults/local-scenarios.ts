@@ -21,10 +21,10 @@ import { writeBrokenModels } from './models.ts';
 import { Rng } from './rng.ts';
 import type { Trial } from './trial.ts';
 
-const BIN = new URL('../bin/tessera.js', import.meta.url).pathname;
+export const BIN = new URL('../bin/tessera.js', import.meta.url).pathname;
 
 /** 18 chunks of 8 patches each. */
-const LOCAL = {
+export const LOCAL = {
   shape: [16, 40, 40] as Vec3,
   patch: [6, 10, 10] as Vec3,
   overlap: [2, 2, 2] as Vec3,
@@ -38,7 +38,7 @@ export interface LocalContext {
   log: (line: string) => void;
 }
 
-interface LocalJob {
+export interface LocalJob {
   dir: string;
   path: string;
   stateDir: string;
@@ -48,7 +48,7 @@ interface LocalJob {
   cleanup: () => void;
 }
 
-async function localJob(
+export async function localJob(
   model: string,
   o: { data?: Uint8Array | Float32Array; maxAttempts?: number; seed?: number } = {},
 ): Promise<LocalJob> {
@@ -82,7 +82,7 @@ async function localJob(
   };
 }
 
-async function rowsOf(job: LocalJob, jobId: string): Promise<ChunkRow[]> {
+export async function rowsOf(job: LocalJob, jobId: string): Promise<ChunkRow[]> {
   const ledger = await LocalLedger.open(join(job.stateDir, 'ledger'));
   try {
     const rows: ChunkRow[] = [];
@@ -93,13 +93,13 @@ async function rowsOf(job: LocalJob, jobId: string): Promise<ChunkRow[]> {
   }
 }
 
-type Judged = Pick<
+export type Judged = Pick<
   Trial,
   'outcome' | 'expected' | 'lost' | 'divergent' | 'reinferred' | 'equal' | 'violations'
 > & { rows: ChunkRow[] };
 
 /** A run that must succeed: every chunk DONE, output equal to the reference. */
-async function judgeSuccess(job: LocalJob, result: LocalRunResult): Promise<Judged> {
+export async function judgeSuccess(job: LocalJob, result: LocalRunResult): Promise<Judged> {
   const jobId = (await loadManifest(job.path)).jobId;
   const rows = await rowsOf(job, jobId);
   const got = await readOutput(job.dir, Box.ofShape(LOCAL.shape));
@@ -128,7 +128,7 @@ async function judgeSuccess(job: LocalJob, result: LocalRunResult): Promise<Judg
 }
 
 /** A run that must fail, naming exactly `expectFailed`; every other chunk DONE. */
-async function judgeFailure(
+export async function judgeFailure(
   job: LocalJob,
   result: LocalRunResult,
   expectFailed: ReadonlySet<string>,

@@ -15,6 +15,16 @@
 import { randomInt } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import {
+  ACCIDENT_ROWS,
+  doubleCtrlC,
+  fixThenRetry,
+  outputDirFull,
+  outputRefused,
+  repeatedKills,
+  stateDirFull,
+  zombieCoordinator,
+} from './accident-scenarios.ts';
 import { type CloudLab, startCloudLab } from './cloud.ts';
 import {
   type CloudContext,
@@ -195,6 +205,25 @@ const entries: Entry[] = [
     trials: 2,
     run: (t) => poisonChunk(local, t),
   },
+  ...(
+    [
+      ['state-full', ACCIDENT_ROWS.stateFull, 2, stateDirFull],
+      ['output-full', ACCIDENT_ROWS.outputFull, 2, outputDirFull],
+      ['repeated-kills', ACCIDENT_ROWS.repeatedKills, 2, repeatedKills],
+      ['double-ctrl-c', ACCIDENT_ROWS.doubleCtrlC, 2, doubleCtrlC],
+      ['fix-then-retry', ACCIDENT_ROWS.fixThenRetry, 1, fixThenRetry],
+      ['zombie', ACCIDENT_ROWS.zombie, 1, zombieCoordinator],
+      ['output-refused', ACCIDENT_ROWS.outputRefused, 1, outputRefused],
+    ] as const
+  ).map(
+    ([id, row, trials, run]): Entry => ({
+      id,
+      path: 'local',
+      rows: [row],
+      trials,
+      run: (t) => run(local, t),
+    }),
+  ),
   ...(Object.keys(BAD_MODEL_ROWS) as BadModel[]).map(
     (kind): Entry => ({
       id: `model-${kind}`,

@@ -7,7 +7,7 @@
 
 import { blendStep, finalizeStep } from '../adapters/aws/cloud-steps.ts';
 import { cloudDepsFromEnv } from '../adapters/aws/deps.ts';
-import type { BlendItem } from '../functions/contracts.ts';
+import type { BlendItem } from '../contracts/cloud.ts';
 
 const [step, arg] = process.argv.slice(2);
 const deps = cloudDepsFromEnv();

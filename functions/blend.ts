@@ -1,7 +1,7 @@
 // Blend Lambda: one Distributed Map item, a range of seam blocks.
 import { blendStep } from '../adapters/aws/cloud-steps.ts';
 import { cloudDepsFromEnv } from '../adapters/aws/deps.ts';
-import type { BlendItem } from './contracts.ts';
+import type { BlendItem } from '../contracts/cloud.ts';
 import { observe } from './observe.ts';
 
 const deps = cloudDepsFromEnv();

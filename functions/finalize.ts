@@ -1,7 +1,7 @@
 // Finalize Lambda: viewer metadata, report.json, status SUCCEEDED.
 import { finalizeStep } from '../adapters/aws/cloud-steps.ts';
 import { cloudDepsFromEnv } from '../adapters/aws/deps.ts';
-import type { FinalizeTaskEvent } from './contracts.ts';
+import type { FinalizeTaskEvent } from '../contracts/cloud.ts';
 import { observe } from './observe.ts';
 
 const deps = cloudDepsFromEnv();

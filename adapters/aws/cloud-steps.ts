@@ -42,8 +42,8 @@ import type {
   VerifyTaskResult,
   WorkBatchResult,
   WorkerFailure,
-} from '../../functions/contracts.ts';
-import { KEYS, WORKER_FAILURES_KEPT } from '../../functions/contracts.ts';
+} from '../../contracts/cloud.ts';
+import { KEYS, WORKER_FAILURES_KEPT } from '../../contracts/cloud.ts';
 import { BatchJobNotFoundError, BatchReadError } from './errors.ts';
 
 export interface CloudDeps {

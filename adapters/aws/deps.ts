@@ -10,7 +10,7 @@ import {
   type ManifestLocation,
   PARTIAL_TAG,
   type PipelineInput,
-} from '../../functions/contracts.ts';
+} from '../../contracts/cloud.ts';
 import { batchWorkFailures, makeBatchClient } from './batch-failures.ts';
 import { makeS3Client, registerS3 } from './clients.ts';
 import { withClockOffset } from './clock-offset.ts';

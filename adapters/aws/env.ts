@@ -1,7 +1,7 @@
 // Environment of the cloud components, read once. A missing variable is a deployment
 // error: say which one and where it comes from.
 
-import { ENV } from '../../functions/contracts.ts';
+import { ENV } from '../../contracts/cloud.ts';
 
 export class MissingEnvError extends Error {
   override readonly name = 'MissingEnvError';

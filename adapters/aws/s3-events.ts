@@ -3,7 +3,7 @@
 // bad payload is an S3EventError naming the record and field, never a TypeError.
 
 import type { S3Event } from 'aws-lambda';
-import type { ManifestLocation } from '../../functions/contracts.ts';
+import type { ManifestLocation } from '../../contracts/cloud.ts';
 import { S3EventError } from './errors.ts';
 
 /**

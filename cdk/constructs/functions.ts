@@ -22,7 +22,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import { Construct } from 'constructs';
-import { ENV, HANDLERS, KEYS } from '../../functions/contracts.ts';
+import { ENV, HANDLERS, KEYS } from '../../contracts/cloud.ts';
 import { acknowledge, acknowledgeFindings } from '../nag.ts';
 import { REPO_ROOT } from '../paths.ts';
 import type { Storage } from './storage.ts';

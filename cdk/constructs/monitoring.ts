@@ -26,7 +26,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { STALL_METRIC } from '../../functions/contracts.ts';
+import { STALL_METRIC } from '../../contracts/cloud.ts';
 import { acknowledge } from '../nag.ts';
 import type { FunctionName } from './functions.ts';
 

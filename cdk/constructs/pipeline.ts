@@ -27,7 +27,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { KEYS } from '../../functions/contracts.ts';
+import { KEYS } from '../../contracts/cloud.ts';
 import { acknowledgeFindings } from '../nag.ts';
 import type { FunctionName } from './functions.ts';
 import type { Storage } from './storage.ts';

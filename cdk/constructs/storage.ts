@@ -29,7 +29,7 @@ import {
   SK,
 } from '../../adapters/aws/dynamo-ledger.ts';
 import { CLOUD_OUTPUT_PREFIX } from '../../core/manifest/index.ts';
-import { KEYS, PARTIAL_TAG } from '../../functions/contracts.ts';
+import { KEYS, PARTIAL_TAG } from '../../contracts/cloud.ts';
 import { acknowledge, acknowledgeFindings } from '../nag.ts';
 
 export interface StorageProps {

@@ -21,7 +21,7 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { ENV, WORKER_EXIT } from '../../functions/contracts.ts';
+import { ENV, WORKER_EXIT } from '../../contracts/cloud.ts';
 import { acknowledgeFindings } from '../nag.ts';
 import { REPO_ROOT } from '../paths.ts';
 import type { Storage } from './storage.ts';

@@ -33,7 +33,7 @@ import { S3Store } from '../../adapters/aws/s3-store.ts';
 import { Box, Plan, type Vec3 } from '../../core/geometry/index.ts';
 import { openOutputVolume } from '../../core/volume/index.ts';
 import { writeZarrArray } from '../../core/volume/write-array.ts';
-import type { JobStatusDocument } from '../../functions/contracts.ts';
+import type { JobStatusDocument } from '../../contracts/cloud.ts';
 import { type DynamoUnderTest, startDynamo } from '../helpers/dynamo-emulator.ts';
 import { FIXTURE_MODELS, lcgVolume, maxAbsDiff, referenceFor } from '../helpers/job-dir.ts';
 import {
@@ -73,7 +73,7 @@ const ACCOUNT = '123456789012';
 const REGION = 'us-east-1';
 const MAX_CHILDREN = 3;
 const SCENARIO_TIMEOUT_MS = 240_000;
-/** The exit code the interrupted worker must use (functions/contracts.ts WORKER_EXIT.interrupted). */
+/** The exit code the interrupted worker must use (contracts/cloud.ts WORKER_EXIT.interrupted). */
 const INTERRUPTED = 75;
 
 let assembly: Assembly;

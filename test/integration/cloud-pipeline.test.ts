@@ -32,7 +32,7 @@ import {
   KEYS,
   type PipelineInput,
   WORKER_EXIT,
-} from '../../functions/contracts.ts';
+} from '../../contracts/cloud.ts';
 import { emulatorChildEnv } from '../helpers/child-env.ts';
 import { type DynamoUnderTest, startDynamo } from '../helpers/dynamo-emulator.ts';
 import { FIXTURE_MODELS, lcgVolume, maxAbsDiff, referenceFor } from '../helpers/job-dir.ts';

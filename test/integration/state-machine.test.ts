@@ -61,7 +61,7 @@ import type {
   PlanTaskEvent,
   PlanTaskResult,
   VerifyTaskEvent,
-} from '../../functions/contracts.ts';
+} from '../../contracts/cloud.ts';
 import { type DynamoUnderTest, startDynamo } from '../helpers/dynamo-emulator.ts';
 import { FIXTURE_MODELS, lcgVolume, maxAbsDiff, referenceFor } from '../helpers/job-dir.ts';
 import {

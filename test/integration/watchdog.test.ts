@@ -14,7 +14,7 @@ import {
   watchdogDepsFromEnv,
   watchdogStep,
 } from '../../adapters/aws/watchdog.ts';
-import { KEYS } from '../../functions/contracts.ts';
+import { KEYS } from '../../contracts/cloud.ts';
 import { type DynamoUnderTest, startDynamo } from '../helpers/dynamo-emulator.ts';
 import { type S3Emulator, startS3, uniqueBucketName } from '../helpers/s3-emulator.ts';
 

@@ -17,7 +17,7 @@ import { S3Store } from '../../adapters/aws/s3-store.ts';
 import type { Vec3 } from '../../core/geometry/index.ts';
 import type { Claim } from '../../core/ledger/index.ts';
 import { writeZarrArray } from '../../core/volume/write-array.ts';
-import { WORKER_EXIT } from '../../functions/contracts.ts';
+import { WORKER_EXIT } from '../../contracts/cloud.ts';
 import { emulatorChildEnv } from '../helpers/child-env.ts';
 import { type DynamoUnderTest, startDynamo } from '../helpers/dynamo-emulator.ts';
 import { FIXTURE_MODELS, lcgVolume } from '../helpers/job-dir.ts';

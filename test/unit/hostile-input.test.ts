@@ -78,7 +78,7 @@ import {
   VolumeReadError,
 } from '../../core/volume/index.ts';
 import { writeZarrArray } from '../../core/volume/write-array.ts';
-import { ENV, type ManifestLocation, type PipelineInput } from '../../functions/contracts.ts';
+import { ENV, type ManifestLocation, type PipelineInput } from '../../contracts/cloud.ts';
 import { FIXTURE_MODELS } from '../helpers/job-dir.ts';
 
 const PLAN_LIMIT_CHILD = new URL('../helpers/plan-limit-child.ts', import.meta.url).pathname;

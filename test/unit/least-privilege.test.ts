@@ -19,7 +19,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_KNOBS, type Knobs } from '../../cdk/knobs.ts';
 import { REPO_ROOT } from '../../cdk/paths.ts';
 import { TesseraStack } from '../../cdk/stack.ts';
-import { KEYS } from '../../functions/contracts.ts';
+import { KEYS } from '../../contracts/cloud.ts';
 
 type Resource = { Type: string; Properties: Record<string, unknown> };
 type Statement = {

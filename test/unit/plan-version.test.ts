@@ -25,7 +25,7 @@ import {
   unregisterStoreScheme,
 } from '../../core/store/index.ts';
 import { writeZarrArray } from '../../core/volume/write-array.ts';
-import type { ManifestLocation, PipelineInput } from '../../functions/contracts.ts';
+import type { ManifestLocation, PipelineInput } from '../../contracts/cloud.ts';
 
 const STACK = 'stack-bucket';
 const KEY = 'manifests/cells.json';

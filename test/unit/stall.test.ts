@@ -8,7 +8,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { listRunningExecutions } from '../../adapters/aws/sfn-executions.ts';
 import { stalledJobs } from '../../adapters/aws/stall.ts';
 import { stallMetricPublisher } from '../../adapters/aws/watchdog.ts';
-import { STALL_METRIC } from '../../functions/contracts.ts';
+import { STALL_METRIC } from '../../contracts/cloud.ts';
 
 const MIN = 60_000;
 const T0 = Date.UTC(2025, 0, 1, 12, 0, 0);

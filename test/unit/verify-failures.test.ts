@@ -24,7 +24,7 @@ import {
   type VerifyTaskEvent,
   WORKER_FAILURES_KEPT,
   type WorkerFailure,
-} from '../../functions/contracts.ts';
+} from '../../contracts/cloud.ts';
 
 const STACK = 'stack-bucket';
 const OOM = {

@@ -33,7 +33,7 @@
 // Paths in the definition (Bucket.$, Key.$, Prefix.$ with States.Format) are evaluated
 // against a sample state input (a concrete job id), so "any job" is checked on one.
 
-import { KEYS } from '../../../functions/contracts.ts';
+import { KEYS } from '../../../contracts/cloud.ts';
 import { type CfnContext, resolveCfn, resolveString } from '../cfn.ts';
 import {
   bucketPolicy,

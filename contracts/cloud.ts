@@ -1,0 +1,235 @@
+// The payloads between the pipeline's state machine and its Lambda handlers and Batch
+// workers. The CDK state machine (cdk/) and the handlers (functions/) both import these
+// types, so a renamed field fails to compile on both sides.
+//
+//   S3 ObjectCreated manifests/*.json ──► planner (S3 event) ──► StartExecution(name = jobId)
+//   StartExecution {manifest:{bucket,key,versionId?}} (from the trigger or another team's pipeline)
+//     ──► Plan (planner, idempotent) ──► Work (Batch array job, .sync) ──► Verify
+//         Verify INCOMPLETE (rounds left) ──► Work again;  FAILED ──► MarkFailed ──► Fail
+//         COMPLETE ──► Blend (Distributed Map over jobs/<jobId>/blend-items.json) ──► Finalize
+//     any error ──► MarkFailed (status.json FAILED with the reason) ──► Fail
+
+import { JOB_ID_SHAPE } from '../core/manifest/job-id.ts';
+
+/** Where a manifest lives: the state machine's input. */
+export interface ManifestLocation {
+  bucket: string;
+  key: string;
+  versionId?: string;
+}
+
+/** Input of an execution: what other teams' pipelines send (startExecution.sync:2). */
+export interface PipelineInput {
+  manifest: ManifestLocation;
+}
+
+/** Plan task (planner Lambda invoked by the state machine). */
+export interface PlanTaskEvent {
+  manifest: ManifestLocation;
+}
+export interface PlanTaskResult {
+  jobId: string;
+  /** Batch array size: workers to start, min(chunks, maxWorkers, 10,000); 1 means a non-array job. */
+  arraySize: number;
+  chunks: number;
+  seamBlocks: number;
+  /** Key of the JSON array of BlendItem the Distributed Map reads (in the stack's bucket). */
+  blendItemsKey: string;
+  blendItemCount: number;
+  /** Device the manifest asks for: which Batch queue the Work step uses. */
+  device: 'cpu' | 'gpu';
+}
+
+/** Verify task. */
+export interface VerifyTaskEvent {
+  jobId: string;
+  /** Work rounds done so far (the state machine counts). */
+  round: number;
+  /**
+   * The Work task's result (`$.batch`): `{JobId, Status}` when the Batch job succeeded,
+   * the States.TaskFailed catch's `{Error, Cause}` when it failed (Cause: the Batch job
+   * description as a JSON string, holding JobId). Absent before any Work round.
+   */
+  batch?: WorkBatchResult;
+}
+export interface WorkBatchResult {
+  JobId?: string;
+  Status?: string;
+  Error?: string;
+  Cause?: string;
+}
+export interface VerifyTaskResult {
+  jobId: string;
+  status: 'COMPLETE' | 'INCOMPLETE' | 'FAILED';
+  round: number;
+  /** True when INCOMPLETE and another Work round is allowed. */
+  redrive: boolean;
+  remaining: number;
+  /**
+   * The next Work round's fleet: max(1, min(compute.maxWorkers, 10,000, unfinished chunks)),
+   * so a re-drive for 3 leftover chunks starts 3 workers, not the whole array again.
+   */
+  arraySize: number;
+  /** Poison chunks, when FAILED: "chunk <id>: failed <n> attempt(s); last error: ..." lines. */
+  reason?: string;
+}
+
+/** One Distributed Map item: a range of the plan's seam-block enumeration. */
+export interface BlendItem {
+  jobId: string;
+  from: number;
+  to: number;
+}
+export interface BlendTaskResult {
+  jobId: string;
+  blocks: number;
+}
+
+/** Finalize task. */
+export interface FinalizeTaskEvent {
+  jobId: string;
+}
+export interface FinalizeTaskResult {
+  jobId: string;
+  status: 'SUCCEEDED';
+  output: string;
+  reportKey: string;
+}
+
+/** MarkFailed task: every failure path ends here before the Fail state. */
+export interface MarkFailedEvent {
+  jobId?: string;
+  manifest?: ManifestLocation;
+  /** States.ALL catch output: { Error, Cause }. */
+  error?: { Error?: string; Cause?: string };
+  reason?: string;
+}
+
+/**
+ * jobs/<jobId>/status.json in the bucket; a manifest that never became a job (rejected, or
+ * a Plan that failed before accepting it) has KEYS.rejectedStatus(<name>) instead,
+ * where `jobId` holds that name.
+ */
+export interface JobStatusDocument {
+  jobId: string;
+  status: 'REJECTED' | 'SUBMITTED' | 'PLANNED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED';
+  manifest: ManifestLocation;
+  updatedAt: string;
+  reason?: string;
+  errors?: { path: string; message: string }[];
+  output?: string;
+  executionArn?: string;
+  /**
+   * Batch workers that failed (newest rounds kept, at most WORKER_FAILURES_KEPT), as
+   * Verify read them from AWS Batch after each Work round that did not succeed.
+   */
+  workerFailures?: WorkerFailure[];
+  /**
+   * Set by the stall watchdog while the job has unfinished chunks and no chunk finished
+   * for TESSERA_STALL_MINUTES (since: when the finished count last moved, or the
+   * execution's start); removed once a chunk finishes.
+   */
+  stalled?: { since: string; minutes: number };
+}
+
+/** One failed Batch worker (an array child, or the single job) of a Work round. */
+export interface WorkerFailure {
+  /** The Work round (VerifyTaskEvent.round) whose Batch job it belonged to. */
+  round: number;
+  /** The child's job id (`<parent>:<index>` for array children). */
+  batchJobId: string;
+  /** Array index of the child; absent for a non-array job. */
+  index?: number;
+  /** Batch's statusReason ("Essential container in task exited", "CannotPullContainerError: ..."). */
+  statusReason: string;
+  exitCode?: number;
+  /** The container's reason ("OutOfMemoryError: Container killed due to memory usage"). */
+  reason?: string;
+  /** CloudWatch Logs stream of the container (log group /aws/batch/job). */
+  logStream?: string;
+}
+
+/** How many WorkerFailure entries status.json keeps (the newest). */
+export const WORKER_FAILURES_KEPT = 20;
+
+/** Environment of every Lambda and worker container (set by the stack). */
+export const ENV = {
+  table: 'TESSERA_TABLE',
+  bucket: 'TESSERA_BUCKET',
+  /** Comma-separated extra buckets manifests may read from / write to. */
+  allowedBuckets: 'TESSERA_ALLOWED_BUCKETS',
+  stateMachineArn: 'TESSERA_STATE_MACHINE_ARN',
+  maxChunks: 'TESSERA_MAX_CHUNKS',
+  maxRounds: 'TESSERA_MAX_ROUNDS',
+  /** Largest model file (bytes) a worker loads; default DEFAULT_MAX_MODEL_BYTES. */
+  maxModelBytes: 'TESSERA_MAX_MODEL_BYTES',
+  /** Minutes without a finished chunk before the stall watchdog counts a job as stalled. */
+  stallMinutes: 'TESSERA_STALL_MINUTES',
+} as const;
+
+/** Lambda entry files, relative to the repo root (the stack bundles these). */
+export const HANDLERS = {
+  planner: 'functions/planner.ts',
+  verify: 'functions/verify.ts',
+  blend: 'functions/blend.ts',
+  finalize: 'functions/finalize.ts',
+  markFailed: 'functions/mark-failed.ts',
+  /** Scheduled (EventBridge): publishes STALL_METRIC and marks stalled jobs' status. */
+  watchdog: 'functions/watchdog.ts',
+} as const;
+
+/** Keys in the bucket. */
+export const KEYS = {
+  manifestPrefix: 'manifests/',
+  /** Parent of every job's folder (the bucket lifecycle and IAM grants scope to it). */
+  jobsPrefix: 'jobs/',
+  job: (jobId: string) => `jobs/${jobId}/`,
+  jobManifest: (jobId: string) => `jobs/${jobId}/manifest.json`,
+  status: (jobId: string) => `jobs/${jobId}/status.json`,
+  blendItems: (jobId: string) => `jobs/${jobId}/blend-items.json`,
+  partialsPrefix: (jobId: string) => `jobs/${jobId}/partials/`,
+  /** Where the blend Distributed Map's ResultWriter puts its children's results. */
+  blendResults: (jobId: string) => `jobs/${jobId}/blend-results/`,
+  /** The stall watchdog's memory of when the job's finished count last moved. */
+  progress: (jobId: string) => `jobs/${jobId}/progress.json`,
+  /**
+   * Status documents of manifests that never became jobs, by manifest name. A job id is
+   * always `<name>-<10 hex>`, never "rejected", so a rejected manifest that takes another
+   * job's id as its name cannot overwrite that job's status.
+   */
+  rejectedPrefix: 'jobs/rejected/',
+  /**
+   * Where a manifest that never became a job records why: jobs/<name>/status.json, as for a
+   * job. Job ids have a shape no valid name has (JOB_ID_SHAPE), so no rejection can land on
+   * a job's status; a rejected manifest whose name has that shape goes to jobs/rejected/.
+   */
+  rejectedStatus: (name: string) =>
+    JOB_ID_SHAPE.test(name) ? `jobs/rejected/${name}/status.json` : `jobs/${name}/status.json`,
+} as const;
+
+/**
+ * S3 object tag every seam partial (under KEYS.partialsPrefix) must carry when written:
+ * lifecycle prefixes cannot hold wildcards (jobs/<jobId>/partials/), so the bucket's
+ * expiry rule for abandoned partials matches this tag under KEYS.jobsPrefix instead.
+ */
+export const PARTIAL_TAG = { key: 'tessera-kind', value: 'partial' } as const;
+
+/**
+ * Exit codes of `tessera worker` that AWS Batch tells apart (the job definitions' retry
+ * strategy retries exactly these): 0 = no work left, anything else not listed = a real
+ * failure (the attempt ends; the ledger and Verify decide what happens to its chunks).
+ */
+export const WORKER_EXIT = {
+  /** SIGTERM or a spot interruption notice: chunks released unspent; run me again. */
+  interrupted: 75,
+  /** An inference made no progress within its bound: chunk abandoned to be re-claimed. */
+  hung: 76,
+} as const;
+
+/** The metric the stall watchdog publishes (EMF) and the "no progress" alarm watches. */
+export const STALL_METRIC = {
+  namespace: 'Tessera',
+  name: 'StalledJobs',
+  /** Powertools' default dimension (serviceName). */
+  dimensions: { service: 'tessera' },
+} as const;

@@ -7,6 +7,7 @@
 // before its first completion to its last completion, plus the time since then if it
 // holds a chunk now. A worker that died before finishing anything is not counted.
 
+import type { WorkerFailure } from '../contracts/cloud.ts';
 import {
   type ChunkRow,
   type ChunkStatus,
@@ -14,7 +15,6 @@ import {
   leaseExpired,
   type StatusCounts,
 } from '../core/ledger/index.ts';
-import type { WorkerFailure } from '../contracts/cloud.ts';
 import type { WorkerPrice } from './prices.ts';
 
 export interface JobStatus {

@@ -11,6 +11,8 @@ import { makeS3Client, registerS3 } from '../adapters/aws/clients.ts';
 import { makeDynamoClient } from '../adapters/aws/dynamo-client.ts';
 import { DynamoLedger } from '../adapters/aws/dynamo-ledger.ts';
 import { S3Store } from '../adapters/aws/s3-store.ts';
+import type { JobStatusDocument } from '../contracts/cloud.ts';
+import { ENV, KEYS } from '../contracts/cloud.ts';
 import type { Plan } from '../core/geometry/index.ts';
 import type { Ledger, StatusCounts } from '../core/ledger/index.ts';
 import { JournalView, lockHolder } from '../core/ledger/journal-view.ts';
@@ -18,8 +20,6 @@ import { type Manifest, ManifestError, parseManifest } from '../core/manifest/in
 import { openJob } from '../core/pipeline/index.ts';
 import { neuroglancerLink } from '../core/pipeline/viewer.ts';
 import { MemoryStore } from '../core/store/index.ts';
-import type { JobStatusDocument } from '../contracts/cloud.ts';
-import { ENV, KEYS } from '../contracts/cloud.ts';
 import { parse } from './args.ts';
 import {
   defaultStateDir,

@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { HeadObjectCommand, NotFound, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { makeS3Client, registerS3 } from '../adapters/aws/clients.ts';
 import { cloudJobId } from '../adapters/aws/cloud-steps.ts';
+import { ENV, KEYS } from '../contracts/cloud.ts';
 import {
   checkCloudPolicy,
   isS3Url,
@@ -31,7 +32,6 @@ import {
 import { openJob } from '../core/pipeline/index.ts';
 import { neuroglancerLink } from '../core/pipeline/viewer.ts';
 import { MemoryStore } from '../core/store/index.ts';
-import { ENV, KEYS } from '../contracts/cloud.ts';
 import { parse } from './args.ts';
 import { readStackOutputs } from './stack-outputs.ts';
 

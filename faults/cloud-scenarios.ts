@@ -21,9 +21,9 @@ import { dynamoClientConfig } from '../adapters/aws/dynamo-client.ts';
 import { DynamoLedger } from '../adapters/aws/dynamo-ledger.ts';
 import { manifestLocations } from '../adapters/aws/s3-events.ts';
 import { S3Store } from '../adapters/aws/s3-store.ts';
+import type { ManifestLocation, PipelineInput } from '../contracts/cloud.ts';
 import { type ChunkRow, OutputClaimedError } from '../core/ledger/index.ts';
 import { openOutputVolume } from '../core/volume/index.ts';
-import type { ManifestLocation, PipelineInput } from '../contracts/cloud.ts';
 import { EMULATOR_CREDENTIALS } from '../test/helpers/s3-emulator.ts';
 import {
   type CloudLab,

@@ -20,11 +20,11 @@ import {
 import { cloudDeps } from '../adapters/aws/deps.ts';
 import { DynamoLedger } from '../adapters/aws/dynamo-ledger.ts';
 import { S3Store } from '../adapters/aws/s3-store.ts';
+import type { BlendItem, ManifestLocation } from '../contracts/cloud.ts';
 import { Box, type Vec3 } from '../core/geometry/index.ts';
 import type { ChunkRow } from '../core/ledger/index.ts';
 import { openOutputVolume } from '../core/volume/index.ts';
 import { writeZarrArray } from '../core/volume/write-array.ts';
-import type { BlendItem, ManifestLocation } from '../contracts/cloud.ts';
 import { type DynamoUnderTest, startDynamo } from '../test/helpers/dynamo-emulator.ts';
 import { FIXTURE_MODELS, lcgVolume, referenceFor } from '../test/helpers/job-dir.ts';
 import {

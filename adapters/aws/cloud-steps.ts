@@ -3,6 +3,21 @@
 // functions/ are one-liners over these; the tests drive them against emulators.
 
 import { createHash } from 'node:crypto';
+import type {
+  BlendItem,
+  BlendTaskResult,
+  FinalizeTaskResult,
+  JobStatusDocument,
+  ManifestLocation,
+  MarkFailedEvent,
+  PipelineInput,
+  PlanTaskResult,
+  VerifyTaskEvent,
+  VerifyTaskResult,
+  WorkBatchResult,
+  WorkerFailure,
+} from '../../contracts/cloud.ts';
+import { KEYS, WORKER_FAILURES_KEPT } from '../../contracts/cloud.ts';
 import type { Ledger } from '../../core/ledger/index.ts';
 import {
   type CloudPolicy,
@@ -29,21 +44,6 @@ import {
   verifyJob,
 } from '../../core/pipeline/index.ts';
 import { PrefixedStore, type Store } from '../../core/store/index.ts';
-import type {
-  BlendItem,
-  BlendTaskResult,
-  FinalizeTaskResult,
-  JobStatusDocument,
-  ManifestLocation,
-  MarkFailedEvent,
-  PipelineInput,
-  PlanTaskResult,
-  VerifyTaskEvent,
-  VerifyTaskResult,
-  WorkBatchResult,
-  WorkerFailure,
-} from '../../contracts/cloud.ts';
-import { KEYS, WORKER_FAILURES_KEPT } from '../../contracts/cloud.ts';
 import { BatchJobNotFoundError, BatchReadError } from './errors.ts';
 
 export interface CloudDeps {

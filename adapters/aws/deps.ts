@@ -4,13 +4,13 @@
 import type { BatchClient } from '@aws-sdk/client-batch';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { ExecutionAlreadyExists, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
-import type { Ledger } from '../../core/ledger/index.ts';
 import {
   KEYS,
   type ManifestLocation,
   PARTIAL_TAG,
   type PipelineInput,
 } from '../../contracts/cloud.ts';
+import type { Ledger } from '../../core/ledger/index.ts';
 import { batchWorkFailures, makeBatchClient } from './batch-failures.ts';
 import { makeS3Client, registerS3 } from './clients.ts';
 import { withClockOffset } from './clock-offset.ts';

@@ -5,10 +5,10 @@
 // number of stalled jobs as STALL_METRIC, which the "no progress" alarm watches.
 
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { ENV, KEYS, STALL_METRIC } from '../../contracts/cloud.ts';
 import { JobNotFoundError, type Ledger } from '../../core/ledger/index.ts';
 import { JOB_ID_SHAPE } from '../../core/manifest/job-id.ts';
 import type { Store } from '../../core/store/index.ts';
-import { ENV, KEYS, STALL_METRIC } from '../../contracts/cloud.ts';
 import { readStatus, tryJson, writeStatus } from './cloud-steps.ts';
 import { cloudClientsFromEnv } from './deps.ts';
 import { readCloudEnv, requireEnv } from './env.ts';

@@ -28,8 +28,8 @@ import {
   PK,
   SK,
 } from '../../adapters/aws/dynamo-ledger.ts';
-import { CLOUD_OUTPUT_PREFIX } from '../../core/manifest/index.ts';
 import { KEYS, PARTIAL_TAG } from '../../contracts/cloud.ts';
+import { CLOUD_OUTPUT_PREFIX } from '../../core/manifest/index.ts';
 import { acknowledge, acknowledgeFindings } from '../nag.ts';
 
 export interface StorageProps {

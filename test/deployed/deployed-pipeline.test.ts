@@ -30,10 +30,10 @@ import { join } from 'node:path';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3Store } from '../../adapters/aws/s3-store.ts';
+import type { JobStatusDocument } from '../../contracts/cloud.ts';
 import { Box, Plan, type Vec3 } from '../../core/geometry/index.ts';
 import { openOutputVolume } from '../../core/volume/index.ts';
 import { writeZarrArray } from '../../core/volume/write-array.ts';
-import type { JobStatusDocument } from '../../contracts/cloud.ts';
 import { type DynamoUnderTest, startDynamo } from '../helpers/dynamo-emulator.ts';
 import { FIXTURE_MODELS, lcgVolume, maxAbsDiff, referenceFor } from '../helpers/job-dir.ts';
 import {

@@ -24,15 +24,10 @@ import { cloudDeps } from '../../adapters/aws/deps.ts';
 import { DynamoLedger } from '../../adapters/aws/dynamo-ledger.ts';
 import { manifestLocations } from '../../adapters/aws/s3-events.ts';
 import { S3Store } from '../../adapters/aws/s3-store.ts';
+import { type BlendItem, KEYS, type PipelineInput, WORKER_EXIT } from '../../contracts/cloud.ts';
 import { Box, type Vec3 } from '../../core/geometry/index.ts';
 import { openOutputVolume } from '../../core/volume/index.ts';
 import { writeZarrArray } from '../../core/volume/write-array.ts';
-import {
-  type BlendItem,
-  KEYS,
-  type PipelineInput,
-  WORKER_EXIT,
-} from '../../contracts/cloud.ts';
 import { emulatorChildEnv } from '../helpers/child-env.ts';
 import { type DynamoUnderTest, startDynamo } from '../helpers/dynamo-emulator.ts';
 import { FIXTURE_MODELS, lcgVolume, maxAbsDiff, referenceFor } from '../helpers/job-dir.ts';

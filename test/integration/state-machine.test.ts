@@ -49,9 +49,6 @@ import { PIPELINE_ERROR, STATES } from '../../cdk/constructs/pipeline.ts';
 import { type Knobs, knobContextKey, parseKnobs } from '../../cdk/knobs.ts';
 import { REPO_ROOT } from '../../cdk/paths.ts';
 import { TesseraStack } from '../../cdk/stack.ts';
-import { Box, Plan, type Vec3 } from '../../core/geometry/index.ts';
-import { openOutputVolume } from '../../core/volume/index.ts';
-import { writeZarrArray } from '../../core/volume/write-array.ts';
 import type {
   BlendItem,
   FinalizeTaskResult,
@@ -62,6 +59,9 @@ import type {
   PlanTaskResult,
   VerifyTaskEvent,
 } from '../../contracts/cloud.ts';
+import { Box, Plan, type Vec3 } from '../../core/geometry/index.ts';
+import { openOutputVolume } from '../../core/volume/index.ts';
+import { writeZarrArray } from '../../core/volume/write-array.ts';
 import { type DynamoUnderTest, startDynamo } from '../helpers/dynamo-emulator.ts';
 import { FIXTURE_MODELS, lcgVolume, maxAbsDiff, referenceFor } from '../helpers/job-dir.ts';
 import {

@@ -14,10 +14,10 @@ import { type CloudDeps, planFromManifest } from '../../adapters/aws/cloud-steps
 import { cloudDeps } from '../../adapters/aws/deps.ts';
 import { DynamoLedger } from '../../adapters/aws/dynamo-ledger.ts';
 import { S3Store } from '../../adapters/aws/s3-store.ts';
+import { WORKER_EXIT } from '../../contracts/cloud.ts';
 import type { Vec3 } from '../../core/geometry/index.ts';
 import type { Claim } from '../../core/ledger/index.ts';
 import { writeZarrArray } from '../../core/volume/write-array.ts';
-import { WORKER_EXIT } from '../../contracts/cloud.ts';
 import { emulatorChildEnv } from '../helpers/child-env.ts';
 import { type DynamoUnderTest, startDynamo } from '../helpers/dynamo-emulator.ts';
 import { FIXTURE_MODELS, lcgVolume } from '../helpers/job-dir.ts';

@@ -35,6 +35,7 @@ import { readCloudEnv } from '../../adapters/aws/env.ts';
 import { S3EventError } from '../../adapters/aws/errors.ts';
 import { manifestLocations, plannerEvent } from '../../adapters/aws/s3-events.ts';
 import { maxModelBytes } from '../../cli/local-worker.ts';
+import { ENV, type ManifestLocation, type PipelineInput } from '../../contracts/cloud.ts';
 import { Box, PlanError } from '../../core/geometry/index.ts';
 import {
   type ChunkRef,
@@ -78,7 +79,6 @@ import {
   VolumeReadError,
 } from '../../core/volume/index.ts';
 import { writeZarrArray } from '../../core/volume/write-array.ts';
-import { ENV, type ManifestLocation, type PipelineInput } from '../../contracts/cloud.ts';
 import { FIXTURE_MODELS } from '../helpers/job-dir.ts';
 
 const PLAN_LIMIT_CHILD = new URL('../helpers/plan-limit-child.ts', import.meta.url).pathname;

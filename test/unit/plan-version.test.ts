@@ -16,6 +16,7 @@ import {
 import { cloudDeps } from '../../adapters/aws/deps.ts';
 import { S3EventError } from '../../adapters/aws/errors.ts';
 import { plannerEvent } from '../../adapters/aws/s3-events.ts';
+import type { ManifestLocation, PipelineInput } from '../../contracts/cloud.ts';
 import { MemoryLedger } from '../../core/ledger/index.ts';
 import { parseS3Url } from '../../core/manifest/url.ts';
 import {
@@ -25,7 +26,6 @@ import {
   unregisterStoreScheme,
 } from '../../core/store/index.ts';
 import { writeZarrArray } from '../../core/volume/write-array.ts';
-import type { ManifestLocation, PipelineInput } from '../../contracts/cloud.ts';
 
 const STACK = 'stack-bucket';
 const KEY = 'manifests/cells.json';

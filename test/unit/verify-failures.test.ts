@@ -17,14 +17,14 @@ import {
   writeStatus,
 } from '../../adapters/aws/cloud-steps.ts';
 import { BatchReadError } from '../../adapters/aws/errors.ts';
-import { MemoryLedger } from '../../core/ledger/index.ts';
-import { MemoryStore } from '../../core/store/index.ts';
 import {
   KEYS,
   type VerifyTaskEvent,
   WORKER_FAILURES_KEPT,
   type WorkerFailure,
 } from '../../contracts/cloud.ts';
+import { MemoryLedger } from '../../core/ledger/index.ts';
+import { MemoryStore } from '../../core/store/index.ts';
 
 const STACK = 'stack-bucket';
 const OOM = {

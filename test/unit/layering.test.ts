@@ -32,7 +32,7 @@ function sources(dir: string): string[] {
 }
 
 /** Relative module specifiers of static imports, re-exports and dynamic imports. */
-export function relativeImports(text: string): string[] {
+function relativeImports(text: string): string[] {
   const specs: string[] = [];
   const re = /(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)['"](\.{1,2}\/[^'"]+)['"]/g;
   for (const m of text.matchAll(re)) specs.push(m[1]!);

@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import type { ManifestIssue } from './errors.ts';
 import { manifestSchema } from './schema.ts';
+import { quoteForMessage } from './url.ts';
 
 /** Error map passed to every parse of the manifest schema. */
 export const manifestErrorMap: z.core.$ZodErrorMap = (issue) => {
@@ -45,15 +46,15 @@ export function formatPath(path: readonly PropertyKey[]): string {
   let out = '';
   for (const segment of path) {
     if (typeof segment === 'number') out += `[${segment}]`;
-    else if (typeof segment === 'string' && /^[A-Za-z_$][\w$]*$/.test(segment)) {
+    else if (typeof segment === 'string' && /^[A-Za-z_$][\w$]{0,79}$/.test(segment)) {
       out += out === '' ? segment : `.${segment}`;
-    } else out += `[${JSON.stringify(String(segment))}]`;
+    } else out += `[${quoteForMessage(String(segment))}]`;
   }
   return out;
 }
 
 function unknownKeyMessage(key: string, allowed: readonly string[]): string {
-  const head = `unknown field ${JSON.stringify(key)}`;
+  const head = `unknown field ${quoteForMessage(key)}`;
   const guess = closest(key, allowed);
   if (guess !== undefined) return `${head}; did you mean ${JSON.stringify(guess)}?`;
   return allowed.length === 0 ? head : `${head}; allowed here: ${allowed.join(', ')}`;
@@ -93,7 +94,11 @@ function closest(key: string, candidates: readonly string[]): string | undefined
   const target = normalize(key);
   let best: { name: string; distance: number } | undefined;
   for (const name of candidates) {
-    const distance = editDistance(target, normalize(name));
+    const candidate = normalize(name);
+    // Lengths further apart than the bound cannot be within it (and a 10 MB key would
+    // cost a 10 MB row of the distance table per candidate).
+    if (Math.abs(target.length - candidate.length) > 2) continue;
+    const distance = editDistance(target, candidate);
     if (distance <= 2 && (best === undefined || distance < best.distance))
       best = { name, distance };
   }
@@ -139,10 +144,7 @@ function describeValue(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'object') return 'an object';
-  if (typeof value === 'string') {
-    const shown = value.length > 40 ? `${value.slice(0, 37)}...` : value;
-    return JSON.stringify(shown);
-  }
+  if (typeof value === 'string') return quoteForMessage(value);
   return String(value);
 }
 

@@ -27,6 +27,21 @@ const SCHEME_MISSING_SLASHES = /^(s3|file):(?!\/\/)/i;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it finds.
 const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
 const MAX_S3_KEY_BYTES = 1024;
+// Linux's PATH_MAX and NAME_MAX (macOS: 1024 and 255). A longer URL is data pasted into
+// the wrong field, or an attack; no store could open it.
+const MAX_URL_BYTES = 4096;
+const MAX_NAME_BYTES = 255;
+const QUOTE_CHARS = 80;
+
+/**
+ * `text` as a message quotes it: JSON-quoted, and past 80 characters clipped, with its
+ * length: `"aaaa…"… (10000000 characters)`. Every message quoting a value from a manifest
+ * goes through here, so a 10 MB field cannot print 10 MB.
+ */
+export function quoteForMessage(text: string): string {
+  if (text.length <= QUOTE_CHARS) return JSON.stringify(text);
+  return `${JSON.stringify(text.slice(0, QUOTE_CHARS))}… (${text.length} characters)`;
+}
 
 /** True when `url` uses the s3:// scheme; it may still be malformed (see `parseS3Url`). */
 export function isS3Url(url: string): boolean {
@@ -94,26 +109,46 @@ function unwrap<T>(url: string, checked: Checked<T>): T {
 }
 
 function checkStorageUrl(url: string): Checked<StorageLocation> {
+  const bytes = Buffer.byteLength(url, 'utf8');
+  if (bytes > MAX_URL_BYTES) {
+    return fail(
+      `is ${bytes} bytes long, over the ${MAX_URL_BYTES} bytes a path or URL may have; ` +
+        'write the path or URL of the data here, not the data',
+    );
+  }
   if (url.trim() === '') return fail('must not be empty');
   if (url.trim() !== url) return fail('has leading or trailing whitespace');
   if (CONTROL_CHARACTER.test(url)) return fail('contains a control character');
   const missing = SCHEME_MISSING_SLASHES.exec(url);
   if (missing) return fail(`write "${missing[1]}://" with two slashes`);
   const scheme = SCHEME.exec(url)?.[1]?.toLowerCase();
-  if (scheme === undefined) return { ok: true, value: { kind: 'local', path: url } };
+  if (scheme === undefined) return checkLocalPath(url);
   if (scheme === 's3') {
     const s3 = checkS3Url(url);
     return s3.ok ? { ok: true, value: { kind: 's3', ...s3.value } } : s3;
   }
   if (scheme === 'file') return checkFileUrl(url);
   return fail(
-    `unsupported scheme "${scheme}://"; use a local path, file:///absolute/path or s3://bucket/key`,
+    `unsupported scheme ${quoteForMessage(`${scheme}://`)}; use a local path, file:///absolute/path or s3://bucket/key`,
   );
+}
+
+function checkLocalPath(path: string): Checked<StorageLocation> {
+  for (const name of path.split(/[\\/]/)) {
+    const bytes = Buffer.byteLength(name, 'utf8');
+    if (bytes > MAX_NAME_BYTES) {
+      return fail(
+        `has a file name of ${bytes} bytes (${quoteForMessage(name)}), over the ` +
+          `${MAX_NAME_BYTES}-byte limit of filesystems; shorten it`,
+      );
+    }
+  }
+  return { ok: true, value: { kind: 'local', path } };
 }
 
 function checkFileUrl(url: string): Checked<StorageLocation> {
   try {
-    return { ok: true, value: { kind: 'local', path: fileURLToPath(new URL(url)) } };
+    return checkLocalPath(fileURLToPath(new URL(url)));
   } catch (error) {
     // URL and fileURLToPath report malformed input (a host, an encoded '/') as TypeError.
     if (!(error instanceof TypeError)) throw error;
@@ -137,7 +172,7 @@ function checkS3Url(url: string): Checked<S3Location> {
 
 /** Why `bucket` is not a valid S3 bucket name (AWS naming rules), or undefined. */
 export function s3BucketProblem(bucket: string): string | undefined {
-  const quoted = JSON.stringify(bucket);
+  const quoted = quoteForMessage(bucket);
   if (bucket === '') return 'has no bucket name; write s3://bucket/key';
   if (bucket.length < 3 || bucket.length > 63) {
     return `bucket name ${quoted} must be 3 to 63 characters long`;

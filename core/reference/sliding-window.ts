@@ -1,15 +1,30 @@
-// The oracle: whole-volume sliding-window inference, written as plainly as possible and
-// independently of the chunk plan. Tests compare every pipeline result against it.
+// The oracle: whole-volume sliding-window inference, written as plainly as possible from
+// the README's definitions and independently of the pipeline. Tests compare every
+// pipeline result against it, so it shares no code with what it checks: not the blend
+// weights (core/blend), not the patch grid (core/geometry's plan), not the chunking.
+// Only types are imported.
 //
 //   out(x) = Σ_p w_p(x)·f_p(x) / Σ_p w_p(x)   over all patches p of the global grid covering x
 //
-// Patch grid per axis: stride = patch − overlap, last patch shifted back to end at the
-// region's edge; a region shorter than the patch gets one patch at its start. Input
-// outside the volume is zero (in the normalised domain). Sums are kept in float64.
+// Patch grid per axis (README, `overlap`): stride = patch − overlap from the region's
+// start; the last patch is shifted back to end flush with the region's end; a region
+// shorter than the patch gets one patch at its start. Input outside the volume is zero
+// (in the normalised domain). Sums are kept in float64.
+//
+// Weights (README, `blend`): w(z, y, x) = wz(z)·wy(y)·wx(x), each 1-D profile taken
+// relative to its peak and floored at 1e-6 of it:
+//   bump      chunkflow's: exp(−1 / (1 − u²)), u = 2(i + 1)/(p + 1) − 1 ∈ (−1, 1)
+//   gaussian  exp(−(i − c)² / 2σ²), σ = p/8, c = (p − 1)/2 (MONAI's, centred between
+//             the middle voxels of an even patch)
+//   constant  1
 
-import type { BlendKind } from '../blend/weights.ts';
-import { blendWeights } from '../blend/weights.ts';
-import type { Vec3 } from '../geometry/index.ts';
+import type { Vec3 } from '../geometry/vec3.ts';
+
+/** The blend kinds of the manifest's `blend` (the same strings as core/blend's BlendKind). */
+export type ReferenceBlend = 'bump' | 'gaussian' | 'constant';
+
+/** The README's per-axis floor, relative to the profile's peak. */
+export const REFERENCE_FLOOR = 1e-6;
 
 export interface PatchModel {
   /** batch: [n, Cin, pz, py, px] → [n, Cout, oz, oy, ox] (outPatch defaults to patch). */
@@ -37,23 +52,40 @@ export interface ReferenceInput {
   /** A valid-convolution model's (smaller, centred) output patch; default patchShape. */
   outputPatchShape?: Vec3 | undefined;
   overlap: Vec3;
-  blend: BlendKind;
+  blend: ReferenceBlend;
   outputChannels: number;
   model: PatchModel;
 }
 
+/** One axis's weight profile over a patch of length `p`, peak 1, floored (see the header). */
+export function referenceProfile(kind: ReferenceBlend, p: number): Float64Array {
+  const raw = new Float64Array(p);
+  for (let i = 0; i < p; i++) {
+    if (kind === 'constant') raw[i] = 1;
+    else if (kind === 'bump') {
+      const u = (2 * (i + 1)) / (p + 1) - 1;
+      raw[i] = Math.exp(-1 / (1 - u * u));
+    } else {
+      const sigma = p / 8;
+      const c = (p - 1) / 2;
+      raw[i] = Math.exp(-((i - c) ** 2) / (2 * sigma * sigma));
+    }
+  }
+  let peak = 0;
+  for (const v of raw) peak = Math.max(peak, v);
+  return raw.map((v) => Math.max(v / peak, REFERENCE_FLOOR));
+}
+
+/**
+ * Patch starts along one axis of the region [start, stop): start, start + stride, … while
+ * a patch there still ends before `stop`, then one patch flush with `stop`.
+ */
 export function patchStarts(start: number, stop: number, patch: number, overlap: number): number[] {
-  const n = stop - start;
-  if (n <= patch) return [start];
+  if (stop - start <= patch) return [start];
   const stride = patch - overlap;
   const starts: number[] = [];
-  for (let s = start; ; s += stride) {
-    if (s + patch >= stop) {
-      starts.push(stop - patch);
-      break;
-    }
-    starts.push(s);
-  }
+  for (let s = start; s + patch < stop; s += stride) starts.push(s);
+  starts.push(stop - patch);
   return starts;
 }
 
@@ -69,7 +101,11 @@ export async function slidingWindowReference(o: ReferenceInput): Promise<Float32
   const [qz, qy, qx] = o.outputPatchShape ?? o.patchShape;
   const [mz, my, mx] = [(pz - qz) / 2, (py - qy) / 2, (px - qx) / 2];
   const qv = qz * qy * qx;
-  const weights = blendWeights(o.blend, [qz, qy, qx]);
+  const [wz, wy, wx] = [
+    referenceProfile(o.blend, qz),
+    referenceProfile(o.blend, qy),
+    referenceProfile(o.blend, qx),
+  ];
   const num = new Float64Array(o.outputChannels * rz * ry * rx);
   const den = new Float64Array(rz * ry * rx);
   const input = new Float32Array(o.inputChannels * pz * py * px);
@@ -93,12 +129,11 @@ export async function slidingWindowReference(o: ReferenceInput): Promise<Float32
             for (let x = 0; x < qx; x++) {
               const [lz, ly, lx] = [z0 + z - rs[0], y0 + y - rs[1], x0 + x - rs[2]];
               if (lz < 0 || ly < 0 || lx < 0 || lz >= rz || ly >= ry || lx >= rx) continue;
-              const wi = (z * qy + y) * qx + x;
-              const w = weights[wi]!;
+              const w = wz[z]! * wy[y]! * wx[x]!;
               const ri = (lz * ry + ly) * rx + lx;
               den[ri]! += w;
               for (let c = 0; c < o.outputChannels; c++)
-                num[c * rz * ry * rx + ri]! += w * out[c * qv + wi]!;
+                num[c * rz * ry * rx + ri]! += w * out[c * qv + (z * qy + y) * qx + x]!;
             }
       }
 

@@ -1,76 +1,135 @@
-// Assembles a chunked result exactly the way the pipeline does (owned blocks normalised
-// from their one chunk, seam blocks from the sum of every contributor's partial), in
-// memory, so the core invariance can be tested without any storage.
+// Runs the real pipeline in memory, for invariance tests: a Zarr input in a MemoryStore,
+// the job opened by openJob (manifest → plan), planned into a MemoryLedger, inferred by
+// one or more runWorker loops (which write owned blocks final and seam partials through
+// the partial codec), seam blocks blended by the EagerBlender and/or blendSeams, and the
+// output read back from its Zarr array. Nothing here re-assembles what the pipeline does.
 
-import { type Dense, dense } from '../../core/array/dense.ts';
-import type { BlendKind } from '../../core/blend/index.ts';
-import { PartialSum, weightSums } from '../../core/blend/index.ts';
-import { Box, type Plan } from '../../core/geometry/index.ts';
-import { inferChunk } from '../../core/infer/index.ts';
+import type { Vec3 } from '../../core/geometry/index.ts';
+import { MemoryLedger } from '../../core/ledger/index.ts';
+import { parseManifest } from '../../core/manifest/parse.ts';
+import {
+  blendSeams,
+  EagerBlender,
+  ensureOutput,
+  type JobContext,
+  openJob,
+  planJob,
+  runWorker,
+  type WorkerStats,
+} from '../../core/pipeline/index.ts';
 import type { PatchModel } from '../../core/reference/index.ts';
+import { MemoryStore, registerStoreScheme, unregisterStoreScheme } from '../../core/store/index.ts';
+import { writeZarrArray } from '../../core/volume/write-array.ts';
 
-export function paddedInput(
-  volume: Float32Array,
-  shape: readonly [number, number, number],
-  channels: number,
-  box: Box,
-): Dense<Float32Array> {
-  const src = { box: Box.ofShape(shape), channels, data: volume };
-  const out = dense(box, channels);
-  // zero outside the volume: dense() starts at zero and copyBox clips.
-  const b = box.intersect(src.box);
-  for (let c = 0; c < channels; c++)
-    for (let z = b.start[0]; z < b.stop[0]; z++)
-      for (let y = b.start[1]; y < b.stop[1]; y++)
-        for (let x = b.start[2]; x < b.stop[2]; x++) {
-          const si = ((c * shape[0] + z) * shape[1] + y) * shape[2] + x;
-          const bs = box.shape;
-          const di =
-            ((c * bs[0] + z - box.start[0]) * bs[1] + y - box.start[1]) * bs[2] + x - box.start[2];
-          out.data[di] = volume[si]!;
-        }
-  return out;
+export interface PipelineJob {
+  /** Raw input, [C][z][y][x], stored as a float32 Zarr array ([z, y, x] when C = 1). */
+  volume: Float32Array;
+  volumeShape: Vec3;
+  inputChannels: number;
+  /** Storage chunks of the input array. */
+  inputChunks?: Vec3;
+  region?: { start: Vec3; stop: Vec3 } | undefined;
+  /** The model's input patch. */
+  patchShape: Vec3;
+  outputPatchShape?: Vec3 | undefined;
+  overlap: Vec3;
+  chunkShape: Vec3;
+  blockShape?: Vec3 | undefined;
+  blend: 'bump' | 'gaussian' | 'constant';
+  outputChannels: number;
+  scale?: number | undefined;
+  offset?: number | undefined;
+  model: PatchModel;
+  /** Concurrent runWorker loops over one ledger, each starting at its own shard. */
+  workers?: number;
+  batchSize?: number;
+  /** Blend seam blocks as their contributors finish (EagerBlender), then the rest. */
+  eager?: boolean;
 }
 
-export async function chunkedInference(o: {
-  plan: Plan;
-  volume: Float32Array;
-  inputChannels: number;
-  model: PatchModel;
-  blend: BlendKind;
-  outputChannels: number;
-  batchSize?: number;
-  chunkOrder?: number[];
-}): Promise<Float32Array> {
-  const { plan } = o;
-  const region = plan.region;
-  const result = dense(region, o.outputChannels);
-  result.data.fill(Number.NaN);
-  const partials = new Map<string, PartialSum[]>();
-  const order = o.chunkOrder ?? [...Array(plan.counts.chunks).keys()];
-  for (const index of order) {
-    const chunk = plan.describeChunk(plan.chunkCoordAt(index));
-    const input = paddedInput(o.volume, plan.volumeShape, o.inputChannels, chunk.readBox);
-    const acc = await inferChunk({
-      plan,
-      chunk,
-      input,
-      model: o.model,
-      blend: o.blend,
-      outputChannels: o.outputChannels,
-      batchSize: o.batchSize ?? 3,
+export interface PipelineResult {
+  /** The output over the region, float32 [Cout][rz][ry][rx]. */
+  output: Float32Array;
+  ctx: JobContext;
+  stats: WorkerStats[];
+  /** Seam blocks blended by the final pass (the rest were blended eagerly). */
+  finalPassBlocks: number;
+}
+
+let runs = 0;
+
+export async function pipelineInference(o: PipelineJob): Promise<PipelineResult> {
+  // s3:// URLs pass the manifest's URL checks; the scheme is served from memory here.
+  const bucket = `invariance-${++runs}`;
+  const stores = new Map<string, MemoryStore>();
+  registerStoreScheme('s3', (url) => {
+    const store = stores.get(url) ?? new MemoryStore(url);
+    stores.set(url, store);
+    return store;
+  });
+  try {
+    const inputUrl = `s3://${bucket}/input.zarr`;
+    const input = new MemoryStore(inputUrl);
+    stores.set(inputUrl, input);
+    const shape = o.inputChannels === 1 ? [...o.volumeShape] : [o.inputChannels, ...o.volumeShape];
+    const chunks = o.inputChunks ?? [5, 6, 7];
+    await writeZarrArray(input, {
+      data: o.volume,
+      shape,
+      chunkShape: o.inputChannels === 1 ? [...chunks] : [1, ...chunks],
     });
-    for (const b of plan.ownedBlocks(chunk)) acc.normalizeInto(result, b.regionBox);
-    for (const b of plan.seamBlocks(chunk)) {
-      const list = partials.get(b.key) ?? [];
-      list.push(acc.extract(b.box.intersect(chunk.footprint)));
-      partials.set(b.key, list);
-    }
+    const manifest = parseManifest({
+      version: 1,
+      name: 'invariance',
+      input: {
+        url: inputUrl,
+        ...(o.scale === undefined ? {} : { scale: o.scale }),
+        ...(o.offset === undefined ? {} : { offset: o.offset }),
+      },
+      output: {
+        url: `s3://${bucket}/outputs/out.zarr`,
+        dtype: 'float32',
+        ...(o.blockShape ? { blockShape: o.blockShape } : {}),
+      },
+      model: {
+        url: `s3://${bucket}/model.onnx`,
+        patchShape: o.patchShape,
+        ...(o.outputPatchShape ? { outputPatchShape: o.outputPatchShape } : {}),
+        outputChannels: o.outputChannels,
+      },
+      overlap: o.overlap,
+      blend: o.blend,
+      chunkShape: o.chunkShape,
+      ...(o.region ? { region: o.region } : {}),
+    });
+    const ctx = await openJob(manifest, { jobId: `invariance-${runs}`, work: new MemoryStore() });
+    const ledger = new MemoryLedger();
+    await planJob(ctx, ledger);
+    const output = await ensureOutput(ctx);
+    const eager = o.eager ? new EagerBlender(ctx, output) : undefined;
+    const workers = o.workers ?? 1;
+    const stats = await Promise.all(
+      Array.from({ length: workers }, (_, i) =>
+        runWorker({
+          ctx,
+          ledger,
+          output,
+          owner: `w${i}`,
+          model: o.model,
+          startIndex: Math.floor((i * ctx.plan.counts.chunks) / workers),
+          batchSize: o.batchSize ?? 3,
+          idlePollMs: 0,
+          onEvent: (e) => {
+            if (e.type === 'done') eager?.chunkFinished(e.chunkId);
+          },
+        }),
+      ),
+    );
+    const rest = eager ? await eager.drain() : [...ctx.plan.seamBlockList()];
+    const finalPassBlocks = await blendSeams(ctx, output, { blocks: rest });
+    const out = await output.readBox(ctx.plan.region);
+    return { output: Float32Array.from(out.data), ctx, stats, finalPassBlocks };
+  } finally {
+    unregisterStoreScheme('s3');
   }
-  for (const b of plan.seamBlockList()) {
-    const sum = new PartialSum(b.box, o.outputChannels, weightSums(plan, o.blend));
-    for (const p of partials.get(b.key) ?? []) sum.addPartial(p);
-    sum.normalizeInto(result, b.regionBox);
-  }
-  return result.data;
 }

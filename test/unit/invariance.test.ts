@@ -1,5 +1,9 @@
-// The central promise at the core level: chunked partial sums, in any chunk order,
-// equal whole-volume sliding-window inference for every blend.
+// The central promise at the core level: the real worker and blend code (runWorker over a
+// MemoryLedger and in-memory stores, seam partials through the partial codec, the eager
+// blender and the final blend pass), for any chunking, block shape, worker count and
+// chunk order, equals whole-volume sliding-window inference for every blend. The oracle
+// (core/reference) shares no code with the pipeline: it computes its weights and its
+// patch grid from the README's definitions, which the first block pins to hand values.
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -11,8 +15,13 @@ import {
   weightSums,
 } from '../../core/blend/index.ts';
 import { Plan, type Vec3 } from '../../core/geometry/index.ts';
-import { patchStarts, slidingWindowReference } from '../../core/reference/index.ts';
-import { chunkedInference } from '../helpers/chunked.ts';
+import {
+  patchStarts,
+  REFERENCE_FLOOR,
+  referenceProfile,
+  slidingWindowReference,
+} from '../../core/reference/index.ts';
+import { type PipelineJob, pipelineInference } from '../helpers/chunked.ts';
 import { jsModel } from '../helpers/js-model.ts';
 
 const vec = (lo: number, hi: number): fc.Arbitrary<Vec3> =>
@@ -42,7 +51,7 @@ const maxAbsDiff = (a: Float32Array, b: Float32Array): number => {
   return m;
 };
 
-describe('blend weights', () => {
+describe("the pipeline's blend weights (core/blend)", () => {
   it('are strictly positive and finite for large patches, and peak at 1', () => {
     for (const kind of ['bump', 'gaussian', 'constant'] as const) {
       const w = blendWeights(kind, [160, 8, 3]);
@@ -130,8 +139,227 @@ describe('blend weights', () => {
   });
 });
 
-describe('chunking invariance (core)', () => {
-  it('chunked output equals the whole-volume reference for random shapes and all blends', async () => {
+describe('the reference (oracle), pinned to the README by hand-computed values', () => {
+  it("bump is chunkflow's exp(−1/(1 − u²)), u = 2(i + 1)/(p + 1) − 1, relative to its peak", () => {
+    // p = 3: u = −½, 0, ½ → exp(−4/3), exp(−1), exp(−4/3).
+    const p3 = referenceProfile('bump', 3);
+    expect([...p3].map((v) => v.toFixed(12))).toEqual(
+      [Math.exp(-1 / 3), 1, Math.exp(-1 / 3)].map((v) => v.toFixed(12)),
+    );
+    // p = 8: u₀ = −7/9 (1 − u² = 32/81), the peak at u = ±1/9 (1 − u² = 80/81).
+    const p8 = referenceProfile('bump', 8);
+    expect(p8[0]).toBeCloseTo(Math.exp(-81 / 32 + 81 / 80), 12);
+    expect(p8[0]).toBeCloseTo(0.219, 3);
+    expect(p8[3]).toBe(1);
+    expect(p8[4]).toBe(1);
+  });
+
+  it('gaussian has σ = p/8 and is centred between the middle voxels', () => {
+    // p = 8: σ = 1, c = 3.5; the edge is 3.5σ out, the peak (voxels 3, 4) 0.5σ.
+    const p8 = referenceProfile('gaussian', 8);
+    expect(p8[0]).toBeCloseTo(Math.exp(-6), 14);
+    expect(p8[7]).toBeCloseTo(Math.exp(-6), 14);
+    expect(p8[3]).toBe(1);
+    // p = 4: σ = ½, c = 1.5: edge/peak = exp(−(1.5² − 0.5²)/(2·¼)) = exp(−4).
+    expect(referenceProfile('gaussian', 4)[0]).toBeCloseTo(Math.exp(-4), 14);
+  });
+
+  it('each axis is floored at 1e-6 of its peak; constant is 1', () => {
+    expect(REFERENCE_FLOOR).toBe(1e-6);
+    // bump, p = 128: the edge is exp(−129/4·(129/128)… ) ≈ 1e-14 of the peak, so it is floored.
+    const big = referenceProfile('bump', 128);
+    expect(big[0]).toBe(1e-6);
+    expect(big[127]).toBe(1e-6);
+    expect(big[20]!).toBeGreaterThan(1e-6);
+    expect([...referenceProfile('constant', 5)]).toEqual([1, 1, 1, 1, 1]);
+  });
+
+  it('patch starts: stride = patch − overlap, the last patch flush with the region end', () => {
+    expect(patchStarts(0, 10, 4, 1)).toEqual([0, 3, 6]);
+    expect(patchStarts(0, 11, 4, 1)).toEqual([0, 3, 6, 7]);
+    expect(patchStarts(5, 16, 4, 0)).toEqual([5, 9, 12]);
+    expect(patchStarts(0, 4, 4, 2)).toEqual([0]);
+    // A region shorter than the patch: one patch at its start.
+    expect(patchStarts(2, 5, 4, 0)).toEqual([2]);
+  });
+
+  it('blends a hand-computed example: two gaussian patches over four voxels', async () => {
+    // Patches [0, 3) and [1, 4) (stride 2, the last flush with the end); patch k outputs k
+    // everywhere. Profile over 3 voxels: σ = 3/8, c = 1 → [g, 1, g], g = exp(−32/9).
+    let call = 0;
+    const model = {
+      run: async (_b: Float32Array, n: number, patch: Vec3) =>
+        new Float32Array(n * patch[0] * patch[1] * patch[2]).fill(call++),
+    };
+    const out = await slidingWindowReference({
+      volume: new Float32Array(4),
+      volumeShape: [1, 1, 4],
+      inputChannels: 1,
+      patchShape: [1, 1, 3],
+      overlap: [0, 0, 1],
+      blend: 'gaussian',
+      outputChannels: 1,
+      model,
+    });
+    const g = Math.exp(-32 / 9);
+    expect(call).toBe(2);
+    expect(out[0]).toBe(0);
+    expect(out[1]).toBeCloseTo(g / (1 + g), 7);
+    expect(out[2]).toBeCloseTo(1 / (1 + g), 7);
+    expect(out[3]).toBe(1);
+  });
+});
+
+interface Case {
+  vol: Vec3;
+  /** The output patch (the grid's); the model's input patch adds 2·margin. */
+  patch: Vec3;
+  margin: Vec3;
+  overlap: Vec3;
+  chunkShape: Vec3;
+  block: Vec3;
+  inputChunks: Vec3;
+  blend: 'bump' | 'gaussian' | 'constant';
+  channels: number;
+  outChannels: number;
+  seed: number;
+  region?: { start: Vec3; stop: Vec3 } | undefined;
+  scale?: number | undefined;
+  offset?: number | undefined;
+  workers: number;
+  eager: boolean;
+  batchSize: number;
+}
+
+/** Runs the pipeline and the reference on one case; returns what a test asserts on. */
+async function compare(c: Case) {
+  const inputPatch = c.patch.map((q, a) => q + 2 * c.margin[a]!) as unknown as Vec3;
+  const raw = randomVolume(c.vol, c.channels, c.seed);
+  // What the model sees: stored value × scale + offset, in float32 (README, input.scale).
+  const normalised = raw.map((v) => v * (c.scale ?? 1) + (c.offset ?? 0));
+  const model = jsModel(c.channels, c.outChannels);
+  const expected = await slidingWindowReference({
+    volume: normalised,
+    volumeShape: c.vol,
+    inputChannels: c.channels,
+    region: c.region,
+    patchShape: inputPatch,
+    outputPatchShape: c.patch,
+    overlap: c.overlap,
+    blend: c.blend,
+    outputChannels: c.outChannels,
+    model,
+  });
+  const referencePatches = model.patches;
+  const job: PipelineJob = {
+    volume: raw,
+    volumeShape: c.vol,
+    inputChannels: c.channels,
+    inputChunks: c.inputChunks,
+    region: c.region,
+    patchShape: inputPatch,
+    outputPatchShape: c.patch,
+    overlap: c.overlap,
+    chunkShape: c.chunkShape,
+    blockShape: c.block,
+    blend: c.blend,
+    outputChannels: c.outChannels,
+    scale: c.scale,
+    offset: c.offset,
+    model,
+    workers: c.workers,
+    eager: c.eager,
+    batchSize: c.batchSize,
+  };
+  const result = await pipelineInference(job);
+  return {
+    diff: maxAbsDiff(result.output, expected),
+    referencePatches,
+    pipelinePatches: model.patches - referencePatches,
+    result,
+  };
+}
+
+const base = {
+  margin: [0, 0, 0] as Vec3,
+  inputChunks: [3, 4, 5] as Vec3,
+  channels: 1,
+  seed: 7,
+  workers: 2,
+  eager: true,
+  batchSize: 3,
+};
+
+// Cases chosen so that a fault in the weights or in the seam partials changes the output
+// by far more than 1e-5: voxels seen by several patches with different weights and
+// different outputs (the JS model zero-pads at its patch edge), across chunk seams (so
+// seam partials are encoded, stored, decoded and summed). With a margin of 1 the JS
+// model's 6-neighbourhood stays inside its input patch, so every patch computes the same
+// value at a voxel and the weights cancel: the valid-convolution case checks the grid,
+// the margins, the channels and the partials, not the weights.
+const cases: [string, Case][] = [
+  [
+    'gaussian, small patches overlapping across chunk seams, two workers, eager blend',
+    {
+      ...base,
+      vol: [4, 9, 14],
+      patch: [2, 4, 5],
+      overlap: [1, 2, 2],
+      chunkShape: [2, 4, 6],
+      block: [2, 3, 4],
+      blend: 'gaussian',
+      outChannels: 2,
+    },
+  ],
+  [
+    'bump with 8-voxel patches (edge weight 0.22 of the peak), one worker, final blend pass only',
+    {
+      ...base,
+      vol: [3, 7, 22],
+      patch: [1, 4, 8],
+      overlap: [0, 2, 4],
+      chunkShape: [1, 4, 8],
+      block: [1, 3, 5],
+      blend: 'bump',
+      outChannels: 1,
+      workers: 1,
+      eager: false,
+    },
+  ],
+  [
+    'gaussian, valid-convolution model in a region, two input and three output channels, scale and offset',
+    {
+      ...base,
+      vol: [7, 13, 15],
+      patch: [3, 4, 4],
+      margin: [1, 1, 1],
+      overlap: [1, 2, 1],
+      chunkShape: [3, 6, 6],
+      block: [2, 4, 3],
+      blend: 'gaussian',
+      channels: 2,
+      outChannels: 3,
+      region: { start: [1, 2, 2], stop: [6, 12, 13] },
+      scale: 2,
+      offset: -0.5,
+      workers: 3,
+      batchSize: 2,
+    },
+  ],
+];
+
+describe('chunking invariance: the real worker and blend code against the reference', () => {
+  it.each(cases)('%s', async (_name, c) => {
+    const r = await compare(c);
+    // The case exercises what it is meant to: several chunks, seam partials, overlap.
+    expect(r.result.ctx.plan.counts.chunks).toBeGreaterThan(1);
+    expect(r.result.ctx.plan.counts.seamPartials).toBeGreaterThan(0);
+    expect(r.diff).toBeLessThanOrEqual(1e-5);
+    // No patch inferred twice: the pipeline did exactly the reference's work.
+    expect(r.pipelinePatches).toBe(r.referencePatches);
+  });
+
+  it('holds for random volumes, chunk and block shapes, overlaps, blends, workers and orders', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.record({
@@ -140,74 +368,59 @@ describe('chunking invariance (core)', () => {
           ovFrac: vec(0, 90),
           chunkExtra: vec(0, 9),
           block: vec(2, 8),
+          inputChunks: vec(2, 9),
           blend: fc.constantFrom('bump' as const, 'gaussian' as const, 'constant' as const),
           channels: fc.integer({ min: 1, max: 2 }),
           // 1 and 2 output channels take specialised accumulation loops, 3+ the general one.
           outChannels: fc.integer({ min: 1, max: 4 }),
           seed: fc.integer(),
           withRegion: fc.boolean(),
-          reverse: fc.boolean(),
           // Valid-convolution models: the input patch is the output patch + 2·margin.
           margin: vec(0, 2),
           // 2D models on anisotropic stacks run with patch z = 1.
           flat: fc.boolean(),
+          workers: fc.integer({ min: 1, max: 3 }),
+          eager: fc.boolean(),
+          batchSize: fc.integer({ min: 1, max: 4 }),
+          affine: fc.boolean(),
         }),
         async (r) => {
-          if (r.flat) r = { ...r, patch: [1, r.patch[1], r.patch[2]] };
-          const overlap = r.patch.map((p, a) =>
+          const patch: Vec3 = r.flat ? [1, r.patch[1], r.patch[2]] : r.patch;
+          const overlap = patch.map((p, a) =>
             Math.floor(((p - 1) * r.ovFrac[a]!) / 100),
           ) as unknown as Vec3;
-          const chunkShape = r.patch.map(
-            (p, a) => p - overlap[a]! + r.chunkExtra[a]!,
-          ) as unknown as Vec3;
-          const region = r.withRegion
-            ? {
-                start: r.vol.map((v) => Math.floor(v / 4)) as unknown as Vec3,
-                stop: r.vol.map((v) => v - Math.floor(v / 5)) as unknown as Vec3,
-              }
-            : undefined;
-          const plan = new Plan({
-            volumeShape: r.vol,
-            region,
-            patchShape: r.patch,
+          const c: Case = {
+            vol: r.vol,
+            patch,
+            margin: r.margin,
             overlap,
-            chunkShape,
-            blockShape: r.block,
-            inputMargin: r.margin,
-          });
-          const inputPatch = r.patch.map((q, a) => q + 2 * r.margin[a]!) as unknown as Vec3;
-          const volume = randomVolume(r.vol, r.channels, r.seed);
-          const model = jsModel(r.channels, r.outChannels);
-          const expected = await slidingWindowReference({
-            volume,
-            volumeShape: r.vol,
-            inputChannels: r.channels,
-            region,
-            patchShape: inputPatch,
-            outputPatchShape: r.patch,
-            overlap,
+            chunkShape: patch.map((p, a) => p - overlap[a]! + r.chunkExtra[a]!) as unknown as Vec3,
+            block: r.block,
+            inputChunks: r.inputChunks,
             blend: r.blend,
-            outputChannels: r.outChannels,
-            model,
-          });
-          const refPatches = model.patches;
-          const order = [...Array(plan.counts.chunks).keys()];
-          if (r.reverse) order.reverse();
-          const got = await chunkedInference({
-            plan,
-            volume,
-            inputChannels: r.channels,
-            model,
-            blend: r.blend,
-            outputChannels: r.outChannels,
-            chunkOrder: order,
-          });
-          expect(maxAbsDiff(got, expected)).toBeLessThanOrEqual(1e-5);
-          // No patch inferred twice: the chunked run did exactly the reference's work.
-          expect(model.patches - refPatches).toBe(refPatches);
+            channels: r.channels,
+            outChannels: r.outChannels,
+            seed: r.seed,
+            region: r.withRegion
+              ? {
+                  start: r.vol.map((v) => Math.floor(v / 4)) as unknown as Vec3,
+                  stop: r.vol.map((v) => v - Math.floor(v / 5)) as unknown as Vec3,
+                }
+              : undefined,
+            scale: r.affine ? 3 : undefined,
+            offset: r.affine ? -1 : undefined,
+            workers: r.workers,
+            eager: r.eager,
+            batchSize: r.batchSize,
+          };
+          const got = await compare(c);
+          expect(got.diff).toBeLessThanOrEqual(1e-5);
+          expect(got.pipelinePatches).toBe(got.referencePatches);
+          const done = got.result.stats.reduce((n, s) => n + s.done, 0);
+          expect(done).toBe(got.result.ctx.plan.counts.chunks);
         },
       ),
-      { numRuns: 60 },
+      { numRuns: 100 },
     );
   });
 });

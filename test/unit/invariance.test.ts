@@ -166,7 +166,8 @@ describe('the reference (oracle), pinned to the README by hand-computed values',
 
   it('each axis is floored at 1e-6 of its peak; constant is 1', () => {
     expect(REFERENCE_FLOOR).toBe(1e-6);
-    // bump, p = 128: the edge is exp(−129/4·(129/128)… ) ≈ 1e-14 of the peak, so it is floored.
+    // bump, p = 128: u₀ = −127/129, 1 − u² = 512/16641, so the edge is ≈ exp(−16641/512 + 1) ≈ 2e-14
+    // of the peak: floored.
     const big = referenceProfile('bump', 128);
     expect(big[0]).toBe(1e-6);
     expect(big[127]).toBe(1e-6);

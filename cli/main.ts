@@ -10,6 +10,8 @@ Usage:
   tessera run <manifest.json> [--workers N] [--state DIR] [--json]
   tessera plan <manifest.json> [--json] [--throughput V | --calibrate] [--scan-empty]
                                                  counts, savings and a cost estimate, runs nothing
+  tessera verify <manifest.json> [--full] [--check-only] [--state DIR] [--json]
+                                                 check a finished job's output; repair what is damaged
   tessera status <manifest.json|jobId> [--watch] [--json] [--cloud]
                                                  chunks, rate, ETA, poison chunks, spend so far
   tessera submit <manifest.json> --bucket B [--model-upload]
@@ -35,6 +37,8 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import('./demo.ts')).demoCommand(rest);
       case 'worker':
         return await (await import('./worker-command.ts')).workerCommand(rest);
+      case 'verify':
+        return await (await import('./verify-command.ts')).verifyCommand(rest);
       case undefined:
       case 'help':
       case '--help':

@@ -20,6 +20,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import {
   type AbsolutePath,
   checkKey,
+  type ListedObject,
   type RangeQuery,
   type Store,
 } from '../../core/store/index.ts';
@@ -154,6 +155,11 @@ export class S3Store implements Store {
   }
 
   async *list(prefix: string): AsyncIterable<AbsolutePath> {
+    for await (const o of this.listWithSizes(prefix)) yield o.key;
+  }
+
+  /** The listing's own sizes (ListObjectsV2 returns Size with each key): no HEAD per object. */
+  async *listWithSizes(prefix: string): AsyncIterable<ListedObject> {
     const relative = prefix.startsWith('/') ? prefix.slice(1) : prefix;
     const Prefix = this.prefix === '' ? relative : `${this.prefix}/${relative}`;
     const strip = this.prefix === '' ? 0 : this.prefix.length + 1;
@@ -168,7 +174,13 @@ export class S3Store implements Store {
       for (const object of page.Contents ?? []) {
         // A key ending in '/' is a console "folder" placeholder, not an object of the store.
         if (object.Key === undefined || object.Key.endsWith('/')) continue;
-        yield `/${object.Key.slice(strip)}` as AbsolutePath;
+        if (object.Size === undefined)
+          throw this.failure(
+            'list',
+            Prefix,
+            new Error(`the listing gave no size for ${object.Key}`),
+          );
+        yield { key: `/${object.Key.slice(strip)}` as AbsolutePath, size: object.Size };
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token !== undefined);

@@ -43,17 +43,26 @@ export async function blendSeamBlock(
   if (ctx.previewTiles) await writePreviewTiles(ctx.work, ctx.plan.region, block.coord, out);
 }
 
-/** Blends the given seam blocks (default: all of the plan's), `concurrency` at a time. */
+/**
+ * Blends the given seam blocks (default: all of the plan's), `concurrency` at a time.
+ * `keys` names them by block key instead (a repair's set, see repair.ts): only those are
+ * read, so the partials of every other seam block may be gone.
+ */
 export async function blendSeams(
   ctx: JobContext,
   output: OutputVolume,
   o: {
     blocks?: Iterable<BlockDescriptor>;
+    keys?: Iterable<string>;
     concurrency?: number;
     onBlock?: (done: number) => void;
   } = {},
 ): Promise<number> {
-  const it = (o.blocks ?? ctx.plan.seamBlockList())[Symbol.iterator]();
+  if (o.blocks !== undefined && o.keys !== undefined)
+    throw new TypeError('blendSeams takes blocks or keys, not both');
+  const blocks =
+    o.blocks ?? (o.keys === undefined ? ctx.plan.seamBlockList() : seamBlocksOf(ctx, o.keys));
+  const it = blocks[Symbol.iterator]();
   let done = 0;
   const lane = async (): Promise<void> => {
     const scratch: BlendScratch = {};
@@ -65,4 +74,16 @@ export async function blendSeams(
   };
   await Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? 4) }, lane));
   return done;
+}
+
+/** The seam blocks named by `keys`; a key of a block that is not a seam block is refused. */
+function* seamBlocksOf(ctx: JobContext, keys: Iterable<string>): Generator<BlockDescriptor> {
+  for (const key of keys) {
+    const block = ctx.plan.describeBlock(key);
+    if (!block.seam)
+      throw new RangeError(
+        `block ${key} is written final by its one chunk, not blended; repair it by re-running that chunk`,
+      );
+    yield block;
+  }
 }

@@ -19,10 +19,21 @@ export class EagerBlender {
   /** Seconds spent blending so far (overlapped with inference). */
   seconds = 0;
 
+  /** The seam blocks this blender may blend (keys); undefined: all of the plan's. */
+  private readonly only: ReadonlySet<string> | undefined;
+
+  /**
+   * With `only` (a repair: tessera verify, or a rerun that found damage), only those seam
+   * blocks are blended and awaited: the other seam blocks are final already and their
+   * partials were deleted, so they must never be read.
+   */
   constructor(
     private readonly ctx: JobContext,
     private readonly output: OutputVolume,
-  ) {}
+    o: { only?: Iterable<string> } = {},
+  ) {
+    this.only = o.only === undefined ? undefined : new Set(o.only);
+  }
 
   /** Records a finished (DONE or SKIPPED) chunk and schedules the seam blocks it completes. */
   chunkFinished(chunkId: string): void {
@@ -31,6 +42,7 @@ export class EagerBlender {
     const { plan } = this.ctx;
     for (const block of plan.seamBlocks(plan.describeChunk(chunkId))) {
       if (this.blended.has(block.key)) continue;
+      if (this.only !== undefined && !this.only.has(block.key)) continue;
       if (![...plan.contributors(block)].every((c) => this.finished.has(c.id))) continue;
       this.blended.add(block.key);
       this.schedule(block);
@@ -56,6 +68,12 @@ export class EagerBlender {
   /** Waits for scheduled blends; returns the seam blocks not blended yet (for the final pass). */
   async drain(): Promise<BlockDescriptor[]> {
     await this.queue;
-    return [...this.ctx.plan.seamBlockList()].filter((b) => !this.blended.has(b.key));
+    const { plan } = this.ctx;
+    if (this.only !== undefined)
+      return [...this.only]
+        .filter((key) => !this.blended.has(key))
+        .map((key) => plan.describeBlock(key))
+        .filter((b) => b.seam);
+    return [...plan.seamBlockList()].filter((b) => !this.blended.has(b.key));
   }
 }

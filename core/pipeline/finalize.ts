@@ -45,6 +45,12 @@ export interface FinalizeOptions {
   device: string;
   /** Skip preview.png (tests of other parts; a huge job finalized by a short-lived Lambda). */
   preview?: boolean;
+  /**
+   * Build the pyramid levels (default true). A repair whose pyramid is intact passes
+   * false: the levels are listed in the metadata as they are. A rebuild is of the whole
+   * pyramid, from level 0: about one read of the output and 1/7 of it written.
+   */
+  rebuildPyramid?: boolean;
   /** The preview's input column, drawn ahead (see renderInputPanels). */
   inputPanels?: Promise<InputPanels | undefined>;
   log?: (line: string) => void;
@@ -62,14 +68,14 @@ export async function finalizeJob(ctx: JobContext, o: FinalizeOptions): Promise<
     const voxelSize = ctx.input.voxelSize;
     const wanted = manifest.output.pyramid ?? 0;
     levels =
-      wanted > 0
+      wanted > 0 && o.rebuildPyramid !== false
         ? await buildPyramid(ctx.outputStore, {
             levels: wanted,
             ...(voxelSize ? { voxelSize } : {}),
             onLevel: (l, s) =>
               log(`pyramid level ${l.path}: ${l.shape.join('×')} in ${s.toFixed(1)}s`),
           })
-        : pyramidLevels(plan.volumeShape, 0);
+        : pyramidLevels(plan.volumeShape, wanted, voxelSize);
     // The output spans the whole input volume (voxels outside the region stay 0), so
     // it sits exactly where the input does: same voxel size, same translation.
     const placement = await inputPlacement(ctx);

@@ -46,10 +46,11 @@ export class StoreCapabilityError extends Error {
   readonly location: string;
   constructor(
     store: { readonly location?: string },
-    readonly capability: 'list' | 'delete' | 'getRange',
+    readonly capability: 'list' | 'listWithSizes' | 'delete' | 'getRange',
   ) {
     const location = store.location ?? 'the store';
-    super(`The store at ${location} cannot ${capability}; use a store adapter that supports it.`);
+    const what = capability === 'listWithSizes' ? 'list objects with their sizes' : capability;
+    super(`The store at ${location} cannot ${what}; use a store adapter that supports it.`);
     this.location = location;
   }
 }

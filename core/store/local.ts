@@ -7,10 +7,10 @@
 
 import { randomBytes } from 'node:crypto';
 import type { Dirent } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { checkKey } from './keys.ts';
-import type { AbsolutePath, RangeQuery, Store } from './port.ts';
+import type { AbsolutePath, ListedObject, RangeQuery, Store } from './port.ts';
 
 // Temporary files carry this marker so `list` skips them; Zarr's own keys (.zarray,
 // .zattrs) also start with a dot, so a leading dot alone cannot mark them.
@@ -110,6 +110,20 @@ export class LocalStore implements Store {
     const dirKey = normalized.slice(0, normalized.lastIndexOf('/') + 1);
     const start = dirKey === '/' ? this.root : this.path(dirKey.slice(0, -1) as AbsolutePath);
     for await (const key of this.walk(start, dirKey)) if (key.startsWith(normalized)) yield key;
+  }
+
+  async *listWithSizes(prefix: string): AsyncIterable<ListedObject> {
+    for await (const key of this.list(prefix)) {
+      let size: number;
+      try {
+        size = (await stat(this.path(key))).size;
+      } catch (error) {
+        // Deleted between the walk and the stat: not there, as a later listing would say.
+        if (isMissing(error)) continue;
+        throw error;
+      }
+      yield { key, size };
+    }
   }
 
   private async *walk(dir: string, keyPrefix: string): AsyncGenerator<AbsolutePath> {

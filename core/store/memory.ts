@@ -3,7 +3,7 @@
 // chunk data) can never change what is stored.
 
 import { checkKey, sliceRange } from './keys.ts';
-import type { AbsolutePath, RangeQuery, Store } from './port.ts';
+import type { AbsolutePath, ListedObject, RangeQuery, Store } from './port.ts';
 
 export class MemoryStore implements Store {
   readonly location: string;
@@ -32,6 +32,11 @@ export class MemoryStore implements Store {
 
   async *list(prefix: string): AsyncIterable<AbsolutePath> {
     for (const key of [...this.objects.keys()]) if (key.startsWith(prefix)) yield key;
+  }
+
+  async *listWithSizes(prefix: string): AsyncIterable<ListedObject> {
+    for (const [key, bytes] of [...this.objects])
+      if (key.startsWith(prefix)) yield { key, size: bytes.byteLength };
   }
 
   /** Number of stored objects (tests count writes with it). */

@@ -20,6 +20,18 @@ export interface Store {
   delete?(key: AbsolutePath): Promise<void>;
   /** Every key that starts with `prefix` (a plain string prefix, as in S3), any order. */
   list?(prefix: string): AsyncIterable<AbsolutePath>;
+  /**
+   * `list` with each object's size in bytes. One listing: S3's ListObjectsV2 carries
+   * sizes beside the keys, a directory walk stats what it finds. Lets a check of a whole
+   * output (output-check.ts) see an empty or cut-short object without reading it.
+   */
+  listWithSizes?(prefix: string): AsyncIterable<ListedObject>;
+}
+
+/** One object of a listing with sizes. */
+export interface ListedObject {
+  readonly key: AbsolutePath;
+  readonly size: number;
 }
 
 /** A store's location for messages, or a neutral word when it has none. */

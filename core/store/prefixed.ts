@@ -4,7 +4,7 @@
 
 import { StoreCapabilityError } from './errors.ts';
 import { checkKey, normalizePrefix, sliceRange } from './keys.ts';
-import type { AbsolutePath, RangeQuery, Store } from './port.ts';
+import type { AbsolutePath, ListedObject, RangeQuery, Store } from './port.ts';
 
 export class PrefixedStore implements Store {
   readonly inner: Store;
@@ -52,5 +52,13 @@ export class PrefixedStore implements Store {
     const head = this.prefix === '' ? '' : `/${this.prefix}`;
     for await (const key of this.inner.list(`${head}${relative}`))
       yield key.slice(head.length) as AbsolutePath;
+  }
+
+  async *listWithSizes(prefix: string): AsyncIterable<ListedObject> {
+    if (!this.inner.listWithSizes) throw new StoreCapabilityError(this.inner, 'listWithSizes');
+    const relative = prefix.startsWith('/') ? prefix : `/${prefix}`;
+    const head = this.prefix === '' ? '' : `/${this.prefix}`;
+    for await (const o of this.inner.listWithSizes(`${head}${relative}`))
+      yield { key: o.key.slice(head.length) as AbsolutePath, size: o.size };
   }
 }

@@ -139,6 +139,15 @@ const modelSchema = z
         'volume edge. Omit when the output has the input patch size.',
     ).optional(),
     outputChannels: positiveInt.describe('Number of output channels the model produces (>= 1).'),
+    output: z
+      .string()
+      .min(1, { error: 'must name one of the model\'s outputs, e.g. "affinities"' })
+      .optional()
+      .describe(
+        'Name of the model output to use, for a model with more than one output (e.g. ' +
+          '"affinities"); `tessera plan` lists the outputs. Required then: Tessera never picks ' +
+          'one silently. Omit for a single-output model.',
+      ),
   })
   .describe('The network to run.');
 

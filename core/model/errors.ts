@@ -67,3 +67,40 @@ export class ModelOutputError extends Error {
     );
   }
 }
+
+/** One way a model's declared inputs/outputs disagree with the manifest (or with Tessera). */
+export interface ModelIssue {
+  /** The manifest field (or worker option) to change, e.g. `model.patchShape`, `model.output`. */
+  readonly field: string;
+  /** What the model declares, what the manifest says, and the fix; one line. */
+  readonly message: string;
+}
+
+/**
+ * The model's declared signature cannot run this job: every chunk would fail the same
+ * way, so this is raised once, at plan and at load, never per chunk. One line per issue.
+ */
+export class ModelSignatureError extends Error {
+  override readonly name = 'ModelSignatureError';
+  /** Parallel arrays (not `ModelIssue[]`) so the error crosses the inference thread's boundary. */
+  readonly fields: readonly string[];
+  readonly problems: readonly string[];
+  constructor(
+    readonly model: string,
+    issues: readonly ModelIssue[],
+  ) {
+    const count = issues.length === 1 ? '1 problem' : `${issues.length} problems`;
+    super(
+      [
+        `model ${model} does not fit the manifest (${count}):`,
+        ...issues.map((i) => `  ${i.field}: ${i.message}`),
+      ].join('\n'),
+    );
+    this.fields = issues.map((i) => i.field);
+    this.problems = issues.map((i) => i.message);
+  }
+
+  get issues(): ModelIssue[] {
+    return this.fields.map((field, i) => ({ field, message: this.problems[i] ?? '' }));
+  }
+}

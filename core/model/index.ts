@@ -1,9 +1,11 @@
 export {
   ModelChecksumError,
   ModelInputError,
+  type ModelIssue,
   ModelLoadError,
   ModelOutputError,
   ModelRunError,
+  ModelSignatureError,
 } from './errors.ts';
 export {
   type Device,
@@ -13,4 +15,16 @@ export {
   type ModelSource,
   type Patch,
 } from './runner.ts';
+export {
+  checkModelAgainstManifest,
+  type ModelExpectation,
+  type ModelIo,
+  type ModelSignature,
+  modelExpectation,
+  type ReadSignature,
+  readModelSignature,
+  resolveModelIo,
+  signatureOf,
+  type TensorSignature,
+} from './signature.ts';
 export * from './threaded.ts';

@@ -8,7 +8,6 @@
  * silently shift every patch).
  */
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import {
@@ -18,6 +17,13 @@ import {
   ModelOutputError,
   ModelRunError,
 } from './errors.ts';
+import {
+  type ModelExpectation,
+  readModelFile,
+  resolveModelIo,
+  signatureOf,
+  unloadable,
+} from './signature.ts';
 
 export type ModelSource = { path: string } | { bytes: Uint8Array; name?: string };
 
@@ -44,6 +50,12 @@ export interface ModelRunnerOptions {
   spinning?: boolean;
   gpu?: GpuOptions;
   log?: (msg: string) => void;
+  /**
+   * What the job expects of the model (see modelExpectation): which output to use
+   * (model.output) and the sizes and channels to check at load. Without it only Tessera's
+   * own contract is checked, and a model with several outputs is refused.
+   */
+  expect?: ModelExpectation;
 }
 
 export type Patch = readonly [number, number, number];
@@ -133,7 +145,7 @@ export class ModelRunner {
           };
 
     try {
-      const io = describeIo(name, opened.session);
+      const io = resolveModelIo(name, signatureOf(opened.session), options.expect);
       return new ModelRunner(
         opened,
         name,
@@ -254,19 +266,6 @@ export class ModelRunner {
   }
 }
 
-async function readModelFile(path: string): Promise<Uint8Array> {
-  try {
-    return await readFile(path);
-  } catch (err) {
-    throw new ModelLoadError(
-      path,
-      `cannot read the file (${errorText(err)}). Check the model path, or that the file was ` +
-        'downloaded and is readable.',
-      { cause: err },
-    );
-  }
-}
-
 async function openCpu(
   name: string,
   bytes: Uint8Array,
@@ -275,13 +274,7 @@ async function openCpu(
   try {
     return await InferenceSession.create(bytes, { ...options, executionProviders: ['cpu'] });
   } catch (err) {
-    throw new ModelLoadError(
-      name,
-      `onnxruntime cannot load it (${errorText(err)}). Check that it is a complete ONNX model ` +
-        '(not truncated, not an HTML error page) and that its opset is supported by onnxruntime 1.30; ' +
-        're-export or re-download it.',
-      { cause: err },
-    );
+    throw new ModelLoadError(name, unloadable(err), { cause: err });
   }
 }
 
@@ -314,73 +307,6 @@ async function openGpu(
       'Install the CUDA build of onnxruntime and its CUDA/cuDNN libraries, or ask for device "cpu".',
   );
   return { session, device: 'cpu', providers: ['cpu'] };
-}
-
-interface Io {
-  /** 5 for a 3D model [n, c, z, y, x]; 4 for a 2D model [n, c, y, x]. */
-  rank: 4 | 5;
-  inputName: string;
-  outputName: string;
-  inputChannels: number | undefined;
-  outputChannels: number | undefined;
-}
-
-function describeIo(name: string, session: InferenceSession): Io {
-  const [input, ...moreInputs] = session.inputMetadata;
-  const output = session.outputMetadata[0];
-  if (input === undefined || moreInputs.length > 0) {
-    throw new ModelLoadError(
-      name,
-      `has ${session.inputMetadata.length} inputs; Tessera feeds exactly one float32 tensor ` +
-        '[n, c, z, y, x]. Export the model with a single image input.',
-    );
-  }
-  if (output === undefined) {
-    throw new ModelLoadError(name, 'has no outputs. Export the model with a float32 output.');
-  }
-  for (const [role, meta] of [
-    ['input', input],
-    ['output', output],
-  ] as const) {
-    if (!meta.isTensor || meta.type !== 'float32') {
-      throw new ModelLoadError(
-        name,
-        `${role} "${meta.name}" is ${meta.isTensor ? meta.type : 'not a tensor'}; Tessera needs a ` +
-          `float32 tensor. Export the model with a float32 ${role}.`,
-      );
-    }
-    // An empty shape means "unknown rank" (taken as 3D); a known rank must be 5, or 4 for
-    // a 2D model applied slice by slice.
-    if (meta.shape.length !== 0 && meta.shape.length !== 5 && meta.shape.length !== 4) {
-      throw new ModelLoadError(
-        name,
-        `${role} "${meta.name}" has rank ${meta.shape.length} ([${meta.shape.join(', ')}]); ` +
-          'Tessera needs 5-D [n, c, z, y, x] (3D) or 4-D [n, c, y, x] (2D, with patchShape z = 1).',
-      );
-    }
-  }
-  const rankOf = (m: InferenceSession.ValueMetadata): number => (m.isTensor ? m.shape.length : 0);
-  const inRank: 4 | 5 = rankOf(input) === 4 ? 4 : 5;
-  const outRank = rankOf(output) === 0 ? inRank : rankOf(output);
-  if (outRank !== inRank) {
-    throw new ModelLoadError(
-      name,
-      `input is ${inRank}-D but output is ${outRank}-D; they must match.`,
-    );
-  }
-  return {
-    rank: inRank,
-    inputName: input.name,
-    outputName: output.name,
-    inputChannels: staticChannels(input),
-    outputChannels: staticChannels(output),
-  };
-}
-
-function staticChannels(meta: InferenceSession.ValueMetadata): number | undefined {
-  if (!meta.isTensor) return undefined;
-  const c = meta.shape[1];
-  return typeof c === 'number' && c > 0 ? c : undefined;
 }
 
 function errorText(err: unknown): string {

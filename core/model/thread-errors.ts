@@ -9,6 +9,7 @@ import {
   ModelLoadError,
   ModelOutputError,
   ModelRunError,
+  ModelSignatureError,
 } from './errors.ts';
 
 export interface SerialisedError {
@@ -53,6 +54,8 @@ const dims = (f: Fields, k: string): (number | string)[] => {
   const v = f[k];
   return Array.isArray(v) ? v : [];
 };
+const strs = (f: Fields, k: string): string[] =>
+  dims(f, k).filter((x): x is string => typeof x === 'string');
 
 const CLASSES: Record<string, (f: Fields) => Error> = {
   ModelChecksumError: (f) =>
@@ -67,6 +70,13 @@ const CLASSES: Record<string, (f: Fields) => Error> = {
       nums(f, 'actualDims'),
       str(f, 'detail'),
     ),
+  ModelSignatureError: (f) => {
+    const problems = strs(f, 'problems');
+    return new ModelSignatureError(
+      str(f, 'model'),
+      strs(f, 'fields').map((field, i) => ({ field, message: problems[i] ?? '' })),
+    );
+  },
 };
 
 /** The model module's class for a serialised error, with its message; else RemoteModelError. */

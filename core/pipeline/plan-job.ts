@@ -1,10 +1,27 @@
-// Plan: claim the job's output location, then create the job's chunk rows (both
-// idempotent). The output array is created by the writers (ensureOutput, idempotent), so
-// the planner needs no write access to outputs.
+// Plan: check that the job can run at all (checkJobFits: the model's signature against
+// the manifest, each worker's peak memory against the budget; deterministic problems that
+// would otherwise fail every chunk), claim the job's output location, then create the
+// job's chunk rows (both idempotent). The output array is created by the writers
+// (ensureOutput, idempotent), so the planner needs no write access to outputs.
 
 import { type JobSpec, type Ledger, OutputClaimedError } from '../ledger/index.ts';
+import { ModelLoadError } from '../model/errors.ts';
+import {
+  checkModelAgainstManifest,
+  type ModelIo,
+  type ReadSignature,
+  readModelSignature,
+} from '../model/signature.ts';
 import { outputPresence } from '../volume/index.ts';
 import type { JobContext } from './context.ts';
+import {
+  checkWorkerMemory,
+  type MemoryBudget,
+  machineMemory,
+  type WorkerMemory,
+  workerMemory,
+} from './memory-estimate.ts';
+import { readModelBytes } from './model-source.ts';
 
 export interface PlanJobOptions {
   leaseMs?: number;
@@ -68,4 +85,98 @@ async function ledgerSaysOver(ledger: Ledger, jobId: string): Promise<boolean> {
   if ((await ledger.getJob(jobId)) === undefined) return true;
   const c = await ledger.counts(jobId);
   return c.PENDING + c.RUNNING === 0;
+}
+
+export interface JobFitOptions {
+  /** The memory the workers share: --memory; default machineMemory() (this machine). */
+  memory?: MemoryBudget | undefined;
+  /** Worker processes sharing that memory (a local run's --workers; clamped to the chunks). */
+  workers?: number | undefined;
+  /** Patches per model call (the workers' --batch); default 4, as the workers'. */
+  batchSize?: number | undefined;
+  /** Directory a relative model.url resolves against (the manifest's). */
+  baseDir?: string | undefined;
+  /**
+   * The model: 'read' (default) reads model.url and checks its signature; an already read
+   * signature; or 'skip' (the model is out of reach: its size is not counted).
+   */
+  model?: 'read' | 'skip' | ReadSignature | undefined;
+}
+
+export interface JobFit {
+  memory: WorkerMemory;
+  budget: MemoryBudget;
+  workers: number;
+  /** Undefined when the model was skipped. */
+  model?: { signature: ReadSignature; io: ModelIo };
+  /** Things that run but are likely mistakes (a patch larger than the region). */
+  warnings: string[];
+}
+
+export const DEFAULT_BATCH_SIZE = 4;
+
+/**
+ * Refuses, once and before any worker starts, a job every chunk of which would fail the
+ * same way: a model whose declared inputs/outputs do not fit the manifest
+ * (ModelSignatureError, ModelLoadError), or workers that cannot fit in the memory they
+ * will share (WorkerMemoryError). Returns the figures for a plan summary.
+ */
+export async function checkJobFits(ctx: JobContext, o: JobFitOptions = {}): Promise<JobFit> {
+  const { manifest, plan, input } = ctx;
+  const batchSize = o.batchSize ?? DEFAULT_BATCH_SIZE;
+  const workers = Math.max(1, Math.min(o.workers ?? 1, plan.counts.chunks));
+  const read =
+    o.model === 'skip'
+      ? undefined
+      : o.model === undefined || o.model === 'read'
+        ? await readJobModel(manifest.model.url, manifest.model.sha256, o.baseDir)
+        : o.model;
+  const io = read
+    ? checkModelAgainstManifest(read.model, read.signature, manifest, {
+        inputChannels: input.channels,
+        batchSize,
+      })
+    : undefined;
+  const memory = workerMemory(plan, manifest, {
+    batchSize,
+    modelBytes: read?.bytes,
+    input: { channels: input.channels, dtype: input.dtype, chunkShape: input.chunkShape },
+  });
+  const budget = o.memory ?? machineMemory();
+  checkWorkerMemory(memory, manifest, budget, workers);
+  return {
+    memory,
+    budget,
+    workers,
+    ...(read && io ? { model: { signature: read, io } } : {}),
+    warnings: patchWarnings(ctx),
+  };
+}
+
+async function readJobModel(
+  url: string,
+  sha256: string | undefined,
+  baseDir: string | undefined,
+): Promise<ReadSignature> {
+  const bytes = await readModelBytes(url, baseDir === undefined ? {} : { baseDir });
+  if (bytes === undefined)
+    throw new ModelLoadError(
+      url,
+      "there is no file at model.url. Check the path (relative paths are read from the manifest's directory), or upload the model first.",
+    );
+  return readModelSignature({ bytes, name: url }, { sha256 });
+}
+
+/** A patch larger than the region on an axis is mostly zero padding: say so. */
+function patchWarnings(ctx: JobContext): string[] {
+  const { plan } = ctx;
+  const region = plan.region.shape;
+  const patch = plan.inputPatchShape;
+  const over = [0, 1, 2].filter((a) => patch[a]! > region[a]!);
+  if (over.length === 0) return [];
+  const axes = over.map((a) => 'zyx'[a]).join(', ');
+  return [
+    `the model's input patch [${patch.join(', ')}] is larger than the region [${region.join(', ')}] on ${axes}: ` +
+      'each patch is mostly zero padding, inferred and held in memory; use a smaller model.patchShape if the model allows',
+  ];
 }

@@ -83,17 +83,20 @@ import {
   LeaseLostError,
   OutputClaimedError,
 } from '../../core/ledger/errors.ts';
-import { collectChunkIds } from '../../core/ledger/memory.ts';
+import { collectChunkIds, rearmedMessage } from '../../core/ledger/memory.ts';
 import {
   CHUNK_STATUSES,
   type ChunkRef,
   type ChunkRow,
   type ChunkStatus,
   type Claim,
+  FINAL_STATUSES,
   type JobSpec,
   type Ledger,
+  type RearmSelection,
   SKEW_MS,
   type StatusCounts,
+  UnknownChunkIdsError,
 } from '../../core/ledger/port.ts';
 import {
   capError,
@@ -665,6 +668,69 @@ export class DynamoLedger implements Ledger {
       if (!old) throw e;
       throw new OutputClaimedError(url, this.str(old, 'jobId'), jobId);
     }
+  }
+
+  // ---- re-arming ---------------------------------------------------------------------------
+
+  /**
+   * One conditional UpdateItem per selected row, `status = <the final status read>`, in a
+   * transaction with the counter move from that status to PENDING; the row re-enters the
+   * open index at its index. Finding the rows is one paged Query over the job's chunk rows
+   * (the table keeps no id → index map, and FAILED rows are not in the open index): a
+   * chunk row is ~200 bytes, so 10^6 chunks read ~50 000 read units, once per re-arm.
+   */
+  async rearm(jobId: string, which: RearmSelection): Promise<{ rearmed: number }> {
+    const job = await this.job(jobId);
+    const targets: ChunkRow[] = [];
+    if ('status' in which) {
+      if (which.status !== 'FAILED')
+        throw new RangeError(
+          `rearm: only { status: 'FAILED' } selects by status, got ${String(which.status)}`,
+        );
+      for await (const row of this.list(jobId, 'FAILED')) targets.push(row);
+    } else {
+      const wanted = new Set(which.chunkIds);
+      if (wanted.size === 0) return { rearmed: 0 };
+      for await (const row of this.list(jobId)) {
+        if (!wanted.delete(row.chunkId)) continue;
+        targets.push(row);
+      }
+      if (wanted.size > 0) {
+        const unknown = [...wanted];
+        throw new UnknownChunkIdsError(jobId, unknown.slice(0, 20), unknown.length);
+      }
+    }
+    let rearmed = 0;
+    for (const row of targets) if (await this.rearmRow(job, row)) rearmed++;
+    return { rearmed };
+  }
+
+  /** Re-arms one row if it is final; re-judged once from the refusal's row (it moved). */
+  private async rearmRow(job: JobMeta, seen: ChunkRow): Promise<boolean> {
+    let row: ChunkRow | undefined = seen;
+    for (let tries = 0; tries < 2 && row !== undefined; tries++) {
+      if (!FINAL_STATUSES.includes(row.status)) return false;
+      const r = await this.write(
+        job,
+        row.index,
+        {
+          set: {
+            status: 'PENDING',
+            attempts: 0,
+            lastError: rearmedMessage(row),
+            [OPEN_PK]: openPk(job.spec.jobId, row.index % job.shards),
+            ...reopen(row.index),
+            updatedAt: Date.now(),
+          },
+          remove: ['owner', 'leaseExpiresAt'],
+        },
+        allOf(statusIs(row.status), equals('chunkId', row.chunkId)),
+        { from: row.status, to: 'PENDING' },
+      );
+      if (r.ok) return true;
+      row = r.old && this.rowFrom(job.spec.jobId, r.old);
+    }
+    return false;
   }
 
   // ---- claim internals ---------------------------------------------------------------------

@@ -21,14 +21,16 @@ import {
   OutputClaimedError,
   RemoteLedgerError,
 } from './errors.ts';
-import type {
-  ChunkRef,
-  ChunkRow,
-  ChunkStatus,
-  Claim,
-  JobSpec,
-  Ledger,
-  StatusCounts,
+import {
+  type ChunkRef,
+  type ChunkRow,
+  type ChunkStatus,
+  type Claim,
+  type JobSpec,
+  type Ledger,
+  type RearmSelection,
+  type StatusCounts,
+  UnknownChunkIdsError,
 } from './port.ts';
 
 /** The one method table both sides are typed from. */
@@ -57,6 +59,7 @@ interface Methods {
     args: [url: string, jobId: string, o?: { replacing?: string }];
     result: undefined;
   };
+  rearm: { args: [jobId: string, which: RearmSelection]; result: { rearmed: number } };
 }
 
 type Method = keyof Methods;
@@ -73,6 +76,7 @@ const METHODS: readonly Method[] = [
   'list',
   'sweep',
   'claimOutput',
+  'rearm',
 ];
 
 export type LedgerRequest = {
@@ -86,6 +90,7 @@ export type WireError =
   | { name: 'InvalidJobError'; jobId: string; field: string; detail: string }
   | { name: 'OutputClaimedError'; url: string; holder: string; jobId: string }
   | { name: 'LedgerWriteError'; dir: string; code?: string; op: string }
+  | { name: 'UnknownChunkIdsError'; jobId: string; chunkIds: string[]; count: number }
   | { name: 'RangeError'; message: string }
   | { name: 'LedgerIpcError'; message: string }
   | { name: 'RemoteError'; remoteName: string; message: string };
@@ -133,6 +138,14 @@ export function toWire(err: unknown): WireError {
     if (err.code !== undefined) w.code = err.code;
     return w;
   }
+  if (err instanceof UnknownChunkIdsError) {
+    return {
+      name: 'UnknownChunkIdsError',
+      jobId: err.jobId,
+      chunkIds: [...err.chunkIds],
+      count: err.count,
+    };
+  }
   if (err instanceof RangeError) return { name: 'RangeError', message: err.message };
   if (err instanceof LedgerIpcError) return { name: 'LedgerIpcError', message: err.message };
   if (err instanceof Error)
@@ -154,6 +167,8 @@ export function fromWire(w: WireError): Error {
       return new OutputClaimedError(w.url, w.holder, w.jobId);
     case 'LedgerWriteError':
       return new LedgerWriteError(w.dir, w.code, w.op);
+    case 'UnknownChunkIdsError':
+      return new UnknownChunkIdsError(w.jobId, w.chunkIds, w.count);
     case 'RangeError':
       return new RangeError(w.message);
     case 'LedgerIpcError': {
@@ -215,6 +230,14 @@ async function dispatch(ledger: Ledger, req: LedgerRequest): Promise<unknown> {
       return ledger.sweep(...unNull(req.args));
     case 'claimOutput':
       return ledger.claimOutput(...unNull(req.args));
+    case 'rearm': {
+      if (!ledger.rearm) {
+        throw new LedgerIpcError(
+          'the ledger process serves a ledger without rearm; re-arm from the process that owns the ledger',
+        );
+      }
+      return ledger.rearm(...unNull(req.args));
+    }
   }
 }
 
@@ -319,6 +342,9 @@ export class IpcLedgerClient implements Ledger {
   }
   async claimOutput(url: string, jobId: string, o?: { replacing?: string }): Promise<void> {
     await this.call('claimOutput', [url, jobId, o]);
+  }
+  rearm(jobId: string, which: RearmSelection): Promise<{ rearmed: number }> {
+    return this.call('rearm', [jobId, which]);
   }
 
   private call<M extends Method>(

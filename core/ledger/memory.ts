@@ -18,14 +18,17 @@ import {
 } from './errors.ts';
 import { IndexSet } from './index-set.ts';
 import { type LeaseEntry, LeaseHeap } from './lease-heap.ts';
-import type {
-  ChunkRef,
-  ChunkRow,
-  ChunkStatus,
-  Claim,
-  JobSpec,
-  Ledger,
-  StatusCounts,
+import {
+  type ChunkRef,
+  type ChunkRow,
+  type ChunkStatus,
+  type Claim,
+  FINAL_STATUSES,
+  type JobSpec,
+  type Ledger,
+  type RearmSelection,
+  type StatusCounts,
+  UnknownChunkIdsError,
 } from './port.ts';
 import {
   capError,
@@ -103,6 +106,27 @@ export function collectChunkIds(job: JobSpec, chunks: Iterable<ChunkRef>): strin
   }
   return ids;
 }
+
+/**
+ * What `rearm` makes of a final row: PENDING, 0 attempts, no owner, the token kept (the
+ * next claim increments it), and lastError saying what it was re-armed from.
+ */
+export function rearmedRow(row: RowState, now: number): RowState {
+  return {
+    status: 'PENDING',
+    attempts: 0,
+    token: row.token,
+    lastError: rearmedMessage(row),
+    updatedAt: now,
+  };
+}
+
+/** lastError of a re-armed row: its old state and error, so a report can still show them. */
+export const rearmedMessage = (row: Pick<RowState, 'status' | 'attempts' | 'lastError'>): string =>
+  capError(
+    `re-armed from ${row.status} after ${row.attempts} attempt(s)` +
+      (row.lastError === undefined ? '' : `; its last error then: ${row.lastError}`),
+  );
 
 /** One output claim: the whole new state of one output-claim row. */
 export interface OutputClaimChange {
@@ -276,22 +300,66 @@ export class MemoryLedger implements Ledger {
     this.restoreOutput(change);
   }
 
+  async rearm(jobId: string, which: RearmSelection): Promise<{ rearmed: number }> {
+    const s = this.job(jobId);
+    const now = Date.now();
+    let indices: Iterable<number>;
+    if ('status' in which) {
+      if (which.status !== 'FAILED')
+        throw new RangeError(
+          `rearm: only { status: 'FAILED' } selects by status, got ${String(which.status)}`,
+        );
+      // Every FAILED row is a touched row: no pass over untouched chunks.
+      indices = [...s.rows].filter(([, r]) => r.status === 'FAILED').map(([i]) => i);
+    } else indices = this.indicesOf(s, which.chunkIds);
+    const changes: RowChange[] = [];
+    for (const index of new Set(indices)) {
+      const row = this.row(s, index);
+      if (!FINAL_STATUSES.includes(row.status)) continue;
+      changes.push({ jobId, index, row: rearmedRow(row, now) });
+    }
+    // One journal write for the lot: a re-arm lands whole or not at all.
+    if (changes.length > 0) this.commit(changes);
+    return { rearmed: changes.length };
+  }
+
   /**
    * Local admin, not in the port: makes the RUNNING chunks of owners known to be dead
-   * claimable now, without waiting for their leases. Their attempts stay counted (the
-   * worker did die on them), so a chunk already at maxAttempts becomes FAILED.
+   * claimable now, without waiting for their leases.
+   *
+   * `spend` says whose fault the death was. true (the default): the worker died alone on
+   * its chunks (killed for memory on that chunk, a crash), so their attempts stay counted
+   * and a chunk already at maxAttempts becomes FAILED. false: the run was stopped as a
+   * whole (a kill of the run, a double Ctrl-C, a stop the coordinator decided), which
+   * says nothing about the chunks: each is handed back as a release does (attempts - 1)
+   * and never made FAILED.
    */
   async abandonOwners(
     jobId: string,
     predicate: (owner: string) => boolean,
-    o: { now?: number } = {},
+    o: { now?: number; spend?: boolean } = {},
   ): Promise<{ released: number; failed: number }> {
     const s = this.job(jobId);
     const now = o.now ?? Date.now();
+    const spend = o.spend ?? true;
     const changes: RowChange[] = [];
     let failed = 0;
     for (const [index, row] of s.rows) {
       if (row.status !== 'RUNNING' || row.owner === undefined || !predicate(row.owner)) continue;
+      if (!spend) {
+        changes.push({
+          jobId,
+          index,
+          row: {
+            status: 'PENDING',
+            attempts: Math.max(0, row.attempts - 1),
+            token: row.token,
+            lastError: `owner "${row.owner}" (token ${row.token}) was handed back unspent: the run it belonged to was stopped as a whole`,
+            updatedAt: now,
+          },
+        });
+        continue;
+      }
       const dead = row.attempts >= s.spec.maxAttempts;
       if (dead) failed++;
       const next: RowState = {
@@ -383,6 +451,20 @@ export class MemoryLedger implements Ledger {
     const s = this.jobs.get(jobId);
     if (!s) throw new JobNotFoundError(jobId, chunkId);
     return s;
+  }
+
+  /** Indices of `chunkIds`, or UnknownChunkIdsError naming those the job lacks. */
+  private indicesOf(s: JobState, chunkIds: readonly string[]): number[] {
+    const wanted = new Set(chunkIds);
+    const found = new Map<string, number>();
+    // One pass over the id list: a re-arm is rare, and a job keeps no id → index map.
+    s.ids.forEach((id, i) => {
+      if (wanted.has(id)) found.set(id, i);
+    });
+    const unknown = [...wanted].filter((id) => !found.has(id));
+    if (unknown.length > 0)
+      throw new UnknownChunkIdsError(s.spec.jobId, unknown.slice(0, 20), unknown.length);
+    return [...found.values()];
   }
 
   private row(s: JobState, index: number): RowState {

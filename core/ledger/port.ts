@@ -22,11 +22,16 @@
 //              so attempts cannot have moved under it)
 //   claimOutput PUT output-claim row {url, jobId}    (its own item, keyed by the output URL)
 //              IF absent OR jobId = :job [OR jobId = :replacing]
+//   rearm      SET status=PENDING, attempts=0, lastError=<re-armed, was …>, REMOVE owner
+//              IF status = :seen   (one UpdateItem per row; :seen is DONE, SKIPPED or
+//              FAILED as read, so the per-status counters move from the right one)
 //
 // The fencing token increments on every claim and never otherwise, so owner+token names
 // one tenure of one chunk: a worker that stalled past its lease and wakes up after
 // someone else claimed the chunk is refused, even if the new owner has the same name
 // (a restarted process reusing its host name).
+
+import { LedgerError } from './errors.ts';
 
 /** PENDING: claimable. RUNNING: leased to `owner`. DONE/SKIPPED: final. FAILED: poison. */
 export type ChunkStatus = 'PENDING' | 'RUNNING' | 'DONE' | 'FAILED' | 'SKIPPED';
@@ -89,6 +94,12 @@ export interface Claim {
 
 export type StatusCounts = Record<ChunkStatus, number>;
 
+/** Which rows `rearm` gives back: every FAILED row, or the named chunks. */
+export type RearmSelection = { status: 'FAILED' } | { chunkIds: readonly string[] };
+
+/** Final states: the only ones `rearm` moves (RUNNING and PENDING rows are left as they are). */
+export const FINAL_STATUSES: readonly ChunkStatus[] = ['DONE', 'SKIPPED', 'FAILED'];
+
 /** One chunk handed to createJob: `index` runs over 0..chunkCount-1, each exactly once. */
 export interface ChunkRef {
   chunkId: string;
@@ -135,4 +146,37 @@ export interface Ledger {
    * it may precede createJob, and a job's rows never release it.
    */
   claimOutput(url: string, jobId: string, o?: { replacing?: string }): Promise<void>;
+  /**
+   * The way back after a fix (the coordinator's call, never a worker's): the selected rows
+   * in a final state (DONE, SKIPPED, FAILED) become PENDING with 0 attempts, no owner, the
+   * token unchanged (the next claim increments it) and lastError saying what they were
+   * re-armed from (the old error kept in it). RUNNING and PENDING rows are skipped, never
+   * touched: a live tenure is not taken away. A chunk id the job does not have throws
+   * UnknownChunkIdsError naming them, before any row moves. Returns how many rows moved.
+   *
+   * Optional in the type only until PausingLedger forwards it; MemoryLedger, LocalLedger,
+   * IpcLedgerClient and DynamoLedger implement it and the contract suite tests it.
+   */
+  rearm?(jobId: string, which: RearmSelection): Promise<{ rearmed: number }>;
+}
+
+/**
+ * rearm named chunk ids the job does not have; nothing was re-armed. (Defined here rather
+ * than in errors.ts only because this change could not edit that file; it is exported
+ * through core/ledger/index.ts either way.)
+ */
+export class UnknownChunkIdsError extends LedgerError {
+  override readonly name = 'UnknownChunkIdsError';
+  constructor(
+    readonly jobId: string,
+    /** The unknown ids (at most the first 20). */
+    readonly chunkIds: readonly string[],
+    /** How many of the given ids were unknown. */
+    readonly count: number,
+  ) {
+    super(
+      `job "${jobId}" has no chunk ${chunkIds.map((c) => `"${c}"`).join(', ')}${count > chunkIds.length ? ` (and ${count - chunkIds.length} more)` : ''}; ` +
+        'nothing was re-armed: name chunks of this job (as `tessera status` lists them), or check the job id',
+    );
+  }
 }

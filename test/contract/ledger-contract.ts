@@ -18,8 +18,10 @@ import {
   type Claim,
   type JobSpec,
   type Ledger,
+  type RearmSelection,
   SKEW_MS,
   type StatusCounts,
+  UnknownChunkIdsError,
 } from '../../core/ledger/port.ts';
 
 export type MakeLedger = () => Promise<{ ledger: Ledger; close?: () => Promise<void> }>;
@@ -59,6 +61,15 @@ async function leaseLost(p: Promise<unknown>): Promise<LeaseLostError> {
   );
   expect(err).toBeInstanceOf(LeaseLostError);
   return err as LeaseLostError;
+}
+
+/** The adapter's rearm; every adapter under contract must have one. */
+function rearmOf(
+  l: Ledger,
+): (jobId: string, which: RearmSelection) => Promise<{ rearmed: number }> {
+  const rearm = l.rearm;
+  if (!rearm) throw new Error('this adapter has no rearm: every Ledger adapter must implement it');
+  return rearm.bind(l);
 }
 
 const counts = (c: Partial<StatusCounts>): StatusCounts => ({
@@ -514,6 +525,142 @@ export function ledgerContract(name: string, makeLedger: MakeLedger): void {
           }
       }));
 
+    it('rearm { status: FAILED }: every FAILED row is PENDING again with 0 attempts, the rest untouched', () =>
+      withLedger(async (l) => {
+        const rearm = rearmOf(l);
+        await l.createJob(spec('j', 5, { maxAttempts: 2 }), chunksOf(5));
+        // c0, c1: FAILED (c0 by fail, c1 by a lease that expired at maxAttempts); c2: DONE;
+        // c3: RUNNING; c4: PENDING with one attempt spent.
+        for (let attempt = 1; attempt <= 2; attempt++) {
+          const c = (await l.claim('j', 'w', { startIndex: 0, now: T0 }))!;
+          expect(c).toMatchObject({ index: 0, attempt });
+          await l.fail(c, `NaN in output (${attempt})`);
+        }
+        const step = 10_000 + SKEW_MS + 1;
+        expect(await l.claim('j', 'A', { startIndex: 1, now: T0 })).toMatchObject({ index: 1 });
+        expect(await l.claim('j', 'B', { startIndex: 1, now: T0 + step })).toMatchObject({
+          index: 1,
+          attempt: 2,
+        });
+        await l.sweep('j', { now: T0 + 2 * step });
+        const c2 = (await l.claim('j', 'w', { startIndex: 2, now: T0 + 2 * step }))!;
+        expect(c2.index).toBe(2);
+        await l.complete(c2);
+        const c3 = (await l.claim('j', 'w', { startIndex: 3, now: T0 + 2 * step }))!;
+        const c4 = (await l.claim('j', 'w', { startIndex: 4, now: T0 + 2 * step }))!;
+        expect([c3.index, c4.index]).toEqual([3, 4]);
+        await l.fail(c4, 'model error');
+        expect(await l.counts('j')).toEqual(counts({ FAILED: 2, DONE: 1, RUNNING: 1, PENDING: 1 }));
+        const before = await rows(l, 'j');
+
+        expect(await rearm('j', { status: 'FAILED' })).toEqual({ rearmed: 2 });
+        expect(await l.counts('j')).toEqual(counts({ PENDING: 3, DONE: 1, RUNNING: 1 }));
+        const [r0, r1, r2, r3, r4] = await rows(l, 'j');
+        expect(r0).toMatchObject({ status: 'PENDING', attempts: 0, token: 2 });
+        expect(r1).toMatchObject({ status: 'PENDING', attempts: 0, token: 2 });
+        for (const r of [r0, r1]) {
+          expect(r?.owner).toBeUndefined();
+          expect(r?.leaseExpiresAt).toBeUndefined();
+        }
+        // The old error is kept inside the new one, so a report can still show it.
+        expect(r0?.lastError).toMatch(
+          /^re-armed from FAILED after 2 attempt\(s\).*NaN in output \(2\)/,
+        );
+        expect(r1?.lastError).toMatch(
+          /^re-armed from FAILED after 2 attempt\(s\).*died or hung 2 times/,
+        );
+        expect([r2, r3, r4]).toEqual(before.slice(2));
+        // Claimable again from the first attempt, with the next token.
+        expect(await l.claim('j', 'x', { startIndex: 0, now: T0 + 2 * step })).toMatchObject({
+          index: 0,
+          attempt: 1,
+          token: 3,
+        });
+        expect(await l.claim('j', 'x', { startIndex: 1, now: T0 + 2 * step })).toMatchObject({
+          index: 1,
+          attempt: 1,
+          token: 3,
+        });
+        // The RUNNING tenure was not touched.
+        await expect(l.heartbeat(c3, { now: T0 + 2 * step })).resolves.toMatchObject({ token: 1 });
+        expect(await rearm('j', { status: 'FAILED' })).toEqual({ rearmed: 0 });
+      }));
+
+    it('rearm { chunkIds }: named DONE, SKIPPED and FAILED rows run again; RUNNING and PENDING ones are skipped', () =>
+      withLedger(async (l) => {
+        const rearm = rearmOf(l);
+        await l.createJob(spec('j', 6, { maxAttempts: 1 }), chunksOf(6));
+        const claimed: Claim[] = [];
+        for (let i = 0; i < 5; i++) {
+          const c = (await l.claim('j', `w${i}`, { startIndex: i, now: T0 }))!;
+          expect(c.index).toBe(i);
+          claimed.push(c);
+        }
+        await l.complete(claimed[0]!);
+        await l.complete(claimed[1]!, { skipped: true });
+        await l.fail(claimed[2]!, 'bad bytes');
+        await l.complete(claimed[3]!);
+        // c4 stays RUNNING, c5 PENDING.
+        const before = await rows(l, 'j');
+
+        expect(await rearm('j', { chunkIds: ['c0', 'c1', 'c2', 'c4', 'c5', 'c0'] })).toEqual({
+          rearmed: 3,
+        });
+        expect(await l.counts('j')).toEqual(counts({ PENDING: 4, DONE: 1, RUNNING: 1 }));
+        const after = await rows(l, 'j');
+        expect(after.slice(0, 3).map((r) => [r.status, r.attempts, r.token, r.owner])).toEqual([
+          ['PENDING', 0, 1, undefined],
+          ['PENDING', 0, 1, undefined],
+          ['PENDING', 0, 1, undefined],
+        ]);
+        expect(after[0]?.lastError).toBe('re-armed from DONE after 1 attempt(s)');
+        expect(after[1]?.lastError).toBe('re-armed from SKIPPED after 1 attempt(s)');
+        expect(after[2]?.lastError).toBe(
+          're-armed from FAILED after 1 attempt(s); its last error then: bad bytes',
+        );
+        // c3 was not named; c4 (RUNNING) and c5 (PENDING) were, and are as they were.
+        expect(after.slice(3)).toEqual(before.slice(3));
+        await l.complete(claimed[4]!);
+        // Every re-armed row is claimable again, at its first attempt (maxAttempts is 1).
+        const again: number[] = [];
+        for (;;) {
+          const c = await l.claim('j', 'z', { now: T0 + 1 });
+          if (!c) break;
+          expect(c.attempt).toBe(1);
+          again.push(c.index);
+        }
+        expect(again.sort((a, b) => a - b)).toEqual([0, 1, 2, 5]);
+        expect(await rearm('j', { chunkIds: [] })).toEqual({ rearmed: 0 });
+      }));
+
+    it('rearm refuses chunk ids the job does not have, moving nothing; an unknown job is named', () =>
+      withLedger(async (l) => {
+        const rearm = rearmOf(l);
+        await l.createJob(spec('j', 3), chunksOf(3));
+        await l.complete((await l.claim('j', 'w', { startIndex: 0, now: T0 }))!);
+        const before = await rows(l, 'j');
+        const err = await rearm('j', { chunkIds: ['c0', 'nope', 'c9'] }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err).toBeInstanceOf(UnknownChunkIdsError);
+        const e = err as UnknownChunkIdsError;
+        expect(e.name).toBe('UnknownChunkIdsError');
+        expect([...e.chunkIds].sort()).toEqual(['c9', 'nope']);
+        expect(e.message).toMatch(/job "j" has no chunk .*"nope"/);
+        expect(e.message).toMatch(/nothing was re-armed/);
+        expect(await rows(l, 'j')).toEqual(before);
+        expect(await l.counts('j')).toEqual(counts({ DONE: 1, PENDING: 2 }));
+        for (const which of [{ status: 'FAILED' }, { chunkIds: ['c0'] }] as RearmSelection[]) {
+          const gone = await rearm('ghost', which).then(
+            () => undefined,
+            (x: unknown) => x,
+          );
+          expect(gone).toBeInstanceOf(JobNotFoundError);
+          expect((gone as JobNotFoundError).jobId).toBe('ghost');
+        }
+      }));
+
     it('matches a tiny model over random operation sequences (counts and rows exact)', async () => {
       const { ledger, close } = await makeLedger();
       let run = 0;
@@ -548,7 +695,9 @@ type Op =
       adv: number;
       skew: number;
     }
-  | { k: 'sweep'; adv: number; skew: number };
+  | { k: 'sweep'; adv: number; skew: number }
+  /** all: every FAILED row; else the chunks whose bit is set in `pick`. */
+  | { k: 'rearm'; all: boolean; pick: number; adv: number; skew: number };
 
 const LEASE = 4000;
 const timing = {
@@ -570,6 +719,15 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     arbitrary: fc.record({ k: fc.constant(k), pick: fc.nat(50), ...timing }),
   })),
   { weight: 1, arbitrary: fc.record({ k: fc.constant('sweep' as const), ...timing }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant('rearm' as const),
+      all: fc.boolean(),
+      pick: fc.nat(31),
+      ...timing,
+    }),
+  },
 );
 
 /** The obvious model: an array of rows and the rules written out longhand. */
@@ -641,6 +799,21 @@ async function checkAgainstModel(
           ctx,
         ).toBe(false);
       }
+    } else if (op.k === 'rearm') {
+      const chosen = op.all
+        ? m.flatMap((r, i) => (r.status === 'FAILED' ? [i] : []))
+        : m.flatMap((_, i) => ((op.pick >> i) & 1 ? [i] : []));
+      let want = 0;
+      for (const i of chosen) {
+        const r = m[i]!;
+        if (r.status !== 'DONE' && r.status !== 'SKIPPED' && r.status !== 'FAILED') continue;
+        Object.assign(r, { status: 'PENDING', owner: undefined, lease: undefined, attempts: 0 });
+        want++;
+      }
+      const which: RearmSelection = op.all
+        ? { status: 'FAILED' }
+        : { chunkIds: chosen.map((i) => `c${i}`) };
+      expect(await rearmOf(l)(jobId, which), ctx).toEqual({ rearmed: want });
     } else if (op.k === 'sweep') {
       const want = { expired: 0, failed: 0 };
       for (const r of m) {

@@ -95,12 +95,7 @@ export async function repairOutput(o: RepairOutputOptions): Promise<RepairOutcom
   const { ctx, ledger } = o;
   const log = o.log ?? (() => {});
   const startedAt = new Date();
-  const plan = repairPlan(ctx.plan, o.damaged);
-  await refuseForeignOutput(ctx);
-  for (const key of plan.metadata) {
-    if (!ctx.outputStore.delete) throw new StoreCapabilityError(ctx.outputStore, 'delete');
-    await ctx.outputStore.delete(key);
-  }
+  const plan = await clearDamagedMetadata(ctx, o.damaged);
   // Writes level 0's zarr.json and the root group again where they were deleted.
   const output = await ensureOutput(ctx);
   let rearmed = 0;
@@ -153,6 +148,25 @@ export async function repairOutput(o: RepairOutputOptions): Promise<RepairOutcom
           message: `job ${ctx.jobId}: ${after.damaged.length} object(s) still damaged after the repair (first: ${after.damaged[0]!.key.slice(1)}: ${after.damaged[0]!.detail})`,
         }),
   };
+}
+
+/**
+ * The first step of a repair, safe to take twice: refuses another job's output, then
+ * deletes the damaged zarr.json documents so that ensureOutput (level 0, the root group),
+ * the pyramid rebuild and finalize write them again. runLocal takes it before its plan
+ * step, whose ensureOutput would refuse a level-0 zarr.json that is not valid JSON.
+ */
+export async function clearDamagedMetadata(
+  ctx: JobContext,
+  damaged: readonly DamagedObject[],
+): Promise<RepairPlan> {
+  const plan = repairPlan(ctx.plan, damaged);
+  await refuseForeignOutput(ctx);
+  for (const key of plan.metadata) {
+    if (!ctx.outputStore.delete) throw new StoreCapabilityError(ctx.outputStore, 'delete');
+    await ctx.outputStore.delete(key);
+  }
+  return plan;
 }
 
 /**

@@ -108,6 +108,28 @@ describe('tessera verify (local)', () => {
     for (const [key, bytes] of original) expect(repaired.get(key)?.equals(bytes), key).toBe(true);
 
     expect(await verifyCommand([path, '--check-only'])).toBe(0);
+
+    // Metadata: level 0's zarr.json cut into invalid JSON, the root group's deleted.
+    // Rewritten, byte-equal, with no chunk re-run.
+    truncateSync(join(out, '0/zarr.json'), 40);
+    unlinkSync(join(out, 'zarr.json'));
+    claims.length = 0;
+    const meta = await verifyLocal(m, {
+      threads: 1,
+      onWorkerEvent: (e) => {
+        if (e.type === 'claimed') claims.push(e.chunkId);
+      },
+    });
+    expect(meta.check.damaged.map((d) => [d.key, d.problem])).toEqual([
+      ['/zarr.json', 'missing'],
+      ['/0/zarr.json', 'undecodable'],
+    ]);
+    expect(meta.repair?.status).toBe('REPAIRED');
+    expect(meta.repair?.plan.chunkIds).toEqual([]);
+    expect(claims).toEqual([]);
+    const rewritten = zarrObjects(out);
+    for (const key of ['zarr.json', '0/zarr.json'])
+      expect(rewritten.get(key)?.toString(), key).toBe(original.get(key)?.toString());
     const again = await runLocal(m, { workers: 1 });
     expect(again.status).toBe('SUCCEEDED');
     expect(again.inferredThisRun).toBe(0);

@@ -103,6 +103,8 @@ export async function openJob(manifest: Manifest, o: OpenJobOptions): Promise<Jo
   const inputStore = await openStoreForUrl(manifest.input.url, storeOpts);
   const input = await openInputVolume(inputStore, manifest.input.array);
   checkManifestAgainstVolume(manifest, input.shape);
+  // Metadata that misdescribes the chunks fails every chunk alike: once, here, before any claim.
+  await input.checkStoredChunk();
   const plan = planFor(manifest, input.shape, { jobId: o.jobId, limits: o.limits });
   const outputStore = await openStoreForUrl(manifest.output.url, storeOpts);
   const outputUrl = canonicalStorageUrl(manifest.output.url, o.baseDir);

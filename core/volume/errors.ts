@@ -59,15 +59,17 @@ export class VolumeReadError extends Error {
     readonly box: Box,
     readonly reason: 'corrupt-chunk' | 'io',
     detail: string,
-    options?: { cause?: unknown },
+    /** `advice` replaces the reason's usual "what to do" (a chunk the metadata misdescribes). */
+    options?: { cause?: unknown; advice?: string },
   ) {
+    const advice =
+      options?.advice ??
+      (reason === 'corrupt-chunk'
+        ? 'The chunk bytes are damaged: re-create or re-upload that chunk of the input.'
+        : 'Check that the storage is reachable and readable, then retry.');
     super(
-      `Reading box ${box} of the Zarr array at ${where(location, arrayPath)} failed: ${detail}. ${
-        reason === 'corrupt-chunk'
-          ? 'The chunk bytes are damaged: re-create or re-upload that chunk of the input.'
-          : 'Check that the storage is reachable and readable, then retry.'
-      }`,
-      options,
+      `Reading box ${box} of the Zarr array at ${where(location, arrayPath)} failed: ${detail}. ${advice}`,
+      options?.cause === undefined ? undefined : { cause: options.cause },
     );
   }
 }

@@ -9,12 +9,21 @@
 import * as zarr from 'zarrita';
 import type { Dense, NumericArray } from '../array/dense.ts';
 import type { Box, Vec3 } from '../geometry/index.ts';
-import { describeStore, type Store } from '../store/index.ts';
+import { type AbsolutePath, describeStore, type Store } from '../store/index.ts';
 import { isVolumeDtype, VOLUME_DTYPES, type VolumeDtype } from './dtype.ts';
 import { VolumeFormatError, VolumeNotFoundError } from './errors.ts';
+import { isObject, type JsonObject, readJson } from './json.ts';
 import { datasetPaths, voxelSizeOf } from './ome.ts';
 import { checkArrayMetadata } from './zarr-meta.ts';
-import { type PaddedRead, readPadded, withCheckedChunks, type ZarrArray } from './zarr-read.ts';
+import {
+  type ChunkLayout,
+  type ChunkSizeError,
+  chunkSizeProblem,
+  type PaddedRead,
+  readPadded,
+  withCheckedChunks,
+  type ZarrArray,
+} from './zarr-read.ts';
 
 export interface InputVolume {
   /** The store location, for messages. */
@@ -31,6 +40,14 @@ export interface InputVolume {
   readonly voxelSize?: Vec3;
   /** Raw values of `box`, all channels; zero outside the volume. May lie partly or wholly outside. */
   readBox(box: Box): Promise<Dense<NumericArray>>;
+  /**
+   * Decodes the first stored chunk (of the first few in C order; a second to confirm) and throws
+   * VolumeFormatError ('data_type') when its size says the metadata misdescribes the
+   * chunks (a data_type of float32 over uint8 bytes). Such an array fails every chunk
+   * alike: found here, at open, it fails the job once instead of each chunk's attempts.
+   * A chunk damaged on its own is left to the read that needs it.
+   */
+  checkStoredChunk(): Promise<void>;
 }
 
 type Node = ZarrArray | zarr.Group<Store>;
@@ -58,7 +75,7 @@ export async function openInputVolume(store: Store, arrayPath = ''): Promise<Inp
   } else if (path !== '') {
     voxelSize = await parentVoxelSize(store, path);
   }
-  return describeArray(node, location, path, voxelSize);
+  return describeArray(node, store, await chunkLayoutOf(store, location, path), path, voxelSize);
 }
 
 async function openNode(store: Store, location: string, path: string): Promise<Node> {
@@ -107,10 +124,12 @@ async function parentVoxelSize(store: Store, path: string): Promise<Vec3 | undef
 
 function describeArray(
   array: ZarrArray,
-  location: string,
+  store: Store,
+  layout: ChunkLayout,
   arrayPath: string,
   voxelSize: Vec3 | undefined,
 ): InputVolume {
+  const location = describeStore(store);
   const shape = array.shape;
   if (shape.length !== 3 && shape.length !== 4)
     throw new VolumeFormatError(
@@ -133,7 +152,7 @@ function describeArray(
     return [s[o]!, s[o + 1]!, s[o + 2]!];
   };
   const read: PaddedRead = {
-    array: withCheckedChunks(array),
+    array: withCheckedChunks(array, layout),
     location,
     arrayPath,
     dtype,
@@ -150,7 +169,101 @@ function describeArray(
     chunkShape: spatial(array.chunks),
     ...(voxelSize === undefined ? {} : { voxelSize }),
     readBox: (box: Box) => readPadded(read, box, 0),
+    checkStoredChunk: async () => {
+      let suspect: ChunkSizeError | undefined;
+      for (const coords of firstChunks(array.shape, array.chunks, PROBED_CHUNKS)) {
+        if (!(await exists(store, objectKey(arrayPath, layout.keyOf(coords))))) continue;
+        const problem = await chunkSizeProblem(read, coords);
+        // One chunk that decodes clears the metadata: a misfit before it is its own damage.
+        if (!problem?.metadataSuspect) return;
+        // A second stored chunk of the same misfit confirms the metadata is at fault.
+        if (suspect !== undefined) break;
+        suspect = problem;
+      }
+      if (suspect !== undefined)
+        throw new VolumeFormatError(location, arrayPath, 'data_type', suspect.message, {
+          cause: suspect,
+        });
+    },
   };
+}
+
+/** Chunks looked for at open: a sparse array may store none of the first few (then none is checked). */
+const PROBED_CHUNKS = 8;
+
+/** The first `n` chunk coordinates in C order. */
+function* firstChunks(shape: readonly number[], chunks: readonly number[], n: number) {
+  const grid = shape.map((s, i) => Math.ceil(s / chunks[i]!));
+  if (grid.some((g) => g === 0)) return;
+  const coords = grid.map(() => 0);
+  for (let k = 0; k < n; k++) {
+    yield [...coords];
+    let axis = coords.length - 1;
+    while (axis >= 0 && ++coords[axis]! === grid[axis]) coords[axis--] = 0;
+    if (axis < 0) return;
+  }
+}
+
+async function exists(store: Store, key: AbsolutePath): Promise<boolean> {
+  // One byte where the store can: the chunk itself is read again to decode it.
+  const bytes = store.getRange
+    ? await store.getRange(key, { offset: 0, length: 1 })
+    : await store.get(key);
+  return bytes !== undefined;
+}
+
+const objectKey = (arrayPath: string, key: string): AbsolutePath =>
+  `/${[arrayPath, key].filter((p) => p !== '').join('/')}`;
+
+/**
+ * Chunk keys and the metadata's name, from the document zarrita opened (already checked
+ * by checkArrayMetadata). zarrita hands chunk coordinates only; messages name keys.
+ */
+async function chunkLayoutOf(store: Store, location: string, path: string): Promise<ChunkLayout> {
+  const metadataPath = (file: string): string =>
+    [location.replace(/\/+$/, ''), path, file].filter((p) => p !== '').join('/');
+  const v3 = await readJson(store, objectKey(path, 'zarr.json'));
+  if (isObject(v3)) {
+    const encoding = isObject(v3.chunk_key_encoding) ? v3.chunk_key_encoding : {};
+    const v2Keys = encoding.name === 'v2';
+    const configured = isObject(encoding.configuration)
+      ? encoding.configuration.separator
+      : undefined;
+    const sep = typeof configured === 'string' ? configured : v2Keys ? '.' : '/';
+    const shards = shardRatio(v3);
+    return {
+      file: 'zarr.json',
+      metadataPath: metadataPath('zarr.json'),
+      keyOf: (coords) => {
+        const stored = shards ? coords.map((c, i) => Math.floor(c / shards[i]!)) : coords;
+        return v2Keys ? stored.join(sep) || '0' : ['c', ...stored].join(sep);
+      },
+    };
+  }
+  const v2 = await readJson(store, objectKey(path, '.zarray'));
+  const configured = isObject(v2) ? v2.dimension_separator : undefined;
+  const sep = typeof configured === 'string' ? configured : '.';
+  return {
+    file: '.zarray',
+    metadataPath: metadataPath('.zarray'),
+    keyOf: (coords) => coords.join(sep) || '0',
+  };
+}
+
+/** Inner chunks per shard along each axis, for a sharded v3 array. */
+function shardRatio(doc: JsonObject): number[] | undefined {
+  const codecs = Array.isArray(doc.codecs) ? doc.codecs : [];
+  const sharding = codecs.find((c) => isObject(c) && c.name === 'sharding_indexed');
+  const inner =
+    isObject(sharding) && isObject(sharding.configuration)
+      ? sharding.configuration.chunk_shape
+      : undefined;
+  const grid =
+    isObject(doc.chunk_grid) && isObject(doc.chunk_grid.configuration)
+      ? doc.chunk_grid.configuration.chunk_shape
+      : undefined;
+  if (!Array.isArray(inner) || !Array.isArray(grid)) return undefined;
+  return grid.map((g, i) => Number(g) / Number(inner[i]));
 }
 
 const trimSlashes = (path: string): string => path.replace(/^\/+|\/+$/g, '');

@@ -16,18 +16,82 @@ import type { Dense, NumericArray } from '../array/dense.ts';
 import { indexOf } from '../array/dense.ts';
 import { Box, type Vec3 } from '../geometry/index.ts';
 import type { Store } from '../store/index.ts';
-import { arrayConstructor, isNumericArray, type VolumeDtype } from './dtype.ts';
+import {
+  arrayConstructor,
+  isNumericArray,
+  isVolumeDtype,
+  VOLUME_DTYPES,
+  type VolumeDtype,
+} from './dtype.ts';
 import { VolumeReadError } from './errors.ts';
 
 export type ZarrArray = zarr.Array<zarr.DataType, Store>;
 
-/** A chunk that decoded to the wrong number of elements (truncated or padded bytes). */
-class ChunkLengthError extends Error {
-  override readonly name = 'ChunkLengthError';
-  constructor(expected: number, actual: number) {
-    super(`decoded to ${actual} elements instead of ${expected}`);
+/** What messages about an array's chunks need from its metadata (see input.ts chunkLayoutOf). */
+export interface ChunkLayout {
+  /** The metadata document: 'zarr.json' (v3) or '.zarray' (v2). */
+  readonly file: 'zarr.json' | '.zarray';
+  /** Where it is, for "check <path>". */
+  readonly metadataPath: string;
+  /** Storage key, relative to the array, of the object holding chunk `coords` (its shard's, when sharded). */
+  keyOf(coords: readonly number[]): string;
+}
+
+/**
+ * A stored chunk whose decoded size is not what the metadata says: `elements` decoded
+ * where data_type and the chunk shape mean `expected`. When the stored bytes are exactly
+ * what another data type of the same chunk shape would hold (`fits`), the metadata is the
+ * likely culprit, not the chunk: a zarr.json saying float32 over uint8 data fails every
+ * chunk alike.
+ */
+export class ChunkSizeError extends Error {
+  override readonly name = 'ChunkSizeError';
+  /** Bytes the metadata means: chunk shape × the data type's size. */
+  readonly expectedBytes: number;
+  /** Bytes the chunk holds, where another data type explains them; else what decoded. */
+  readonly bytes: number;
+  /** Data types whose size would account for the stored bytes exactly ([] when none does). */
+  readonly fits: readonly VolumeDtype[];
+
+  constructor(
+    readonly key: string,
+    readonly layout: ChunkLayout,
+    readonly dataType: VolumeDtype,
+    readonly chunkShape: readonly number[],
+    readonly expected: number,
+    readonly elements: number,
+  ) {
+    const size = itemSize(dataType);
+    // The bytes codec decodes whole elements: `elements` = floor(stored bytes / size).
+    const fits = VOLUME_DTYPES.filter(
+      (t) => itemSize(t) !== size && Math.floor((expected * itemSize(t)) / size) === elements,
+    );
+    const bytes = fits[0] === undefined ? elements * size : expected * itemSize(fits[0]);
+    const { file } = layout;
+    const typeKey = file === 'zarr.json' ? 'data_type' : 'dtype';
+    const shapeKey = file === 'zarr.json' ? 'chunk_shape' : 'chunks';
+    const claim =
+      `input chunk ${key} ${fits.length > 0 ? 'holds' : 'decodes to'} ${bytes} bytes where ` +
+      `${file}'s ${typeKey} "${dataType}" and ${shapeKey} [${chunkShape.join(', ')}] mean ` +
+      `${expected * size} bytes`;
+    super(
+      fits.length > 0
+        ? `${claim} (as many as ${typeKey} ${fits.map((t) => `"${t}"`).join(' or ')} would hold): ` +
+            `${file}'s ${typeKey} (or its ${shapeKey} or codecs) is probably wrong - check ${layout.metadataPath}`
+        : `${claim}: the chunk is cut short or padded`,
+    );
+    this.expectedBytes = expected * size;
+    this.bytes = bytes;
+    this.fits = fits;
+  }
+
+  /** True when the metadata, not this chunk, is the likely culprit. */
+  get metadataSuspect(): boolean {
+    return this.fits.length > 0;
   }
 }
+
+const itemSize = (t: VolumeDtype): number => new (arrayConstructor(t))(0).BYTES_PER_ELEMENT;
 
 /** Any failure while fetching or decoding one chunk, tagged with its coordinates. */
 class ChunkFailure extends Error {
@@ -41,7 +105,7 @@ class ChunkFailure extends Error {
   }
 }
 
-const checkedChunks = zarr.defineArrayExtension((array) => ({
+const checkedChunks = zarr.defineArrayExtension((array, layout: ChunkLayout) => ({
   async getChunk(coords, options, opts) {
     let chunk: Awaited<ReturnType<typeof array.getChunk>>;
     try {
@@ -50,17 +114,35 @@ const checkedChunks = zarr.defineArrayExtension((array) => ({
       throw new ChunkFailure(coords, zarr.isZarritaError(cause, 'CodecPipelineError'), { cause });
     }
     const expected = chunk.shape.reduce((a, b) => a * b, 1);
-    if (chunk.data.length !== expected)
+    if (chunk.data.length !== expected) {
+      const dtype = array.dtype;
+      // Only volume data types reach here (describeArray refuses the rest first).
+      if (!isVolumeDtype(dtype)) throw new TypeError(`unexpected data type ${dtype}`);
       throw new ChunkFailure(coords, true, {
-        cause: new ChunkLengthError(expected, chunk.data.length),
+        cause: new ChunkSizeError(
+          layout.keyOf(coords),
+          layout,
+          dtype,
+          chunk.shape,
+          expected,
+          chunk.data.length,
+        ),
       });
+    }
     return chunk;
   },
 }));
 
+/** Without the metadata at hand, messages name chunks by their coordinates. */
+const BY_COORDS: ChunkLayout = {
+  file: 'zarr.json',
+  metadataPath: "the array's zarr.json",
+  keyOf: (coords) => `[${coords.join(', ')}]`,
+};
+
 /** The array with every chunk read checked (see the module header). */
-export function withCheckedChunks(array: ZarrArray): ZarrArray {
-  return checkedChunks(array);
+export function withCheckedChunks(array: ZarrArray, layout: ChunkLayout = BY_COORDS): ZarrArray {
+  return checkedChunks(array, layout);
 }
 
 export interface PaddedRead {
@@ -73,6 +155,26 @@ export interface PaddedRead {
   readonly channels: number;
   /** True for [c, z, y, x] arrays, false for [z, y, x]. */
   readonly channelAxis: boolean;
+}
+
+/**
+ * Decodes the chunk at `coords` (chunk grid coordinates, all axes): its ChunkSizeError,
+ * or undefined when it decodes, or fails to decode on its own (garbage bytes: the read
+ * that needs it reports that). A failure to fetch it is thrown as it came.
+ */
+export async function chunkSizeProblem(
+  v: PaddedRead,
+  coords: readonly number[],
+): Promise<ChunkSizeError | undefined> {
+  try {
+    await v.array.getChunk([...coords]);
+    return undefined;
+  } catch (error) {
+    if (!(error instanceof ChunkFailure)) throw error;
+    if (error.cause instanceof ChunkSizeError) return error.cause;
+    if (error.corrupt) return undefined;
+    throw error.cause;
+  }
 }
 
 /** Raw values of `box` (all channels), `pad` wherever the box lies outside the array. */
@@ -108,6 +210,13 @@ export async function readPadded(
 function readError(v: PaddedRead, box: Box, error: unknown): VolumeReadError {
   if (error instanceof ChunkFailure) {
     const cause = error.cause;
+    if (cause instanceof ChunkSizeError)
+      return new VolumeReadError(v.location, v.arrayPath, box, 'corrupt-chunk', cause.message, {
+        cause,
+        ...(cause.metadataSuspect
+          ? { advice: 'Re-creating the chunk will not help while the metadata is wrong.' }
+          : {}),
+      });
     const what = cause instanceof Error ? cause.message : String(cause);
     return new VolumeReadError(
       v.location,

@@ -2,6 +2,12 @@
 // (a journal under the state directory) and forks N worker processes that claim chunks
 // over IPC. A worker that dies is replaced and its chunk re-claimed at once; a run that
 // is killed resumes from the journal, never re-inferring a DONE chunk.
+//
+// Whose fault a death is decides whether it spends an attempt (DESIGN.md, "Whose fault
+// is an error"): a worker that dies alone while the run goes on spends one on each chunk
+// it held; chunks held when the run as a whole was stopped (killed, interrupted, or
+// stopped by this coordinator) are handed back unspent. A FAILED job comes back with
+// `retryFailed` (--retry-failed): its FAILED chunks are re-armed, DONE ones kept.
 
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -27,6 +33,7 @@ import {
   verifyJob,
 } from '../core/pipeline/index.ts';
 import { type InputPanels, renderInputPanels } from '../core/pipeline/preview.ts';
+import type { WorkerEvent } from '../core/pipeline/worker.ts';
 import { LocalStore } from '../core/store/index.ts';
 import { pyramidLevels } from '../core/volume/pyramid.ts';
 import { defaultStateDir, type LoadedManifest } from './job-files.ts';
@@ -44,6 +51,11 @@ export interface LocalRunOptions {
   maxRounds?: number;
   log?: (line: string) => void;
   progress?: Progress;
+  /**
+   * Re-arm the job's FAILED chunks (0 attempts, PENDING) before the work rounds, once
+   * their cause is fixed; every DONE chunk is kept (--retry-failed).
+   */
+  retryFailed?: boolean;
   /** Test hook: called with each forked worker. */
   onWorker?: (child: ChildProcess, owner: string) => void;
   signal?: AbortSignal;
@@ -154,8 +166,18 @@ export async function runLocal(
       const plan = await planJob(ctx, served, { leaseMs: o.leaseMs, isJobOver: async () => true });
       return { ...plan, output };
     });
-    // Chunks held by the earlier run's (dead) workers are free now.
-    await served.write(() => ledger.abandonOwners(m.jobId, () => true));
+    // Chunks held by the earlier run's workers are free now, unspent: the lock says that
+    // run is gone as a whole (killed, or stopped by a double Ctrl-C), which says nothing
+    // about its chunks.
+    await served.write(() => ledger.abandonOwners(m.jobId, () => true, { spend: false }));
+    if (o.retryFailed) {
+      const { rearmed } = await served.write(() => ledger.rearm(m.jobId, { status: 'FAILED' }));
+      log(
+        rearmed > 0
+          ? `--retry-failed: re-armed ${rearmed} FAILED chunk(s) of ${m.jobId}; every DONE chunk is kept`
+          : `--retry-failed: ${m.jobId} has no FAILED chunk to re-arm`,
+      );
+    }
     const initial = await ledger.counts(m.jobId);
     const eager = new EagerBlender(ctx, output);
     // Chunks finished by an earlier run count too; their blocks are re-blended (same bytes).
@@ -184,6 +206,12 @@ export async function runLocal(
       voxels: 0,
     };
     let device = m.manifest.compute.device;
+    // Set when a worker reports a fault of the environment (disk full, …) it could not
+    // wait out: the run stops (every worker released its chunks), nothing is respawned.
+    let environmentStop: string | undefined;
+    // The run as a whole is stopping: what workers die of now is not their chunks' fault.
+    const stopping = (): boolean =>
+      o.signal?.aborted === true || served.failure !== undefined || environmentStop !== undefined;
 
     let yielded = false;
     let inputPanels: Promise<InputPanels | undefined> | undefined;
@@ -221,8 +249,15 @@ export async function runLocal(
             cpu.workers += msg.cpuSeconds;
             cpu.workerMainThreads += msg.mainThreadCpuSeconds ?? 0;
           } else if (msg.type === 'event') {
-            const e = msg.event;
-            if (e.type === 'done') {
+            // Widened until the worker's event union carries 'environment' (issue 14, worker side).
+            const e = msg.event as WorkerEvent | EnvironmentEvent;
+            if (e.type === 'environment') {
+              log(`worker ${msg.owner} stopped: ${e.message}`);
+              if (environmentStop === undefined) {
+                environmentStop = e.message;
+                stopAll();
+              }
+            } else if (e.type === 'done') {
               eager.chunkFinished(e.chunkId);
               progressState.done++;
               progressState.voxels += e.voxels;
@@ -256,12 +291,21 @@ export async function runLocal(
             stopServing();
             children.delete(child);
             void (async () => {
-              if (code !== 0 || signal) {
+              const died = code !== 0 || signal !== null;
+              if (died || stopping()) {
                 // It died holding chunks: make them claimable now rather than at lease expiry.
+                // Alone, while the run goes on, it spends an attempt of each (it may be the
+                // chunk that killed it, e.g. out of memory). While the run is being stopped,
+                // none: a second Ctrl-C or a kill after the stop began is not the chunk's
+                // fault. A worker that exited 0 normally holds nothing; one that exited 0
+                // during a stop may not have released everything (its ledger writes failed).
                 // When the journal cannot take that (a disk still full past the pause), the
                 // next run does it (abandonOwners at start); this run stops.
+                const spend = died && !stopping();
                 const abandoned = await served
-                  .write(() => ledger.abandonOwners(m.jobId, (x) => x === owner))
+                  .write(() => ledger.abandonOwners(m.jobId, (x) => x === owner, { spend }), {
+                    evenStopping: !spend,
+                  })
                   .then(
                     () => true,
                     (error: unknown) => {
@@ -270,12 +314,13 @@ export async function runLocal(
                     },
                   );
                 const c = await ledger.counts(m.jobId);
-                const aborted = o.signal?.aborted === true || served.failure !== undefined;
-                if (!aborted)
+                const aborted = stopping();
+                if (died && !aborted)
                   log(
                     `worker ${owner} exited (${signal ?? `code ${code}`})${c.PENDING > 0 ? '; starting a replacement' : ''}`,
                   );
                 if (
+                  died &&
                   abandoned &&
                   !aborted &&
                   setupFailure === undefined &&
@@ -284,7 +329,7 @@ export async function runLocal(
                 )
                   spawn(slot);
               }
-              if (served.failure !== undefined) stopAll();
+              if (served.failure !== undefined || environmentStop !== undefined) stopAll();
             })()
               .catch((error: unknown) => {
                 // A bug, not a fault of the disk: say it, and stop the round rather than hang.
@@ -319,9 +364,14 @@ export async function runLocal(
       o.signal?.removeEventListener('abort', onAbort);
     };
 
+    // Rounds go on while any chunk is unfinished, even with some FAILED: a job ends
+    // FAILED only once every other chunk was attempted (and a --retry-failed later has
+    // only the failed ones left to run).
+    const unfinished = (v: { counts: { PENDING: number; RUNNING: number } }): boolean =>
+      v.counts.PENDING + v.counts.RUNNING > 0;
     let verify = await verifyJob(ledger, m.jobId);
-    for (let round = 0; round < (o.maxRounds ?? 3) && verify.status === 'INCOMPLETE'; round++) {
-      if (o.signal?.aborted || setupFailure !== undefined || served.failure) break;
+    for (let round = 0; round < (o.maxRounds ?? 3) && unfinished(verify); round++) {
+      if (stopping() || setupFailure !== undefined) break;
       await step('work', runRound);
       verify = await step('verify', () => verifyJob(ledger, m.jobId));
     }
@@ -335,6 +385,14 @@ export async function runLocal(
     }
     o.progress?.update(progressState, true);
     o.progress?.end();
+    if (environmentStop !== undefined && served.failure === undefined) {
+      return result({
+        status: 'INTERRUPTED',
+        inferredThisRun: inferred,
+        peakWorkerRssBytes: peakRss,
+        message: `stopped with ${verify.counts.DONE + verify.counts.SKIPPED}/${ctx.plan.counts.chunks} chunks done: ${environmentStop}; every DONE chunk is kept; run the same command again once it is fixed`,
+      });
+    }
     if (served.failure !== undefined) {
       return result({
         status: 'INTERRUPTED',
@@ -343,7 +401,7 @@ export async function runLocal(
         message: `stopped with ${verify.counts.DONE + verify.counts.SKIPPED}/${ctx.plan.counts.chunks} chunks done, every one kept: ${served.failure.message}`,
       });
     }
-    if (o.signal?.aborted && verify.status === 'INCOMPLETE') {
+    if (o.signal?.aborted && unfinished(verify)) {
       return result({
         status: 'INTERRUPTED',
         inferredThisRun: inferred,
@@ -378,11 +436,15 @@ export async function runLocal(
     );
     await cleanup;
     if (verify.status === 'COMPLETE') await rm(workDir, { recursive: true, force: true });
+    const left = verify.counts.PENDING + verify.counts.RUNNING;
+    const stillUnfinished = `${left} chunk(s) still unfinished after ${o.maxRounds ?? 3} rounds`;
     const message =
       verify.status === 'FAILED'
-        ? `job ${m.jobId} FAILED: ${verify.poison.length} chunk(s) failed ${m.manifest.maxAttempts} attempts:\n${describePoison(verify.poison)}`
+        ? `job ${m.jobId} FAILED: ${verify.poison.length} chunk(s) failed ${m.manifest.maxAttempts} attempts:\n${describePoison(verify.poison)}\n` +
+          `${left > 0 ? `${stillUnfinished}; ` : ''}fix the cause, then run the same command with --retry-failed: ` +
+          `the ${verify.poison.length} failed chunk(s) run again and every DONE chunk is kept`
         : verify.status === 'INCOMPLETE'
-          ? `job ${m.jobId} FAILED: ${verify.counts.PENDING + verify.counts.RUNNING} chunk(s) still unfinished after ${o.maxRounds ?? 3} rounds; run again to resume`
+          ? `job ${m.jobId} FAILED: ${stillUnfinished}; run again to resume`
           : undefined;
     return result({
       status: report.status,
@@ -395,6 +457,18 @@ export async function runLocal(
   } finally {
     await ledger.close();
   }
+}
+
+/**
+ * What a worker sends when a fault of its environment (disk full on the output, …) outlasted
+ * its pause: it released its chunks and exits 0 (the worker side of issue 14).
+ */
+interface EnvironmentEvent {
+  type: 'environment';
+  chunkId?: string;
+  code?: string;
+  place?: string;
+  message: string;
 }
 
 /** The output's report.json when it records this job's success, else undefined. */

@@ -1,15 +1,20 @@
-// `tessera run <manifest.json> [--workers N] [--state DIR] [--json]`
+// `tessera run <manifest.json> [--workers N] [--state DIR] [--json] [--retry-failed]`
 
 import { intOption, parse } from './args.ts';
 import { loadManifest } from './job-files.ts';
 import { runLocal } from './local-run.ts';
 import { Progress } from './progress.ts';
 
-const USAGE = `Usage: tessera run <manifest.json> [--workers N] [--state DIR] [--json] [--lease-seconds S] [--batch N]
+const USAGE = `Usage: tessera run <manifest.json> [--workers N] [--state DIR] [--json] [--lease-seconds S] [--batch N] [--retry-failed]
 
 Runs the whole pipeline on this machine: plan, N worker processes, verify, blend, finalize.
 Interrupted runs (Ctrl-C, kill -9) resume from the state directory (default:
-.tessera/<name> beside the manifest) without redoing finished chunks.`;
+.tessera/<name> beside the manifest) without redoing finished chunks, and without
+counting the interruption as a failed attempt of any chunk.
+
+  --retry-failed   run the job's FAILED chunks again (their attempts start over), once
+                   their cause is fixed (a bad input chunk restored, a disk enlarged);
+                   every DONE chunk is kept. Without it, FAILED chunks stay FAILED.`;
 
 export async function runCommand(args: string[]): Promise<number> {
   const { values, positionals, help } = parse(
@@ -20,6 +25,7 @@ export async function runCommand(args: string[]): Promise<number> {
       json: { type: 'boolean' },
       'lease-seconds': { type: 'string' },
       batch: { type: 'string' },
+      'retry-failed': { type: 'boolean' },
     },
     USAGE,
   );
@@ -44,6 +50,7 @@ export async function runCommand(args: string[]): Promise<number> {
       stateDir: values.state as string | undefined,
       leaseMs: intOption(values['lease-seconds'], 'lease-seconds', 60) * 1000,
       batchSize: intOption(values.batch, 'batch', 4),
+      retryFailed: values['retry-failed'] === true,
       log,
       progress: new Progress(process.stderr, loaded.manifest.name),
       signal: controller.signal,

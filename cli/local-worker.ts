@@ -1,6 +1,9 @@
 // A local worker process: forked by `tessera run`, it claims chunks through the parent's
 // ledger (IPC), runs the model on its own inference thread, and reports events. SIGTERM
-// or SIGINT stops it claiming and releases what it holds.
+// or SIGINT stops it claiming and releases what it holds. A fault of the environment that
+// outlasts the worker's pause (a full disk under the output or the state directory, a
+// ledger that cannot record) is reported as an 'environment' event, the chunks go back
+// unspent and the process exits 0: the coordinator stops the run on that event.
 //
 // Start-up is on the run's critical path (and a spot replacement's): this module loads
 // only what opening the model needs, starts the model on its own thread, and loads the
@@ -87,7 +90,7 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
       previewTiles: true,
     });
     const output = await openJobOutput(ctx);
-    await runWorker({
+    const stats = await runWorker({
       ctx,
       ledger: new IpcLedgerClient(process),
       output,
@@ -98,6 +101,9 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
       signal: controller.signal,
       onEvent: (event) => send({ type: 'event', owner: init.owner, event }),
     });
+    // Not a crash: the 'environment' event has told the coordinator why, and nothing of
+    // this worker's is left in the ledger to clean up.
+    if (stats.environment) process.exitCode = 0;
   } catch (e) {
     send({ type: 'fatal', owner: init.owner, error: e instanceof Error ? e.message : String(e) });
     process.exitCode = 1;

@@ -9,6 +9,10 @@
 //   WORKER_EXIT.interrupted  SIGTERM, SIGINT or a spot notice: chunks released unspent; retry
 //   WORKER_EXIT.hung         the hang watchdog abandoned a chunk: the inference thread is
 //                            wedged, only a fresh process can infer again; retry
+//   WORKER_EXIT.interrupted  also: a fault of the environment (S3 or DynamoDB throttled or
+//                            unreachable through the SDK's retries, a full or failing local
+//                            disk) outlasted the worker's pause: chunks released unspent;
+//                            retry (logged at level 'error' with the place and the cause)
 //   anything else            a real failure (model unreadable, job missing): no retry
 
 import { hostname } from 'node:os';
@@ -139,7 +143,12 @@ async function work(
       hardStopMs: 20_000,
       onEvent: (event) =>
         log({
-          level: event.type === 'failed' || event.type === 'warning' ? 'warn' : 'info',
+          level:
+            event.type === 'environment'
+              ? 'error'
+              : event.type === 'failed' || event.type === 'warning'
+                ? 'warn'
+                : 'info',
           owner,
           ...event,
         }),
@@ -166,6 +175,19 @@ async function work(
         log,
       );
       return WORKER_EXIT.hung;
+    }
+    if (stats.environment) {
+      const { message, code, place } = stats.environment;
+      log({
+        level: 'error',
+        message,
+        owner,
+        device: ranOn,
+        ...(place === undefined ? {} : { place }),
+        ...(code === undefined ? {} : { code }),
+        ...stats,
+      });
+      return WORKER_EXIT.interrupted;
     }
     const interrupted = signal.aborted;
     log({ level: 'info', message: 'worker finished', owner, device: ranOn, interrupted, ...stats });

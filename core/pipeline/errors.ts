@@ -1,5 +1,7 @@
 // Failures of pipeline steps that a caller (CLI, Lambda, container) maps to a job outcome.
 
+import type { EnvironmentFault, PausedStep } from './fault.ts';
+
 export class ChunkFailure extends Error {
   override readonly name = 'ChunkFailure';
   constructor(
@@ -8,6 +10,25 @@ export class ChunkFailure extends Error {
     options?: { cause?: unknown },
   ) {
     super(message, options);
+  }
+}
+
+/**
+ * A step kept failing for the place's fault (disk full, I/O, permissions, throttling, a
+ * ledger that cannot record) through the whole pause, or the ledger's process is gone.
+ * Not the chunk's fault: no attempt is spent.
+ */
+export class EnvironmentFaultError extends Error {
+  override readonly name = 'EnvironmentFaultError';
+  constructor(
+    readonly fault: EnvironmentFault,
+    readonly step: PausedStep,
+    /** How long the step was retried before giving up (0: not at all). */
+    readonly pausedMs: number,
+    options?: { cause?: unknown },
+  ) {
+    const waited = pausedMs > 0 ? ` for ${+(pausedMs / 1000).toFixed(1)} s` : '';
+    super(`${step.what} in ${step.place} failed${waited}: ${fault.message}`, options);
   }
 }
 

@@ -5,6 +5,7 @@ export * from './context.ts';
 export * from './convert.ts';
 export * from './eager-blend.ts';
 export * from './errors.ts';
+export * from './fault.ts';
 export * from './finalize.ts';
 export * from './lease.ts';
 export * from './model-source.ts';

@@ -11,6 +11,8 @@ export class LeaseKeeper {
   lost = false;
   private confirmedAt = 0;
   lostReason: string | undefined;
+  /** A heartbeat failed and none has worked since: later failures of the streak go unreported. */
+  private failing = false;
 
   constructor(
     private readonly ledger: Ledger,
@@ -19,7 +21,9 @@ export class LeaseKeeper {
     private readonly onError: (e: unknown) => void = () => {},
   ) {}
 
+  /** Starts beating; after stop() it may be started again (a completion retried in a pause). */
   start(): this {
+    clearInterval(this.timer);
     this.timer = setInterval(() => {
       this.beating = this.beat();
     }, this.intervalMs);
@@ -33,8 +37,12 @@ export class LeaseKeeper {
       await this.renew();
     } catch (e) {
       // A failed heartbeat (throttling, network) is not a lost lease: the next one may
-      // succeed well before the lease runs out.
-      if (!(e instanceof LeaseLostError)) this.onError(e);
+      // succeed well before the lease runs out. Reported once per streak: a worker paused
+      // on a full disk would otherwise warn at every beat.
+      if (!(e instanceof LeaseLostError) && !this.failing) {
+        this.failing = true;
+        this.onError(e);
+      }
     }
   }
 
@@ -46,6 +54,7 @@ export class LeaseKeeper {
     try {
       this.claim = await this.ledger.heartbeat(this.claim);
       this.confirmedAt = askedAt;
+      this.failing = false;
     } catch (e) {
       if (e instanceof LeaseLostError) {
         this.lost = true;

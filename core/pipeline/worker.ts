@@ -3,6 +3,11 @@
 // no chunk is left. Survives being killed at any point: every write is idempotent and
 // completion is recorded only after the writes are durable.
 //
+// A step that fails for the place's fault (disk full, I/O, permissions, throttling, a
+// ledger that cannot record; see fault.ts) spends no attempt: the worker pauses, retrying
+// the step while the chunk's lease is kept, and if the fault outlasts the pause it hands
+// every chunk back unspent, stops claiming and returns with `environment` set.
+//
 //   claim N+1 + read  ─┐ (prefetch, while N infers)
 //   infer N  ──────────┼──► write N + complete (write-behind, while N+1 infers)
 //                      └──► infer N+1 ...
@@ -13,10 +18,12 @@ import { Box, type ChunkDescriptor } from '../geometry/index.ts';
 import { inferChunk } from '../infer/index.ts';
 import { type Claim, LeaseLostError, type Ledger } from '../ledger/index.ts';
 import type { PatchModel } from '../reference/index.ts';
+import { describeStore } from '../store/index.ts';
 import { normalize, type OutputVolume } from '../volume/index.ts';
 import { type JobContext, partialKey } from './context.ts';
 import { outputConverter } from './convert.ts';
-import { ChunkFailure } from './errors.ts';
+import { ChunkFailure, EnvironmentFaultError } from './errors.ts';
+import { classifyFault, type EnvironmentFault, Pause, PauseInterrupted } from './fault.ts';
 import {
   BatchTimes,
   DEFAULT_HANG_BOUNDS,
@@ -62,8 +69,17 @@ export interface WorkerOptions {
    * Infinite bounds turn the watchdog off.
    */
   hang?: Partial<HangBounds>;
+  /**
+   * How long a step failing for the environment's fault (disk full, I/O or permission
+   * errors, throttling, a ledger that cannot record; see classifyFault) is retried, the
+   * chunk's lease kept alive meanwhile, before the worker gives up: it then hands every
+   * chunk back unspent, stops claiming and returns with `environment` set. Default 30 s.
+   */
+  pauseMs?: number;
   onEvent?: (e: WorkerEvent) => void;
 }
+
+export const DEFAULT_PAUSE_MS = 30_000;
 
 export type WorkerEvent =
   | { type: 'claimed'; chunkId: string; attempt: number }
@@ -79,7 +95,16 @@ export type WorkerEvent =
   | { type: 'released'; chunkId: string }
   | { type: 'lease-lost'; chunkId: string }
   | ({ type: 'hung' } & Stall)
+  /** The environment's fault outlasted the pause: chunks handed back, the worker stops. */
+  | { type: 'environment'; chunkId?: string; code?: string; place?: string; message: string }
   | { type: 'warning'; message: string };
+
+/** Why a worker stopped for the environment's fault: the place, the cause, what to do. */
+export interface EnvironmentStop {
+  message: string;
+  code?: string;
+  place?: string;
+}
 
 export interface WorkerStats {
   done: number;
@@ -90,6 +115,8 @@ export interface WorkerStats {
   patches: number;
   /** Set when the hang watchdog abandoned a chunk and the worker stopped (see `hang`). */
   hung?: Stall;
+  /** Set when the environment's fault outlasted the pause and the worker stopped (see `pauseMs`). */
+  environment?: EnvironmentStop;
 }
 
 interface Work {
@@ -138,7 +165,8 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerStats> {
               o.onEvent?.({ type: 'released', chunkId: claim.chunkId });
             },
             (e: unknown) => {
-              if (!(e instanceof LeaseLostError)) throw e;
+              // Not recorded: the lease runs out, or the coordinator's next run frees it.
+              if (!(e instanceof LeaseLostError) && classifyFault(e).kind === 'chunk') throw e;
             },
           );
         }
@@ -169,6 +197,48 @@ async function workLoop(
   const emit = (e: WorkerEvent): void => o.onEvent?.(e);
   const aborted = (): boolean => stopping.signal.aborted;
   const batchTimes = new BatchTimes({ ...DEFAULT_HANG_BOUNDS, ...o.hang });
+  const pauseMs = o.pauseMs ?? DEFAULT_PAUSE_MS;
+  const pause = new Pause({
+    pauseMs,
+    signal: stopping.signal,
+    onPause: (step, fault) =>
+      emit({
+        type: 'warning',
+        message: `paused: ${step.what} in ${step.place}: ${fault.message}; retrying for up to ${seconds(pauseMs)} s`,
+      }),
+    onResume: (step, ms) =>
+      emit({
+        type: 'warning',
+        message: `resumed: ${step.what} in ${step.place} works again after ${seconds(ms)} s paused`,
+      }),
+  });
+  const inputPlace = ctx.input.location;
+  const ledgerPlace = 'the ledger';
+
+  // The environment's fault outlasted the pause (or the ledger is gone): stop claiming,
+  // and the chunks in hand go back unspent as each reaches a batch boundary.
+  const stopForEnvironment = (
+    fault: EnvironmentFault,
+    chunkId: string | undefined,
+    cause?: EnvironmentFaultError,
+  ): void => {
+    stopping.abort();
+    if (stats.environment) return;
+    const place = fault.place ?? cause?.step.place;
+    const message =
+      `stopped: ${cause ? cause.message : fault.message}. No chunk's attempt was spent and ` +
+      "this worker's chunks go back unspent; run the same command again once that is fixed";
+    stats.environment = {
+      message,
+      ...(fault.code === undefined ? {} : { code: fault.code }),
+      ...(place === undefined ? {} : { place }),
+    };
+    emit({
+      type: 'environment',
+      ...(chunkId === undefined ? {} : { chunkId }),
+      ...stats.environment,
+    });
+  };
 
   // Normalised input memory, recycled like the accumulators below: two chunks' inputs
   // are alive at most (one inferring, one read ahead).
@@ -188,7 +258,10 @@ async function workLoop(
   const claimNext = async (): Promise<Work | undefined> => {
     for (;;) {
       if (aborted()) return undefined;
-      const claim = await ledger.claim(ctx.jobId, o.owner, { startIndex: o.startIndex ?? 0 });
+      const claim = await ledgerStep('claiming a chunk', () =>
+        ledger.claim(ctx.jobId, o.owner, { startIndex: o.startIndex ?? 0 }),
+      );
+      if (claim === STOPPED) return undefined;
       if (claim) {
         emit({ type: 'claimed', chunkId: claim.chunkId, attempt: claim.attempt });
         const chunk = ctx.plan.describeChunk(claim.chunkId);
@@ -198,13 +271,18 @@ async function workLoop(
             message: `heartbeat for chunk ${claim.chunkId} failed: ${String(e)}`,
           }),
         ).start();
-        const input = readInput(ctx, chunk, inputBuffers.pop());
+        const reuse = inputBuffers.pop();
+        const input = pause.run(
+          { what: `reading the input of chunk ${chunk.id}`, place: inputPlace },
+          () => readInput(ctx, chunk, reuse),
+        );
         input.catch(() => {}); // observed when the chunk is processed
         const work = { claim, keeper, chunk, input };
         held.add(work);
         return work;
       }
-      const counts = await ledger.counts(ctx.jobId);
+      const counts = await ledgerStep('counting chunks', () => ledger.counts(ctx.jobId));
+      if (counts === STOPPED) return undefined;
       if (idlePollMs <= 0 || counts.RUNNING === 0 || aborted()) return undefined;
       // Others still hold chunks; one of them may die and its lease expire: wait and retry.
       // When the only RUNNING chunks are this worker's own (the last chunks of a job), what
@@ -220,6 +298,35 @@ async function workLoop(
     }
   };
 
+  /** A ledger call through the pause; STOPPED when it gave up (the worker is stopping). */
+  const ledgerStep = async <T>(
+    what: string,
+    call: () => Promise<T>,
+  ): Promise<T | typeof STOPPED> => {
+    try {
+      return await pause.run({ what, place: ledgerPlace }, call);
+    } catch (e) {
+      if (e instanceof PauseInterrupted) return STOPPED;
+      if (!(e instanceof EnvironmentFaultError)) throw e;
+      stopForEnvironment(e.fault, undefined, e);
+      return STOPPED;
+    }
+  };
+
+  /** A ledger write that failed for the environment's fault: nothing to retry into, stop. */
+  const unrecorded = (action: string, claim: Claim, e: unknown): boolean => {
+    const fault = classifyFault(e);
+    if (fault.kind === 'chunk') return false;
+    // The chunk stays RUNNING under this owner: its lease runs out, or (local runs) the
+    // coordinator's next run frees it.
+    emit({
+      type: 'warning',
+      message: `could not ${action} chunk ${claim.chunkId} in the ledger: ${fault.message}`,
+    });
+    stopForEnvironment(fault, claim.chunkId);
+    return true;
+  };
+
   const giveBack = async (w: Work): Promise<void> => {
     drop(w);
     const claim = await w.keeper.stop();
@@ -229,7 +336,7 @@ async function workLoop(
       stats.released++;
       emit({ type: 'released', chunkId: claim.chunkId });
     } catch (e) {
-      if (!(e instanceof LeaseLostError)) throw e;
+      if (!(e instanceof LeaseLostError) && !unrecorded('release', claim, e)) throw e;
     }
   };
 
@@ -248,7 +355,29 @@ async function workLoop(
         poison: row.status === 'FAILED',
       });
     } catch (e) {
-      if (!(e instanceof LeaseLostError)) throw e;
+      if (!(e instanceof LeaseLostError) && !unrecorded('record the failure of', claim, e)) throw e;
+    }
+  };
+
+  /** Settles a chunk whose read, inference, writes or completion threw `e`. */
+  const settle = async (w: Work, e: unknown): Promise<void> => {
+    if (w.keeper.lost || e instanceof LeaseLostError) {
+      drop(w);
+      await w.keeper.stop();
+      stats.leaseLost++;
+      emit({ type: 'lease-lost', chunkId: w.claim.chunkId });
+    } else if (e instanceof Aborted || e instanceof PauseInterrupted) await giveBack(w);
+    else if (e instanceof EnvironmentFaultError) {
+      stopForEnvironment(e.fault, w.claim.chunkId, e);
+      await giveBack(w);
+    } else {
+      // A fault of the place that no pause wrapped (the model's thread, say): not the chunk's.
+      const fault = classifyFault(e);
+      if (fault.kind === 'chunk') await failChunk(w, e);
+      else {
+        stopForEnvironment(fault, w.claim.chunkId);
+        await giveBack(w);
+      }
     }
   };
 
@@ -326,13 +455,7 @@ async function workLoop(
         await abandon(cur, e.stall);
         break;
       }
-      if (cur.keeper.lost || e instanceof LeaseLostError) {
-        drop(cur);
-        await cur.keeper.stop();
-        stats.leaseLost++;
-        emit({ type: 'lease-lost', chunkId: cur.claim.chunkId });
-      } else if (e instanceof Aborted) await giveBack(cur);
-      else await failChunk(cur, e);
+      await settle(cur, e);
       continue;
     } finally {
       watch?.stop();
@@ -348,18 +471,38 @@ async function workLoop(
         // Fencing for the object store, which cannot check a token itself: each object is
         // written only while the lease is confirmed fresh (a paused stale owner that resumes
         // finds its lease gone before writing, not after).
-        await writeChunk(ctx, o.output, cur.chunk, acc, () =>
-          cur.keeper.confirmIfOlder(heartbeatMs),
+        // Each store write goes through the pause, its lease check included: a write
+        // retried after a pause is still made only inside a lease just confirmed.
+        await writeChunk(
+          ctx,
+          o.output,
+          cur.chunk,
+          acc,
+          () => cur.keeper.confirmIfOlder(heartbeatMs),
+          pause,
         );
         buffers.push(acc.buffer);
         drop(cur);
-        const claim = await cur.keeper.stop();
-        if (cur.keeper.lost) {
+        const claim = await pause.run(
+          { what: `recording chunk ${cur.chunk.id} as done`, place: ledgerPlace },
+          async () => {
+            const claim = await cur.keeper.stop();
+            if (cur.keeper.lost) return undefined;
+            try {
+              await ledger.complete(claim, { skipped: skip });
+            } catch (e) {
+              // Paused on the ledger: the lease is kept while the completion is retried.
+              if (!(e instanceof LeaseLostError)) cur.keeper.start();
+              throw e;
+            }
+            return claim;
+          },
+        );
+        if (!claim) {
           stats.leaseLost++;
-          emit({ type: 'lease-lost', chunkId: claim.chunkId });
+          emit({ type: 'lease-lost', chunkId: cur.claim.chunkId });
           return;
         }
-        await ledger.complete(claim, { skipped: skip });
         if (skip) stats.skipped++;
         else stats.done++;
         stats.patches += cur.chunk.patchCount;
@@ -372,12 +515,7 @@ async function workLoop(
           ms: { ...times, write: performance.now() - t0 },
         });
       } catch (e) {
-        if (e instanceof LeaseLostError) {
-          drop(cur);
-          await cur.keeper.stop();
-          stats.leaseLost++;
-          emit({ type: 'lease-lost', chunkId: cur.claim.chunkId });
-        } else await failChunk(cur, e);
+        await settle(cur, e);
       }
     })();
   }
@@ -421,7 +559,9 @@ async function writeChunk(
   chunk: ChunkDescriptor,
   acc: PartialSum,
   guard: () => Promise<void>,
+  pause: Pause,
 ): Promise<void> {
+  const work = describeStore(ctx.work);
   const convert = outputConverter(ctx.manifest.output.dtype);
   const channels = ctx.manifest.model.outputChannels;
   // Objects are stored one at a time and each store call has consumed its bytes when it
@@ -432,15 +572,24 @@ async function writeChunk(
     const block = outputBlock(ctx.manifest.output.dtype, b.box, channels, blockBuffer);
     if (block.data.buffer !== blockBuffer?.buffer) blockBuffer = block.data;
     acc.normalizeInto(block, b.regionBox, convert);
-    await output.writeBlock(b.coord, block, { beforeStore: guard });
-    if (ctx.previewTiles) await writePreviewTiles(ctx.work, ctx.plan.region, b.coord, block);
+    const key = output.blockKey(b.coord);
+    await pause.run({ what: `writing output block ${key}`, place: output.location }, () =>
+      output.writeBlock(b.coord, block, { beforeStore: guard }),
+    );
+    if (ctx.previewTiles)
+      await pause.run({ what: `writing the preview tiles of block ${key}`, place: work }, () =>
+        writePreviewTiles(ctx.work, ctx.plan.region, b.coord, block),
+      );
   }
   let partialBuffer: Uint8Array | undefined;
   for (const b of ctx.plan.seamBlocks(chunk)) {
     const bytes = encodePartial(acc, b.box.intersect(chunk.footprint), partialBuffer);
     if (bytes.buffer !== partialBuffer?.buffer) partialBuffer = bytes;
-    await guard();
-    await ctx.work.set(partialKey(b.key, chunk.id), bytes);
+    const key = partialKey(b.key, chunk.id);
+    await pause.run({ what: `writing seam partial ${key}`, place: work }, async () => {
+      await guard();
+      await ctx.work.set(key, bytes);
+    });
   }
 }
 
@@ -479,6 +628,12 @@ function zeroModel(channels: number): PatchModel {
       new Float32Array(n * channels * patch[0] * patch[1] * patch[2]),
   };
 }
+
+/** What a ledger step that gave up returns (the worker is stopping). */
+const STOPPED = Symbol('stopped');
+
+/** Seconds for messages: 30, 0.4. */
+const seconds = (ms: number): number => +(ms / 1000).toFixed(1);
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {

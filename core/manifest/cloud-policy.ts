@@ -4,7 +4,7 @@
 // workers' IAM grants let them write (cdk/constructs/storage.ts), so a manifest can never
 // aim a job at models, inputs, manifests/, jobs/ or another team's raw data.
 
-import { ManifestError, type ManifestIssue } from './errors.ts';
+import { ManifestError, type ManifestIssue, quoteForMessage } from './errors.ts';
 import type { Manifest } from './schema.ts';
 import { isS3Url, parseS3Url, s3UrlIsUnder, storageUrlProblem } from './url.ts';
 
@@ -39,7 +39,7 @@ export function cloudPolicyIssues(
     if (!isS3Url(url)) {
       issues.push({
         path,
-        message: `must be an s3:// URL in a cloud job (got "${url}"); upload the data to S3`,
+        message: `must be an s3:// URL in a cloud job (got ${quoteForMessage(url)}); upload the data to S3`,
       });
       return;
     }

@@ -10,6 +10,18 @@ export interface ManifestIssue {
 
 const REFERENCE_HINT = 'See the manifest reference in README.md.';
 
+const QUOTE_CHARS = 80;
+
+/**
+ * `text` as a message quotes it: JSON-quoted, and past 80 characters clipped, with its
+ * length: `"aaaa…"… (10000000 characters)`. Every message quoting a value from a manifest
+ * goes through here, so a 10 MB field cannot print 10 MB.
+ */
+export function quoteForMessage(text: string): string {
+  if (text.length <= QUOTE_CHARS) return JSON.stringify(text);
+  return `${JSON.stringify(text.slice(0, QUOTE_CHARS))}… (${text.length} characters)`;
+}
+
 export interface ManifestErrorOptions {
   /** Where the manifest came from (a file name or an S3 key); prefixes every line. */
   readonly source?: string | undefined;
@@ -48,7 +60,7 @@ export class InvalidUrlError extends Error {
   readonly reason: string;
 
   constructor(url: string, reason: string, options: { cause?: unknown } = {}) {
-    super(`${JSON.stringify(url)}: ${reason}`, { cause: options.cause });
+    super(`${quoteForMessage(url)}: ${reason}`, { cause: options.cause });
     this.url = url;
     this.reason = reason;
   }

@@ -3,8 +3,8 @@
 // issue per unknown key with a "did you mean" for typos.
 import { z } from 'zod';
 import type { ManifestIssue } from './errors.ts';
+import { quoteForMessage } from './errors.ts';
 import { manifestSchema } from './schema.ts';
-import { quoteForMessage } from './url.ts';
 
 /** Error map passed to every parse of the manifest schema. */
 export const manifestErrorMap: z.core.$ZodErrorMap = (issue) => {

@@ -5,7 +5,7 @@
 // segments are refused (stores that map keys onto a filesystem would resolve them).
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { InvalidUrlError } from './errors.ts';
+import { InvalidUrlError, quoteForMessage } from './errors.ts';
 
 export interface S3Location {
   readonly bucket: string;
@@ -31,17 +31,6 @@ const MAX_S3_KEY_BYTES = 1024;
 // the wrong field, or an attack; no store could open it.
 const MAX_URL_BYTES = 4096;
 const MAX_NAME_BYTES = 255;
-const QUOTE_CHARS = 80;
-
-/**
- * `text` as a message quotes it: JSON-quoted, and past 80 characters clipped, with its
- * length: `"aaaa…"… (10000000 characters)`. Every message quoting a value from a manifest
- * goes through here, so a 10 MB field cannot print 10 MB.
- */
-export function quoteForMessage(text: string): string {
-  if (text.length <= QUOTE_CHARS) return JSON.stringify(text);
-  return `${JSON.stringify(text.slice(0, QUOTE_CHARS))}… (${text.length} characters)`;
-}
 
 /** True when `url` uses the s3:// scheme; it may still be malformed (see `parseS3Url`). */
 export function isS3Url(url: string): boolean {

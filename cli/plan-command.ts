@@ -1,6 +1,13 @@
 // `tessera plan <manifest.json>`: what a run would do and cost, without doing it.
 
-import { openJob } from '../core/pipeline/index.ts';
+import { checkJobFits, type JobFit, openJob } from '../core/pipeline/index.ts';
+import {
+  CLOUD_WORKER_MEMORY_MIB,
+  describeWorkerMemory,
+  formatBytes,
+  type MemoryBudget,
+  parseMemorySize,
+} from '../core/pipeline/memory-estimate.ts';
 import { MemoryStore } from '../core/store/index.ts';
 import { intOption, parse } from './args.ts';
 import { loadManifest } from './job-files.ts';
@@ -15,11 +22,24 @@ import {
 import { S3_PUT_PER_1000, workerPrice } from './prices.ts';
 import { formatRate, formatSeconds } from './progress.ts';
 
-const USAGE = `Usage: tessera plan <manifest.json> [--json] [--throughput VOXELS_PER_S | --calibrate [--batch N]]
+const USAGE = `Usage: tessera plan <manifest.json> [--json] [--throughput VOXELS_PER_S | --calibrate]
+                    [--batch N] [--memory SIZE] [--workers N | --cloud]
                     [--price-per-hour USD] [--scan-empty]
 
 Prints chunk, patch, block and voxel counts and the inference saved compared with
 chunk-margin cropping (chunkflow's scheme), without running anything.
+
+Checks, before any chunk runs (exit 1 naming the field to change when one fails):
+  the model's inputs and outputs (names, dtypes, shapes) against the manifest
+  (model.output, model.outputChannels, model.patchShape, the input's channels), and
+  each worker's peak memory (chunk input, accumulation, output buffers, the model's
+  batch, the model) against the memory the workers will share:
+  --memory SIZE      the budget, e.g. 8G or 512M; default this machine's memory (or
+                     its container's limit), or with --cloud the stack's worker memory
+  --workers N        local workers sharing it, as \`tessera run --workers\` (default
+                     compute.maxWorkers)
+  --cloud            size for one AWS Batch worker of compute.device instead
+  --batch N          patches per model call, as the workers' --batch (default 4)
 
 Cost estimate (with --throughput or --calibrate):
   --throughput V     patch voxels per second one worker infers (e.g. from a benchmark)
@@ -41,6 +61,9 @@ export async function planCommand(args: string[]): Promise<number> {
       throughput: { type: 'string' },
       calibrate: { type: 'boolean' },
       batch: { type: 'string' },
+      memory: { type: 'string' },
+      workers: { type: 'string', short: 'w' },
+      cloud: { type: 'boolean' },
       'price-per-hour': { type: 'string' },
       'scan-empty': { type: 'boolean' },
     },
@@ -67,6 +90,24 @@ export async function planCommand(args: string[]): Promise<number> {
   const m = loaded.manifest;
   const c = plan.counts;
   const saved = 1 - c.patchVoxels / c.marginCroppingPatchVoxels;
+  if (values.cloud && values.workers !== undefined)
+    throw new Error('give --workers (a local run) or --cloud (one Batch worker each), not both');
+  const batchSize = intOption(values.batch, 'batch', 4);
+  const cloudMemory = CLOUD_WORKER_MEMORY_MIB[m.compute.device] * 2 ** 20;
+  const budget: MemoryBudget | undefined =
+    values.memory !== undefined
+      ? { bytes: parseMemorySize(String(values.memory)), source: `--memory ${values.memory}` }
+      : values.cloud
+        ? { bytes: cloudMemory, source: `the stack's ${m.compute.device.toUpperCase()} worker` }
+        : undefined;
+  // Refuses here, once, what would fail every chunk: a model that does not fit the
+  // manifest, workers that do not fit in memory.
+  const fit = await checkJobFits(ctx, {
+    memory: budget,
+    workers: values.cloud ? 1 : intOption(values.workers, 'workers', m.compute.maxWorkers),
+    batchSize,
+    baseDir: loaded.baseDir,
+  });
 
   let throughput: Throughput | undefined;
   if (values.throughput !== undefined) {
@@ -78,10 +119,7 @@ export async function planCommand(args: string[]): Promise<number> {
     throughput = { voxelsPerSecond: v, source: 'given with --throughput' };
   } else if (values.calibrate) {
     log('calibrating: running the model on patches of the input…');
-    throughput = await calibrate(ctx, loaded.baseDir, {
-      batchSize: intOption(values.batch, 'batch', 4),
-      log,
-    });
+    throughput = await calibrate(ctx, loaded.baseDir, { batchSize, log });
   }
   let skipped: EmptyScan | undefined;
   if (values['scan-empty']) {
@@ -117,6 +155,24 @@ export async function planCommand(args: string[]): Promise<number> {
       ownedBlocks: c.ownedBlocks / c.chunks,
       seamPartials: c.seamPartials / c.chunks,
     },
+    memory: {
+      perWorkerBytes: fit.memory.bytes,
+      parts: fit.memory.parts,
+      batchSize: fit.memory.batchSize,
+      workers: fit.workers,
+      budgetBytes: fit.budget.bytes,
+      budgetSource: fit.budget.source,
+    },
+    ...(fit.model
+      ? {
+          model: {
+            output: fit.model.io.outputName,
+            inputs: fit.model.signature.signature.inputs,
+            outputs: fit.model.signature.signature.outputs,
+          },
+        }
+      : {}),
+    warnings: fit.warnings,
     ...(skipped ? { empty: skipped } : {}),
     ...(cost ? { cost } : {}),
   };
@@ -134,6 +190,7 @@ export async function planCommand(args: string[]): Promise<number> {
     `voxels     ${c.regionVoxels} in the region, ${c.patchVoxels} patch voxels inferred`,
     `savings    margin cropping would infer ${c.marginCroppingPatchVoxels} patch voxels (${summary.marginCroppingRedundancy.toFixed(2)}×); Tessera infers each patch once (${(saved * 100).toFixed(1)}% less)`,
     requestsLine(plan.counts),
+    ...fitLines(fit),
   ];
   if (skipped)
     lines.push(
@@ -151,6 +208,28 @@ export async function planCommand(args: string[]): Promise<number> {
     );
   process.stdout.write(`${lines.join('\n')}\n`);
   return 0;
+}
+
+function fitLines(fit: JobFit): string[] {
+  const lines: string[] = [];
+  if (fit.model) {
+    const { io, signature } = fit.model;
+    const shape = (name: string, of: typeof signature.signature.inputs): string =>
+      `[${of.find((t) => t.name === name)?.shape.join(', ') ?? ''}]`;
+    lines.push(
+      `model      ${signature.model}: input "${io.inputName}" ${shape(io.inputName, signature.signature.inputs)} → output "${io.outputName}" ${shape(io.outputName, signature.signature.outputs)}` +
+        (signature.signature.outputs.length > 1
+          ? ` (model.output; ${signature.signature.outputs.length} outputs)`
+          : ''),
+    );
+  }
+  const all = fit.memory.bytes * fit.workers;
+  lines.push(
+    `memory     ${describeWorkerMemory(fit.memory, { modelKnown: fit.model !== undefined })}` +
+      `${fit.workers > 1 ? `; × ${fit.workers} workers = ${formatBytes(all)}` : ''}, within the ${formatBytes(fit.budget.bytes)} of ${fit.budget.source}`,
+  );
+  for (const w of fit.warnings) lines.push(`warning    ${w}`);
+  return lines;
 }
 
 function requestsLine(c: {

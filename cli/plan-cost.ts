@@ -5,7 +5,7 @@
 
 import { availableParallelism } from 'node:os';
 import { Box, fromFn, type Plan } from '../core/geometry/index.ts';
-import { ModelRunner } from '../core/model/index.ts';
+import { ModelRunner, modelExpectation } from '../core/model/index.ts';
 import type { JobContext } from '../core/pipeline/index.ts';
 import { normalize } from '../core/volume/index.ts';
 import { resolveModelPath } from './local-worker.ts';
@@ -108,6 +108,7 @@ export async function calibrate(
       intraOpThreads: threads,
       ...(manifest.model.sha256 ? { sha256: manifest.model.sha256 } : {}),
       ...(o.log ? { log: o.log } : {}),
+      expect: modelExpectation(manifest, { inputChannels: input.channels, batchSize: n }),
     },
   );
   try {

@@ -255,7 +255,8 @@ function manifestIssues(
   }
   const outPatch = e.outputPatchShape ?? patch;
   const outFixed = spatialMismatch(output, io.rank, outPatch);
-  if (outFixed !== undefined) {
+  // A model fixed at one size in and out needs one fix (the patch), not two.
+  if (outFixed !== undefined && !(inFixed !== undefined && e.outputPatchShape === undefined)) {
     issues.push({
       field: 'model.outputPatchShape',
       message:

@@ -6,14 +6,17 @@
 // writes; infer/chunk.ts: two batch buffers in a depth-2 pipeline):
 //
 //   input         2 × normalised float32 read box (N inferring, N+1 read ahead)
-//                 + one raw read: the padded box, zarrita's result, and the stored
-//                   chunks it decodes (decoded + compressed bytes)
+//                 + 2 × the raw read (this one and the last one's, not yet collected):
+//                   the padded box, zarrita's result, and the stored chunks it decodes
+//                   (decoded + compressed bytes)
 //   accumulation  2 × Σw·f over the footprint, float32 × channels (N inferring, N-1 writing)
 //                 + the blend weights of one patch and the per-axis weight sums
 //   output        one block buffer and its encoded bytes, one seam partial
 //   batch         2 input batch buffers; 3 output-sized tensors (onnxruntime's result,
 //                 its copy to JS, the previous batch being accumulated)
 //   model         MODEL_MEMORY_FACTOR × the file (the bytes read, onnxruntime's weights)
+//   garbage       GC_SLACK_BYTES: buffers dropped but not yet collected (encoded blocks,
+//                 partials' bytes, zarrita's temporaries)
 //   runtime       Node, V8 and onnxruntime themselves (RUNTIME_BYTES)
 //
 // A network's hidden activations are not in the ONNX signature: the batch part counts
@@ -37,6 +40,13 @@ export const MODEL_MEMORY_FACTOR = 2;
 export const RUNTIME_BYTES = 192 * 2 ** 20;
 
 /**
+ * Dropped buffers V8 has not collected yet: it starts a collection once external (array
+ * buffer) memory has grown about 64 MiB past what the last one left, and the work goes on
+ * allocating while it marks.
+ */
+export const GC_SLACK_BYTES = 64 * 2 ** 20;
+
+/**
  * Memory of the stack's AWS Batch worker containers (cdk/constructs/workers.ts): the GPU
  * job definition fits the smallest g4dn/g5/g6.xlarge, the CPU one is a Fargate 8 vCPU task.
  */
@@ -48,6 +58,7 @@ export interface MemoryParts {
   output: number;
   batch: number;
   model: number;
+  garbage: number;
   runtime: number;
 }
 
@@ -87,8 +98,10 @@ export function workerMemory(
   const volume = Box.ofShape(plan.volumeShape);
   const inside = chunk.readBox.intersect(volume);
   const stored = inside.isEmpty() ? 0 : snap(inside, o.input.chunkShape).intersect(volume).size;
-  const input =
-    2 * read * inC * F32 + read * inC * raw + inside.size * inC * raw + 2 * stored * inC * raw;
+  // The raw read is garbage once normalised, but V8 frees array buffers only when a GC
+  // runs: the previous chunk's is typically still held when the next read allocates.
+  const rawRead = read * inC * raw + inside.size * inC * raw + 2 * stored * inC * raw;
+  const input = 2 * read * inC * F32 + 2 * rawRead;
 
   const [pz, py, px] = plan.patchShape;
   const outPatch = pz * py * px;
@@ -114,6 +127,7 @@ export function workerMemory(
     output,
     batch,
     model,
+    garbage: GC_SLACK_BYTES,
     runtime: RUNTIME_BYTES,
   };
   const bytes = Object.values(parts).reduce((a, b) => a + b, 0);
@@ -220,7 +234,7 @@ export function describeWorkerMemory(m: WorkerMemory, o: { modelKnown?: boolean 
   return (
     `${formatBytes(m.bytes)} per worker at peak (${part('input', p.input)}, ${part('accumulation', p.accumulation)}, ` +
     `${part('output', p.output)}, ${part(`batch of ${m.batchSize}`, p.batch)}, ` +
-    `${o.modelKnown === false ? 'model not counted' : part('model', p.model)}, ${part('runtime', p.runtime)})`
+    `${o.modelKnown === false ? 'model not counted' : part('model', p.model)}, ${part('garbage', p.garbage)}, ${part('runtime', p.runtime)})`
   );
 }
 
@@ -258,7 +272,7 @@ function shrinkAdvice(
   perWorker: number,
 ): string {
   const p = m.parts;
-  const fixed = p.output + p.model + p.runtime;
+  const fixed = p.output + p.model + p.garbage + p.runtime;
   const room = perWorker - fixed;
   if (room <= 0)
     return `the model and runtime alone need ${formatBytes(fixed)}: give the workers more memory (--memory) or use a smaller model`;

@@ -28,5 +28,6 @@ export function withClockOffset(ledger: Ledger, env: NodeJS.ProcessEnv = process
     list: (jobId, status) => ledger.list(jobId, status),
     sweep: (jobId, o = {}) => ledger.sweep(jobId, { now: now(o.now) }),
     claimOutput: (url, jobId, o) => ledger.claimOutput(url, jobId, o),
+    rearm: (jobId, which) => ledger.rearm(jobId, which),
   };
 }

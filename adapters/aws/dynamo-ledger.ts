@@ -82,6 +82,7 @@ import {
   type LeaseAction,
   LeaseLostError,
   OutputClaimedError,
+  UnknownChunkIdsError,
 } from '../../core/ledger/errors.ts';
 import { collectChunkIds, rearmedMessage } from '../../core/ledger/memory.ts';
 import {
@@ -96,7 +97,6 @@ import {
   type RearmSelection,
   SKEW_MS,
   type StatusCounts,
-  UnknownChunkIdsError,
 } from '../../core/ledger/port.ts';
 import {
   capError,

@@ -215,3 +215,22 @@ export class RemoteLedgerError extends LedgerError {
     super(`ledger process threw ${remoteName}: ${remoteMessage}`);
   }
 }
+
+/**
+ * rearm named chunk ids the job does not have; nothing was re-armed.
+ */
+export class UnknownChunkIdsError extends LedgerError {
+  override readonly name = 'UnknownChunkIdsError';
+  constructor(
+    readonly jobId: string,
+    /** The unknown ids (at most the first 20). */
+    readonly chunkIds: readonly string[],
+    /** How many of the given ids were unknown. */
+    readonly count: number,
+  ) {
+    super(
+      `job "${jobId}" has no chunk ${chunkIds.map((c) => `"${c}"`).join(', ')}${count > chunkIds.length ? ` (and ${count - chunkIds.length} more)` : ''}; ` +
+        'nothing was re-armed: name chunks of this job (as `tessera status` lists them), or check the job id',
+    );
+  }
+}

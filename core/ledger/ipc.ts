@@ -20,17 +20,17 @@ import {
   LedgerWriteError,
   OutputClaimedError,
   RemoteLedgerError,
-} from './errors.ts';
-import {
-  type ChunkRef,
-  type ChunkRow,
-  type ChunkStatus,
-  type Claim,
-  type JobSpec,
-  type Ledger,
-  type RearmSelection,
-  type StatusCounts,
   UnknownChunkIdsError,
+} from './errors.ts';
+import type {
+  ChunkRef,
+  ChunkRow,
+  ChunkStatus,
+  Claim,
+  JobSpec,
+  Ledger,
+  RearmSelection,
+  StatusCounts,
 } from './port.ts';
 
 /** The one method table both sides are typed from. */
@@ -230,14 +230,8 @@ async function dispatch(ledger: Ledger, req: LedgerRequest): Promise<unknown> {
       return ledger.sweep(...unNull(req.args));
     case 'claimOutput':
       return ledger.claimOutput(...unNull(req.args));
-    case 'rearm': {
-      if (!ledger.rearm) {
-        throw new LedgerIpcError(
-          'the ledger process serves a ledger without rearm; re-arm from the process that owns the ledger',
-        );
-      }
+    case 'rearm':
       return ledger.rearm(...unNull(req.args));
-    }
   }
 }
 

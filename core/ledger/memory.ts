@@ -15,6 +15,7 @@ import {
   JobNotFoundError,
   LeaseLostError,
   OutputClaimedError,
+  UnknownChunkIdsError,
 } from './errors.ts';
 import { IndexSet } from './index-set.ts';
 import { type LeaseEntry, LeaseHeap } from './lease-heap.ts';
@@ -28,7 +29,6 @@ import {
   type Ledger,
   type RearmSelection,
   type StatusCounts,
-  UnknownChunkIdsError,
 } from './port.ts';
 import {
   capError,

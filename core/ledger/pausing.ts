@@ -16,6 +16,7 @@ import type {
   Claim,
   JobSpec,
   Ledger,
+  RearmSelection,
   StatusCounts,
 } from './port.ts';
 
@@ -119,5 +120,8 @@ export class PausingLedger implements Ledger {
   }
   claimOutput(url: string, jobId: string, o?: { replacing?: string }): Promise<void> {
     return this.write(() => this.inner.claimOutput(url, jobId, o));
+  }
+  rearm(jobId: string, which: RearmSelection): Promise<{ rearmed: number }> {
+    return this.write(() => this.inner.rearm(jobId, which));
   }
 }

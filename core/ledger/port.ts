@@ -31,8 +31,6 @@
 // someone else claimed the chunk is refused, even if the new owner has the same name
 // (a restarted process reusing its host name).
 
-import { LedgerError } from './errors.ts';
-
 /** PENDING: claimable. RUNNING: leased to `owner`. DONE/SKIPPED: final. FAILED: poison. */
 export type ChunkStatus = 'PENDING' | 'RUNNING' | 'DONE' | 'FAILED' | 'SKIPPED';
 
@@ -157,26 +155,5 @@ export interface Ledger {
    * Optional in the type only until PausingLedger forwards it; MemoryLedger, LocalLedger,
    * IpcLedgerClient and DynamoLedger implement it and the contract suite tests it.
    */
-  rearm?(jobId: string, which: RearmSelection): Promise<{ rearmed: number }>;
-}
-
-/**
- * rearm named chunk ids the job does not have; nothing was re-armed. (Defined here rather
- * than in errors.ts only because this change could not edit that file; it is exported
- * through core/ledger/index.ts either way.)
- */
-export class UnknownChunkIdsError extends LedgerError {
-  override readonly name = 'UnknownChunkIdsError';
-  constructor(
-    readonly jobId: string,
-    /** The unknown ids (at most the first 20). */
-    readonly chunkIds: readonly string[],
-    /** How many of the given ids were unknown. */
-    readonly count: number,
-  ) {
-    super(
-      `job "${jobId}" has no chunk ${chunkIds.map((c) => `"${c}"`).join(', ')}${count > chunkIds.length ? ` (and ${count - chunkIds.length} more)` : ''}; ` +
-        'nothing was re-armed: name chunks of this job (as `tessera status` lists them), or check the job id',
-    );
-  }
+  rearm(jobId: string, which: RearmSelection): Promise<{ rearmed: number }>;
 }

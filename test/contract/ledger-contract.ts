@@ -10,6 +10,7 @@ import {
   JobNotFoundError,
   LeaseLostError,
   OutputClaimedError,
+  UnknownChunkIdsError,
 } from '../../core/ledger/errors.ts';
 import {
   CHUNK_STATUSES,
@@ -21,7 +22,6 @@ import {
   type RearmSelection,
   SKEW_MS,
   type StatusCounts,
-  UnknownChunkIdsError,
 } from '../../core/ledger/port.ts';
 
 export type MakeLedger = () => Promise<{ ledger: Ledger; close?: () => Promise<void> }>;

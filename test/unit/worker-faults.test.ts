@@ -1,7 +1,7 @@
 // The worker under the environment's faults: a full disk under the output or the work
 // store (a real tmpfs of 2 MiB filled to its last byte, where this process may mount one;
 // otherwise a store that fails with the kernel's own ENOSPC, from /dev/full), a ledger
-// that cannot record a completion. None of them is the chunk's fault, so none may spend an
+// that cannot record a completion, an input read throttled by S3 (the SDK's own exception). None of them is the chunk's fault, so none may spend an
 // attempt: the worker pauses, and either resumes or hands its chunks back and stops,
 // naming the place. The chunk's own error (NaN from the model) still spends one.
 // Real Zarr input and output on disk, the in-memory ledger, a JS model.
@@ -10,6 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, rmdirSync, unlinkSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { S3ServiceException } from '@aws-sdk/client-s3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadManifest } from '../../cli/job-files.ts';
 import {
@@ -29,7 +30,7 @@ import {
 } from '../../core/pipeline/index.ts';
 import type { PatchModel } from '../../core/reference/index.ts';
 import { type AbsolutePath, LocalStore, type Store } from '../../core/store/index.ts';
-import type { OutputVolume } from '../../core/volume/index.ts';
+import { type OutputVolume, VolumeReadError } from '../../core/volume/index.ts';
 import { tempDir, writeJobDir } from '../helpers/job-dir.ts';
 import { jsModel } from '../helpers/js-model.ts';
 
@@ -374,6 +375,77 @@ describe('a ledger that cannot record a completion (LedgerWriteError)', () => {
     expect(stats.done).toBe(ctx.plan.counts.chunks);
     for (const r of await rows(memory, ctx))
       expect([r.chunkId, r.status, r.attempts]).toEqual([r.chunkId, 'DONE', 1]);
+  });
+});
+
+/** The job's input, its reads failing `times` times as S3 throttling that outlived the SDK's retries. */
+function throttledInput(
+  ctx: JobContext,
+  times: number,
+): { ctx: JobContext; failures: () => number } {
+  let failures = 0;
+  const input = new Proxy(ctx.input, {
+    get(target, prop, receiver) {
+      if (prop !== 'readBox') return Reflect.get(target, prop, receiver);
+      return async (...args: Parameters<JobContext['input']['readBox']>) => {
+        if (failures < times) {
+          failures++;
+          const slowDown = new S3ServiceException({
+            name: 'SlowDown',
+            $fault: 'server',
+            $metadata: { httpStatusCode: 503, attempts: 3 },
+            message: 'Please reduce your request rate.',
+          });
+          throw new VolumeReadError(target.location, '', args[0], 'io', 'SlowDown', {
+            cause: slowDown,
+          });
+        }
+        return target.readBox(...args);
+      };
+    },
+  });
+  return { ctx: { ...ctx, input }, failures: () => failures };
+}
+
+describe('a throttled input', () => {
+  it('a throttle that passes (two failed reads) costs no attempt', async () => {
+    const planned = await job();
+    const { ctx, failures } = throttledInput(planned.ctx, 2);
+    const events: WorkerEvent[] = [];
+    const stats = await runWorker({
+      ctx,
+      ledger: planned.ledger,
+      output: await ensureOutput(ctx),
+      owner: 'w1',
+      model: jsModel(1, 2),
+      idlePollMs: NEVER,
+      onEvent: (e) => events.push(e),
+    });
+    expect(failures()).toBe(2);
+    expect(stats.environment).toBeUndefined();
+    expect(stats.done).toBe(ctx.plan.counts.chunks);
+    for (const r of await rows(planned.ledger, ctx))
+      expect([r.chunkId, r.status, r.attempts]).toEqual([r.chunkId, 'DONE', 1]);
+    expect(warnings(events, 'paused: reading the input of chunk ')).toHaveLength(1);
+  });
+
+  it('a throttle that lasts stops the worker naming the input, every chunk unspent', async () => {
+    const planned = await job();
+    const { ctx } = throttledInput(planned.ctx, Number.POSITIVE_INFINITY);
+    const stats = await runWorker({
+      ctx,
+      ledger: planned.ledger,
+      output: await ensureOutput(ctx),
+      owner: 'w1',
+      model: jsModel(1, 2),
+      idlePollMs: NEVER,
+      pauseMs: PAUSE_MS,
+    });
+    expect(stats.failed).toBe(0);
+    expect(stats.environment).toMatchObject({ code: 'SlowDown', place: ctx.input.location });
+    expect(stats.environment?.message).toContain('throttled or unavailable');
+    for (const r of await rows(planned.ledger, ctx))
+      expect([r.chunkId, r.status, r.attempts]).toEqual([r.chunkId, 'PENDING', 0]);
   });
 });
 

@@ -16,6 +16,7 @@ import {
   calibrate,
   type EmptyScan,
   estimateCost,
+  readJobModel,
   scanEmpty,
   type Throughput,
 } from './plan-cost.ts';
@@ -102,11 +103,11 @@ export async function planCommand(args: string[]): Promise<number> {
         : undefined;
   // Refuses here, once, what would fail every chunk: a model that does not fit the
   // manifest, workers that do not fit in memory.
-  const fit = await checkJobFits(ctx, {
+  const fit = checkJobFits(ctx, {
+    model: await readJobModel(m, loaded.baseDir),
     memory: budget,
     workers: values.cloud ? 1 : intOption(values.workers, 'workers', m.compute.maxWorkers),
     batchSize,
-    baseDir: loaded.baseDir,
   });
 
   let throughput: Throughput | undefined;

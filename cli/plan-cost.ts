@@ -5,8 +5,15 @@
 
 import { availableParallelism } from 'node:os';
 import { Box, fromFn, type Plan } from '../core/geometry/index.ts';
-import { ModelRunner, modelExpectation } from '../core/model/index.ts';
-import type { JobContext } from '../core/pipeline/index.ts';
+import type { Manifest } from '../core/manifest/schema.ts';
+import {
+  ModelLoadError,
+  ModelRunner,
+  modelExpectation,
+  type ReadSignature,
+  readModelSignature,
+} from '../core/model/index.ts';
+import { type JobContext, readModelBytes } from '../core/pipeline/index.ts';
 import { normalize } from '../core/volume/index.ts';
 import { resolveModelPath } from './local-worker.ts';
 import { S3_GET_PER_1000, S3_PUT_PER_1000, type WorkerPrice } from './prices.ts';
@@ -78,6 +85,25 @@ export function estimateCost(
       dollars: (puts / 1000) * S3_PUT_PER_1000 + (gets / 1000) * S3_GET_PER_1000,
     },
   };
+}
+
+/**
+ * The job's model signature (inputs' and outputs' names, dtypes, shapes) for checkJobFits:
+ * model.url read (local or from its store, under the workers' size cap), its sha256
+ * checked, and opened once in onnxruntime. A missing file is a ModelLoadError naming it.
+ */
+export async function readJobModel(
+  manifest: Pick<Manifest, 'model'>,
+  baseDir: string | undefined,
+): Promise<ReadSignature> {
+  const { url, sha256 } = manifest.model;
+  const bytes = await readModelBytes(url, baseDir === undefined ? {} : { baseDir });
+  if (bytes === undefined)
+    throw new ModelLoadError(
+      url,
+      "there is no file at model.url. Check the path (a relative one is read from the manifest's directory), or upload the model first.",
+    );
+  return readModelSignature({ bytes, name: url }, { sha256 });
 }
 
 /**

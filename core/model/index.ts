@@ -14,6 +14,7 @@ export {
   type ModelRunnerOptions,
   type ModelSource,
   type Patch,
+  readModelSignature,
 } from './runner.ts';
 export {
   checkModelAgainstManifest,
@@ -22,7 +23,6 @@ export {
   type ModelSignature,
   modelExpectation,
   type ReadSignature,
-  readModelSignature,
   resolveModelIo,
   signatureOf,
   type TensorSignature,

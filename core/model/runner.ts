@@ -8,6 +8,7 @@
  * silently shift every patch).
  */
 import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import {
@@ -19,10 +20,9 @@ import {
 } from './errors.ts';
 import {
   type ModelExpectation,
-  readModelFile,
+  type ReadSignature,
   resolveModelIo,
   signatureOf,
-  unloadable,
 } from './signature.ts';
 
 export type ModelSource = { path: string } | { bytes: Uint8Array; name?: string };
@@ -311,4 +311,64 @@ async function openGpu(
 
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** Why onnxruntime refused a model, and what to do: the ModelLoadError detail. */
+function unloadable(err: unknown): string {
+  return (
+    `onnxruntime cannot load it (${err instanceof Error ? err.message : String(err)}). Check ` +
+    'that it is a complete ONNX model (not truncated, not an HTML error page) and that its ' +
+    'opset is supported by onnxruntime 1.30; re-export or re-download it.'
+  );
+}
+
+/** A model's bytes, read whole; a failure is a ModelLoadError naming the path. */
+async function readModelFile(path: string): Promise<Uint8Array> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    throw new ModelLoadError(
+      path,
+      `cannot read the file (${err instanceof Error ? err.message : String(err)}). Check the ` +
+        'model path, or that the file was downloaded and is readable.',
+      { cause: err },
+    );
+  }
+}
+
+/**
+ * Reads a model's signature (its inputs' and outputs' names, dtypes and shapes) for the
+ * plan: opens a CPU session (one thread, no graph optimisation), reads its metadata and
+ * releases it. A model onnxruntime cannot load is a ModelLoadError, at plan too.
+ *
+ * A session rather than a parse of the ModelProto: it is the very metadata open() reads,
+ * so plan and load cannot disagree, and parsing would need a protobuf reader in
+ * production (onnx-proto is a test dependency) and a second reading of the dims. The cost
+ * is the model's size in memory for a moment, and a fraction of a second.
+ */
+export async function readModelSignature(
+  source: ModelSource,
+  o: { sha256?: string | undefined } = {},
+): Promise<ReadSignature> {
+  const model = 'path' in source ? source.path : (source.name ?? '<in-memory model>');
+  const bytes = 'path' in source ? await readModelFile(source.path) : source.bytes;
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  if (o.sha256 !== undefined && o.sha256.trim().toLowerCase() !== sha256)
+    throw new ModelChecksumError(model, o.sha256, sha256);
+  let session: InferenceSession;
+  try {
+    session = await InferenceSession.create(bytes, {
+      executionProviders: ['cpu'],
+      graphOptimizationLevel: 'disabled',
+      intraOpNumThreads: 1,
+      interOpNumThreads: 1,
+    });
+  } catch (err) {
+    throw new ModelLoadError(model, unloadable(err), { cause: err });
+  }
+  try {
+    return { model, sha256, bytes: bytes.byteLength, signature: signatureOf(session) };
+  } finally {
+    await session.release();
+  }
 }

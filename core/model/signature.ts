@@ -9,25 +9,14 @@
 //            │   └───────────── static = the input volume's channels / model.outputChannels
 //            └───────────────── static batch only with batches of exactly that size
 //
-// The signature is read through an onnxruntime session (CPU, one thread, no graph
-// optimisation) rather than by parsing the ModelProto: it is the very metadata the runner
-// reads when it loads the model, so plan and load cannot disagree, and a model that
-// onnxruntime cannot load is found at plan too. Parsing would need a protobuf reader in
-// production (onnx-proto is a test dependency) and a second reading of the dims. The cost
-// is the model's size in memory for a moment, and a fraction of a second per model.
+// This module is pure (no inference runtime): the plan step imports it, and so does the
+// planner Lambda, which must not carry the native runtime. Reading a signature from a file
+// is readModelSignature, in runner.ts.
 
-import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import type { InferenceSession } from 'onnxruntime-node';
 // Types only: the runner is loaded by workers, which must not load the validator (zod).
 import type { Manifest } from '../manifest/schema.ts';
-import {
-  ModelChecksumError,
-  type ModelIssue,
-  ModelLoadError,
-  ModelSignatureError,
-} from './errors.ts';
-import type { ModelSource } from './runner.ts';
+import { type ModelIssue, ModelLoadError, ModelSignatureError } from './errors.ts';
 
 type Triple = readonly [number, number, number];
 
@@ -59,6 +48,16 @@ export interface ModelExpectation {
 }
 
 /** How the runner feeds the model and reads its result. */
+/** A signature read from a model file (readModelSignature in runner.ts). */
+export interface ReadSignature {
+  /** The model's name in messages: its path, or the caller's name for bytes. */
+  readonly model: string;
+  readonly sha256: string;
+  /** Size of the model file. */
+  readonly bytes: number;
+  readonly signature: ModelSignature;
+}
+
 export interface ModelIo {
   /** 5 for a 3D model [n, c, z, y, x]; 4 for a 2D model [n, c, y, x]. */
   readonly rank: 4 | 5;
@@ -299,70 +298,4 @@ function list(ts: readonly TensorSignature[]): string {
       (t) => `"${t.name}" ${t.isTensor ? `${t.type} [${t.shape.join(', ')}]` : '(not a tensor)'}`,
     )
     .join(', ');
-}
-
-/** Why onnxruntime refused a model, and what to do: the ModelLoadError detail. */
-export function unloadable(err: unknown): string {
-  return (
-    `onnxruntime cannot load it (${err instanceof Error ? err.message : String(err)}). Check ` +
-    'that it is a complete ONNX model (not truncated, not an HTML error page) and that its ' +
-    'opset is supported by onnxruntime 1.30; re-export or re-download it.'
-  );
-}
-
-/** A model's bytes, read whole; a failure is a ModelLoadError naming the path. */
-export async function readModelFile(path: string): Promise<Uint8Array> {
-  try {
-    return await readFile(path);
-  } catch (err) {
-    throw new ModelLoadError(
-      path,
-      `cannot read the file (${err instanceof Error ? err.message : String(err)}). Check the ` +
-        'model path, or that the file was downloaded and is readable.',
-      { cause: err },
-    );
-  }
-}
-
-export interface ReadSignature {
-  /** The model's name in messages: its path, or the caller's name for bytes. */
-  readonly model: string;
-  readonly sha256: string;
-  /** Size of the model file. */
-  readonly bytes: number;
-  readonly signature: ModelSignature;
-}
-
-/**
- * Reads a model's signature: opens a CPU session (one thread, no graph optimisation),
- * reads its metadata and releases it. A model onnxruntime cannot load is a ModelLoadError.
- * onnxruntime is loaded here, not at import: the planner Lambda, which imports this module
- * through the plan step but never reads a model, does not carry it.
- */
-export async function readModelSignature(
-  source: ModelSource,
-  o: { sha256?: string | undefined } = {},
-): Promise<ReadSignature> {
-  const model = 'path' in source ? source.path : (source.name ?? '<in-memory model>');
-  const bytes = 'path' in source ? await readModelFile(source.path) : source.bytes;
-  const sha256 = createHash('sha256').update(bytes).digest('hex');
-  if (o.sha256 !== undefined && o.sha256.trim().toLowerCase() !== sha256)
-    throw new ModelChecksumError(model, o.sha256, sha256);
-  const { InferenceSession } = await import('onnxruntime-node');
-  let session: InferenceSession;
-  try {
-    session = await InferenceSession.create(bytes, {
-      executionProviders: ['cpu'],
-      graphOptimizationLevel: 'disabled',
-      intraOpNumThreads: 1,
-      interOpNumThreads: 1,
-    });
-  } catch (err) {
-    throw new ModelLoadError(model, unloadable(err), { cause: err });
-  }
-  try {
-    return { model, sha256, bytes: bytes.byteLength, signature: signatureOf(session) };
-  } finally {
-    await session.release();
-  }
 }

@@ -5,13 +5,9 @@
 // (ensureOutput, idempotent), so the planner needs no write access to outputs.
 
 import { type JobSpec, type Ledger, OutputClaimedError } from '../ledger/index.ts';
-import { ModelLoadError } from '../model/errors.ts';
-import {
-  checkModelAgainstManifest,
-  type ModelIo,
-  type ReadSignature,
-  readModelSignature,
-} from '../model/signature.ts';
+// The pure half of the model module: the planner Lambda imports this file and must not
+// carry the inference runtime (readModelSignature, which opens a session, is the caller's).
+import { checkModelAgainstManifest, type ModelIo, type ReadSignature } from '../model/signature.ts';
 import { outputPresence } from '../volume/index.ts';
 import type { JobContext } from './context.ts';
 import {
@@ -21,7 +17,6 @@ import {
   type WorkerMemory,
   workerMemory,
 } from './memory-estimate.ts';
-import { readModelBytes } from './model-source.ts';
 
 export interface PlanJobOptions {
   leaseMs?: number;
@@ -94,13 +89,12 @@ export interface JobFitOptions {
   workers?: number | undefined;
   /** Patches per model call (the workers' --batch); default 4, as the workers'. */
   batchSize?: number | undefined;
-  /** Directory a relative model.url resolves against (the manifest's). */
-  baseDir?: string | undefined;
   /**
-   * The model: 'read' (default) reads model.url and checks its signature; an already read
-   * signature; or 'skip' (the model is out of reach: its size is not counted).
+   * The model's signature, read from model.url (readModelSignature, or readJobModel in
+   * cli/plan-cost.ts); 'skip' where the model is out of reach (the planner Lambda): its
+   * signature is then checked when the workers load it, and its size is not counted.
    */
-  model?: 'read' | 'skip' | ReadSignature | undefined;
+  model: ReadSignature | 'skip';
 }
 
 export interface JobFit {
@@ -121,16 +115,11 @@ export const DEFAULT_BATCH_SIZE = 4;
  * (ModelSignatureError, ModelLoadError), or workers that cannot fit in the memory they
  * will share (WorkerMemoryError). Returns the figures for a plan summary.
  */
-export async function checkJobFits(ctx: JobContext, o: JobFitOptions = {}): Promise<JobFit> {
+export function checkJobFits(ctx: JobContext, o: JobFitOptions): JobFit {
   const { manifest, plan, input } = ctx;
   const batchSize = o.batchSize ?? DEFAULT_BATCH_SIZE;
   const workers = Math.max(1, Math.min(o.workers ?? 1, plan.counts.chunks));
-  const read =
-    o.model === 'skip'
-      ? undefined
-      : o.model === undefined || o.model === 'read'
-        ? await readJobModel(manifest.model.url, manifest.model.sha256, o.baseDir)
-        : o.model;
+  const read = o.model === 'skip' ? undefined : o.model;
   const io = read
     ? checkModelAgainstManifest(read.model, read.signature, manifest, {
         inputChannels: input.channels,
@@ -151,20 +140,6 @@ export async function checkJobFits(ctx: JobContext, o: JobFitOptions = {}): Prom
     ...(read && io ? { model: { signature: read, io } } : {}),
     warnings: patchWarnings(ctx),
   };
-}
-
-async function readJobModel(
-  url: string,
-  sha256: string | undefined,
-  baseDir: string | undefined,
-): Promise<ReadSignature> {
-  const bytes = await readModelBytes(url, baseDir === undefined ? {} : { baseDir });
-  if (bytes === undefined)
-    throw new ModelLoadError(
-      url,
-      "there is no file at model.url. Check the path (relative paths are read from the manifest's directory), or upload the model first.",
-    );
-  return readModelSignature({ bytes, name: url }, { sha256 });
 }
 
 /** A patch larger than the region on an axis is mostly zero padding: say so. */

@@ -229,9 +229,9 @@ describe('tessera plan refuses workers that cannot fit in memory', () => {
       baseDir: loaded.baseDir,
     });
     expect(ctx.plan.counts.chunks).toBe(2);
-    await expect(checkJobFits(ctx, { baseDir: loaded.baseDir })).rejects.toBeInstanceOf(
-      WorkerMemoryError,
-    );
+    expect(() =>
+      checkJobFits(ctx, { model: 'skip', memory: { bytes: 2 ** 40, source: '--memory 1T' } }),
+    ).toThrow(WorkerMemoryError);
   });
 
   it('a patch far larger than the volume', async () => {

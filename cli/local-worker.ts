@@ -101,8 +101,9 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
       signal: controller.signal,
       onEvent: (event) => send({ type: 'event', owner: init.owner, event }),
     });
-    // Not a crash: the 'environment' event has told the coordinator why, and nothing of
-    // this worker's is left in the ledger to clean up.
+    // Not a crash: the 'environment' event has told the coordinator why, and the chunks
+    // went back unspent (or, where the ledger could not record that, the coordinator's
+    // next run frees them).
     if (stats.environment) process.exitCode = 0;
   } catch (e) {
     send({ type: 'fatal', owner: init.owner, error: e instanceof Error ? e.message : String(e) });

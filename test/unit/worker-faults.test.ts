@@ -23,6 +23,7 @@ import {
 import {
   ensureOutput,
   type JobContext,
+  LeaseKeeper,
   openJob,
   planJob,
   runWorker,
@@ -446,6 +447,38 @@ describe('a throttled input', () => {
     expect(stats.environment?.message).toContain('throttled or unavailable');
     for (const r of await rows(planned.ledger, ctx))
       expect([r.chunkId, r.status, r.attempts]).toEqual([r.chunkId, 'PENDING', 0]);
+  });
+});
+
+describe('heartbeats that fail through a pause', () => {
+  it('are reported once per streak of failures, not at every beat', async () => {
+    const { ctx, ledger: memory } = await job();
+    let failing = true;
+    const ledger = new Proxy(memory, {
+      get(target, prop, receiver) {
+        if (prop === 'heartbeat')
+          return async (claim: Claim) => {
+            if (failing)
+              throw new LedgerWriteError('/state', 'ENOSPC', 'appending to ledger.jsonl');
+            return target.heartbeat(claim);
+          };
+        const value = Reflect.get(target, prop, receiver);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const claim = await memory.claim(ctx.jobId, 'w1');
+    const reports: unknown[] = [];
+    const keeper = new LeaseKeeper(ledger, claim!, 5, (e) => reports.push(e)).start();
+    const beats = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    await beats(100);
+    expect(reports).toHaveLength(1);
+    failing = false;
+    await beats(50);
+    failing = true;
+    await beats(50);
+    await keeper.stop();
+    expect(reports).toHaveLength(2);
+    expect(reports.every((e) => e instanceof LedgerWriteError)).toBe(true);
   });
 });
 

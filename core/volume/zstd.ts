@@ -125,13 +125,28 @@ export class FastZstd {
     if (size !== undefined && size <= MAX_FAST_BYTES) {
       try {
         const out = await this.engine.decompress(bytes, size);
-        if (out.byteLength === size) return out;
+        if (out.byteLength === size) return ownBuffer(out);
       } catch {
         // More than one frame, or a damaged one: numcodecs decides (and names the error).
       }
     }
     return (await numcodecsZstd()).decode(bytes);
   }
+}
+
+/**
+ * `bytes` as an array that is its whole ArrayBuffer. Native libzstd returns Node Buffers,
+ * and one under 4 KiB is a view into Node's shared 8 KiB pool. zarrita's bytes codec
+ * encodes `data.buffer` whole, so when zarrita rewrites a partly covered edge chunk it
+ * decodes the stored chunk, merges into it and would store the whole pool: a chunk of
+ * 8192 bytes where 2772 belong (another writer's bytes included). Copying the few small
+ * ones costs nothing next to that.
+ */
+function ownBuffer(bytes: Uint8Array): Uint8Array {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
+    ? bytes
+    : // Not bytes.slice(): on a Buffer that is a view too.
+      new Uint8Array(bytes);
 }
 
 // Importing this module makes FastZstd zarrita's "zstd" (Zarr v3) and "numcodecs.zstd"

@@ -84,6 +84,17 @@ describe.each(zstdEngines.map((e) => [e.name, e] as const))('FastZstd (%s)', (_n
     await expect(fast.decode(frame.subarray(0, frame.length - 10))).rejects.toThrow();
   });
 
+  it('decodes small chunks into arrays of their own (zarrita encodes `data.buffer` whole)', async () => {
+    const fast = new FastZstd(undefined, engine);
+    for (const n of [1, 693, 2772, 4095, 4096, 70_000]) {
+      const data = new Uint8Array(n).map((_, i) => (i * 13) % 256);
+      const out = await fast.decode(await fast.encode(data));
+      expect(same(out, data), `${n} bytes`).toBe(true);
+      // Native libzstd hands back Node Buffers: one under 4 KiB is a view of Node's pool.
+      expect([out.byteOffset, out.buffer.byteLength], `${n} bytes`).toEqual([0, n]);
+    }
+  });
+
   it('clamps levels like numcodecs and refuses a non-integer level', () => {
     expect(new FastZstd(undefined, engine).engineName).toBe(engine.name);
     expect(FastZstd.fromConfig({ level: 0 }).level).toBe(1);

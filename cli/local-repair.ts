@@ -36,7 +36,7 @@ import { type RepairPlan, repairPlan } from '../core/pipeline/repair.ts';
 import { runWorker } from '../core/pipeline/worker.ts';
 import { type AbsolutePath, LocalStore, StoreCapabilityError } from '../core/store/index.ts';
 import { checkOwner } from '../core/volume/output-owner.ts';
-import { defaultStateDir, type LoadedManifest } from './job-files.ts';
+import { defaultStateDir, type LoadedManifest, resolveJobId } from './job-files.ts';
 import { resolveModelPath } from './local-worker.ts';
 
 /** The job cannot be verified from this state directory (not run, or not finished). */
@@ -48,16 +48,6 @@ export class VerifyStateError extends Error {
     readonly stateDir: string,
   ) {
     super(message);
-  }
-}
-
-/** The ledger offers no rearm (an adapter older than the repair). */
-export class RearmUnsupportedError extends Error {
-  override readonly name = 'RearmUnsupportedError';
-  constructor(readonly jobId: string) {
-    super(
-      `job ${jobId}: this ledger cannot re-arm chunks, so the damaged blocks cannot be re-made; upgrade Tessera, or delete the output and run the job again`,
-    );
   }
 }
 
@@ -101,7 +91,6 @@ export async function repairOutput(o: RepairOutputOptions): Promise<RepairOutcom
   let rearmed = 0;
   let blended = 0;
   if (plan.chunkIds.length > 0) {
-    if (!ledger.rearm) throw new RearmUnsupportedError(ctx.jobId);
     rearmed = (await ledger.rearm(ctx.jobId, { chunkIds: plan.chunkIds })).rearmed;
     log(
       `repair: re-running ${plan.chunkIds.length} chunk(s) (${rearmed} re-armed) for ${o.damaged.filter((d) => d.kind === 'block' && d.level === 0).length} damaged level-0 block(s)`,
@@ -222,10 +211,11 @@ export interface VerifyLocalResult {
 
 /** `tessera verify`: checks a finished local job's output and, unless checkOnly, repairs it. */
 export async function verifyLocal(
-  m: LoadedManifest,
+  loaded: LoadedManifest,
   o: VerifyLocalOptions = {},
 ): Promise<VerifyLocalResult> {
-  const stateDir = o.stateDir ?? defaultStateDir(m);
+  const stateDir = o.stateDir ?? defaultStateDir(loaded);
+  const m: LoadedManifest = { ...loaded, jobId: await resolveJobId(loaded, stateDir) };
   const ledgerDir = join(stateDir, 'ledger');
   if (!existsSync(ledgerDir))
     throw new VerifyStateError(

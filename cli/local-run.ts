@@ -20,6 +20,10 @@ import { ThreadedModel } from '../core/model/index.ts';
 import {
   blendSeams,
   type ChunkTiming,
+  checkJobFits,
+  checkOutput,
+  type DamagedObject,
+  describeDamage,
   describePoison,
   EagerBlender,
   ensureOutput,
@@ -32,13 +36,15 @@ import {
   TILE_PREFIX,
   verifyJob,
 } from '../core/pipeline/index.ts';
+import type { MemoryBudget } from '../core/pipeline/memory-estimate.ts';
 import { type InputPanels, renderInputPanels } from '../core/pipeline/preview.ts';
-import type { WorkerEvent } from '../core/pipeline/worker.ts';
 import { LocalStore } from '../core/store/index.ts';
 import { pyramidLevels } from '../core/volume/pyramid.ts';
-import { defaultStateDir, type LoadedManifest } from './job-files.ts';
+import { defaultStateDir, type LoadedManifest, resolveJobId } from './job-files.ts';
+import { clearDamagedMetadata, repairOutput } from './local-repair.ts';
 import type { WorkerInit, WorkerMessage } from './local-worker.ts';
 import { checkOutputLocation } from './output-location.ts';
+import { readJobModel } from './plan-cost.ts';
 import type { Progress } from './progress.ts';
 import { forkTs } from './ts-child.ts';
 
@@ -56,6 +62,11 @@ export interface LocalRunOptions {
    * their cause is fixed; every DONE chunk is kept (--retry-failed).
    */
   retryFailed?: boolean;
+  /**
+   * The memory the workers share (--memory); default this machine's, or its container's
+   * limit. A job whose workers would not fit is refused before any of them starts.
+   */
+  memory?: MemoryBudget;
   /** Test hook: called with each forked worker. */
   onWorker?: (child: ChildProcess, owner: string) => void;
   signal?: AbortSignal;
@@ -63,6 +74,8 @@ export interface LocalRunOptions {
 
 export interface LocalRunResult {
   status: 'SUCCEEDED' | 'FAILED' | 'INTERRUPTED';
+  /** The job's id (an earlier release's, for a state directory it wrote). */
+  jobId: string;
   output: string;
   chunks: number;
   seconds: number;
@@ -80,13 +93,15 @@ export interface LocalRunResult {
 }
 
 export async function runLocal(
-  m: LoadedManifest,
+  loaded: LoadedManifest,
   o: LocalRunOptions = {},
 ): Promise<LocalRunResult> {
   const log = o.log ?? (() => {});
   const startedAt = new Date();
   const cpuAtStart = process.cpuUsage();
-  const stateDir = o.stateDir ?? defaultStateDir(m);
+  const stateDir = o.stateDir ?? defaultStateDir(loaded);
+  // A state directory an earlier release wrote keeps its job under the id it gave then.
+  const m: LoadedManifest = { ...loaded, jobId: await resolveJobId(loaded, stateDir) };
   // Before anything is written, the state directory included: a wrong output.url must
   // not cost a byte of the user's data.
   checkOutputLocation({
@@ -126,9 +141,18 @@ export async function runLocal(
       baseDir: m.baseDir,
       previewTiles: true,
     });
+    // What would fail every chunk the same way fails here, once: a model that does not
+    // fit the manifest, workers that would not fit in memory.
+    checkJobFits(ctx, {
+      model: await readJobModel(m.manifest, m.baseDir),
+      memory: o.memory,
+      workers: o.workers ?? 1,
+      batchSize: o.batchSize ?? 4,
+    });
     const result = (
       r: Pick<LocalRunResult, 'status'> & Partial<LocalRunResult>,
     ): LocalRunResult => ({
+      jobId: m.jobId,
       output: m.manifest.output.url,
       chunks: ctx.plan.counts.chunks,
       seconds: (Date.now() - startedAt.getTime()) / 1000,
@@ -141,15 +165,26 @@ export async function runLocal(
     // instead of re-blending from partials that are gone.
     const blendedMarker = join(stateDir, 'work', `${m.jobId}.blended`);
     const alreadyBlended = existsSync(blendedMarker);
+    // Output objects of a SUCCEEDED job found damaged or missing: repaired below.
+    let damaged: DamagedObject[] | undefined;
     if (alreadyBlended) {
       const previous = await previousReport(ctx, m.jobId);
       if (previous) {
-        log(`${m.jobId} already SUCCEEDED; its output is ${m.manifest.output.url}`);
-        return result({
-          status: 'SUCCEEDED',
-          report: previous,
-          message: `job ${m.jobId} had already succeeded; nothing to do`,
-        });
+        const check = await checkOutput(ctx);
+        if (check.damaged.length === 0) {
+          log(
+            `${m.jobId} already SUCCEEDED; its output is ${m.manifest.output.url} (${check.checked} objects checked intact)`,
+          );
+          return result({
+            status: 'SUCCEEDED',
+            report: previous,
+            message: `job ${m.jobId} had already succeeded; nothing to do`,
+          });
+        }
+        log(
+          `${m.jobId} already SUCCEEDED, but ${check.damaged.length} output object(s) are damaged; repairing them:\n${describeDamage(check.damaged)}`,
+        );
+        damaged = check.damaged;
       }
       if (!(await ctx.outputStore.get('/zarr.json')))
         throw new Error(
@@ -157,6 +192,8 @@ export async function runLocal(
         );
       // Otherwise it stopped during finalize: the ownership check below, then finalize again.
     }
+    // A damaged level-0 zarr.json would make ensureOutput refuse the output as not ours.
+    if (damaged) await clearDamagedMetadata(ctx, damaged);
     const { created, output } = await step('plan', async () => {
       // The output first: a job whose rows exist always has somewhere to write.
       const output = await ensureOutput(ctx);
@@ -180,6 +217,8 @@ export async function runLocal(
     }
     const initial = await ledger.counts(m.jobId);
     const eager = new EagerBlender(ctx, output);
+    // Where a finished chunk is reported: the eager blender, or a repair's own.
+    let onChunkFinished = (chunkId: string): void => eager.chunkFinished(chunkId);
     // Chunks finished by an earlier run count too; their blocks are re-blended (same bytes).
     if (!alreadyBlended)
       for (const status of ['DONE', 'SKIPPED'] as const)
@@ -249,8 +288,7 @@ export async function runLocal(
             cpu.workers += msg.cpuSeconds;
             cpu.workerMainThreads += msg.mainThreadCpuSeconds ?? 0;
           } else if (msg.type === 'event') {
-            // Widened until the worker's event union carries 'environment' (issue 14, worker side).
-            const e = msg.event as WorkerEvent | EnvironmentEvent;
+            const e = msg.event;
             if (e.type === 'environment') {
               log(`worker ${msg.owner} stopped: ${e.message}`);
               if (environmentStop === undefined) {
@@ -258,7 +296,7 @@ export async function runLocal(
                 stopAll();
               }
             } else if (e.type === 'done') {
-              eager.chunkFinished(e.chunkId);
+              onChunkFinished(e.chunkId);
               progressState.done++;
               progressState.voxels += e.voxels;
               if (!e.skipped) inferred++;
@@ -369,6 +407,30 @@ export async function runLocal(
     // only the failed ones left to run).
     const unfinished = (v: { counts: { PENDING: number; RUNNING: number } }): boolean =>
       v.counts.PENDING + v.counts.RUNNING > 0;
+    if (damaged) {
+      const outcome = await repairOutput({
+        ctx,
+        ledger: served,
+        damaged,
+        log,
+        workers,
+        device,
+        runChunks: async (finished) => {
+          onChunkFinished = finished;
+          await step('work', runRound);
+        },
+      });
+      if (outcome.status === 'REPAIRED') await rm(workDir, { recursive: true, force: true });
+      return result({
+        status: outcome.status === 'REPAIRED' ? 'SUCCEEDED' : 'FAILED',
+        ...(outcome.report ? { report: outcome.report } : {}),
+        inferredThisRun: inferred,
+        peakWorkerRssBytes: peakRss,
+        message:
+          outcome.message ??
+          `job ${m.jobId}: repaired ${damaged.length} damaged output object(s) by re-running ${outcome.plan.chunkIds.length} chunk(s)`,
+      });
+    }
     let verify = await verifyJob(ledger, m.jobId);
     for (let round = 0; round < (o.maxRounds ?? 3) && unfinished(verify); round++) {
       if (stopping() || setupFailure !== undefined) break;
@@ -457,18 +519,6 @@ export async function runLocal(
   } finally {
     await ledger.close();
   }
-}
-
-/**
- * What a worker sends when a fault of its environment (disk full on the output, …) outlasted
- * its pause: it released its chunks and exits 0 (the worker side of issue 14).
- */
-interface EnvironmentEvent {
-  type: 'environment';
-  chunkId?: string;
-  code?: string;
-  place?: string;
-  message: string;
 }
 
 /** The output's report.json when it records this job's success, else undefined. */

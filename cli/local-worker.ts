@@ -10,11 +10,12 @@
 // rest of the worker (reading, accumulation, writing, the ledger client) meanwhile.
 
 import { readFileSync } from 'node:fs';
+import { ENV } from '../contracts/cloud.ts';
 import type { Manifest } from '../core/manifest/schema.ts';
+import { modelExpectation } from '../core/model/signature.ts';
 import { openInBackground, ThreadedModel } from '../core/model/threaded.ts';
 import { checkLocalModelSize, DEFAULT_MAX_MODEL_BYTES } from '../core/pipeline/model-source.ts';
 import type { WorkerEvent } from '../core/pipeline/worker.ts';
-import { ENV } from '../functions/contracts.ts';
 
 export interface WorkerInit {
   type: 'init';
@@ -74,6 +75,7 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
         {
           sha256: manifest.model.sha256,
           device: init.device,
+          expect: modelExpectation(manifest, { batchSize: init.batchSize }),
           intraOpThreads: init.threads,
           log: (m) =>
             send({ type: 'event', owner: init.owner, event: { type: 'warning', message: m } }),

@@ -1,11 +1,12 @@
-// `tessera run <manifest.json> [--workers N] [--state DIR] [--json] [--retry-failed]`
+// `tessera run <manifest.json> [--workers N] [--state DIR] [--json] [--retry-failed] [--memory SIZE]`
 
+import { parseMemorySize } from '../core/pipeline/memory-estimate.ts';
 import { intOption, parse } from './args.ts';
 import { loadManifest } from './job-files.ts';
 import { runLocal } from './local-run.ts';
 import { Progress } from './progress.ts';
 
-const USAGE = `Usage: tessera run <manifest.json> [--workers N] [--state DIR] [--json] [--lease-seconds S] [--batch N] [--retry-failed]
+const USAGE = `Usage: tessera run <manifest.json> [--workers N] [--state DIR] [--json] [--lease-seconds S] [--batch N] [--retry-failed] [--memory SIZE]
 
 Runs the whole pipeline on this machine: plan, N worker processes, verify, blend, finalize.
 Interrupted runs (Ctrl-C, kill -9) resume from the state directory (default:
@@ -14,7 +15,10 @@ counting the interruption as a failed attempt of any chunk.
 
   --retry-failed   run the job's FAILED chunks again (their attempts start over), once
                    their cause is fixed (a bad input chunk restored, a disk enlarged);
-                   every DONE chunk is kept. Without it, FAILED chunks stay FAILED.`;
+                   every DONE chunk is kept. Without it, FAILED chunks stay FAILED.
+  --memory SIZE    the memory the workers may share (e.g. 8G); default this machine's, or
+                   its container's limit. A job whose workers would not fit is refused
+                   before any of them starts, naming what to shrink.`;
 
 export async function runCommand(args: string[]): Promise<number> {
   const { values, positionals, help } = parse(
@@ -26,6 +30,7 @@ export async function runCommand(args: string[]): Promise<number> {
       'lease-seconds': { type: 'string' },
       batch: { type: 'string' },
       'retry-failed': { type: 'boolean' },
+      memory: { type: 'string' },
     },
     USAGE,
   );
@@ -51,6 +56,9 @@ export async function runCommand(args: string[]): Promise<number> {
       leaseMs: intOption(values['lease-seconds'], 'lease-seconds', 60) * 1000,
       batchSize: intOption(values.batch, 'batch', 4),
       retryFailed: values['retry-failed'] === true,
+      ...(typeof values.memory === 'string'
+        ? { memory: { bytes: parseMemorySize(values.memory), source: `--memory ${values.memory}` } }
+        : {}),
       log,
       progress: new Progress(process.stderr, loaded.manifest.name),
       signal: controller.signal,
@@ -65,7 +73,7 @@ export async function runCommand(args: string[]): Promise<number> {
     if (link) process.stderr.write(`view in neuroglancer: ${link}\n`);
     if (json) {
       process.stdout.write(
-        `${JSON.stringify({ status: result.status === 'SUCCEEDED' ? 'SUCCEEDED' : 'FAILED', output: result.output, chunks: result.chunks, seconds: result.seconds, inferredThisRun: result.inferredThisRun, jobId: loaded.jobId, ...(link ? { neuroglancer: link } : {}) })}\n`,
+        `${JSON.stringify({ status: result.status === 'SUCCEEDED' ? 'SUCCEEDED' : 'FAILED', output: result.output, chunks: result.chunks, seconds: result.seconds, inferredThisRun: result.inferredThisRun, jobId: result.jobId, ...(link ? { neuroglancer: link } : {}) })}\n`,
       );
     }
     return result.status === 'SUCCEEDED' ? 0 : result.status === 'INTERRUPTED' ? 130 : 1;

@@ -17,7 +17,7 @@ import type { Plan } from '../core/geometry/index.ts';
 import type { Ledger, StatusCounts } from '../core/ledger/index.ts';
 import { JournalView, lockHolder } from '../core/ledger/journal-view.ts';
 import { type Manifest, ManifestError, parseManifest } from '../core/manifest/index.ts';
-import { openJob } from '../core/pipeline/index.ts';
+import { legacyJobIdFor, openJob } from '../core/pipeline/index.ts';
 import { neuroglancerLink } from '../core/pipeline/viewer.ts';
 import { MemoryStore } from '../core/store/index.ts';
 import { parse } from './args.ts';
@@ -26,6 +26,7 @@ import {
   type LoadedManifest,
   loadManifest,
   ManifestFileError,
+  resolveJobId,
 } from './job-files.ts';
 import { type JobStatus, jobStatus } from './job-status.ts';
 import { workerPrice } from './prices.ts';
@@ -220,11 +221,12 @@ async function localSource(target: string, values: Record<string, unknown>): Pro
   let dir: string | undefined;
   if (isManifestPath(target)) {
     loaded = await loadManifest(target);
-    jobId = loaded.jobId;
-    dir = join(
-      typeof values.state === 'string' ? resolve(values.state) : defaultStateDir(loaded),
-      'ledger',
-    );
+    const stateDir =
+      typeof values.state === 'string' ? resolve(values.state) : defaultStateDir(loaded);
+    // A state directory an earlier release wrote holds the job under the id it gave then.
+    jobId = await resolveJobId(loaded, stateDir);
+    loaded = { ...loaded, jobId };
+    dir = join(stateDir, 'ledger');
   } else if (typeof values.state === 'string') {
     dir = join(resolve(values.state), 'ledger');
   } else {
@@ -278,6 +280,7 @@ async function manifestBeside(
       throw e;
     });
     if (m?.jobId === jobId) return m;
+    if (m && legacyJobIdFor(m.manifest) === jobId) return { ...m, jobId };
   }
   return undefined;
 }

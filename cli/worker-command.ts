@@ -20,9 +20,9 @@ import { loadCloudJob } from '../adapters/aws/cloud-steps.ts';
 import { cloudClientsFromEnv, cloudDeps } from '../adapters/aws/deps.ts';
 import { readCloudEnv } from '../adapters/aws/env.ts';
 import { watchSpotInterruption } from '../adapters/aws/spot-notice.ts';
-import { openInBackground, ThreadedModel } from '../core/model/index.ts';
+import { ENV, WORKER_EXIT } from '../contracts/cloud.ts';
+import { modelExpectation, openInBackground, ThreadedModel } from '../core/model/index.ts';
 import { ensureOutput, readModelBytes, runWorker } from '../core/pipeline/index.ts';
-import { ENV, WORKER_EXIT } from '../functions/contracts.ts';
 import { intOption, parse } from './args.ts';
 
 const USAGE = `Usage: tessera worker --job <jobId> [--device cpu|gpu] [--threads N] [--batch N]
@@ -106,6 +106,7 @@ async function work(
         {
           ...(m.model.sha256 ? { sha256: m.model.sha256 } : {}),
           device: device ?? m.compute.device,
+          expect: modelExpectation(m),
           ...(values.threads ? { intraOpThreads: intOption(values.threads, 'threads', 1) } : {}),
           log: (message) => log({ level: 'warn', message }),
         },

@@ -33,6 +33,8 @@ import {
 } from '../../core/manifest/index.ts';
 import {
   blendSeams,
+  checkJobFits,
+  checkOutput,
   describePoison,
   finalizeJob,
   type JobContext,
@@ -41,8 +43,10 @@ import {
   type PlanLimits,
   planJob,
   REPORT_KEY,
+  repairPlan,
   verifyJob,
 } from '../../core/pipeline/index.ts';
+import { CLOUD_WORKER_MEMORY_MIB } from '../../core/pipeline/memory-estimate.ts';
 import { PrefixedStore, type Store } from '../../core/store/index.ts';
 import { BatchJobNotFoundError, BatchReadError } from './errors.ts';
 
@@ -276,6 +280,18 @@ export async function planFromManifest(
   if (accepted.kind === 'rejected') return accepted;
   const { jobId, manifest } = accepted;
   const ctx = await contextFor(deps, jobId, manifest);
+  // Workers that cannot fit in the stack's job definition would fail every chunk: refused
+  // here, before any row exists. The model is not read in a Lambda (up to 2 GiB, and no
+  // inference runtime in the bundle): each worker checks its signature once, at load.
+  const device = manifest.compute.device;
+  checkJobFits(ctx, {
+    model: 'skip',
+    workers: 1,
+    memory: {
+      bytes: CLOUD_WORKER_MEMORY_MIB[device] * 2 ** 20,
+      source: `the stack's ${device.toUpperCase()} worker job definition (${CLOUD_WORKER_MEMORY_MIB[device]} MiB)`,
+    },
+  });
   const { created } = await planJob(ctx, deps.ledger, {
     leaseMs: deps.leaseMs,
     // A job holding this output.url may hand it over (once its output is deleted) only
@@ -392,7 +408,24 @@ function contextFor(deps: CloudDeps, jobId: string, manifest: Manifest): Promise
 }
 
 export async function verifyStep(deps: CloudDeps, e: VerifyTaskEvent): Promise<VerifyTaskResult> {
-  const v = await verifyJob(deps.ledger, e.jobId);
+  let v = await verifyJob(deps.ledger, e.jobId);
+  if (v.status === 'COMPLETE') {
+    // Every chunk says DONE: its owned blocks must be in the output too (one listing with
+    // sizes; S3 writes are whole or absent). A chunk whose block is gone runs again.
+    const ctx = await loadCloudJob(deps, e.jobId);
+    const check = await checkOutput(ctx, { scope: 'owned', depth: 'listing' });
+    if (check.damaged.length > 0) {
+      const { chunkIds } = repairPlan(ctx.plan, check.damaged);
+      (deps.warn ?? warnToStderr)('output blocks of DONE chunks are missing; re-running them', {
+        jobId: e.jobId,
+        damaged: check.damaged.length,
+        first: check.damaged[0]?.key,
+        chunks: chunkIds.length,
+      });
+      await deps.ledger.rearm(e.jobId, { chunkIds });
+      v = await verifyJob(deps.ledger, e.jobId);
+    }
+  }
   const manifest = await frozenManifest(deps, e.jobId);
   const remaining = v.counts.PENDING + v.counts.RUNNING;
   const redrive = v.status === 'INCOMPLETE' && e.round < deps.maxRounds;

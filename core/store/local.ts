@@ -79,7 +79,7 @@ export class LocalStore implements Store {
   async set(key: AbsolutePath, value: Uint8Array): Promise<void> {
     const target = this.path(key);
     const dir = dirname(target);
-    await mkdir(dir, { recursive: true });
+    await makeDir(dir);
     const temp = join(dir, `${TEMP_MARKER}${process.pid}-${randomBytes(6).toString('hex')}`);
     try {
       const handle = await open(temp, 'w');
@@ -151,3 +151,31 @@ function errorCode(error: unknown): unknown {
 // existing object ('/a/b' when '/a' is a file, ENOTDIR) or naming a directory (EISDIR).
 const isMissing = (error: unknown): boolean =>
   errorCode(error) === 'ENOENT' || errorCode(error) === 'ENOTDIR' || errorCode(error) === 'EISDIR';
+
+/**
+ * mkdir -p that fails with the real cause. On a read-only filesystem (and under some
+ * permission setups) a recursive mkdir of a missing directory fails with ENOENT, which
+ * names a directory instead of the fault: the first missing level is made on its own,
+ * which fails with EROFS or EACCES where that is what is wrong.
+ */
+async function makeDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    let missing = dir;
+    for (let up = dirname(missing); up !== missing; missing = up, up = dirname(up)) {
+      const exists = await stat(up).then(
+        () => true,
+        (e: NodeJS.ErrnoException) => {
+          if (e.code === 'ENOENT') return false;
+          throw e;
+        },
+      );
+      if (exists) break;
+    }
+    // Throws the real code (EROFS, EACCES, ENOTDIR, …); if it works, the rest can be made.
+    await mkdir(missing);
+    await mkdir(dir, { recursive: true });
+  }
+}

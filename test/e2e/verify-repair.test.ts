@@ -133,5 +133,23 @@ describe('tessera verify (local)', () => {
     const again = await runLocal(m, { workers: 1 });
     expect(again.status).toBe('SUCCEEDED');
     expect(again.inferredThisRun).toBe(0);
+
+    // Running the SUCCEEDED job again checks its output the same way, and repairs it:
+    // an owned block deleted and a seam block cut short come back byte for byte, and
+    // only their chunks run again.
+    unlinkSync(join(out, '0/c/0/0/0/1'));
+    truncateSync(join(out, '0/c/0/0/1/2'), Math.floor(statSync(join(out, '0/c/0/0/1/2')).size / 2));
+    const lines: string[] = [];
+    const rerun = await runLocal(m, { workers: 1, log: (l) => lines.push(l) });
+    expect(rerun.status).toBe('SUCCEEDED');
+    expect(rerun.message).toMatch(
+      /repaired 2 damaged output object\(s\) by re-running 4 chunk\(s\)/,
+    );
+    expect(rerun.inferredThisRun).toBe(4);
+    expect(lines.join('\n')).toMatch(/already SUCCEEDED, but 2 output object\(s\) are damaged/);
+    const afterRerun = zarrObjects(out);
+    for (const [key, bytes] of original) expect(afterRerun.get(key)?.equals(bytes), key).toBe(true);
+    const quiet = await runLocal(m, { workers: 1 });
+    expect(quiet.message).toBe(`job ${m.jobId} had already succeeded; nothing to do`);
   });
 });

@@ -2,6 +2,7 @@
 // every side, normalisation, the output written block by block, OME metadata, the
 // typed errors, and the stores underneath.
 
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, readdir, rm, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -838,6 +839,29 @@ describe('rewriting a Zarr array in place', () => {
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('LocalStore on a read-only filesystem', () => {
+  it('names the real cause (EROFS), not ENOENT of the directory it could not make', async (t) => {
+    const mountPoint = mkdtempSync(join(tmpdir(), 'tessera-ro-'));
+    try {
+      try {
+        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,ro', 'tmpfs', mountPoint]);
+      } catch {
+        t.skip(); // not root here: no read-only filesystem to make
+      }
+      try {
+        const store = new LocalStore(join(mountPoint, 'out.zarr'));
+        await expect(store.set('/0/c/0/0/0', new Uint8Array(3))).rejects.toMatchObject({
+          code: 'EROFS',
+        });
+      } finally {
+        execFileSync('umount', [mountPoint]);
+      }
+    } finally {
+      rmSync(mountPoint, { recursive: true, force: true });
     }
   });
 });

@@ -1,2 +1,0 @@
-// Moved: the contracts live below everything that uses them (contracts/cloud.ts).
-export * from '../contracts/cloud.ts';

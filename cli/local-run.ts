@@ -16,7 +16,12 @@ import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { LedgerWriteError, LocalLedger, serveLedger } from '../core/ledger/index.ts';
 import { PausingLedger } from '../core/ledger/pausing.ts';
-import { ThreadedModel } from '../core/model/index.ts';
+import {
+  ModelChecksumError,
+  ModelLoadError,
+  ModelSignatureError,
+  ThreadedModel,
+} from '../core/model/index.ts';
 import {
   blendSeams,
   type ChunkTiming,
@@ -29,6 +34,7 @@ import {
   ensureOutput,
   finalizeJob,
   type JobContext,
+  ModelTooLargeError,
   openJob,
   planJob,
   REPORT_KEY,
@@ -36,7 +42,7 @@ import {
   TILE_PREFIX,
   verifyJob,
 } from '../core/pipeline/index.ts';
-import type { MemoryBudget } from '../core/pipeline/memory-estimate.ts';
+import { type MemoryBudget, WorkerMemoryError } from '../core/pipeline/memory-estimate.ts';
 import { type InputPanels, renderInputPanels } from '../core/pipeline/preview.ts';
 import { LocalStore } from '../core/store/index.ts';
 import { pyramidLevels } from '../core/volume/pyramid.ts';
@@ -141,14 +147,6 @@ export async function runLocal(
       baseDir: m.baseDir,
       previewTiles: true,
     });
-    // What would fail every chunk the same way fails here, once: a model that does not
-    // fit the manifest, workers that would not fit in memory.
-    checkJobFits(ctx, {
-      model: await readJobModel(m.manifest, m.baseDir),
-      memory: o.memory,
-      workers: o.workers ?? 1,
-      batchSize: o.batchSize ?? 4,
-    });
     const result = (
       r: Pick<LocalRunResult, 'status'> & Partial<LocalRunResult>,
     ): LocalRunResult => ({
@@ -160,6 +158,23 @@ export async function runLocal(
       peakWorkerRssBytes: 0,
       ...r,
     });
+    // What would fail every chunk the same way fails here, once, before anything is
+    // written: a model that does not fit the manifest, workers that would not fit in memory.
+    const unfit = await refusal(() =>
+      readJobModel(m.manifest, m.baseDir).then((model) =>
+        checkJobFits(ctx, {
+          model,
+          memory: o.memory,
+          workers: o.workers ?? 1,
+          batchSize: o.batchSize ?? 4,
+        }),
+      ),
+    );
+    if (unfit !== undefined)
+      return result({
+        status: 'FAILED',
+        message: `job ${m.jobId} FAILED before any chunk ran, and no attempt was spent: ${unfit}`,
+      });
     // Once every seam block is blended, a marker records it and the partials are deleted.
     // Running the job again then reports the finished output (or only finalizes again)
     // instead of re-blending from partials that are gone.
@@ -518,6 +533,26 @@ export async function runLocal(
     });
   } finally {
     await ledger.close();
+  }
+}
+
+/**
+ * The message of a refusal `check` throws (a model or memory that would fail every
+ * chunk), or undefined when it passes; anything else is rethrown.
+ */
+async function refusal(check: () => Promise<unknown>): Promise<string | undefined> {
+  try {
+    await check();
+    return undefined;
+  } catch (e) {
+    const refused =
+      e instanceof ModelLoadError ||
+      e instanceof ModelSignatureError ||
+      e instanceof ModelChecksumError ||
+      e instanceof ModelTooLargeError ||
+      e instanceof WorkerMemoryError;
+    if (!refused) throw e;
+    return e.message;
   }
 }
 

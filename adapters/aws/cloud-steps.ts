@@ -35,6 +35,7 @@ import {
   blendSeams,
   checkJobFits,
   checkOutput,
+  type DamagedObject,
   describePoison,
   finalizeJob,
   type JobContext,
@@ -78,6 +79,13 @@ export interface CloudDeps {
    * or BatchJobNotFoundError when Batch cannot say. Absent: Verify reads no Batch state.
    */
   workFailures?(batchJobId: string, o: { limit: number }): Promise<WorkFailures>;
+  /**
+   * The owned level-0 blocks of a job missing from its output (cloudDeps: one listing
+   * with sizes, S3 writes being whole or absent). Verify re-runs the chunks that own them
+   * before it calls a job COMPLETE. Absent: Verify trusts the ledger (unit tests of its
+   * other decisions, over jobs that have no input).
+   */
+  ownedOutputDamage?(ctx: JobContext): Promise<readonly DamagedObject[]>;
   /** Operational warnings (a Lambda's log); default: one JSON line on stderr. */
   warn?(message: string, fields: Record<string, unknown>): void;
   now?: () => Date;
@@ -409,17 +417,17 @@ function contextFor(deps: CloudDeps, jobId: string, manifest: Manifest): Promise
 
 export async function verifyStep(deps: CloudDeps, e: VerifyTaskEvent): Promise<VerifyTaskResult> {
   let v = await verifyJob(deps.ledger, e.jobId);
-  if (v.status === 'COMPLETE') {
-    // Every chunk says DONE: its owned blocks must be in the output too (one listing with
-    // sizes; S3 writes are whole or absent). A chunk whose block is gone runs again.
+  if (v.status === 'COMPLETE' && deps.ownedOutputDamage) {
+    // Every chunk says DONE: its owned blocks must be in the output too. A chunk whose
+    // block is gone runs again.
     const ctx = await loadCloudJob(deps, e.jobId);
-    const check = await checkOutput(ctx, { scope: 'owned', depth: 'listing' });
-    if (check.damaged.length > 0) {
-      const { chunkIds } = repairPlan(ctx.plan, check.damaged);
+    const damaged = await deps.ownedOutputDamage(ctx);
+    if (damaged.length > 0) {
+      const { chunkIds } = repairPlan(ctx.plan, damaged);
       (deps.warn ?? warnToStderr)('output blocks of DONE chunks are missing; re-running them', {
         jobId: e.jobId,
-        damaged: check.damaged.length,
-        first: check.damaged[0]?.key,
+        damaged: damaged.length,
+        first: damaged[0]?.key,
         chunks: chunkIds.length,
       });
       await deps.ledger.rearm(e.jobId, { chunkIds });
@@ -464,6 +472,11 @@ export async function verifyStep(deps: CloudDeps, e: VerifyTaskEvent): Promise<V
     arraySize: nextArraySize(manifest.compute.maxWorkers, remaining),
     ...(reason ? { reason } : {}),
   };
+}
+
+/** Owned level-0 blocks missing from a job's output: one listing with sizes (see CloudDeps). */
+export async function missingOwnedBlocks(ctx: JobContext): Promise<readonly DamagedObject[]> {
+  return (await checkOutput(ctx, { scope: 'owned', depth: 'listing' })).damaged;
 }
 
 /** The next Work round's fleet: no more workers than chunks left to claim (Batch allows 10,000). */

@@ -14,7 +14,7 @@ import type { Ledger } from '../../core/ledger/index.ts';
 import { batchWorkFailures, makeBatchClient } from './batch-failures.ts';
 import { makeS3Client, registerS3 } from './clients.ts';
 import { withClockOffset } from './clock-offset.ts';
-import type { CloudDeps, FetchedManifest } from './cloud-steps.ts';
+import { type CloudDeps, type FetchedManifest, missingOwnedBlocks } from './cloud-steps.ts';
 import { makeDynamoClient } from './dynamo-client.ts';
 import { DynamoLedger } from './dynamo-ledger.ts';
 import { type CloudEnv, readCloudEnv } from './env.ts';
@@ -55,6 +55,7 @@ export function cloudDeps(e: CloudEnv, clients: CloudClients): CloudDeps {
     ...(e.maxChunks ? { limits: { maxChunks: e.maxChunks } } : {}),
     maxRounds: e.maxRounds,
     fetchManifest: (loc, o) => fetchObject(s3, loc, o.maxBytes),
+    ownedOutputDamage: missingOwnedBlocks,
     ...(batch ? { workFailures: batchWorkFailures(batch) } : {}),
     ...(sfn && e.stateMachineArn
       ? {

@@ -586,12 +586,18 @@ describe('tessera run refuses a model that does not match its manifest', () => {
         blend: 'bump',
       },
     });
-    const result = await runLocal(await loadManifest(path), { workers: 2 });
+    const spawned: string[] = [];
+    const result = await runLocal(await loadManifest(path), {
+      workers: 2,
+      onWorker: (_c, owner) => spawned.push(owner),
+    });
     expect(result.status).toBe('FAILED');
-    expect(result.message).toMatch(/could not start: .*broken\.onnx/);
+    // Refused when the run opens the model, before any worker starts.
+    expect(result.message).toMatch(/before any chunk ran.*broken\.onnx/s);
+    expect(spawned).toEqual([]);
   });
 
-  it('a model with fewer channels than model.outputChannels fails its chunks, never succeeds', async () => {
+  it('a model with fewer channels than model.outputChannels is refused once, before any chunk runs', async () => {
     const d = dir();
     const path = await writeJobDir(d, {
       shape: [8, 12, 12],
@@ -603,9 +609,17 @@ describe('tessera run refuses a model that does not match its manifest', () => {
         maxAttempts: 1,
       },
     });
-    const result = await runLocal(await loadManifest(path), { workers: 1 });
+    const spawned: string[] = [];
+    const result = await runLocal(await loadManifest(path), {
+      workers: 1,
+      onWorker: (_c, owner) => spawned.push(owner),
+    });
+    // Caught once, from the model's declared output, before any chunk runs.
     expect(result.status).toBe('FAILED');
-    expect(result.report?.failures[0]?.lastError).toMatch(/3 channels/);
+    expect(result.message).toMatch(
+      /before any chunk ran.*model\.outputChannels: .* has 2 channel\(s\), but model\.outputChannels is 3/s,
+    );
+    expect(spawned).toEqual([]);
   });
 });
 

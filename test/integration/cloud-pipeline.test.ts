@@ -15,6 +15,7 @@ import {
   type CloudDeps,
   finalizeStep,
   handleManifestCreated,
+  loadCloudJob,
   planFromManifest,
   readStatus,
   readStatusAt,
@@ -226,6 +227,40 @@ describe('cloud pipeline on S3 + DynamoDB', () => {
     );
     expect(report.chunks.DONE).toBe(outcome.result.chunks);
     expect(report.patches.inferred).toBe(report.patches.total);
+  });
+
+  it('Verify re-runs a DONE chunk whose owned output block has gone missing', async () => {
+    const event = await upload(
+      'manifests/owned.json',
+      manifest('owned', {
+        output: {
+          url: `s3://${bucket}/outputs/owned.zarr`,
+          dtype: 'float32',
+          blockShape: [2, 4, 4],
+        },
+      }),
+    );
+    const [loc] = manifestLocations(event);
+    const outcome = await planFromManifest(deps, loc!);
+    if (outcome?.kind !== 'planned') throw new Error(`not planned: ${JSON.stringify(outcome)}`);
+    const { jobId } = outcome.result;
+    expect(await runWorker(jobId).done).toBe(0);
+    expect((await verifyStep(deps, { jobId, round: 1 })).status).toBe('COMPLETE');
+    // An owned block of a DONE chunk goes missing (deleted by hand, a lifecycle rule):
+    // Verify no longer calls the job COMPLETE; it re-arms the chunk that owns the block.
+    const ctx = await loadCloudJob(deps, jobId);
+    const victim = [...ctx.plan.chunks()].find((c) => !ctx.plan.ownedBlocks(c).next().done);
+    if (!victim) throw new Error('the geometry gives no chunk an owned block');
+    const owned = ctx.plan.ownedBlocks(victim).next().value!;
+    const output = new S3Store({ client: s3.client, bucket, prefix: 'outputs/owned.zarr' });
+    const key = (await openOutputVolume(output)).blockKey(owned.coord);
+    const bytes = await output.get(key);
+    await output.delete!(key);
+    const redrive = await verifyStep(deps, { jobId, round: 1 });
+    expect([redrive.status, redrive.remaining, redrive.redrive]).toEqual(['INCOMPLETE', 1, true]);
+    expect(await runWorker(jobId).done).toBe(0);
+    expect((await verifyStep(deps, { jobId, round: 2 })).status).toBe('COMPLETE');
+    expect(Buffer.from((await output.get(key))!).equals(Buffer.from(bytes!))).toBe(true);
   });
 
   it('duplicate S3 events (and a replayed event) create one job and one execution name', async () => {

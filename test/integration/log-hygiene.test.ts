@@ -172,7 +172,9 @@ describe('log hygiene', () => {
       rule: (r) =>
         r.method === 'GET' && r.target.startsWith('data/in.zarr/c/') ? 'access-denied' : undefined,
     });
-    expect(await worker('worker refused its input', denied, refusing)).toBe(0);
+    // The input is read once at open (one stored chunk decoded): a refused input stops the
+    // worker there, naming the key and the cause, before it claims anything (exit 1).
+    expect(await worker('worker refused its input', denied, refusing)).toBe(1);
     expect(refusing.stats.faults['access-denied']).toBeGreaterThan(0);
     expect(await worker('worker for a missing job', 'no-such-job-0000000000')).not.toBe(0);
     // The noisy paths were taken: refused reads and NaN output reached the logs as failures.

@@ -316,26 +316,35 @@ export async function poisonChunk(c: LocalContext, trial: number): Promise<Trial
 const UNLOADABLE_BOUND_MS = 30_000;
 
 /**
- * A model no worker can load is not a chunk's fault: the run must end FAILED, soon,
- * saying why, without using up the chunks' attempts and without starting worker after
- * worker. Chunks stay PENDING (resumable once the model is fixed).
+ * Models whose fault shows before any patch runs (one that cannot be loaded, or whose
+ * declared output cannot fit the manifest: a fixed wrong shape, 3 channels for 2) fail the
+ * run once, when it opens the model: FAILED at once, saying why, no worker started, no
+ * job rows, no attempt spent. Only a model that goes wrong on the data (NaN) reaches the
+ * chunks.
  */
-async function judgeUnloadable(
+const REFUSED_AT_PLAN: ReadonlySet<BadModel> = new Set([
+  'unloadable',
+  'throws',
+  'wrong-shape',
+  'three-channels',
+]);
+
+async function judgeRefusedAtPlan(
   job: LocalJob,
   result: LocalRunResult,
   spawned: number,
 ): Promise<Judged> {
   const jobId = (await loadManifest(job.path)).jobId;
-  const rows = await rowsOf(job, jobId);
+  const ledger = await LocalLedger.open(join(job.stateDir, 'ledger'));
+  const planned = await ledger.getJob(jobId).finally(() => ledger.close());
   const violations: string[] = [];
-  if (spawned > 4)
-    violations.push(`${spawned} worker processes started for a model none of them can load`);
-  if (!/model/i.test(result.message ?? ''))
+  if (spawned > 0)
+    violations.push(`${spawned} worker process(es) started for a model refused at plan`);
+  if (!/before any chunk ran/.test(result.message ?? '') || !/model/i.test(result.message ?? ''))
     violations.push(
-      `the run's message does not say the model is the problem: "${(result.message ?? '').split('\n')[0]}"`,
+      `the run's message does not say the model was refused before any chunk ran: "${(result.message ?? '').split('\n')[0]}"`,
     );
-  const used = rows.filter((r) => r.attempts > 0).length;
-  if (used > 0) violations.push(`${used} chunk(s) had attempts used up by a model that never ran`);
+  if (planned) violations.push('a model refused at plan left job rows in the ledger');
   return {
     outcome: result.status,
     expected: 'FAILED',
@@ -344,7 +353,7 @@ async function judgeUnloadable(
     reinferred: 0,
     equal: undefined,
     violations,
-    rows,
+    rows: [],
   };
 }
 
@@ -386,10 +395,9 @@ export async function badModel(c: LocalContext, trial: number, kind: BadModel): 
         signal: stop.signal,
       }).finally(() => clearTimeout(timer));
       const all = new Set([...job.plan.chunks()].map((ch) => ch.id));
-      const j =
-        kind === 'unloadable'
-          ? await judgeUnloadable(job, result, spawned)
-          : await judgeFailure(job, result, all, 2);
+      const j = REFUSED_AT_PLAN.has(kind)
+        ? await judgeRefusedAtPlan(job, result, spawned)
+        : await judgeFailure(job, result, all, 2);
       const failures = result.report?.failures ?? [];
       return {
         ...j,
@@ -398,7 +406,7 @@ export async function badModel(c: LocalContext, trial: number, kind: BadModel): 
         injected: 1,
         dupLive: 0,
         notes: [
-          `${result.status}; ${failures.length} chunk(s) reported failed; ${spawned} worker process(es); last error: ${(failures[0]?.lastError ?? result.message ?? '').split('\n')[0]?.slice(0, 140)}`,
+          `${result.status}; ${failures.length} chunk(s) reported failed; ${spawned} worker process(es); ${REFUSED_AT_PLAN.has(kind) ? 'refused at plan' : 'last error'}: ${(failures[0]?.lastError ?? result.message ?? '').replace(/\s+/g, ' ').slice(0, 200)}`,
         ],
         seconds: (Date.now() - t0) / 1000,
       };

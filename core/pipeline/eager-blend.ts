@@ -51,7 +51,11 @@ export class EagerBlender {
 
   private schedule(block: BlockDescriptor): void {
     this.queue = this.queue.then(async () => {
-      if (this.failure !== undefined) return;
+      if (this.failure !== undefined) {
+        // Not blended: the final pass (drain's list) must do it.
+        this.blended.delete(block.key);
+        return;
+      }
       const t0 = performance.now();
       try {
         await blendSeamBlock(this.ctx, this.output, block, this.scratch);

@@ -19,6 +19,7 @@ import {
 } from '../../core/pipeline/index.ts';
 import type { PatchModel } from '../../core/reference/index.ts';
 import { MemoryStore, registerStoreScheme, unregisterStoreScheme } from '../../core/store/index.ts';
+import type { OutputVolume } from '../../core/volume/index.ts';
 import { writeZarrArray } from '../../core/volume/write-array.ts';
 
 export interface PipelineJob {
@@ -45,6 +46,11 @@ export interface PipelineJob {
   batchSize?: number;
   /** Blend seam blocks as their contributors finish (EagerBlender), then the rest. */
   eager?: boolean;
+  /**
+   * The first N seam-block writes of the eager blender fail as a full disk does (ENOSPC);
+   * the final pass must then blend every block the eager one did not.
+   */
+  eagerWriteFailures?: number;
 }
 
 export interface PipelineResult {
@@ -57,6 +63,25 @@ export interface PipelineResult {
 }
 
 let runs = 0;
+
+/** `output`, whose first `n` writeBlock calls fail with ENOSPC (as a full disk's would). */
+function failingWrites(output: OutputVolume, n: number): OutputVolume {
+  let left = n;
+  return new Proxy(output, {
+    get(target, prop) {
+      if (prop === 'writeBlock')
+        return async (...args: Parameters<OutputVolume['writeBlock']>) => {
+          if (left-- > 0)
+            throw Object.assign(new Error('ENOSPC: no space left on device, write'), {
+              code: 'ENOSPC',
+            });
+          return target.writeBlock(...args);
+        };
+      const value = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
 
 export async function pipelineInference(o: PipelineJob): Promise<PipelineResult> {
   // s3:// URLs pass the manifest's URL checks; the scheme is served from memory here.
@@ -106,7 +131,9 @@ export async function pipelineInference(o: PipelineJob): Promise<PipelineResult>
     const ledger = new MemoryLedger();
     await planJob(ctx, ledger);
     const output = await ensureOutput(ctx);
-    const eager = o.eager ? new EagerBlender(ctx, output) : undefined;
+    const eager = o.eager
+      ? new EagerBlender(ctx, failingWrites(output, o.eagerWriteFailures ?? 0))
+      : undefined;
     const workers = o.workers ?? 1;
     const stats = await Promise.all(
       Array.from({ length: workers }, (_, i) =>

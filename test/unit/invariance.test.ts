@@ -229,6 +229,7 @@ interface Case {
   offset?: number | undefined;
   workers: number;
   eager: boolean;
+  eagerWriteFailures?: number;
   batchSize: number;
 }
 
@@ -270,6 +271,7 @@ async function compare(c: Case) {
     model,
     workers: c.workers,
     eager: c.eager,
+    eagerWriteFailures: c.eagerWriteFailures,
     batchSize: c.batchSize,
   };
   const result = await pipelineInference(job);
@@ -310,6 +312,21 @@ const cases: [string, Case][] = [
       block: [2, 3, 4],
       blend: 'gaussian',
       outChannels: 2,
+    },
+  ],
+  [
+    'gaussian, eager blends failing on a full disk: the final pass blends what they did not',
+    {
+      ...base,
+      vol: [4, 9, 14],
+      patch: [2, 4, 5],
+      overlap: [1, 2, 2],
+      chunkShape: [2, 4, 6],
+      block: [2, 3, 4],
+      blend: 'gaussian',
+      outChannels: 2,
+      workers: 1,
+      eagerWriteFailures: 1,
     },
   ],
   [
@@ -358,6 +375,8 @@ describe('chunking invariance: the real worker and blend code against the refere
     expect(r.diff).toBeLessThanOrEqual(1e-5);
     // No patch inferred twice: the pipeline did exactly the reference's work.
     expect(r.pipelinePatches).toBe(r.referencePatches);
+    // Eager blends that failed left more than the failed block to the final pass.
+    if (c.eagerWriteFailures) expect(r.result.finalPassBlocks).toBeGreaterThan(1);
   });
 
   it('holds for random volumes, chunk and block shapes, overlaps, blends, workers and orders', async () => {

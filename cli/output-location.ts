@@ -24,8 +24,8 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { fsFaultAdvice } from '../core/ledger/errors.ts';
+import { localPathOf } from '../core/manifest/url.ts';
 import { OutputOwnedError } from '../core/volume/errors.ts';
 import { ownerOf } from '../core/volume/output-owner.ts';
 
@@ -60,7 +60,6 @@ export interface OutputLocationInput {
 
 // Temporary files of LocalStore.set; a crash can leave them in an otherwise empty output.
 const TEMP_MARKER = '.tessera-tmp-';
-const SCHEME = /^([a-z][a-z0-9+.-]*):\/\//i;
 
 /**
  * Throws OutputLocationError when the run must not write to output.url; otherwise
@@ -68,7 +67,7 @@ const SCHEME = /^([a-z][a-z0-9+.-]*):\/\//i;
  * that directory (and a probe file in it, removed at once), after every check passed.
  */
 export function checkOutputLocation(o: OutputLocationInput): void {
-  const outputPath = localPath(o.outputUrl, o.baseDir);
+  const outputPath = localPathOf(o.outputUrl, o.baseDir);
   if (outputPath === undefined) return;
   const output = realPathOf(outputPath);
   const refuse = (collidesWith: string | undefined, detail: string, cause?: unknown): never => {
@@ -92,8 +91,8 @@ export function checkOutputLocation(o: OutputLocationInput): void {
       "is the manifest's own directory, which holds the manifest, its state directory and usually the input; name a directory of its own, e.g. out.zarr",
     );
   const others: { what: string; path: string | undefined }[] = [
-    { what: 'the input (input.url)', path: localPath(o.inputUrl, o.baseDir) },
-    { what: 'the model (model.url)', path: localPath(o.modelUrl, o.baseDir) },
+    { what: 'the input (input.url)', path: localPathOf(o.inputUrl, o.baseDir) },
+    { what: 'the model (model.url)', path: localPathOf(o.modelUrl, o.baseDir) },
     { what: 'the manifest', path: o.manifestPath },
     { what: 'the state directory', path: resolve(o.stateDir) },
   ];
@@ -204,13 +203,6 @@ function ensureWritable(output: string, refuse: Refuse): void {
   } catch (error) {
     fail(error);
   }
-}
-
-/** The local path a storage URL names, or undefined for a remote one (s3://). */
-function localPath(url: string, baseDir: string): string | undefined {
-  const scheme = SCHEME.exec(url)?.[1]?.toLowerCase();
-  if (scheme === undefined) return isAbsolute(url) ? resolve(url) : resolve(baseDir, url);
-  return scheme === 'file' ? fileURLToPath(new URL(url)) : undefined;
 }
 
 /** `path` with symlinks and `..` resolved, as far as it exists; the rest appended. */

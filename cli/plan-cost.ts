@@ -6,6 +6,7 @@
 import { availableParallelism } from 'node:os';
 import { Box, fromFn, type Plan } from '../core/geometry/index.ts';
 import type { Manifest } from '../core/manifest/schema.ts';
+import { localPathOf } from '../core/manifest/url.ts';
 import {
   ModelLoadError,
   ModelRunner,
@@ -13,9 +14,8 @@ import {
   type ReadSignature,
   readModelSignature,
 } from '../core/model/index.ts';
-import { type JobContext, readModelBytes } from '../core/pipeline/index.ts';
+import { type JobContext, readModelBytes, resolveModelPath } from '../core/pipeline/index.ts';
 import { normalize } from '../core/volume/index.ts';
-import { resolveModelPath } from './local-worker.ts';
 import { S3_GET_PER_1000, S3_PUT_PER_1000, type WorkerPrice } from './prices.ts';
 
 export interface Throughput {
@@ -98,11 +98,17 @@ export async function readJobModel(
 ): Promise<ReadSignature> {
   const { url, sha256 } = manifest.model;
   const bytes = await readModelBytes(url, baseDir === undefined ? {} : { baseDir });
-  if (bytes === undefined)
+  if (bytes === undefined) {
+    // Named as the workers will open it: a relative path from the manifest's directory,
+    // a file:// URL decoded.
+    const path = localPathOf(url, baseDir);
     throw new ModelLoadError(
       url,
-      "there is no file at model.url. Check the path (a relative one is read from the manifest's directory), or upload the model first.",
+      path === undefined
+        ? 'there is no object at model.url. Check the URL, or upload the model first.'
+        : `there is no file ${path}. Check model.url (a relative path is read from the manifest's directory).`,
     );
+  }
   return readModelSignature({ bytes, name: url }, { sha256 });
 }
 

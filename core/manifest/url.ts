@@ -86,6 +86,21 @@ export function canonicalStorageUrl(url: string, baseDir = process.cwd()): strin
   return location.kind === 'local' ? resolve(baseDir, location.path) : canonical(location);
 }
 
+/**
+ * The absolute local path a storage URL names, or undefined for a remote one (s3://, any
+ * other scheme): a plain path (a relative one resolved against `baseDir`, the manifest's
+ * directory) or a file:// URL, percent-decoded (`file:///data/my%20model.onnx` is the file
+ * `/data/my model.onnx`). Every reader of a local model, input or output path goes through
+ * this one function, so what is checked is what is opened. A malformed file:// URL (a host,
+ * an encoded '/') throws InvalidUrlError.
+ */
+export function localPathOf(url: string, baseDir = process.cwd()): string | undefined {
+  const scheme = SCHEME.exec(url)?.[1]?.toLowerCase();
+  if (scheme === undefined) return resolve(baseDir, url);
+  if (scheme !== 'file') return undefined;
+  return unwrap(url, decodeFileUrl(url));
+}
+
 function canonical(location: StorageLocation): string {
   return location.kind === 's3'
     ? `s3://${location.bucket}/${location.key.replace(/\/+$/, '')}`
@@ -136,8 +151,13 @@ function checkLocalPath(path: string): Checked<StorageLocation> {
 }
 
 function checkFileUrl(url: string): Checked<StorageLocation> {
+  const path = decodeFileUrl(url);
+  return path.ok ? checkLocalPath(path.value) : path;
+}
+
+function decodeFileUrl(url: string): Checked<string> {
   try {
-    return checkLocalPath(fileURLToPath(new URL(url)));
+    return { ok: true, value: fileURLToPath(new URL(url)) };
   } catch (error) {
     // URL and fileURLToPath report malformed input (a host, an encoded '/') as TypeError.
     if (!(error instanceof TypeError)) throw error;

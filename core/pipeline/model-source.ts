@@ -8,8 +8,7 @@
 //                                     there means too large; otherwise read it whole
 
 import { readFile, stat } from 'node:fs/promises';
-import { isAbsolute, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { localPathOf } from '../manifest/url.ts';
 import { openStoreForUrl } from '../store/index.ts';
 import { ModelTooLargeError } from './errors.ts';
 
@@ -27,26 +26,38 @@ export interface ModelSourceOptions {
 
 const DEFAULT_SETTING = "the worker's model size limit";
 
-/** True when `url` names a local file (a path or file://) rather than a store scheme. */
-function isLocal(url: string): boolean {
-  return url.startsWith('file://') || !/^[a-z][a-z0-9+.-]*:\/\//i.test(url);
+/** model.url names a store (s3://), and this process reads models only from local files. */
+export class ModelNotLocalError extends Error {
+  override readonly name = 'ModelNotLocalError';
+  constructor(readonly url: string) {
+    super(
+      `model.url ${url}: a local run reads models from local paths; download it or run in the cloud`,
+    );
+  }
 }
 
-function localPath(url: string, baseDir: string | undefined): string {
-  const path = url.startsWith('file://') ? fileURLToPath(url) : url;
-  return isAbsolute(path) ? path : resolve(baseDir ?? process.cwd(), path);
+/**
+ * The local file model.url names: the one path the size check stats and the loader opens
+ * (localPathOf: relative to `baseDir`, file:// percent-decoded). ModelNotLocalError for a
+ * store URL.
+ */
+export function resolveModelPath(url: string, baseDir?: string): string {
+  const path = localPathOf(url, baseDir);
+  if (path === undefined) throw new ModelNotLocalError(url);
+  return path;
 }
 
 /**
  * Throws ModelTooLargeError when the local model file at `url` is over the cap; returns
- * its resolved path. A missing file is left to the loader (which names it).
+ * its resolved path (resolveModelPath), the one to open. A missing file is left to the
+ * loader (which names it).
  */
 export async function checkLocalModelSize(
   url: string,
   o: ModelSourceOptions = {},
 ): Promise<string> {
   const limit = o.maxBytes ?? DEFAULT_MAX_MODEL_BYTES;
-  const path = localPath(url, o.baseDir);
+  const path = resolveModelPath(url, o.baseDir);
   const size = await stat(path).then(
     (s) => s.size,
     (error: NodeJS.ErrnoException) => {
@@ -68,7 +79,7 @@ export async function readModelBytes(
   o: ModelSourceOptions = {},
 ): Promise<Uint8Array | undefined> {
   const limit = o.maxBytes ?? DEFAULT_MAX_MODEL_BYTES;
-  if (isLocal(url)) {
+  if (localPathOf(url, o.baseDir) !== undefined) {
     const path = await checkLocalModelSize(url, o);
     return readFile(path).then(
       (b) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength),

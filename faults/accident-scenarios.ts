@@ -337,21 +337,35 @@ export async function zombieCoordinator(c: LocalContext, trial: number): Promise
   const after = rng.int(1, 8);
   const t0 = Date.now();
   const job = await localJob(REALISTIC, { seed: 700 + trial });
-  // sh starts the run in a session of its own, then becomes `sleep`, which never waits.
+  // A parent that starts the run in a session of its own, prints its pid and never
+  // waits for it (SIGCHLD left at its default): its dead child stays a zombie.
   const parent = spawn(
-    'sh',
+    'python3',
     [
       '-c',
-      `setsid "${process.execPath}" "${BIN}" run "${job.path}" --state "${job.stateDir}" --workers 2 >/dev/null 2>&1 & exec sleep 120`,
+      'import subprocess, sys, time\n' +
+        'p = subprocess.Popen(sys.argv[1:], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n' +
+        'print(p.pid, flush=True)\n' +
+        'time.sleep(120)\n',
+      process.execPath,
+      BIN,
+      'run',
+      job.path,
+      '--state',
+      job.stateDir,
+      '--workers',
+      '2',
     ],
-    { stdio: 'ignore' },
+    { stdio: ['ignore', 'pipe', 'ignore'] },
+  );
+  const coordinatorPid = new Promise<number>((resolve) =>
+    parent.stdout.once('data', (b: Buffer) => resolve(Number(b.toString().trim()))),
   );
   try {
     const deadline = Date.now() + 120_000;
     while (doneLines(job) < after && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 25));
-    const children = readFileSync(`/proc/${parent.pid}/task/${parent.pid}/children`, 'utf8').trim();
-    const coordinator = Number(children.split(/\s+/)[0]);
+    const coordinator = await coordinatorPid;
     let zombie = false;
     if (Number.isInteger(coordinator) && coordinator > 0) {
       process.kill(-coordinator, 'SIGKILL');

@@ -1,0 +1,113 @@
+// The ledger table's layout: its keys, its sparse "open" index and how each item is keyed.
+// The CDK stack (cdk/constructs/storage.ts) declares the same table from these names.
+//
+// One on-demand table, one item collection per job:
+//
+//   pk = JOB#<jobId>   sk = JOB               the spec + shards + planComplete
+//                      sk = COUNT#<k>         k < shards: per-status deltas (ADD)
+//                      sk = C#<index:10>      one chunk row (status, owner, lease, token…)
+//   pk = OUT#<sha256(url)>  sk = OUT             an output claim: {url, jobId} (claimOutput)
+//
+// GSI "open" (sparse, write-sharded): only PENDING and RUNNING rows carry its keys;
+// finishing a row (DONE, SKIPPED, FAILED) REMOVEs them, so looking for work never scans
+// and never reads a finished row. Within a shard, the sort key puts claimable rows in
+// one contiguous stretch:
+//
+//   gpk = <jobId>#<index mod shards>     (shards = 16, or one per chunk for tiny jobs)
+//   gsk = P#<index:10>                   PENDING, in index order
+//       | R#<leaseExpiresAt:16>          RUNNING, in expiry order
+//
+//   shard 3:  P#…0003  P#…0019  P#…0035 … | R#…1712 R#…1730 (expired) | R#…9050 (alive)
+//             └─ one Query: gsk BETWEEN P#<entry> AND R#<now − SKEW_MS> ─┘
+//
+// so a claim reads candidates only (never live leases), an idle claim costs one empty
+// Query per shard, and sweep reads exactly the expired leases. A heartbeat moves the
+// row's index entry (its gsk changes with the lease): two index writes instead of one.
+
+import { createHash } from 'node:crypto';
+import type { CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
+
+export const PK = 'pk';
+export const SK = 'sk';
+export const OPEN_INDEX = 'open';
+export const OPEN_PK = 'gpk';
+export const OPEN_SK = 'gsk';
+/** What a claimer needs to judge and claim a candidate without reading the base row. */
+export const OPEN_PROJECTED = [
+  'status',
+  'leaseExpiresAt',
+  'attempts',
+  'token',
+  'owner',
+  'chunkId',
+] as const;
+export const JOB_SK = 'JOB';
+/** gsk prefixes: PENDING rows by index, RUNNING rows by lease expiry ('P' < 'R'). */
+export const OPEN_PENDING = 'P#';
+export const OPEN_LEASE = 'R#';
+export const DEFAULT_SHARDS = 16;
+/** Zero-padding of chunk indices in sort keys, so string order is index order (< 10^10). */
+export const INDEX_DIGITS = 10;
+/** Zero-padding of epoch-ms lease expiries in gsk (< 10^16 ms, year 318857). */
+export const LEASE_DIGITS = 16;
+
+export const CHUNK_PREFIX = 'C#';
+export const OUTPUT_SK = 'OUT';
+export const COUNTER_PREFIX = 'COUNT#';
+
+const pad = (index: number): string => String(index).padStart(INDEX_DIGITS, '0');
+export const jobPk = (jobId: string): string => `JOB#${jobId}`;
+/** Hashed: an output URL may be longer than a partition key may be (2048 bytes). */
+export const outputPk = (url: string): string =>
+  `OUT#${createHash('sha256').update(url).digest('hex')}`;
+export const chunkSk = (index: number): string => `${CHUNK_PREFIX}${pad(index)}`;
+export const counterSk = (k: number): string => `${COUNTER_PREFIX}${k}`;
+export const openPk = (jobId: string, shard: number): string => `${jobId}#${shard}`;
+/** gsk of a PENDING row. */
+export const pendingKey = (index: number): string => `${OPEN_PENDING}${pad(index)}`;
+/** gsk of a RUNNING row; whole ms, so the string order is the numeric order. */
+export const leaseKey = (leaseExpiresAt: number): string =>
+  `${OPEN_LEASE}${String(Math.max(0, Math.floor(leaseExpiresAt))).padStart(LEASE_DIGITS, '0')}`;
+/**
+ * The last gsk of a lease that expired before `expiredBefore` (inclusive bound for
+ * BETWEEN), or undefined when no lease can have. A fractional bound only widens the
+ * range by under a millisecond; the claim's condition then decides exactly.
+ */
+export const lastExpiredKey = (expiredBefore: number): string | undefined => {
+  const last = Math.ceil(expiredBefore) - 1;
+  return last < 0 ? undefined : leaseKey(last);
+};
+export const LAST_PENDING_KEY = `${OPEN_PENDING}${'9'.repeat(INDEX_DIGITS)}`;
+
+/**
+ * Tiny jobs get one shard per chunk: a claimer never queries an empty shard, and with one
+ * row per shard the claim order is exactly the port's (startIndex upward, wrapping).
+ */
+export const shardsFor = (chunkCount: number, max = DEFAULT_SHARDS): number =>
+  Math.max(1, Math.min(max, chunkCount));
+
+/** The CreateTable input of the ledger table; the CDK stack declares the same. */
+export function tableDefinition(table: string): CreateTableCommandInput {
+  return {
+    TableName: table,
+    BillingMode: 'PAY_PER_REQUEST',
+    AttributeDefinitions: [PK, SK, OPEN_PK, OPEN_SK].map((AttributeName) => ({
+      AttributeName,
+      AttributeType: 'S',
+    })),
+    KeySchema: [
+      { AttributeName: PK, KeyType: 'HASH' },
+      { AttributeName: SK, KeyType: 'RANGE' },
+    ],
+    GlobalSecondaryIndexes: [
+      {
+        IndexName: OPEN_INDEX,
+        KeySchema: [
+          { AttributeName: OPEN_PK, KeyType: 'HASH' },
+          { AttributeName: OPEN_SK, KeyType: 'RANGE' },
+        ],
+        Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: [...OPEN_PROJECTED] },
+      },
+    ],
+  };
+}

@@ -5,7 +5,9 @@
 // a name is atomic (of N processes racing, exactly one gets it) and the kernel closes
 // the socket when its holder exits, however it exits: SIGKILL, OOM, or a process left a
 // zombie by a parent that never reaps it (a zombie holds no descriptors). So no stale
-// lock can exist, and no takeover is ever needed. The device+inode name makes every
+// lock can exist, and no takeover is ever needed. (The kernel frees the socket a few
+// milliseconds after its holder exits: a lock whose recorded holder is already gone or a
+// zombie is waited for, up to 2 s, before the directory is called in use.) The device+inode name makes every
 // spelling of the directory (symlinks, bind mounts) one lock.
 //
 // <dir>/ledger.lock holds "<pid> <start time>" of the holder, written after the socket is
@@ -41,19 +43,21 @@ export interface DirLock {
 export async function acquireDirLock(dir: string): Promise<DirLock> {
   if (process.platform !== 'linux') return acquireFileLock(dir);
   const { dev, ino } = statSync(dir);
-  const server = createServer((socket) => socket.destroy());
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ path: `\0tessera-ledger-${dev}-${ino}` }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE')
-      throw new LedgerLockedError(dir, recordedHolder(dir)?.pid);
-    throw error;
+  const name = `\0tessera-ledger-${dev}-${ino}`;
+  let server: Server;
+  for (let waited = 0; ; waited += HOLDER_EXIT_POLL_MS) {
+    try {
+      server = await listenOn(name);
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw error;
+      // A holder that has just died (killed with its process group, a zombie now) has
+      // exited, but the kernel may take a few milliseconds more to free its socket.
+      const recorded = recordedHolder(dir);
+      const dying = recorded !== undefined && !isHolderAlive(recorded);
+      if (!dying || waited >= HOLDER_EXIT_WAIT_MS) throw new LedgerLockedError(dir, recorded?.pid);
+      await new Promise((r) => setTimeout(r, HOLDER_EXIT_POLL_MS));
+    }
   }
   // Holding the lock must not keep a finished process alive.
   server.unref();
@@ -64,6 +68,21 @@ export async function acquireDirLock(dir: string): Promise<DirLock> {
     throw error;
   }
   return new SocketLock(dir, server);
+}
+
+/** How long a lock held by a process that has exited may take to be freed by the kernel. */
+const HOLDER_EXIT_WAIT_MS = 2000;
+const HOLDER_EXIT_POLL_MS = 20;
+
+function listenOn(name: string): Promise<Server> {
+  const server = createServer((socket) => socket.destroy());
+  return new Promise<Server>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ path: name }, () => {
+      server.off('error', reject);
+      resolve(server);
+    });
+  });
 }
 
 class SocketLock implements DirLock {

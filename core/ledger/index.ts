@@ -1,4 +1,5 @@
-// The ledger: port, protocol rules, errors, and the local adapters.
+// The ledger: port, protocol rules, errors, and the local adapters (each holds the engine,
+// engine.ts, which is not exported: adapters reach it through these).
 
 export * from './errors.ts';
 export { type IpcEndpoint, IpcLedgerClient, serveLedger } from './ipc.ts';

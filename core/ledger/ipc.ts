@@ -22,66 +22,68 @@ import {
   RemoteLedgerError,
   UnknownChunkIdsError,
 } from './errors.ts';
-import type {
-  ChunkRef,
-  ChunkRow,
-  ChunkStatus,
-  Claim,
-  JobSpec,
-  Ledger,
-  RearmSelection,
-  StatusCounts,
-} from './port.ts';
+import type { ChunkRow, Claim, Ledger } from './port.ts';
 
-/** The one method table both sides are typed from. */
-interface Methods {
-  createJob: {
-    args: [job: JobSpec, chunks: ChunkRef[]];
-    result: { created: boolean; job: JobSpec };
-  };
-  getJob: { args: [jobId: string]; result: JobSpec | undefined };
-  claim: {
-    args: [jobId: string, owner: string, o?: { startIndex?: number; now?: number }];
-    result: Claim | undefined;
-  };
-  heartbeat: { args: [claim: Claim, o?: { now?: number }]; result: Claim };
-  complete: { args: [claim: Claim, o?: { skipped?: boolean }]; result: undefined };
-  release: { args: [claim: Claim]; result: undefined };
-  fail: { args: [claim: Claim, error: string]; result: ChunkRow };
-  counts: { args: [jobId: string]; result: StatusCounts };
-  /** Served as one array: a worker lists rarely, and never a million rows over IPC. */
-  list: { args: [jobId: string, status?: ChunkStatus]; result: ChunkRow[] };
-  sweep: {
-    args: [jobId: string, o?: { now?: number }];
-    result: { expired: number; failed: number };
-  };
-  claimOutput: {
-    args: [url: string, jobId: string, o?: { replacing?: string }];
-    result: undefined;
-  };
-  rearm: { args: [jobId: string, which: RearmSelection]; result: { rearmed: number } };
+type Method = keyof Ledger;
+type Args<M extends Method> = Parameters<Ledger[M]>;
+
+/**
+ * How one method crosses the channel, where JSON as it is will not do. Method syntax on
+ * purpose: each entry is also read as a LooseWire, which only the table's type checks.
+ */
+interface Wire<M extends Method> {
+  /** Client: the arguments as sent (default: as given). */
+  send?(...args: Args<M>): unknown[];
+  /** Server: calls the ledger and gives what the reply carries (default: its awaited result). */
+  serve?(ledger: Ledger, args: Args<M>): Promise<unknown>;
+  /** Client: what the method returns, from the reply (default: the reply's promise). */
+  receive?(reply: Promise<unknown>): ReturnType<Ledger[M]>;
 }
 
-type Method = keyof Methods;
+interface LooseWire {
+  send?(...args: unknown[]): unknown[];
+  serve?(ledger: Ledger, args: unknown[]): Promise<unknown>;
+  receive?(reply: Promise<unknown>): unknown;
+}
 
-const METHODS: readonly Method[] = [
-  'createJob',
-  'getJob',
-  'claim',
-  'heartbeat',
-  'complete',
-  'release',
-  'fail',
-  'counts',
-  'list',
-  'sweep',
-  'claimOutput',
-  'rearm',
-];
+/**
+ * The ledger methods served over IPC, the only place they are listed: the client's
+ * methods and the server's dispatch are both made from it, and its type requires an
+ * entry for every method of the Ledger port, so a new method is one line here.
+ */
+const WIRE: { readonly [M in Method]: Wire<M> } = {
+  createJob: { send: (job, chunks) => [job, Array.from(chunks)] },
+  getJob: {},
+  claim: {},
+  heartbeat: {},
+  complete: {},
+  release: {},
+  fail: {},
+  counts: {},
+  list: {
+    // Served as one array: a worker lists rarely, and never a million rows over IPC.
+    serve: async (ledger, [jobId, status]) => {
+      const rows: ChunkRow[] = [];
+      for await (const row of ledger.list(jobId, status)) rows.push(row);
+      return rows;
+    },
+    receive: async function* (reply) {
+      yield* (await reply) as ChunkRow[];
+    },
+  },
+  sweep: {},
+  claimOutput: {},
+  rearm: {},
+};
 
-export type LedgerRequest = {
-  [M in Method]: { tessera: 'ledger'; id: number; method: M; args: Methods[M]['args'] };
-}[Method];
+const wireOf = (method: Method): LooseWire => WIRE[method];
+
+export interface LedgerRequest {
+  tessera: 'ledger';
+  id: number;
+  method: Method;
+  args: unknown[];
+}
 
 export type WireError =
   | { name: 'LeaseLostError'; action: LeaseAction; claim: Claim; row: ChunkRow }
@@ -188,7 +190,7 @@ function isRequest(m: unknown): m is LedgerRequest {
     m.tessera === 'ledger' &&
     typeof m.id === 'number' &&
     typeof m.method === 'string' &&
-    (METHODS as readonly string[]).includes(m.method) &&
+    Object.hasOwn(WIRE, m.method) &&
     Array.isArray(m.args)
   );
 }
@@ -202,37 +204,11 @@ const unNull = <T extends unknown[]>(args: T): T =>
   args.map((a) => (a === null ? undefined : a)) as T;
 
 async function dispatch(ledger: Ledger, req: LedgerRequest): Promise<unknown> {
-  switch (req.method) {
-    case 'createJob': {
-      const [job, chunks] = unNull(req.args);
-      return ledger.createJob(job, chunks);
-    }
-    case 'getJob':
-      return ledger.getJob(...unNull(req.args));
-    case 'claim':
-      return ledger.claim(...unNull(req.args));
-    case 'heartbeat':
-      return ledger.heartbeat(...unNull(req.args));
-    case 'complete':
-      return ledger.complete(...unNull(req.args));
-    case 'release':
-      return ledger.release(...unNull(req.args));
-    case 'fail':
-      return ledger.fail(...unNull(req.args));
-    case 'counts':
-      return ledger.counts(...unNull(req.args));
-    case 'list': {
-      const rows: ChunkRow[] = [];
-      for await (const row of ledger.list(...unNull(req.args))) rows.push(row);
-      return rows;
-    }
-    case 'sweep':
-      return ledger.sweep(...unNull(req.args));
-    case 'claimOutput':
-      return ledger.claimOutput(...unNull(req.args));
-    case 'rearm':
-      return ledger.rearm(...unNull(req.args));
-  }
+  const args = unNull(req.args);
+  const wire = wireOf(req.method);
+  if (wire.serve) return wire.serve(ledger, args);
+  // The ledger's own method, with the arguments its client sent for it.
+  return (ledger[req.method] as (...a: unknown[]) => Promise<unknown>).apply(ledger, args);
 }
 
 /**
@@ -275,13 +251,39 @@ interface Waiter {
   reject: (err: Error) => void;
 }
 
+/**
+ * Every method of the Ledger port, installed on the prototype from WIRE: each sends its
+ * (encoded) arguments through `call` and returns the (decoded) reply.
+ */
+abstract class LedgerCalls {
+  protected abstract call(method: Method, args: unknown[]): Promise<unknown>;
+
+  static {
+    for (const method of Object.keys(WIRE) as Method[]) {
+      const wire = wireOf(method);
+      Object.defineProperty(LedgerCalls.prototype, method, {
+        configurable: true,
+        writable: true,
+        value(this: LedgerCalls, ...args: unknown[]): unknown {
+          const reply = this.call(method, wire.send ? wire.send(...args) : args);
+          return wire.receive ? wire.receive(reply) : reply;
+        },
+      });
+    }
+  }
+}
+
+// What the static block above installed: WIRE's type names every Ledger method.
+const LedgerCallsBase = LedgerCalls as abstract new () => LedgerCalls & Ledger;
+
 /** A Ledger whose calls are answered by serveLedger on the other end of `endpoint`. */
-export class IpcLedgerClient implements Ledger {
+export class IpcLedgerClient extends LedgerCallsBase {
   private nextId = 1;
   private readonly waiting = new Map<number, Waiter>();
   private closed = false;
 
   constructor(private readonly endpoint: IpcEndpoint) {
+    super();
     if (!endpoint.send) {
       throw new LedgerIpcError(
         'this process has no IPC channel; start it with child_process.fork from the process that owns the ledger',
@@ -300,51 +302,7 @@ export class IpcLedgerClient implements Ledger {
     this.failAll('the client was closed');
   }
 
-  createJob(job: JobSpec, chunks: Iterable<ChunkRef>): Promise<{ created: boolean; job: JobSpec }> {
-    return this.call('createJob', [job, Array.from(chunks)]);
-  }
-  getJob(jobId: string): Promise<JobSpec | undefined> {
-    return this.call('getJob', [jobId]);
-  }
-  claim(
-    jobId: string,
-    owner: string,
-    o?: { startIndex?: number; now?: number },
-  ): Promise<Claim | undefined> {
-    return this.call('claim', [jobId, owner, o]);
-  }
-  heartbeat(claim: Claim, o?: { now?: number }): Promise<Claim> {
-    return this.call('heartbeat', [claim, o]);
-  }
-  async complete(claim: Claim, o?: { skipped?: boolean }): Promise<void> {
-    await this.call('complete', [claim, o]);
-  }
-  async release(claim: Claim): Promise<void> {
-    await this.call('release', [claim]);
-  }
-  fail(claim: Claim, error: string): Promise<ChunkRow> {
-    return this.call('fail', [claim, error]);
-  }
-  counts(jobId: string): Promise<StatusCounts> {
-    return this.call('counts', [jobId]);
-  }
-  async *list(jobId: string, status?: ChunkStatus): AsyncIterable<ChunkRow> {
-    yield* await this.call('list', [jobId, status]);
-  }
-  sweep(jobId: string, o?: { now?: number }): Promise<{ expired: number; failed: number }> {
-    return this.call('sweep', [jobId, o]);
-  }
-  async claimOutput(url: string, jobId: string, o?: { replacing?: string }): Promise<void> {
-    await this.call('claimOutput', [url, jobId, o]);
-  }
-  rearm(jobId: string, which: RearmSelection): Promise<{ rearmed: number }> {
-    return this.call('rearm', [jobId, which]);
-  }
-
-  private call<M extends Method>(
-    method: M,
-    args: Methods[M]['args'],
-  ): Promise<Methods[M]['result']> {
+  protected call(method: Method, args: unknown[]): Promise<unknown> {
     return new Promise((resolve, reject) => {
       if (this.closed || this.endpoint.connected === false || !this.endpoint.send) {
         reject(
@@ -353,9 +311,8 @@ export class IpcLedgerClient implements Ledger {
         return;
       }
       const id = this.nextId++;
-      // The reply's value is whatever the server's ledger returned for this same method.
-      this.waiting.set(id, { method, resolve: resolve as (v: unknown) => void, reject });
-      const req = { tessera: 'ledger', id, method, args } as LedgerRequest;
+      this.waiting.set(id, { method, resolve, reject });
+      const req: LedgerRequest = { tessera: 'ledger', id, method, args };
       this.endpoint.send(req, (err) => {
         if (!err) return;
         this.waiting.delete(id);

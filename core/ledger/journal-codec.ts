@@ -1,5 +1,6 @@
-// The local ledger's journal format, shared by its writer (local.ts) and its read-only
-// reader (journal-view.ts), so the two can never disagree on what a line means.
+// The local ledger's journal format: the one encoder (journal-writer.ts) and the one
+// decoder, which journal-replay.ts applies for both the writer (LocalLedger) and the
+// read-only reader (JournalView), so the two can never disagree on what a line means.
 //
 //   <dir>/ledger.jsonl     append-only journal, one JSON object per line:
 //     {"t":"ledger","v":1}                                   header, first line
@@ -71,7 +72,13 @@ export function rowLine({ jobId, index, row }: RowRecord): string {
 export const outputLine = (url: string, jobId: string): string =>
   `${JSON.stringify({ t: 'out', url, j: jobId })}\n`;
 
-export type Decoded = { ok: true; record: JournalRecord } | { ok: false; detail: string };
+/**
+ * A decoded line, or why it is not one: `not-json` (what a torn write leaves: no strict
+ * prefix of a line is valid JSON) or `bad-record` (valid JSON that is not a record).
+ */
+export type Decoded =
+  | { ok: true; record: JournalRecord }
+  | { ok: false; reason: 'not-json' | 'bad-record'; detail: string };
 
 /** Decodes line `n` (1-based; line 1 must be the header). Never throws. */
 export function decodeLine(text: string, n: number): Decoded {
@@ -80,13 +87,13 @@ export function decodeLine(text: string, n: number): Decoded {
     value = JSON.parse(text);
   } catch (error) {
     if (!(error instanceof SyntaxError)) throw error;
-    return { ok: false, detail: 'not valid JSON' };
+    return { ok: false, reason: 'not-json', detail: 'not valid JSON' };
   }
-  if (!isObject(value)) return { ok: false, detail: 'not a JSON object' };
+  if (!isObject(value)) return bad('not a JSON object');
   if (n === 1) {
     return value.t === 'ledger' && value.v === JOURNAL_VERSION
       ? { ok: true, record: { t: 'ledger' } }
-      : { ok: false, detail: `expected the header {"t":"ledger","v":${JOURNAL_VERSION}}` };
+      : bad(`expected the header {"t":"ledger","v":${JOURNAL_VERSION}}`);
   }
   if (value.t === 'row') {
     const change = parseRow(value);
@@ -110,7 +117,7 @@ export function decodeLine(text: string, n: number): Decoded {
   return bad(`unknown line type ${JSON.stringify(value.t)}`);
 }
 
-const bad = (detail: string): Decoded => ({ ok: false, detail });
+const bad = (detail: string): Decoded => ({ ok: false, reason: 'bad-record', detail });
 
 const RECORD_START = '{"t":"';
 

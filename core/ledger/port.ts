@@ -1,9 +1,14 @@
 // The ledger port: which chunks of a job are done, who works on which, and the claim
 // protocol that keeps every chunk with exactly one live owner.
 //
-// Every method maps onto ONE DynamoDB item operation (a conditional UpdateItem on one
-// chunk row, or a conditional PutItem on the job row), so no adapter needs multi-row
-// transactions. The conditions, as the DynamoDB adapter will write them:
+// Every transition is decided by ONE condition on ONE row (a chunk row, the job row or
+// an output-claim row): no decision needs two rows at once, so no adapter locks rows.
+// What a transition writes can be more than that row: where a chunk's status moves, the
+// job's per-status counters move with it, and the DynamoDB adapter writes the pair as
+// one TransactWriteItems (the row's conditional Update plus a counter ADD; writes that
+// keep the status, heartbeat and re-claiming an expired lease, stay plain UpdateItems).
+// createJob writes the job row and then the chunk rows in batches, resumably. The row
+// conditions, as the DynamoDB adapter writes them:
 //
 //   claim      SET status=RUNNING, owner=:o, token=token+1, attempts=attempts+1,
 //              leaseExpiresAt=:now+leaseMs
@@ -151,9 +156,9 @@ export interface Ledger {
    * re-armed from (the old error kept in it). RUNNING and PENDING rows are skipped, never
    * touched: a live tenure is not taken away. A chunk id the job does not have throws
    * UnknownChunkIdsError naming them, before any row moves. Returns how many rows moved.
-   *
-   * Optional in the type only until PausingLedger forwards it; MemoryLedger, LocalLedger,
-   * IpcLedgerClient and DynamoLedger implement it and the contract suite tests it.
    */
   rearm(jobId: string, which: RearmSelection): Promise<{ rearmed: number }>;
 }
+
+/** The port's reads: what `tessera status` needs of a ledger, and all a JournalView has. */
+export type LedgerReader = Pick<Ledger, 'getJob' | 'counts' | 'list'>;

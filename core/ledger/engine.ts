@@ -1,0 +1,562 @@
+// The ledger's engine: the in-memory state of every job and output claim, and the
+// protocol's transitions over it. MemoryLedger, LocalLedger and JournalView each hold
+// one; none of them is another's base class.
+//
+//   MemoryLedger  = engine, nothing persisted          (the reference adapter)
+//   LocalLedger   = engine + journal writer + lock      (a local run)
+//   JournalView   = engine replayed from a journal, reads only   (`tessera status`)
+//
+// A job of 10^6 chunks costs its id list plus a few bits per chunk: rows that never left
+// their initial PENDING state are implicit, and claimable chunks are found through an
+// IndexSet (PENDING) and a LeaseHeap (RUNNING, by expiry) instead of a scan. Every
+// transition runs to completion synchronously, which is what makes it atomic here, as
+// one conditional UpdateItem is in DynamoDB; the adapters wrap them in the port's promises.
+//
+// Every transition first hands its change to the engine's Persistence (none for
+// MemoryLedger; LocalLedger's journal) and only then applies it, so a transition that
+// could not be recorded never becomes visible. `restore*` apply a change without
+// persisting it: creation after persisting, and replay of a journal.
+
+import {
+  ChunkNotFoundError,
+  InvalidJobError,
+  JobNotFoundError,
+  LeaseLostError,
+  OutputClaimedError,
+  UnknownChunkIdsError,
+} from './errors.ts';
+import { IndexSet } from './index-set.ts';
+import { type LeaseEntry, LeaseHeap } from './lease-heap.ts';
+import {
+  type ChunkRef,
+  type ChunkRow,
+  type ChunkStatus,
+  type Claim,
+  FINAL_STATUSES,
+  type JobSpec,
+  type RearmSelection,
+  type StatusCounts,
+} from './port.ts';
+import {
+  capError,
+  expiredMessage,
+  holdsLease,
+  initialRow,
+  isClaimable,
+  isPoisoned,
+  leaseExpired,
+  poisonMessage,
+  type RowState,
+  startIndexFor,
+  toClaim,
+  validateChunkId,
+  validateJobSpec,
+} from './protocol.ts';
+
+/** One row transition: the full new state of one chunk row. */
+export interface RowChange {
+  jobId: string;
+  index: number;
+  row: RowState;
+}
+
+/** One output claim: the whole new state of one output-claim row. */
+export interface OutputClaimChange {
+  url: string;
+  jobId: string;
+}
+
+/** Where changes are recorded before they become visible; a throw aborts the change. */
+export interface Persistence {
+  job(spec: JobSpec, ids: readonly string[]): void;
+  /** One call for the lot: a re-arm or an abandon lands whole or not at all. */
+  rows(changes: readonly RowChange[]): void;
+  output(change: OutputClaimChange): void;
+}
+
+/** MemoryLedger's persistence, and a JournalView's (which never writes). */
+export const NOT_PERSISTED: Persistence = {
+  job: () => undefined,
+  rows: () => undefined,
+  output: () => undefined,
+};
+
+interface JobState {
+  readonly spec: JobSpec;
+  readonly ids: readonly string[];
+  /** Rows that left their initial state; absent = PENDING, 0 attempts, token 0. */
+  readonly rows: Map<number, RowState>;
+  readonly pending: IndexSet;
+  readonly leases: LeaseHeap;
+  readonly counts: StatusCounts;
+}
+
+const zeroCounts = (): StatusCounts => ({
+  PENDING: 0,
+  RUNNING: 0,
+  DONE: 0,
+  FAILED: 0,
+  SKIPPED: 0,
+});
+
+/** Reads a chunk list into index order, checking it covers 0..chunkCount-1 exactly once. */
+export function collectChunkIds(job: JobSpec, chunks: Iterable<ChunkRef>): string[] {
+  const ids = new Array<string>(job.chunkCount);
+  const seenIndex = new IndexSet(job.chunkCount);
+  const seenId = new Set<string>();
+  let n = 0;
+  for (const { chunkId, index } of chunks) {
+    if (!Number.isSafeInteger(index) || index < 0 || index >= job.chunkCount) {
+      throw new InvalidJobError(
+        job.jobId,
+        `chunks[${n}].index`,
+        `must be an integer in 0..${job.chunkCount - 1}, got ${index}`,
+      );
+    }
+    validateChunkId(job.jobId, chunkId, index);
+    if (seenIndex.has(index)) {
+      throw new InvalidJobError(job.jobId, `chunks[${n}].index`, `repeats index ${index}`);
+    }
+    if (seenId.has(chunkId)) {
+      throw new InvalidJobError(job.jobId, `chunks[${n}].chunkId`, `repeats "${chunkId}"`);
+    }
+    seenIndex.add(index);
+    seenId.add(chunkId);
+    ids[index] = chunkId;
+    n++;
+  }
+  if (n !== job.chunkCount) {
+    throw new InvalidJobError(
+      job.jobId,
+      'chunks',
+      `has ${n} entries but chunkCount is ${job.chunkCount}`,
+    );
+  }
+  return ids;
+}
+
+/**
+ * What `rearm` makes of a final row: PENDING, 0 attempts, no owner, the token kept (the
+ * next claim increments it), and lastError saying what it was re-armed from.
+ */
+export function rearmedRow(row: RowState, now: number): RowState {
+  return {
+    status: 'PENDING',
+    attempts: 0,
+    token: row.token,
+    lastError: rearmedMessage(row),
+    updatedAt: now,
+  };
+}
+
+/** lastError of a re-armed row: its old state and error, so a report can still show them. */
+export const rearmedMessage = (row: Pick<RowState, 'status' | 'attempts' | 'lastError'>): string =>
+  capError(
+    `re-armed from ${row.status} after ${row.attempts} attempt(s)` +
+      (row.lastError === undefined ? '' : `; its last error then: ${row.lastError}`),
+  );
+
+export class LedgerEngine {
+  private readonly jobs = new Map<string, JobState>();
+  /** Output URL → the job that holds it. */
+  private readonly outputs = new Map<string, string>();
+
+  constructor(private readonly persist: Persistence = NOT_PERSISTED) {}
+
+  // ---- reads --------------------------------------------------------------------------
+
+  getJob(jobId: string): JobSpec | undefined {
+    const s = this.jobs.get(jobId);
+    return s ? structuredClone(s.spec) : undefined;
+  }
+
+  counts(jobId: string): StatusCounts {
+    return { ...this.job(jobId).counts };
+  }
+
+  /** Rows in index order, optionally of one status; lazy, so an unknown job throws on the first step. */
+  *list(jobId: string, status?: ChunkStatus): Generator<ChunkRow> {
+    const s = this.job(jobId);
+    if (status === undefined || status === 'PENDING') {
+      for (let i = 0; i < s.spec.chunkCount; i++) {
+        if (status === undefined || this.row(s, i).status === status) yield this.materialize(s, i);
+      }
+      return;
+    }
+    // Every non-PENDING row is a touched row: no pass over a million untouched chunks.
+    const indices = [...s.rows.keys()].sort((a, b) => a - b);
+    for (const i of indices) {
+      if (this.row(s, i).status === status) yield this.materialize(s, i);
+    }
+  }
+
+  /** Ids of the jobs, in order of creation. */
+  jobIds(): string[] {
+    return [...this.jobs.keys()];
+  }
+
+  /** The job holding output location `url`, if one does. */
+  outputHolder(url: string): string | undefined {
+    return this.outputs.get(url);
+  }
+
+  /** Every job with its touched rows (index → state): what a compacted journal must hold. */
+  *snapshot(): Generator<{ spec: JobSpec; rows: ReadonlyMap<number, RowState> }> {
+    for (const s of this.jobs.values()) yield { spec: s.spec, rows: s.rows };
+  }
+
+  /** Every output claim: what a compacted journal must hold besides the jobs. */
+  *outputClaims(): Generator<OutputClaimChange> {
+    for (const [url, jobId] of this.outputs) yield { url, jobId };
+  }
+
+  hasChunk(jobId: string, index: number): boolean {
+    const s = this.jobs.get(jobId);
+    return (
+      s !== undefined && Number.isSafeInteger(index) && index >= 0 && index < s.spec.chunkCount
+    );
+  }
+
+  // ---- transitions (the Ledger port's, in its order) ----------------------------------
+
+  createJob(job: JobSpec, chunks: Iterable<ChunkRef>): { created: boolean; job: JobSpec } {
+    validateJobSpec(job);
+    const existing = this.jobs.get(job.jobId);
+    // Idempotent by id alone: a duplicate S3 event or a repeated start must not re-plan.
+    if (existing) return { created: false, job: structuredClone(existing.spec) };
+    const spec = structuredClone(job);
+    const ids = collectChunkIds(spec, chunks);
+    this.persist.job(spec, ids);
+    this.restoreJob(spec, ids);
+    return { created: true, job: structuredClone(spec) };
+  }
+
+  claim(
+    jobId: string,
+    owner: string,
+    o: { startIndex?: number; now?: number } = {},
+  ): Claim | undefined {
+    const s = this.job(jobId);
+    const now = o.now ?? Date.now();
+    const start = startIndexFor(s.spec, o.startIndex);
+    const index = this.takeExpired(s, now) ?? this.takePending(s, start);
+    if (index === undefined) return undefined;
+    const row = this.row(s, index);
+    const next: RowState = {
+      status: 'RUNNING',
+      owner,
+      leaseExpiresAt: now + s.spec.leaseMs,
+      attempts: row.attempts + 1,
+      token: row.token + 1,
+      updatedAt: now,
+    };
+    if (row.lastError !== undefined) next.lastError = row.lastError;
+    this.commit([{ jobId, index, row: next }]);
+    return toClaim(s.spec, s.ids[index]!, index, next);
+  }
+
+  heartbeat(claim: Claim, o: { now?: number } = {}): Claim {
+    const { s, row } = this.tenure(claim, 'heartbeat');
+    const now = o.now ?? Date.now();
+    const next: RowState = { ...row, leaseExpiresAt: now + s.spec.leaseMs, updatedAt: now };
+    this.commit([{ jobId: claim.jobId, index: claim.index, row: next }]);
+    return { ...claim, leaseExpiresAt: next.leaseExpiresAt! };
+  }
+
+  complete(claim: Claim, o: { skipped?: boolean } = {}): void {
+    const status: ChunkStatus = o.skipped ? 'SKIPPED' : 'DONE';
+    const s = this.job(claim.jobId, claim.chunkId);
+    const current = this.rowFor(s, claim);
+    // A retry after a lost response finds its own completion: same owner, same token.
+    if (
+      current.status === status &&
+      current.owner === claim.owner &&
+      current.token === claim.token
+    ) {
+      return;
+    }
+    const { row } = this.tenure(claim, 'complete');
+    const { leaseExpiresAt: _, ...rest } = row;
+    this.commit([
+      { jobId: claim.jobId, index: claim.index, row: { ...rest, status, updatedAt: Date.now() } },
+    ]);
+  }
+
+  release(claim: Claim): void {
+    const { row } = this.tenure(claim, 'release');
+    // Undo the claim's attempt: a spot reclaim or SIGTERM says nothing about the chunk.
+    const next: RowState = {
+      status: 'PENDING',
+      attempts: row.attempts - 1,
+      token: row.token,
+      updatedAt: Date.now(),
+    };
+    if (row.lastError !== undefined) next.lastError = row.lastError;
+    this.commit([{ jobId: claim.jobId, index: claim.index, row: next }]);
+  }
+
+  fail(claim: Claim, error: string): ChunkRow {
+    const { s, row } = this.tenure(claim, 'fail');
+    const poisoned = row.attempts >= s.spec.maxAttempts;
+    const next: RowState = {
+      status: poisoned ? 'FAILED' : 'PENDING',
+      attempts: row.attempts,
+      token: row.token,
+      lastError: capError(error),
+      updatedAt: Date.now(),
+    };
+    // A FAILED row keeps its last owner: the report names the worker whose log to read.
+    if (poisoned && row.owner !== undefined) next.owner = row.owner;
+    this.commit([{ jobId: claim.jobId, index: claim.index, row: next }]);
+    return this.materialize(s, claim.index);
+  }
+
+  sweep(jobId: string, o: { now?: number } = {}): { expired: number; failed: number } {
+    const s = this.job(jobId);
+    const now = o.now ?? Date.now();
+    let expired = 0;
+    let failed = 0;
+    for (;;) {
+      const top = s.leases.peek((e) => this.isLive(s, e));
+      if (!top || !leaseExpired(this.row(s, top.index), now)) break;
+      const row = this.row(s, top.index);
+      if (isPoisoned(row, s.spec, now)) {
+        this.poison(s, top.index, row, now);
+        failed++;
+        continue;
+      }
+      const next: RowState = {
+        status: 'PENDING',
+        attempts: row.attempts,
+        token: row.token,
+        lastError: expiredMessage(row),
+        updatedAt: now,
+      };
+      this.commit([{ jobId, index: top.index, row: next }]);
+      expired++;
+    }
+    return { expired, failed };
+  }
+
+  claimOutput(url: string, jobId: string, o: { replacing?: string } = {}): void {
+    if (url === '' || jobId === '')
+      throw new RangeError('claimOutput needs a non-empty output url and job id');
+    const holder = this.outputs.get(url);
+    if (holder === jobId) return;
+    if (holder !== undefined && holder !== o.replacing)
+      throw new OutputClaimedError(url, holder, jobId);
+    const change: OutputClaimChange = { url, jobId };
+    this.persist.output(change);
+    this.restoreOutput(change);
+  }
+
+  rearm(jobId: string, which: RearmSelection): { rearmed: number } {
+    const s = this.job(jobId);
+    const now = Date.now();
+    let indices: Iterable<number>;
+    if ('status' in which) {
+      if (which.status !== 'FAILED')
+        throw new RangeError(
+          `rearm: only { status: 'FAILED' } selects by status, got ${String(which.status)}`,
+        );
+      // Every FAILED row is a touched row: no pass over untouched chunks.
+      indices = [...s.rows].filter(([, r]) => r.status === 'FAILED').map(([i]) => i);
+    } else indices = this.indicesOf(s, which.chunkIds);
+    const changes: RowChange[] = [];
+    for (const index of new Set(indices)) {
+      const row = this.row(s, index);
+      if (!FINAL_STATUSES.includes(row.status)) continue;
+      changes.push({ jobId, index, row: rearmedRow(row, now) });
+    }
+    // One journal write for the lot: a re-arm lands whole or not at all.
+    if (changes.length > 0) this.commit(changes);
+    return { rearmed: changes.length };
+  }
+
+  /**
+   * Local admin, not in the port: makes the RUNNING chunks of owners known to be dead
+   * claimable now, without waiting for their leases.
+   *
+   * `spend` says whose fault the death was. true (the default): the worker died alone on
+   * its chunks (killed for memory on that chunk, a crash), so their attempts stay counted
+   * and a chunk already at maxAttempts becomes FAILED. false: the run was stopped as a
+   * whole (a kill of the run, a double Ctrl-C, a stop the coordinator decided), which
+   * says nothing about the chunks: each is handed back as a release does (attempts - 1)
+   * and never made FAILED.
+   */
+  abandonOwners(
+    jobId: string,
+    predicate: (owner: string) => boolean,
+    o: { now?: number; spend?: boolean } = {},
+  ): { released: number; failed: number } {
+    const s = this.job(jobId);
+    const now = o.now ?? Date.now();
+    const spend = o.spend ?? true;
+    const changes: RowChange[] = [];
+    let failed = 0;
+    for (const [index, row] of s.rows) {
+      if (row.status !== 'RUNNING' || row.owner === undefined || !predicate(row.owner)) continue;
+      if (!spend) {
+        changes.push({
+          jobId,
+          index,
+          row: {
+            status: 'PENDING',
+            attempts: Math.max(0, row.attempts - 1),
+            token: row.token,
+            lastError: `owner "${row.owner}" (token ${row.token}) was handed back unspent: the run it belonged to was stopped as a whole`,
+            updatedAt: now,
+          },
+        });
+        continue;
+      }
+      const dead = row.attempts >= s.spec.maxAttempts;
+      if (dead) failed++;
+      const next: RowState = {
+        status: dead ? 'FAILED' : 'PENDING',
+        attempts: row.attempts,
+        token: row.token,
+        lastError: dead
+          ? poisonMessage(s.spec, row)
+          : `owner "${row.owner}" (token ${row.token}) was abandoned: its process is gone`,
+        updatedAt: now,
+      };
+      if (dead) next.owner = row.owner;
+      changes.push({ jobId, index, row: next });
+    }
+    if (changes.length > 0) this.commit(changes);
+    return { released: changes.length - failed, failed };
+  }
+
+  // ---- applying without persisting (creation, and replay of a journal) ----------------
+
+  restoreJob(spec: JobSpec, ids: readonly string[]): void {
+    this.jobs.set(spec.jobId, {
+      spec,
+      ids,
+      rows: new Map(),
+      pending: new IndexSet(spec.chunkCount, true),
+      leases: new LeaseHeap(),
+      counts: { ...zeroCounts(), PENDING: spec.chunkCount },
+    });
+  }
+
+  restoreRow(change: RowChange): void {
+    const s = this.jobs.get(change.jobId);
+    if (!s) throw new JobNotFoundError(change.jobId);
+    const { index, row } = change;
+    const before = this.row(s, index);
+    s.counts[before.status]--;
+    s.counts[row.status]++;
+    s.rows.set(index, row);
+    if (row.status === 'PENDING') s.pending.add(index);
+    else s.pending.delete(index);
+    if (row.status === 'RUNNING' && row.leaseExpiresAt !== undefined) {
+      s.leases.push({ expiresAt: row.leaseExpiresAt, index, token: row.token });
+      s.leases.compact((e) => this.isLive(s, e), s.counts.RUNNING);
+    }
+  }
+
+  restoreOutput(change: OutputClaimChange): void {
+    this.outputs.set(change.url, change.jobId);
+  }
+
+  // ---- internals ----------------------------------------------------------------------
+
+  private commit(changes: readonly RowChange[]): void {
+    this.persist.rows(changes);
+    for (const c of changes) this.restoreRow(c);
+  }
+
+  private job(jobId: string, chunkId?: string): JobState {
+    const s = this.jobs.get(jobId);
+    if (!s) throw new JobNotFoundError(jobId, chunkId);
+    return s;
+  }
+
+  /** Indices of `chunkIds`, or UnknownChunkIdsError naming those the job lacks. */
+  private indicesOf(s: JobState, chunkIds: readonly string[]): number[] {
+    const wanted = new Set(chunkIds);
+    const found = new Map<string, number>();
+    // One pass over the id list: a re-arm is rare, and a job keeps no id → index map.
+    s.ids.forEach((id, i) => {
+      if (wanted.has(id)) found.set(id, i);
+    });
+    const unknown = [...wanted].filter((id) => !found.has(id));
+    if (unknown.length > 0)
+      throw new UnknownChunkIdsError(s.spec.jobId, unknown.slice(0, 20), unknown.length);
+    return [...found.values()];
+  }
+
+  private row(s: JobState, index: number): RowState {
+    return s.rows.get(index) ?? initialRow(s.spec);
+  }
+
+  private rowFor(s: JobState, claim: Claim): RowState {
+    if (s.ids[claim.index] !== claim.chunkId) {
+      throw new ChunkNotFoundError(claim.jobId, claim.chunkId, claim.index);
+    }
+    return this.row(s, claim.index);
+  }
+
+  /** The claim's row if the claim still holds it, else LeaseLostError with the row as it is. */
+  private tenure(
+    claim: Claim,
+    action: 'heartbeat' | 'complete' | 'release' | 'fail',
+  ): { s: JobState; row: RowState } {
+    const s = this.job(claim.jobId, claim.chunkId);
+    const row = this.rowFor(s, claim);
+    if (!holdsLease(row, claim)) {
+      throw new LeaseLostError(action, claim, this.materialize(s, claim.index));
+    }
+    return { s, row };
+  }
+
+  private materialize(s: JobState, index: number): ChunkRow {
+    return { jobId: s.spec.jobId, chunkId: s.ids[index]!, index, ...this.row(s, index) };
+  }
+
+  private isLive(s: JobState, e: LeaseEntry): boolean {
+    const row = s.rows.get(e.index);
+    return (
+      row !== undefined &&
+      row.status === 'RUNNING' &&
+      row.token === e.token &&
+      row.leaseExpiresAt === e.expiresAt
+    );
+  }
+
+  /**
+   * The earliest-expiring lease, if it is past expiry on this caller's clock: re-driving a
+   * dead worker's chunk first keeps it from becoming the job's tail. Poisoned leases met
+   * on the way are made FAILED (the claim path of the poison rule). The heap is ordered
+   * by expiry, so whatever clock the caller has, checking the top answers for all.
+   */
+  private takeExpired(s: JobState, now: number): number | undefined {
+    for (;;) {
+      const top = s.leases.peek((e) => this.isLive(s, e));
+      if (!top) return undefined;
+      const row = this.row(s, top.index);
+      if (!leaseExpired(row, now)) return undefined;
+      if (isClaimable(row, s.spec, now)) return top.index;
+      this.poison(s, top.index, row, now);
+    }
+  }
+
+  private takePending(s: JobState, start: number): number | undefined {
+    const i = s.pending.nextWrapping(start);
+    return i < 0 ? undefined : i;
+  }
+
+  private poison(s: JobState, index: number, row: RowState, now: number): void {
+    const next: RowState = {
+      status: 'FAILED',
+      attempts: row.attempts,
+      token: row.token,
+      lastError: poisonMessage(s.spec, row),
+      updatedAt: now,
+    };
+    if (row.owner !== undefined) next.owner = row.owner;
+    this.commit([{ jobId: s.spec.jobId, index, row: next }]);
+  }
+}

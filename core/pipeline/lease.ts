@@ -5,6 +5,9 @@
 
 import { type Claim, LeaseLostError, type Ledger } from '../ledger/index.ts';
 
+/** What LeaseKeeper.end returns when the lease turned out lost. */
+export const LEASE_LOST = Symbol('lease lost');
+
 export class LeaseKeeper {
   private timer: NodeJS.Timeout | undefined;
   private beating: Promise<void> = Promise.resolve();
@@ -78,6 +81,23 @@ export class LeaseKeeper {
   /** confirm() unless the lease was confirmed less than `maxAgeMs` ago (by this clock). */
   async confirmIfOlder(maxAgeMs: number): Promise<void> {
     if (this.lost || Date.now() - this.confirmedAt > maxAgeMs) await this.confirm();
+  }
+
+  /**
+   * Ends the lease with its last ledger write (complete, release, fail): the heartbeats
+   * stop, then `write` runs with the latest claim. LEASE_LOST when the lease is gone,
+   * found by a heartbeat (`write` is not run) or by the write itself (its LeaseLostError
+   * is not thrown): another owner holds a newer token, and nothing more is recorded.
+   */
+  async end<T>(write: (claim: Claim) => Promise<T>): Promise<T | typeof LEASE_LOST> {
+    const claim = await this.stop();
+    if (this.lost) return LEASE_LOST;
+    try {
+      return await write(claim);
+    } catch (e) {
+      if (e instanceof LeaseLostError) return LEASE_LOST;
+      throw e;
+    }
   }
 
   async stop(): Promise<Claim> {

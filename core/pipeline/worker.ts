@@ -31,7 +31,7 @@ import {
   ProgressWatch,
   type Stall,
 } from './hang-watchdog.ts';
-import { LeaseKeeper } from './lease.ts';
+import { LEASE_LOST, LeaseKeeper } from './lease.ts';
 import { writePreviewTiles } from './preview-tiles.ts';
 
 export interface WorkerOptions {
@@ -126,6 +126,39 @@ interface Work {
   input: Promise<{ data: Dense<Float32Array>; skip: boolean; ms: number }>;
 }
 
+/**
+ * The chunks a worker holds. A claim loop that waits on this worker's own chunks (the
+ * last ones of a job) wakes when one is let go.
+ */
+class Held implements Iterable<Work> {
+  private readonly works = new Set<Work>();
+  private wake: (() => void) | undefined;
+
+  get size(): number {
+    return this.works.size;
+  }
+
+  add(w: Work): void {
+    this.works.add(w);
+  }
+
+  drop(w: Work): void {
+    this.works.delete(w);
+    this.wake?.();
+  }
+
+  /** Resolves when the next chunk is let go. */
+  dropped(): Promise<void> {
+    return new Promise((resolve) => {
+      this.wake = resolve;
+    });
+  }
+
+  [Symbol.iterator](): Iterator<Work> {
+    return this.works[Symbol.iterator]();
+  }
+}
+
 class Aborted extends Error {
   override readonly name = 'Aborted';
 }
@@ -138,7 +171,7 @@ class Hung extends Error {
 }
 
 export async function runWorker(o: WorkerOptions): Promise<WorkerStats> {
-  const held = new Set<Work>();
+  const held = new Held();
   const stats: WorkerStats = {
     done: 0,
     skipped: 0,
@@ -150,6 +183,14 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerStats> {
   // Stops claiming: the caller's abort, or a hung inference (which the caller cannot see).
   const stopping = new AbortController();
   const stop = (): void => stopping.abort();
+  // Another owner holds a newer fencing token: the chunk is let go with nothing more
+  // written for it (its heartbeats stopped, no completion, release or failure recorded).
+  const loseLease = async (w: Work): Promise<void> => {
+    held.drop(w);
+    await w.keeper.stop();
+    stats.leaseLost++;
+    o.onEvent?.({ type: 'lease-lost', chunkId: w.claim.chunkId });
+  };
   if (o.signal?.aborted) stop();
   o.signal?.addEventListener('abort', stop);
   let timer: NodeJS.Timeout | undefined;
@@ -157,18 +198,21 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerStats> {
     o.signal?.addEventListener('abort', () => {
       timer = setTimeout(async () => {
         for (const w of held) {
-          const claim = await w.keeper.stop();
-          if (w.keeper.lost) continue;
-          await o.ledger.release(claim).then(
-            () => {
-              stats.released++;
-              o.onEvent?.({ type: 'released', chunkId: claim.chunkId });
-            },
-            (e: unknown) => {
+          const released = await w.keeper
+            .end(async (claim) => {
+              await o.ledger.release(claim);
+              return true;
+            })
+            .catch((e: unknown) => {
               // Not recorded: the lease runs out, or the coordinator's next run frees it.
-              if (!(e instanceof LeaseLostError) && classifyFault(e).kind === 'chunk') throw e;
-            },
-          );
+              if (classifyFault(e).kind === 'chunk') throw e;
+              return false;
+            });
+          if (released === LEASE_LOST) await loseLease(w);
+          else if (released) {
+            stats.released++;
+            o.onEvent?.({ type: 'released', chunkId: w.claim.chunkId });
+          }
         }
         resolve(stats);
       }, o.hardStopMs ?? 20_000);
@@ -176,7 +220,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerStats> {
     });
   });
   try {
-    return await Promise.race([workLoop(o, held, stats, stopping), forced]);
+    return await Promise.race([workLoop(o, held, stats, stopping, loseLease), forced]);
   } finally {
     clearTimeout(timer);
     o.signal?.removeEventListener('abort', stop);
@@ -185,9 +229,10 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerStats> {
 
 async function workLoop(
   o: WorkerOptions,
-  held: Set<Work>,
+  held: Held,
   stats: WorkerStats,
   stopping: AbortController,
+  loseLease: (w: Work) => Promise<void>,
 ): Promise<WorkerStats> {
   const { ctx, ledger } = o;
   const job = await ledger.getJob(ctx.jobId);
@@ -244,17 +289,6 @@ async function workLoop(
   // are alive at most (one inferring, one read ahead).
   const inputBuffers: Float32Array[] = [];
 
-  // Wakes a claim loop waiting on this worker's own chunks (see claimNext).
-  let onDrop: (() => void) | undefined;
-  const drop = (w: Work): void => {
-    held.delete(w);
-    onDrop?.();
-  };
-  const dropped = (): Promise<void> =>
-    new Promise((resolve) => {
-      onDrop = resolve;
-    });
-
   const claimNext = async (): Promise<Work | undefined> => {
     for (;;) {
       if (aborted()) return undefined;
@@ -292,7 +326,7 @@ async function workLoop(
       const done = new AbortController();
       await Promise.race([
         sleep(idlePollMs, AbortSignal.any([stopping.signal, done.signal])),
-        ...(onlyOwn ? [dropped()] : []),
+        ...(onlyOwn ? [held.dropped()] : []),
       ]);
       done.abort(); // clears the poll timer, which would otherwise keep the process up
     }
@@ -327,46 +361,49 @@ async function workLoop(
     return true;
   };
 
-  const giveBack = async (w: Work): Promise<void> => {
-    drop(w);
-    const claim = await w.keeper.stop();
-    if (w.keeper.lost) return;
+  /**
+   * Ends the chunk's lease with `write`; true when recorded. A lost lease goes to
+   * loseLease; a write the environment kept from being recorded stops the worker.
+   */
+  const record = async (
+    w: Work,
+    action: string,
+    write: (claim: Claim) => Promise<unknown>,
+  ): Promise<boolean> => {
+    held.drop(w);
     try {
-      await ledger.release(claim);
-      stats.released++;
-      emit({ type: 'released', chunkId: claim.chunkId });
+      if ((await w.keeper.end(write)) !== LEASE_LOST) return true;
     } catch (e) {
-      if (!(e instanceof LeaseLostError) && !unrecorded('release', claim, e)) throw e;
+      if (!unrecorded(action, w.keeper.claim, e)) throw e;
+      return false;
+    }
+    await loseLease(w);
+    return false;
+  };
+
+  const giveBack = async (w: Work): Promise<void> => {
+    if (await record(w, 'release', (claim) => ledger.release(claim))) {
+      stats.released++;
+      emit({ type: 'released', chunkId: w.claim.chunkId });
     }
   };
 
   const failChunk = async (w: Work, error: unknown): Promise<void> => {
-    drop(w);
-    const claim = await w.keeper.stop();
-    if (w.keeper.lost) return;
     const message = error instanceof Error ? error.message : String(error);
-    try {
-      const row = await ledger.fail(claim, message);
+    let poison = false;
+    const recorded = await record(w, 'record the failure of', async (claim) => {
+      poison = (await ledger.fail(claim, message)).status === 'FAILED';
+    });
+    if (recorded) {
       stats.failed++;
-      emit({
-        type: 'failed',
-        chunkId: claim.chunkId,
-        error: message,
-        poison: row.status === 'FAILED',
-      });
-    } catch (e) {
-      if (!(e instanceof LeaseLostError) && !unrecorded('record the failure of', claim, e)) throw e;
+      emit({ type: 'failed', chunkId: w.claim.chunkId, error: message, poison });
     }
   };
 
   /** Settles a chunk whose read, inference, writes or completion threw `e`. */
   const settle = async (w: Work, e: unknown): Promise<void> => {
-    if (w.keeper.lost || e instanceof LeaseLostError) {
-      drop(w);
-      await w.keeper.stop();
-      stats.leaseLost++;
-      emit({ type: 'lease-lost', chunkId: w.claim.chunkId });
-    } else if (e instanceof Aborted || e instanceof PauseInterrupted) await giveBack(w);
+    if (w.keeper.lost || e instanceof LeaseLostError) await loseLease(w);
+    else if (e instanceof Aborted || e instanceof PauseInterrupted) await giveBack(w);
     else if (e instanceof EnvironmentFaultError) {
       stopForEnvironment(e.fault, w.claim.chunkId, e);
       await giveBack(w);
@@ -382,7 +419,7 @@ async function workLoop(
   };
 
   const abandon = async (w: Work, stall: Stall): Promise<void> => {
-    drop(w);
+    held.drop(w);
     // Its heartbeats stop and it is not released: the lease runs out and the re-claim
     // spends an attempt. A release would spend none, and a hang that repeats on this
     // chunk would then circle the fleet forever instead of becoming poison.
@@ -482,25 +519,22 @@ async function workLoop(
           pause,
         );
         buffers.push(acc.buffer);
-        drop(cur);
-        const claim = await pause.run(
+        held.drop(cur);
+        const completed = await pause.run(
           { what: `recording chunk ${cur.chunk.id} as done`, place: ledgerPlace },
-          async () => {
-            const claim = await cur.keeper.stop();
-            if (cur.keeper.lost) return undefined;
-            try {
-              await ledger.complete(claim, { skipped: skip });
-            } catch (e) {
-              // Paused on the ledger: the lease is kept while the completion is retried.
-              if (!(e instanceof LeaseLostError)) cur.keeper.start();
-              throw e;
-            }
-            return claim;
-          },
+          () =>
+            cur.keeper.end(async (claim) => {
+              try {
+                await ledger.complete(claim, { skipped: skip });
+              } catch (e) {
+                // Paused on the ledger: the lease is kept while the completion is retried.
+                if (!(e instanceof LeaseLostError)) cur.keeper.start();
+                throw e;
+              }
+            }),
         );
-        if (!claim) {
-          stats.leaseLost++;
-          emit({ type: 'lease-lost', chunkId: cur.claim.chunkId });
+        if (completed === LEASE_LOST) {
+          await loseLease(cur);
           return;
         }
         if (skip) stats.skipped++;
@@ -508,7 +542,7 @@ async function workLoop(
         stats.patches += cur.chunk.patchCount;
         emit({
           type: 'done',
-          chunkId: claim.chunkId,
+          chunkId: cur.claim.chunkId,
           skipped: skip,
           patches: skip ? 0 : cur.chunk.patchCount,
           voxels: cur.chunk.footprint.size,

@@ -90,9 +90,9 @@ export function canonicalStorageUrl(url: string, baseDir = process.cwd()): strin
  * The absolute local path a storage URL names, or undefined for a remote one (s3://, any
  * other scheme): a plain path (a relative one resolved against `baseDir`, the manifest's
  * directory) or a file:// URL, percent-decoded (`file:///data/my%20model.onnx` is the file
- * `/data/my model.onnx`). Every reader of a local model, input or output path goes through
- * this one function, so what is checked is what is opened. A malformed file:// URL (a host,
- * an encoded '/') throws InvalidUrlError.
+ * `/data/my model.onnx`). The model's size check, its read and its open (resolveModelPath)
+ * and the output-location check all go through it, so what is checked is what is opened.
+ * A malformed file:// URL (a host, an encoded '/') throws InvalidUrlError.
  */
 export function localPathOf(url: string, baseDir = process.cwd()): string | undefined {
   const scheme = SCHEME.exec(url)?.[1]?.toLowerCase();

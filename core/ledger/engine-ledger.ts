@@ -25,7 +25,7 @@ export class EngineLedger implements Ledger {
     return this.engine.createJob(job, chunks);
   }
   async getJob(jobId: string): Promise<JobSpec | undefined> {
-    return this.engine.getJob(jobId);
+    return this.engine.state.getJob(jobId);
   }
   async claim(
     jobId: string,
@@ -47,10 +47,10 @@ export class EngineLedger implements Ledger {
     return this.engine.fail(claim, error);
   }
   async counts(jobId: string): Promise<StatusCounts> {
-    return this.engine.counts(jobId);
+    return this.engine.state.counts(jobId);
   }
   async *list(jobId: string, status?: ChunkStatus): AsyncIterable<ChunkRow> {
-    yield* this.engine.list(jobId, status);
+    yield* this.engine.state.list(jobId, status);
   }
   async sweep(jobId: string, o?: { now?: number }): Promise<{ expired: number; failed: number }> {
     return this.engine.sweep(jobId, o);

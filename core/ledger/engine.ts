@@ -1,32 +1,34 @@
-// The ledger's engine: the in-memory state of every job and output claim, and the
-// protocol's transitions over it. MemoryLedger, LocalLedger and JournalView each hold
-// one; none of them is another's base class.
+// The ledger's engine: the protocol's transitions over a LedgerState (ledger-state.ts).
+// MemoryLedger, LocalLedger and JournalView each hold their own, and none of them is
+// another's base class:
 //
-//   MemoryLedger  = engine, nothing persisted          (the reference adapter)
-//   LocalLedger   = engine + journal writer + lock      (a local run)
-//   JournalView   = engine replayed from a journal, reads only   (`tessera status`)
+//   MemoryLedger  = engine, nothing persisted                  (the reference adapter)
+//   LocalLedger   = engine + journal writer + lock             (a local run)
+//   JournalView   = a LedgerState replayed from a journal, reads only   (`tessera status`)
 //
-// A job of 10^6 chunks costs its id list plus a few bits per chunk: rows that never left
-// their initial PENDING state are implicit, and claimable chunks are found through an
-// IndexSet (PENDING) and a LeaseHeap (RUNNING, by expiry) instead of a scan. Every
-// transition runs to completion synchronously, which is what makes it atomic here, as
-// one conditional UpdateItem is in DynamoDB; the adapters wrap them in the port's promises.
-//
-// Every transition first hands its change to the engine's Persistence (none for
-// MemoryLedger; LocalLedger's journal) and only then applies it, so a transition that
-// could not be recorded never becomes visible. `restore*` apply a change without
-// persisting it: creation after persisting, and replay of a journal.
+// Every transition runs to completion synchronously, which is what makes it atomic here,
+// as one conditional UpdateItem is in DynamoDB; EngineLedger wraps them in the port's
+// promises. Each first hands its change to the engine's Persistence (none for
+// MemoryLedger; LocalLedger's journal) and only then applies it to the state, so a
+// transition that could not be recorded never becomes visible.
 
 import {
   ChunkNotFoundError,
   InvalidJobError,
-  JobNotFoundError,
   LeaseLostError,
   OutputClaimedError,
   UnknownChunkIdsError,
 } from './errors.ts';
 import { IndexSet } from './index-set.ts';
-import { type LeaseEntry, LeaseHeap } from './lease-heap.ts';
+import {
+  isLive,
+  type JobState,
+  LedgerState,
+  materialize,
+  type OutputClaimChange,
+  type RowChange,
+  rowOf,
+} from './ledger-state.ts';
 import {
   type ChunkRef,
   type ChunkRow,
@@ -35,13 +37,11 @@ import {
   FINAL_STATUSES,
   type JobSpec,
   type RearmSelection,
-  type StatusCounts,
 } from './port.ts';
 import {
   capError,
   expiredMessage,
   holdsLease,
-  initialRow,
   isClaimable,
   isPoisoned,
   leaseExpired,
@@ -53,19 +53,6 @@ import {
   validateJobSpec,
 } from './protocol.ts';
 
-/** One row transition: the full new state of one chunk row. */
-export interface RowChange {
-  jobId: string;
-  index: number;
-  row: RowState;
-}
-
-/** One output claim: the whole new state of one output-claim row. */
-export interface OutputClaimChange {
-  url: string;
-  jobId: string;
-}
-
 /** Where changes are recorded before they become visible; a throw aborts the change. */
 export interface Persistence {
   job(spec: JobSpec, ids: readonly string[]): void;
@@ -74,30 +61,12 @@ export interface Persistence {
   output(change: OutputClaimChange): void;
 }
 
-/** MemoryLedger's persistence, and a JournalView's (which never writes). */
+/** MemoryLedger's persistence: none. */
 export const NOT_PERSISTED: Persistence = {
   job: () => undefined,
   rows: () => undefined,
   output: () => undefined,
 };
-
-interface JobState {
-  readonly spec: JobSpec;
-  readonly ids: readonly string[];
-  /** Rows that left their initial state; absent = PENDING, 0 attempts, token 0. */
-  readonly rows: Map<number, RowState>;
-  readonly pending: IndexSet;
-  readonly leases: LeaseHeap;
-  readonly counts: StatusCounts;
-}
-
-const zeroCounts = (): StatusCounts => ({
-  PENDING: 0,
-  RUNNING: 0,
-  DONE: 0,
-  FAILED: 0,
-  SKIPPED: 0,
-});
 
 /** Reads a chunk list into index order, checking it covers 0..chunkCount-1 exactly once. */
 export function collectChunkIds(job: JobSpec, chunks: Iterable<ChunkRef>): string[] {
@@ -157,77 +126,21 @@ export const rearmedMessage = (row: Pick<RowState, 'status' | 'attempts' | 'last
   );
 
 export class LedgerEngine {
-  private readonly jobs = new Map<string, JobState>();
-  /** Output URL → the job that holds it. */
-  private readonly outputs = new Map<string, string>();
-
-  constructor(private readonly persist: Persistence = NOT_PERSISTED) {}
-
-  // ---- reads --------------------------------------------------------------------------
-
-  getJob(jobId: string): JobSpec | undefined {
-    const s = this.jobs.get(jobId);
-    return s ? structuredClone(s.spec) : undefined;
-  }
-
-  counts(jobId: string): StatusCounts {
-    return { ...this.job(jobId).counts };
-  }
-
-  /** Rows in index order, optionally of one status; lazy, so an unknown job throws on the first step. */
-  *list(jobId: string, status?: ChunkStatus): Generator<ChunkRow> {
-    const s = this.job(jobId);
-    if (status === undefined || status === 'PENDING') {
-      for (let i = 0; i < s.spec.chunkCount; i++) {
-        if (status === undefined || this.row(s, i).status === status) yield this.materialize(s, i);
-      }
-      return;
-    }
-    // Every non-PENDING row is a touched row: no pass over a million untouched chunks.
-    const indices = [...s.rows.keys()].sort((a, b) => a - b);
-    for (const i of indices) {
-      if (this.row(s, i).status === status) yield this.materialize(s, i);
-    }
-  }
-
-  /** Ids of the jobs, in order of creation. */
-  jobIds(): string[] {
-    return [...this.jobs.keys()];
-  }
-
-  /** The job holding output location `url`, if one does. */
-  outputHolder(url: string): string | undefined {
-    return this.outputs.get(url);
-  }
-
-  /** Every job with its touched rows (index → state): what a compacted journal must hold. */
-  *snapshot(): Generator<{ spec: JobSpec; rows: ReadonlyMap<number, RowState> }> {
-    for (const s of this.jobs.values()) yield { spec: s.spec, rows: s.rows };
-  }
-
-  /** Every output claim: what a compacted journal must hold besides the jobs. */
-  *outputClaims(): Generator<OutputClaimChange> {
-    for (const [url, jobId] of this.outputs) yield { url, jobId };
-  }
-
-  hasChunk(jobId: string, index: number): boolean {
-    const s = this.jobs.get(jobId);
-    return (
-      s !== undefined && Number.isSafeInteger(index) && index >= 0 && index < s.spec.chunkCount
-    );
-  }
+  constructor(
+    private readonly persist: Persistence = NOT_PERSISTED,
+    readonly state: LedgerState = new LedgerState(),
+  ) {}
 
   // ---- transitions (the Ledger port's, in its order) ----------------------------------
 
   createJob(job: JobSpec, chunks: Iterable<ChunkRef>): { created: boolean; job: JobSpec } {
     validateJobSpec(job);
-    const existing = this.jobs.get(job.jobId);
     // Idempotent by id alone: a duplicate S3 event or a repeated start must not re-plan.
-    if (existing) return { created: false, job: structuredClone(existing.spec) };
+    if (this.state.has(job.jobId)) return { created: false, job: this.state.getJob(job.jobId)! };
     const spec = structuredClone(job);
     const ids = collectChunkIds(spec, chunks);
     this.persist.job(spec, ids);
-    this.restoreJob(spec, ids);
+    this.state.restoreJob(spec, ids);
     return { created: true, job: structuredClone(spec) };
   }
 
@@ -236,12 +149,12 @@ export class LedgerEngine {
     owner: string,
     o: { startIndex?: number; now?: number } = {},
   ): Claim | undefined {
-    const s = this.job(jobId);
+    const s = this.state.job(jobId);
     const now = o.now ?? Date.now();
     const start = startIndexFor(s.spec, o.startIndex);
     const index = this.takeExpired(s, now) ?? this.takePending(s, start);
     if (index === undefined) return undefined;
-    const row = this.row(s, index);
+    const row = rowOf(s, index);
     const next: RowState = {
       status: 'RUNNING',
       owner,
@@ -265,7 +178,7 @@ export class LedgerEngine {
 
   complete(claim: Claim, o: { skipped?: boolean } = {}): void {
     const status: ChunkStatus = o.skipped ? 'SKIPPED' : 'DONE';
-    const s = this.job(claim.jobId, claim.chunkId);
+    const s = this.state.job(claim.jobId, claim.chunkId);
     const current = this.rowFor(s, claim);
     // A retry after a lost response finds its own completion: same owner, same token.
     if (
@@ -308,18 +221,18 @@ export class LedgerEngine {
     // A FAILED row keeps its last owner: the report names the worker whose log to read.
     if (poisoned && row.owner !== undefined) next.owner = row.owner;
     this.commit([{ jobId: claim.jobId, index: claim.index, row: next }]);
-    return this.materialize(s, claim.index);
+    return materialize(s, claim.index);
   }
 
   sweep(jobId: string, o: { now?: number } = {}): { expired: number; failed: number } {
-    const s = this.job(jobId);
+    const s = this.state.job(jobId);
     const now = o.now ?? Date.now();
     let expired = 0;
     let failed = 0;
     for (;;) {
-      const top = s.leases.peek((e) => this.isLive(s, e));
-      if (!top || !leaseExpired(this.row(s, top.index), now)) break;
-      const row = this.row(s, top.index);
+      const top = s.leases.peek((e) => isLive(s, e));
+      if (!top || !leaseExpired(rowOf(s, top.index), now)) break;
+      const row = rowOf(s, top.index);
       if (isPoisoned(row, s.spec, now)) {
         this.poison(s, top.index, row, now);
         failed++;
@@ -341,17 +254,17 @@ export class LedgerEngine {
   claimOutput(url: string, jobId: string, o: { replacing?: string } = {}): void {
     if (url === '' || jobId === '')
       throw new RangeError('claimOutput needs a non-empty output url and job id');
-    const holder = this.outputs.get(url);
+    const holder = this.state.outputHolder(url);
     if (holder === jobId) return;
     if (holder !== undefined && holder !== o.replacing)
       throw new OutputClaimedError(url, holder, jobId);
     const change: OutputClaimChange = { url, jobId };
     this.persist.output(change);
-    this.restoreOutput(change);
+    this.state.restoreOutput(change);
   }
 
   rearm(jobId: string, which: RearmSelection): { rearmed: number } {
-    const s = this.job(jobId);
+    const s = this.state.job(jobId);
     const now = Date.now();
     let indices: Iterable<number>;
     if ('status' in which) {
@@ -364,7 +277,7 @@ export class LedgerEngine {
     } else indices = this.indicesOf(s, which.chunkIds);
     const changes: RowChange[] = [];
     for (const index of new Set(indices)) {
-      const row = this.row(s, index);
+      const row = rowOf(s, index);
       if (!FINAL_STATUSES.includes(row.status)) continue;
       changes.push({ jobId, index, row: rearmedRow(row, now) });
     }
@@ -389,7 +302,7 @@ export class LedgerEngine {
     predicate: (owner: string) => boolean,
     o: { now?: number; spend?: boolean } = {},
   ): { released: number; failed: number } {
-    const s = this.job(jobId);
+    const s = this.state.job(jobId);
     const now = o.now ?? Date.now();
     const spend = o.spend ?? true;
     const changes: RowChange[] = [];
@@ -428,50 +341,11 @@ export class LedgerEngine {
     return { released: changes.length - failed, failed };
   }
 
-  // ---- applying without persisting (creation, and replay of a journal) ----------------
-
-  restoreJob(spec: JobSpec, ids: readonly string[]): void {
-    this.jobs.set(spec.jobId, {
-      spec,
-      ids,
-      rows: new Map(),
-      pending: new IndexSet(spec.chunkCount, true),
-      leases: new LeaseHeap(),
-      counts: { ...zeroCounts(), PENDING: spec.chunkCount },
-    });
-  }
-
-  restoreRow(change: RowChange): void {
-    const s = this.jobs.get(change.jobId);
-    if (!s) throw new JobNotFoundError(change.jobId);
-    const { index, row } = change;
-    const before = this.row(s, index);
-    s.counts[before.status]--;
-    s.counts[row.status]++;
-    s.rows.set(index, row);
-    if (row.status === 'PENDING') s.pending.add(index);
-    else s.pending.delete(index);
-    if (row.status === 'RUNNING' && row.leaseExpiresAt !== undefined) {
-      s.leases.push({ expiresAt: row.leaseExpiresAt, index, token: row.token });
-      s.leases.compact((e) => this.isLive(s, e), s.counts.RUNNING);
-    }
-  }
-
-  restoreOutput(change: OutputClaimChange): void {
-    this.outputs.set(change.url, change.jobId);
-  }
-
   // ---- internals ----------------------------------------------------------------------
 
   private commit(changes: readonly RowChange[]): void {
     this.persist.rows(changes);
-    for (const c of changes) this.restoreRow(c);
-  }
-
-  private job(jobId: string, chunkId?: string): JobState {
-    const s = this.jobs.get(jobId);
-    if (!s) throw new JobNotFoundError(jobId, chunkId);
-    return s;
+    for (const c of changes) this.state.restoreRow(c);
   }
 
   /** Indices of `chunkIds`, or UnknownChunkIdsError naming those the job lacks. */
@@ -488,15 +362,11 @@ export class LedgerEngine {
     return [...found.values()];
   }
 
-  private row(s: JobState, index: number): RowState {
-    return s.rows.get(index) ?? initialRow(s.spec);
-  }
-
   private rowFor(s: JobState, claim: Claim): RowState {
     if (s.ids[claim.index] !== claim.chunkId) {
       throw new ChunkNotFoundError(claim.jobId, claim.chunkId, claim.index);
     }
-    return this.row(s, claim.index);
+    return rowOf(s, claim.index);
   }
 
   /** The claim's row if the claim still holds it, else LeaseLostError with the row as it is. */
@@ -504,26 +374,12 @@ export class LedgerEngine {
     claim: Claim,
     action: 'heartbeat' | 'complete' | 'release' | 'fail',
   ): { s: JobState; row: RowState } {
-    const s = this.job(claim.jobId, claim.chunkId);
+    const s = this.state.job(claim.jobId, claim.chunkId);
     const row = this.rowFor(s, claim);
     if (!holdsLease(row, claim)) {
-      throw new LeaseLostError(action, claim, this.materialize(s, claim.index));
+      throw new LeaseLostError(action, claim, materialize(s, claim.index));
     }
     return { s, row };
-  }
-
-  private materialize(s: JobState, index: number): ChunkRow {
-    return { jobId: s.spec.jobId, chunkId: s.ids[index]!, index, ...this.row(s, index) };
-  }
-
-  private isLive(s: JobState, e: LeaseEntry): boolean {
-    const row = s.rows.get(e.index);
-    return (
-      row !== undefined &&
-      row.status === 'RUNNING' &&
-      row.token === e.token &&
-      row.leaseExpiresAt === e.expiresAt
-    );
   }
 
   /**
@@ -534,9 +390,9 @@ export class LedgerEngine {
    */
   private takeExpired(s: JobState, now: number): number | undefined {
     for (;;) {
-      const top = s.leases.peek((e) => this.isLive(s, e));
+      const top = s.leases.peek((e) => isLive(s, e));
       if (!top) return undefined;
-      const row = this.row(s, top.index);
+      const row = rowOf(s, top.index);
       if (!leaseExpired(row, now)) return undefined;
       if (isClaimable(row, s.spec, now)) return top.index;
       this.poison(s, top.index, row, now);

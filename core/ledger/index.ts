@@ -1,5 +1,5 @@
-// The ledger: port, protocol rules, errors, and the local adapters (each holds the engine,
-// engine.ts, which is not exported: adapters reach it through these).
+// The ledger: port, protocol rules, errors, and the local adapters. The engine they hold
+// (engine.ts: transitions; ledger-state.ts: the state) is theirs, not exported here.
 
 export * from './errors.ts';
 export { type IpcEndpoint, IpcLedgerClient, serveLedger } from './ipc.ts';

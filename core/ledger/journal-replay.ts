@@ -1,4 +1,4 @@
-// Replay of a local ledger's journal into an engine: the one reading of the journal that
+// Replay of a local ledger's journal into a LedgerState: the one reading of the journal that
 // both its writer (LocalLedger.open) and its read-only reader (JournalView) use, so the
 // two cannot disagree on which journals are whole, torn or corrupt.
 //
@@ -13,7 +13,6 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { LedgerEngine } from './engine.ts';
 import { LedgerCorruptError } from './errors.ts';
 import {
   decodeLine,
@@ -22,6 +21,7 @@ import {
   readLines,
   salvage,
 } from './journal-codec.ts';
+import type { LedgerState } from './ledger-state.ts';
 import type { JobSpec } from './port.ts';
 
 /** What replay met that a writer repairs and a reader passes over. */
@@ -40,10 +40,10 @@ export interface ReplayEnd {
   salvaged: number;
 }
 
-/** Replays `<dir>/ledger.jsonl` into `engine`; an absent journal replays nothing. */
+/** Replays `<dir>/ledger.jsonl` into `state`; an absent journal replays nothing. */
 export function replayJournal(
   dir: string,
-  engine: LedgerEngine,
+  state: LedgerState,
   onNote: (note: ReplayNote) => void = () => undefined,
 ): ReplayEnd {
   const path = join(dir, JOURNAL_FILE);
@@ -63,7 +63,7 @@ export function replayJournal(
       record = found.record;
       end.salvaged++;
     }
-    apply(dir, path, engine, record, line.n);
+    apply(dir, path, state, record, line.n);
     end.lines++;
     end.goodEnd = line.end;
     end.needsNewline = !line.terminated;
@@ -74,7 +74,7 @@ export function replayJournal(
 function apply(
   dir: string,
   path: string,
-  engine: LedgerEngine,
+  state: LedgerState,
   record: JournalRecord,
   n: number,
 ): void {
@@ -82,20 +82,20 @@ function apply(
     case 'ledger':
       return;
     case 'row':
-      if (!engine.hasChunk(record.change.jobId, record.change.index)) {
+      if (!state.hasChunk(record.change.jobId, record.change.index)) {
         throw new LedgerCorruptError(
           path,
           n,
           `row ${record.change.index} of job "${record.change.jobId}" before its job line or out of range`,
         );
       }
-      engine.restoreRow(record.change);
+      state.restoreRow(record.change);
       return;
     case 'job':
-      engine.restoreJob(record.job, readIds(dir, path, record.job, record.ids, n));
+      state.restoreJob(record.job, readIds(dir, path, record.job, record.ids, n));
       return;
     case 'out':
-      engine.restoreOutput({ url: record.url, jobId: record.jobId });
+      state.restoreOutput({ url: record.url, jobId: record.jobId });
       return;
   }
 }

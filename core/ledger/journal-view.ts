@@ -2,7 +2,7 @@
 // directory: LocalLedger.open takes the lock (two writers would interleave journals),
 // this takes nothing and writes nothing, and has no method that could.
 //
-// It replays <dir>/ledger.jsonl into an engine through the writer's own replay
+// It replays <dir>/ledger.jsonl into a LedgerState (state, no transitions) through the writer's own replay
 // (journal-replay.ts). The writer appends with one write per transition, cuts failed
 // appends back, and compacts by rename, so a reader sees either the old file whole or
 // the new one whole, and at worst a torn last line of a write in progress: that line is
@@ -12,8 +12,8 @@
 //
 // The view is a snapshot: call JournalView.read again for fresher state.
 
-import { LedgerEngine } from './engine.ts';
 import { replayJournal } from './journal-replay.ts';
+import { LedgerState } from './ledger-state.ts';
 import type { ChunkRow, ChunkStatus, JobSpec, LedgerReader, StatusCounts } from './port.ts';
 
 export { lockHolder } from './lock.ts';
@@ -22,35 +22,35 @@ export { lockHolder } from './lock.ts';
 export class JournalView implements LedgerReader {
   private constructor(
     readonly dir: string,
-    private readonly engine: LedgerEngine,
+    private readonly state: LedgerState,
   ) {}
 
   /** The journal's jobs as of now, or an empty view when `dir` has no journal yet. */
   static async read(dir: string): Promise<JournalView> {
-    const engine = new LedgerEngine();
-    replayJournal(dir, engine);
-    return new JournalView(dir, engine);
+    const state = new LedgerState();
+    replayJournal(dir, state);
+    return new JournalView(dir, state);
   }
 
   /** Ids of the jobs in the journal, in order of creation. */
   jobIds(): string[] {
-    return this.engine.jobIds();
+    return this.state.jobIds();
   }
 
   async getJob(jobId: string): Promise<JobSpec | undefined> {
-    return this.engine.getJob(jobId);
+    return this.state.getJob(jobId);
   }
 
   async counts(jobId: string): Promise<StatusCounts> {
-    return this.engine.counts(jobId);
+    return this.state.counts(jobId);
   }
 
   async *list(jobId: string, status?: ChunkStatus): AsyncIterable<ChunkRow> {
-    yield* this.engine.list(jobId, status);
+    yield* this.state.list(jobId, status);
   }
 
   /** The job that holds output location `url`, if one does. */
   outputHolder(url: string): string | undefined {
-    return this.engine.outputHolder(url);
+    return this.state.outputHolder(url);
   }
 }

@@ -21,10 +21,11 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import type { LedgerEngine, OutputClaimChange, Persistence, RowChange } from './engine.ts';
+import type { Persistence } from './engine.ts';
 import { LedgerClosedError, LedgerError, LedgerWriteError } from './errors.ts';
 import { headerLine, JOURNAL_FILE, jobLine, outputLine, rowLine } from './journal-codec.ts';
 import type { ReplayEnd } from './journal-replay.ts';
+import type { LedgerState, OutputClaimChange, RowChange } from './ledger-state.ts';
 import type { JobSpec } from './port.ts';
 
 export interface JournalWriterOptions {
@@ -116,15 +117,15 @@ export class JournalWriter implements Persistence {
    * be salvaged, so the next reader needs no salvage), else cuts a torn tail away or
    * writes the header of a new journal; then opens it for appending.
    */
-  start(replayed: ReplayEnd, engine: LedgerEngine, warn: (message: string) => void): void {
+  start(replayed: ReplayEnd, state: LedgerState, warn: (message: string) => void): void {
     // A compaction that died before its rename: the journal beside it is still whole.
     rmSync(`${this.journalPath}.tmp`, { force: true });
     let { needsNewline } = replayed;
     const { lines, goodEnd } = replayed;
     const minLines = this.options.compactMinLines ?? 100_000;
-    if (replayed.salvaged > 0 || (lines >= minLines && lines > 2 * compactedLines(engine))) {
+    if (replayed.salvaged > 0 || (lines >= minLines && lines > 2 * compactedLines(state))) {
       try {
-        this.compact(engine);
+        this.compact(state);
         needsNewline = false;
       } catch (error) {
         // The journal is still whole beside the failed temp file: open it as it is.
@@ -241,7 +242,7 @@ export class JournalWriter implements Persistence {
    * journal: the snapshot and the fresh journal are one file, so a single atomic rename
    * switches both and no crash can pair a snapshot with the wrong journal.
    */
-  private compact(engine: LedgerEngine): void {
+  private compact(state: LedgerState): void {
     writeAtomic(this.dir, JOURNAL_FILE, (fd) => {
       let buf = headerLine();
       const flush = (force: boolean): void => {
@@ -250,7 +251,7 @@ export class JournalWriter implements Persistence {
           buf = '';
         }
       };
-      for (const { spec, rows } of engine.snapshot()) {
+      for (const { spec, rows } of state.snapshot()) {
         buf += jobLine(spec, idsFileFor(spec.jobId));
         const indices = [...rows.keys()].sort((a, b) => a - b);
         for (const index of indices) {
@@ -258,15 +259,15 @@ export class JournalWriter implements Persistence {
           flush(false);
         }
       }
-      for (const claim of engine.outputClaims()) buf += outputLine(claim.url, claim.jobId);
+      for (const claim of state.outputClaims()) buf += outputLine(claim.url, claim.jobId);
       flush(true);
     });
   }
 }
 
-/** Lines a compacted journal of `engine` would have. */
-function compactedLines(engine: LedgerEngine): number {
-  let n = 1 + [...engine.outputClaims()].length;
-  for (const { rows } of engine.snapshot()) n += 1 + rows.size;
+/** Lines a compacted journal of `state` would have. */
+function compactedLines(state: LedgerState): number {
+  let n = 1 + [...state.outputClaims()].length;
+  for (const { rows } of state.snapshot()) n += 1 + rows.size;
   return n;
 }

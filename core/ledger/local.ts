@@ -76,7 +76,7 @@ export class LocalLedger extends EngineLedger {
   private load(onWarning: ((message: string) => void) | undefined): void {
     const warn = onWarning ?? ((m: string) => process.emitWarning(m, 'TesseraLedgerWarning'));
     const path = join(this.dir, JOURNAL_FILE);
-    const replayed = replayJournal(this.dir, this.engine, (note) =>
+    const replayed = replayJournal(this.dir, this.engine.state, (note) =>
       warn(
         note.kind === 'torn-tail'
           ? `ledger journal ${path}: ignoring torn last line ${note.line} (${note.bytes} bytes), ` +
@@ -85,6 +85,6 @@ export class LocalLedger extends EngineLedger {
               'a write that failed (left by an older release after a disk error); kept the record after them',
       ),
     );
-    this.journal.start(replayed, this.engine, warn);
+    this.journal.start(replayed, this.engine.state, warn);
   }
 }

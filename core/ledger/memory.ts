@@ -6,13 +6,8 @@ import { LedgerEngine } from './engine.ts';
 import { EngineLedger } from './engine-ledger.ts';
 
 // Kept here for the adapters that share the engine's rules (dynamo-ledger.ts).
-export {
-  collectChunkIds,
-  type OutputClaimChange,
-  type RowChange,
-  rearmedMessage,
-  rearmedRow,
-} from './engine.ts';
+export { collectChunkIds, rearmedMessage, rearmedRow } from './engine.ts';
+export type { OutputClaimChange, RowChange } from './ledger-state.ts';
 
 export class MemoryLedger extends EngineLedger {
   constructor() {

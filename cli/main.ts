@@ -16,6 +16,7 @@ Usage:
                                                  chunks, rate, ETA, poison chunks, spend so far
   tessera submit <manifest.json> --bucket B [--model-upload]
                                                  validate and hand a manifest to the deployed stack
+  tessera retry <jobId> --cloud                  run a FAILED cloud job's failed chunks again, after a fix
   tessera worker --job <jobId>                   join a cloud job as a worker (Batch container command)
   tessera help
 
@@ -39,6 +40,8 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import('./worker-command.ts')).workerCommand(rest);
       case 'verify':
         return await (await import('./verify-command.ts')).verifyCommand(rest);
+      case 'retry':
+        return await (await import('./retry-command.ts')).retryCommand(rest);
       case undefined:
       case 'help':
       case '--help':

@@ -1,6 +1,6 @@
 // The deployed stack's outputs as `cdk deploy --outputs-file cdk-outputs.json` writes
 // them: { "<stack name>": { "BucketName": "...", "TableName": "...", ... } }. Lets
-// `submit` and `status` find the bucket and table without copying names by hand.
+// `submit`, `status` and `retry` find the bucket, table and state machine without copying names by hand.
 
 import { readFile } from 'node:fs/promises';
 
@@ -8,6 +8,7 @@ export interface StackOutputs {
   stack: string;
   bucket?: string;
   table?: string;
+  stateMachineArn?: string;
 }
 
 export class StackOutputsError extends Error {
@@ -44,5 +45,6 @@ export async function readStackOutputs(path: string, stackName?: string): Promis
     stack,
     bucket: v.BucketName as string,
     ...(typeof v.TableName === 'string' ? { table: v.TableName } : {}),
+    ...(typeof v.StateMachineArn === 'string' ? { stateMachineArn: v.StateMachineArn } : {}),
   };
 }

@@ -106,7 +106,7 @@ async function fetchObject(
   return { bytes, version };
 }
 
-async function startExecution(
+export async function startExecution(
   sfn: SFNClient,
   stateMachineArn: string,
   name: string,

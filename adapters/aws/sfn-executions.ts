@@ -1,6 +1,7 @@
 // The state machine's RUNNING executions (the stall watchdog's view of which jobs are
 // live): ListExecutions with statusFilter RUNNING, page by page. Execution names are
-// job ids (the trigger names each execution after its job).
+// job ids (the trigger names each execution after its job), `<jobId>_r<n>` for a retry
+// (contracts/executions.ts).
 
 import { ListExecutionsCommand, type SFNClient } from '@aws-sdk/client-sfn';
 

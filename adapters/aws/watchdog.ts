@@ -6,8 +6,8 @@
 
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { ENV, KEYS, STALL_METRIC } from '../../contracts/cloud.ts';
+import { jobIdOfExecution } from '../../contracts/executions.ts';
 import { JobNotFoundError, type Ledger } from '../../core/ledger/index.ts';
-import { JOB_ID_SHAPE } from '../../core/manifest/job-id.ts';
 import type { Store } from '../../core/store/index.ts';
 import { readStatus, tryJson, writeStatus } from './cloud-steps.ts';
 import { cloudClientsFromEnv } from './deps.ts';
@@ -45,8 +45,8 @@ export async function watchdogStep(deps: WatchdogDeps, o: { now: Date }): Promis
   const observations: JobObservation[] = [];
   let skipped = 0;
   for (const execution of await deps.runningExecutions()) {
-    const jobId = execution.name;
-    if (!JOB_ID_SHAPE.test(jobId)) {
+    const jobId = jobIdOfExecution(execution.name);
+    if (jobId === undefined) {
       skipped++;
       continue;
     }

@@ -21,7 +21,7 @@ import { dynamoClientConfig } from '../adapters/aws/dynamo-client.ts';
 import { DynamoLedger } from '../adapters/aws/dynamo-ledger.ts';
 import { manifestLocations } from '../adapters/aws/s3-events.ts';
 import { S3Store } from '../adapters/aws/s3-store.ts';
-import type { ManifestLocation, PipelineInput } from '../contracts/cloud.ts';
+import { type ManifestLocation, type PipelineInput, WORKER_EXIT } from '../contracts/cloud.ts';
 import { type ChunkRow, OutputClaimedError } from '../core/ledger/index.ts';
 import { openOutputVolume } from '../core/volume/index.ts';
 import { EMULATOR_CREDENTIALS } from '../test/helpers/s3-emulator.ts';
@@ -267,7 +267,11 @@ export async function gracefulStop(
   // A spot notice lands when the worker reads it; one that finished first never saw it.
   const landed = signalledAt !== undefined && (!imds || imds.servedAt() !== undefined);
   if (landed && signalledAt !== undefined) {
-    if (exit.code !== 0) violations.push(`the worker exited ${exit.code ?? exit.signal}, not 0`);
+    // Interrupted, its chunks released: the exit code Batch's retry strategy retries.
+    if (exit.code !== WORKER_EXIT.interrupted)
+      violations.push(
+        `the worker exited ${exit.code ?? exit.signal}, not ${WORKER_EXIT.interrupted} (WORKER_EXIT.interrupted)`,
+      );
     if (exitedAt - signalledAt > 25_000)
       violations.push(`the worker took ${exitedAt - signalledAt} ms to stop (Batch kills at 30 s)`);
     if (!stopping) violations.push('the worker never logged that it was stopping');

@@ -7,6 +7,11 @@ import { type Claim, LeaseLostError, type Ledger } from '../ledger/index.ts';
 
 /** What LeaseKeeper.end returns when the lease turned out lost. */
 export const LEASE_LOST = Symbol('lease lost');
+/**
+ * What LeaseKeeper.end returns when an earlier end already recorded the chunk (a hard
+ * stop released it while its batch was still running): nothing to do, nothing lost.
+ */
+export const LEASE_ENDED = Symbol('lease ended');
 
 export class LeaseKeeper {
   private timer: NodeJS.Timeout | undefined;
@@ -16,6 +21,8 @@ export class LeaseKeeper {
   lostReason: string | undefined;
   /** A heartbeat failed and none has worked since: later failures of the streak go unreported. */
   private failing = false;
+  /** end() recorded the chunk: the lease is over, and another end() writes nothing. */
+  private ended = false;
 
   constructor(
     private readonly ledger: Ledger,
@@ -88,12 +95,18 @@ export class LeaseKeeper {
    * stop, then `write` runs with the latest claim. LEASE_LOST when the lease is gone,
    * found by a heartbeat (`write` is not run) or by the write itself (its LeaseLostError
    * is not thrown): another owner holds a newer token, and nothing more is recorded.
+   * LEASE_ENDED when an earlier end() recorded the chunk already.
    */
-  async end<T>(write: (claim: Claim) => Promise<T>): Promise<T | typeof LEASE_LOST> {
+  async end<T>(
+    write: (claim: Claim) => Promise<T>,
+  ): Promise<T | typeof LEASE_LOST | typeof LEASE_ENDED> {
+    if (this.ended) return LEASE_ENDED;
     const claim = await this.stop();
     if (this.lost) return LEASE_LOST;
     try {
-      return await write(claim);
+      const result = await write(claim);
+      this.ended = true;
+      return result;
     } catch (e) {
       if (e instanceof LeaseLostError) return LEASE_LOST;
       throw e;

@@ -31,7 +31,7 @@ import {
   ProgressWatch,
   type Stall,
 } from './hang-watchdog.ts';
-import { LEASE_LOST, LeaseKeeper } from './lease.ts';
+import { LEASE_ENDED, LEASE_LOST, LeaseKeeper } from './lease.ts';
 import { writePreviewTiles } from './preview-tiles.ts';
 
 export interface WorkerOptions {
@@ -209,7 +209,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerStats> {
               return false;
             });
           if (released === LEASE_LOST) await loseLease(w);
-          else if (released) {
+          else if (released === true) {
             stats.released++;
             o.onEvent?.({ type: 'released', chunkId: w.claim.chunkId });
           }
@@ -372,7 +372,9 @@ async function workLoop(
   ): Promise<boolean> => {
     held.drop(w);
     try {
-      if ((await w.keeper.end(write)) !== LEASE_LOST) return true;
+      const ended = await w.keeper.end(write);
+      if (ended === LEASE_ENDED) return false;
+      if (ended !== LEASE_LOST) return true;
     } catch (e) {
       if (!unrecorded(action, w.keeper.claim, e)) throw e;
       return false;
@@ -537,6 +539,8 @@ async function workLoop(
           await loseLease(cur);
           return;
         }
+        // A hard stop released it while it was written: not done, not lost.
+        if (completed === LEASE_ENDED) return;
         if (skip) stats.skipped++;
         else stats.done++;
         stats.patches += cur.chunk.patchCount;

@@ -185,6 +185,38 @@ describe('a lease lost while the worker holds the chunk', () => {
     await expectThiefHoldsAll(ledger, ctx);
   });
 
+  it('a hard stop that released the chunks is no lost lease when the batch ends later', async () => {
+    const { ctx, ledger, output } = await job();
+    const events: WorkerEvent[] = [];
+    const stopping = new AbortController();
+    const stats = await runWorker({
+      ctx,
+      ledger,
+      output,
+      owner: 'w1',
+      model: slow(jsModel(1, 2), 150),
+      batchSize: 1,
+      hardStopMs: 10,
+      idlePollMs: EXIT_WHEN_IDLE,
+      signal: stopping.signal,
+      onEvent: (e) => {
+        events.push(e);
+        if (e.type === 'claimed') stopping.abort();
+      },
+    });
+    // The batch in flight ends after runWorker returned; its chunk is then handed back
+    // again by the work loop, which must see it was released already.
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    const claimed = events.flatMap((e) => (e.type === 'claimed' ? [e.chunkId] : []));
+    const released = events.flatMap((e) => (e.type === 'released' ? [e.chunkId] : []));
+    expect(claimed.length).toBeGreaterThan(0);
+    expect(released.sort()).toEqual(claimed.sort());
+    expect(events.filter((e) => e.type === 'lease-lost')).toEqual([]);
+    expect([stats.released, stats.leaseLost]).toEqual([claimed.length, 0]);
+    for (const r of await rows(ledger, ctx))
+      expect([r.chunkId, r.status, r.attempts]).toEqual([r.chunkId, 'PENDING', 0]);
+  });
+
   it("found by the record of the chunk's failure: no attempt recorded under the old token", async () => {
     const { ctx, ledger, output } = await job();
     const events: WorkerEvent[] = [];

@@ -14,12 +14,10 @@
 
 import {
   ChunkNotFoundError,
-  InvalidJobError,
   LeaseLostError,
   OutputClaimedError,
   UnknownChunkIdsError,
 } from './errors.ts';
-import { IndexSet } from './index-set.ts';
 import {
   isLive,
   type JobState,
@@ -40,6 +38,7 @@ import {
 } from './port.ts';
 import {
   capError,
+  collectChunkIds,
   expiredMessage,
   holdsLease,
   isClaimable,
@@ -47,9 +46,9 @@ import {
   leaseExpired,
   poisonMessage,
   type RowState,
+  rearmedRow,
   startIndexFor,
   toClaim,
-  validateChunkId,
   validateJobSpec,
 } from './protocol.ts';
 
@@ -67,63 +66,6 @@ export const NOT_PERSISTED: Persistence = {
   rows: () => undefined,
   output: () => undefined,
 };
-
-/** Reads a chunk list into index order, checking it covers 0..chunkCount-1 exactly once. */
-export function collectChunkIds(job: JobSpec, chunks: Iterable<ChunkRef>): string[] {
-  const ids = new Array<string>(job.chunkCount);
-  const seenIndex = new IndexSet(job.chunkCount);
-  const seenId = new Set<string>();
-  let n = 0;
-  for (const { chunkId, index } of chunks) {
-    if (!Number.isSafeInteger(index) || index < 0 || index >= job.chunkCount) {
-      throw new InvalidJobError(
-        job.jobId,
-        `chunks[${n}].index`,
-        `must be an integer in 0..${job.chunkCount - 1}, got ${index}`,
-      );
-    }
-    validateChunkId(job.jobId, chunkId, index);
-    if (seenIndex.has(index)) {
-      throw new InvalidJobError(job.jobId, `chunks[${n}].index`, `repeats index ${index}`);
-    }
-    if (seenId.has(chunkId)) {
-      throw new InvalidJobError(job.jobId, `chunks[${n}].chunkId`, `repeats "${chunkId}"`);
-    }
-    seenIndex.add(index);
-    seenId.add(chunkId);
-    ids[index] = chunkId;
-    n++;
-  }
-  if (n !== job.chunkCount) {
-    throw new InvalidJobError(
-      job.jobId,
-      'chunks',
-      `has ${n} entries but chunkCount is ${job.chunkCount}`,
-    );
-  }
-  return ids;
-}
-
-/**
- * What `rearm` makes of a final row: PENDING, 0 attempts, no owner, the token kept (the
- * next claim increments it), and lastError saying what it was re-armed from.
- */
-export function rearmedRow(row: RowState, now: number): RowState {
-  return {
-    status: 'PENDING',
-    attempts: 0,
-    token: row.token,
-    lastError: rearmedMessage(row),
-    updatedAt: now,
-  };
-}
-
-/** lastError of a re-armed row: its old state and error, so a report can still show them. */
-export const rearmedMessage = (row: Pick<RowState, 'status' | 'attempts' | 'lastError'>): string =>
-  capError(
-    `re-armed from ${row.status} after ${row.attempts} attempt(s)` +
-      (row.lastError === undefined ? '' : `; its last error then: ${row.lastError}`),
-  );
 
 export class LedgerEngine {
   constructor(

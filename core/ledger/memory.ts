@@ -5,9 +5,9 @@
 import { LedgerEngine } from './engine.ts';
 import { EngineLedger } from './engine-ledger.ts';
 
-// Kept here for the adapters that share the engine's rules (dynamo-ledger.ts).
-export { collectChunkIds, rearmedMessage, rearmedRow } from './engine.ts';
 export type { OutputClaimChange, RowChange } from './ledger-state.ts';
+// Where the DynamoDB adapter imported these from; they are protocol rules (protocol.ts).
+export { collectChunkIds, rearmedMessage, rearmedRow } from './protocol.ts';
 
 export class MemoryLedger extends EngineLedger {
   constructor() {

@@ -3,7 +3,8 @@
 // DynamoDB adapter writes the same rules as condition expressions (see port.ts).
 
 import { InvalidJobError } from './errors.ts';
-import { type ChunkRow, type Claim, type JobSpec, SKEW_MS } from './port.ts';
+import { IndexSet } from './index-set.ts';
+import { type ChunkRef, type ChunkRow, type Claim, type JobSpec, SKEW_MS } from './port.ts';
 
 /** The per-row fields the protocol moves; jobId/chunkId/index never change. */
 export type RowState = Omit<ChunkRow, 'jobId' | 'chunkId' | 'index'>;
@@ -104,3 +105,60 @@ export function startIndexFor(job: JobSpec, startIndex: number | undefined): num
   // A fleet may be larger than the job; its extra workers start somewhere and steal.
   return startIndex % job.chunkCount;
 }
+
+/** Reads a chunk list into index order, checking it covers 0..chunkCount-1 exactly once. */
+export function collectChunkIds(job: JobSpec, chunks: Iterable<ChunkRef>): string[] {
+  const ids = new Array<string>(job.chunkCount);
+  const seenIndex = new IndexSet(job.chunkCount);
+  const seenId = new Set<string>();
+  let n = 0;
+  for (const { chunkId, index } of chunks) {
+    if (!Number.isSafeInteger(index) || index < 0 || index >= job.chunkCount) {
+      throw new InvalidJobError(
+        job.jobId,
+        `chunks[${n}].index`,
+        `must be an integer in 0..${job.chunkCount - 1}, got ${index}`,
+      );
+    }
+    validateChunkId(job.jobId, chunkId, index);
+    if (seenIndex.has(index)) {
+      throw new InvalidJobError(job.jobId, `chunks[${n}].index`, `repeats index ${index}`);
+    }
+    if (seenId.has(chunkId)) {
+      throw new InvalidJobError(job.jobId, `chunks[${n}].chunkId`, `repeats "${chunkId}"`);
+    }
+    seenIndex.add(index);
+    seenId.add(chunkId);
+    ids[index] = chunkId;
+    n++;
+  }
+  if (n !== job.chunkCount) {
+    throw new InvalidJobError(
+      job.jobId,
+      'chunks',
+      `has ${n} entries but chunkCount is ${job.chunkCount}`,
+    );
+  }
+  return ids;
+}
+
+/**
+ * What `rearm` makes of a final row: PENDING, 0 attempts, no owner, the token kept (the
+ * next claim increments it), and lastError saying what it was re-armed from.
+ */
+export function rearmedRow(row: RowState, now: number): RowState {
+  return {
+    status: 'PENDING',
+    attempts: 0,
+    token: row.token,
+    lastError: rearmedMessage(row),
+    updatedAt: now,
+  };
+}
+
+/** lastError of a re-armed row: its old state and error, so a report can still show them. */
+export const rearmedMessage = (row: Pick<RowState, 'status' | 'attempts' | 'lastError'>): string =>
+  capError(
+    `re-armed from ${row.status} after ${row.attempts} attempt(s)` +
+      (row.lastError === undefined ? '' : `; its last error then: ${row.lastError}`),
+  );

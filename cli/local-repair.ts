@@ -118,7 +118,7 @@ export async function repairOutput(o: RepairOutputOptions): Promise<RepairOutcom
     verify: await verifyJob(ledger, ctx.jobId),
     startedAt,
     timings: {},
-    workers: o.workers ?? 1,
+    fleetSize: o.workers ?? 1,
     device: o.device ?? ctx.manifest.compute.device,
     rebuildPyramid: plan.pyramid,
     log,

@@ -11,23 +11,16 @@
 
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { readdir, rm } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
-import { LedgerWriteError, LocalLedger, serveLedger } from '../core/ledger/index.ts';
+import { LocalLedger } from '../core/ledger/index.ts';
 import { PausingLedger } from '../core/ledger/pausing.ts';
-import {
-  ModelChecksumError,
-  ModelLoadError,
-  ModelSignatureError,
-  ThreadedModel,
-} from '../core/model/index.ts';
+import { ModelChecksumError, ModelLoadError, ModelSignatureError } from '../core/model/index.ts';
 import {
   blendSeams,
-  type ChunkTiming,
   checkJobFits,
   checkOutput,
   type DamagedObject,
+  deleteSpentPartials,
   describeDamage,
   describePoison,
   EagerBlender,
@@ -39,20 +32,19 @@ import {
   planJob,
   REPORT_KEY,
   type RunReport,
-  TILE_PREFIX,
-  verifyJob,
+  runWorkRounds,
+  timed,
 } from '../core/pipeline/index.ts';
 import { type MemoryBudget, WorkerMemoryError } from '../core/pipeline/memory-estimate.ts';
 import { type InputPanels, renderInputPanels } from '../core/pipeline/preview.ts';
 import { LocalStore } from '../core/store/index.ts';
 import { pyramidLevels } from '../core/volume/pyramid.ts';
 import { defaultStateDir, type LoadedManifest, resolveJobId } from './job-files.ts';
+import { LocalFleet } from './local-fleet.ts';
 import { clearDamagedMetadata, repairOutput } from './local-repair.ts';
-import type { WorkerInit, WorkerMessage } from './local-worker.ts';
 import { checkOutputLocation } from './output-location.ts';
 import { readJobModel } from './plan-cost.ts';
 import type { Progress } from './progress.ts';
-import { forkTs } from './ts-child.ts';
 
 export interface LocalRunOptions {
   workers?: number;
@@ -131,14 +123,6 @@ export async function runLocal(
     onResume: () => log('the ledger state directory is writable again; resuming'),
   });
   const timings: Record<string, number> = {};
-  const step = async <T>(name: string, f: () => Promise<T>): Promise<T> => {
-    const t0 = performance.now();
-    try {
-      return await f();
-    } finally {
-      timings[name] = Math.round(performance.now() - t0) / 1000 + (timings[name] ?? 0);
-    }
-  };
   try {
     const workDir = join(stateDir, 'work', m.jobId);
     const ctx = await openJob(m.manifest, {
@@ -209,7 +193,7 @@ export async function runLocal(
     }
     // A damaged level-0 zarr.json would make ensureOutput refuse the output as not ours.
     if (damaged) await clearDamagedMetadata(ctx, damaged);
-    const { created, output } = await step('plan', async () => {
+    const { created, output } = await timed(timings, 'plan', async () => {
       // The output first: a job whose rows exist always has somewhere to write.
       const output = await ensureOutput(ctx);
       // The ledger's lock excludes any other run on this state directory, so a job holding
@@ -232,8 +216,24 @@ export async function runLocal(
     }
     const initial = await ledger.counts(m.jobId);
     const eager = new EagerBlender(ctx, output);
-    // Where a finished chunk is reported: the eager blender, or a repair's own.
-    let onChunkFinished = (chunkId: string): void => eager.chunkFinished(chunkId);
+    const workers = Math.max(1, Math.min(o.workers ?? 1, ctx.plan.counts.chunks));
+    const fleet = new LocalFleet({
+      manifest: m.manifest,
+      baseDir: m.baseDir,
+      workDir,
+      jobId: m.jobId,
+      chunks: ctx.plan.counts.chunks,
+      workers,
+      batchSize: o.batchSize ?? 4,
+      ledger,
+      served,
+      progress: o.progress,
+      initiallyDone: initial.DONE + initial.SKIPPED,
+      log,
+      onWorker: o.onWorker,
+      signal: o.signal,
+    });
+    fleet.onChunkFinished = (chunkId) => eager.chunkFinished(chunkId);
     // Chunks finished by an earlier run count too; their blocks are re-blended (same bytes).
     if (!alreadyBlended)
       for (const status of ['DONE', 'SKIPPED'] as const)
@@ -243,185 +243,10 @@ export async function runLocal(
         ? `planned ${m.jobId}: ${ctx.plan.counts.chunks} chunks, ${ctx.plan.counts.patches} patches`
         : `resuming ${m.jobId}: ${initial.DONE + initial.SKIPPED}/${ctx.plan.counts.chunks} chunks already done`,
     );
-
-    const workers = Math.max(1, Math.min(o.workers ?? 1, ctx.plan.counts.chunks));
-    const threads = Math.max(1, Math.floor(availableParallelism() / workers));
-    const chunkTimings: ChunkTiming[] = [];
-    let inferred = 0;
-    const ready = new Set<string>();
-    let setupFailure: string | undefined;
-    let peakRss = 0;
-    const cpu = { workers: 0, workerMainThreads: 0 };
-    let failedAttempts = 0;
-    const progressState = {
-      done: initial.DONE + initial.SKIPPED,
-      total: ctx.plan.counts.chunks,
-      failed: 0,
-      voxels: 0,
-    };
-    let device = m.manifest.compute.device;
-    // Set when a worker reports a fault of the environment (disk full, …) it could not
-    // wait out: the run stops (every worker released its chunks), nothing is respawned.
-    let environmentStop: string | undefined;
-    // The run as a whole is stopping: what workers die of now is not their chunks' fault.
-    const stopping = (): boolean =>
-      o.signal?.aborted === true || served.failure !== undefined || environmentStop !== undefined;
-
-    let yielded = false;
-    let inputPanels: Promise<InputPanels | undefined> | undefined;
-    const runRound = async (): Promise<void> => {
-      let spawned = 0;
-      // Replacements for dead workers are bounded: a worker that dies on every chunk
-      // burns one attempt each time, so chunks hit maxAttempts and the round ends.
-      const maxSpawns = workers + ctx.plan.counts.chunks * m.manifest.maxAttempts;
-      const live = new Set<Promise<void>>();
-      const children = new Set<ChildProcess>();
-      const stopAll = (): void => {
-        // Workers get SIGTERM: they stop claiming and release their chunks.
-        for (const c of children) c.kill('SIGTERM');
-      };
-      const onAbort = stopAll;
-      const spawn = (slot: number): void => {
-        const owner = `local-${process.pid}-${slot}-${spawned++}`;
-        const child = forkTs(new URL('./local-worker.ts', import.meta.url), ['--tessera-worker'], {
-          stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-        });
-        children.add(child);
-        o.onWorker?.(child, owner);
-        const stopServing = serveLedger(served, child);
-        child.on('message', (msg: WorkerMessage) => {
-          if (msg.type === 'ready') {
-            device = msg.device as typeof device;
-            ready.add(msg.owner);
-          } else if (msg.type === 'fatal') {
-            log(`worker ${msg.owner} failed: ${msg.error}`);
-            // A worker that dies before it is ready (model unreadable, input missing) would
-            // die the same way again: stop the run and say why, instead of respawning.
-            if (!ready.has(msg.owner)) setupFailure ??= msg.error;
-          } else if (msg.type === 'resources') {
-            peakRss = Math.max(peakRss, msg.maxRssBytes);
-            cpu.workers += msg.cpuSeconds;
-            cpu.workerMainThreads += msg.mainThreadCpuSeconds ?? 0;
-          } else if (msg.type === 'event') {
-            const e = msg.event;
-            if (e.type === 'environment') {
-              log(`worker ${msg.owner} stopped: ${e.message}`);
-              if (environmentStop === undefined) {
-                environmentStop = e.message;
-                stopAll();
-              }
-            } else if (e.type === 'done') {
-              onChunkFinished(e.chunkId);
-              progressState.done++;
-              progressState.voxels += e.voxels;
-              if (!e.skipped) inferred++;
-              chunkTimings.push({ chunkId: e.chunkId, ...e.ms });
-            } else if (e.type === 'failed') {
-              failedAttempts++;
-              progressState.failed = failedAttempts;
-              log(
-                `chunk ${e.chunkId} failed${e.poison ? ' for the last time (poison)' : ', will retry'}: ${e.error}`,
-              );
-            } else if (e.type === 'warning') log(`warning: ${e.message}`);
-            o.progress?.update(progressState);
-          }
-        });
-        const init: WorkerInit = {
-          type: 'init',
-          manifest: m.manifest,
-          baseDir: m.baseDir,
-          workDir,
-          jobId: m.jobId,
-          owner,
-          startIndex: Math.floor((slot * ctx.plan.counts.chunks) / workers),
-          threads,
-          batchSize: o.batchSize ?? 4,
-          device: m.manifest.compute.device,
-        };
-        child.send(init);
-        const done = new Promise<void>((resolve) => {
-          child.on('exit', (code, signal) => {
-            stopServing();
-            children.delete(child);
-            void (async () => {
-              const died = code !== 0 || signal !== null;
-              if (died || stopping()) {
-                // It died holding chunks: make them claimable now rather than at lease expiry.
-                // Alone, while the run goes on, it spends an attempt of each (it may be the
-                // chunk that killed it, e.g. out of memory). While the run is being stopped,
-                // none: a second Ctrl-C or a kill after the stop began is not the chunk's
-                // fault. A worker that exited 0 normally holds nothing; one that exited 0
-                // during a stop may not have released everything (its ledger writes failed).
-                // When the journal cannot take that (a disk still full past the pause), the
-                // next run does it (abandonOwners at start); this run stops.
-                const spend = died && !stopping();
-                const abandoned = await served
-                  .write(() => ledger.abandonOwners(m.jobId, (x) => x === owner, { spend }), {
-                    evenStopping: !spend,
-                  })
-                  .then(
-                    () => true,
-                    (error: unknown) => {
-                      if (!(error instanceof LedgerWriteError)) throw error;
-                      return false;
-                    },
-                  );
-                const c = await ledger.counts(m.jobId);
-                const aborted = stopping();
-                if (died && !aborted)
-                  log(
-                    `worker ${owner} exited (${signal ?? `code ${code}`})${c.PENDING > 0 ? '; starting a replacement' : ''}`,
-                  );
-                if (
-                  died &&
-                  abandoned &&
-                  !aborted &&
-                  setupFailure === undefined &&
-                  c.PENDING > 0 &&
-                  spawned < maxSpawns
-                )
-                  spawn(slot);
-              }
-              if (served.failure !== undefined || environmentStop !== undefined) stopAll();
-            })()
-              .catch((error: unknown) => {
-                // A bug, not a fault of the disk: say it, and stop the round rather than hang.
-                log(`coordinator error after worker ${owner} exited: ${String(error)}`);
-                setupFailure ??= String(error);
-              })
-              .finally(() => {
-                live.delete(done);
-                resolve();
-              });
-          });
-        });
-        live.add(done);
-      };
-      // The preview's input column depends on the input alone: draw it now, while the
-      // workers start up (a core is free then) and infer, instead of after them.
-      inputPanels ??= renderInputPanels(
-        ctx.input,
-        ctx.plan.region,
-        pyramidLevels(ctx.plan.volumeShape, m.manifest.output.pyramid ?? 0, ctx.input.voxelSize),
-      ).catch(() => undefined);
-      for (let i = 0; i < workers; i++) spawn(i);
-      // The coordinator's own work (eager blending, ledger IPC) should fill the gaps between
-      // inference batches rather than preempt the workers' inference threads. Only now:
-      // a worker starts at the priority of the thread that forks it, and inference should
-      // run at the user's. (A replacement for a dead worker starts lowered; it lowers its
-      // own other threads further, so inference still comes first within it.)
-      if (!yielded) ThreadedModel.yieldToInference();
-      yielded = true;
-      o.signal?.addEventListener('abort', onAbort);
-      while (live.size > 0) await Promise.race(live);
-      o.signal?.removeEventListener('abort', onAbort);
-    };
-
-    // Rounds go on while any chunk is unfinished, even with some FAILED: a job ends
-    // FAILED only once every other chunk was attempted (and a --retry-failed later has
-    // only the failed ones left to run).
-    const unfinished = (v: { counts: { PENDING: number; RUNNING: number } }): boolean =>
-      v.counts.PENDING + v.counts.RUNNING > 0;
+    const ran = (): Pick<LocalRunResult, 'inferredThisRun' | 'peakWorkerRssBytes'> => ({
+      inferredThisRun: fleet.inferred,
+      peakWorkerRssBytes: fleet.peakRss,
+    });
     if (damaged) {
       const outcome = await repairOutput({
         ctx,
@@ -429,106 +254,96 @@ export async function runLocal(
         damaged,
         log,
         workers,
-        device,
+        device: fleet.device,
         runChunks: async (finished) => {
-          onChunkFinished = finished;
-          await step('work', runRound);
+          fleet.onChunkFinished = finished;
+          await timed(timings, 'work', () => fleet.runRound(1, workers));
         },
       });
-      if (outcome.status === 'REPAIRED') await rm(workDir, { recursive: true, force: true });
+      if (outcome.status === 'REPAIRED') await deleteSpentPartials(ctx.work, { keepTiles: false });
       return result({
         status: outcome.status === 'REPAIRED' ? 'SUCCEEDED' : 'FAILED',
         ...(outcome.report ? { report: outcome.report } : {}),
-        inferredThisRun: inferred,
-        peakWorkerRssBytes: peakRss,
+        ...ran(),
         message:
           outcome.message ??
           `job ${m.jobId}: repaired ${damaged.length} damaged output object(s) by re-running ${outcome.plan.chunkIds.length} chunk(s)`,
       });
     }
-    let verify = await verifyJob(ledger, m.jobId);
-    for (let round = 0; round < (o.maxRounds ?? 3) && unfinished(verify); round++) {
-      if (stopping() || setupFailure !== undefined) break;
-      await step('work', runRound);
-      verify = await step('verify', () => verifyJob(ledger, m.jobId));
-    }
-    if (setupFailure !== undefined) {
+    // The preview's input column depends on the input alone: draw it now, while the
+    // workers start up (a core is free then) and infer, instead of after them.
+    const inputPanels: Promise<InputPanels | undefined> = renderInputPanels(
+      ctx.input,
+      ctx.plan.region,
+      pyramidLevels(ctx.plan.volumeShape, m.manifest.output.pyramid ?? 0, ctx.input.voxelSize),
+    ).catch(() => undefined);
+    const maxRounds = o.maxRounds ?? 3;
+    const verdict = await runWorkRounds(ledger, m.jobId, fleet, {
+      maxRounds,
+      maxWorkers: workers,
+      timings,
+      job: async () => ctx,
+    });
+    const verify = verdict.verify;
+    const done = `${verify.counts.DONE + verify.counts.SKIPPED}/${ctx.plan.counts.chunks} chunks done`;
+    if (fleet.setupFailure !== undefined) {
       return result({
         status: 'FAILED',
-        inferredThisRun: inferred,
-        peakWorkerRssBytes: peakRss,
-        message: `job ${m.jobId} FAILED: a worker could not start: ${setupFailure}`,
+        ...ran(),
+        message: `job ${m.jobId} FAILED: a worker could not start: ${fleet.setupFailure}`,
       });
     }
-    o.progress?.update(progressState, true);
-    o.progress?.end();
-    if (environmentStop !== undefined && served.failure === undefined) {
-      return result({
-        status: 'INTERRUPTED',
-        inferredThisRun: inferred,
-        peakWorkerRssBytes: peakRss,
-        message: `stopped with ${verify.counts.DONE + verify.counts.SKIPPED}/${ctx.plan.counts.chunks} chunks done: ${environmentStop}; every DONE chunk is kept; run the same command again once it is fixed`,
-      });
-    }
-    if (served.failure !== undefined) {
-      return result({
-        status: 'INTERRUPTED',
-        inferredThisRun: inferred,
-        peakWorkerRssBytes: peakRss,
-        message: `stopped with ${verify.counts.DONE + verify.counts.SKIPPED}/${ctx.plan.counts.chunks} chunks done, every one kept: ${served.failure.message}`,
-      });
-    }
-    if (o.signal?.aborted && unfinished(verify)) {
-      return result({
-        status: 'INTERRUPTED',
-        inferredThisRun: inferred,
-        peakWorkerRssBytes: peakRss,
-        message: `interrupted with ${verify.counts.DONE + verify.counts.SKIPPED}/${ctx.plan.counts.chunks} chunks done; run the same command again to resume`,
-      });
-    }
-    let cleanup: Promise<void> = Promise.resolve();
-    if (verify.status === 'COMPLETE' && !alreadyBlended) {
+    fleet.endProgress();
+    const stopped =
+      fleet.environmentStop !== undefined && served.failure === undefined
+        ? `stopped with ${done}: ${fleet.environmentStop}; every DONE chunk is kept; run the same command again once it is fixed`
+        : served.failure !== undefined
+          ? `stopped with ${done}, every one kept: ${served.failure.message}`
+          : o.signal?.aborted && verdict.remaining > 0
+            ? `interrupted with ${done}; run the same command again to resume`
+            : undefined;
+    if (stopped !== undefined) return result({ status: 'INTERRUPTED', ...ran(), message: stopped });
+    let cleanup: Promise<unknown> = Promise.resolve();
+    if (verdict.status === 'COMPLETE' && !alreadyBlended) {
       // Most seam blocks were blended while the job ran; the rest now.
-      await step('blend', async () => blendSeams(ctx, output, { blocks: await eager.drain() }));
+      await timed(timings, 'blend', async () =>
+        blendSeams(ctx, output, { blocks: await eager.drain() }),
+      );
       timings.blendDuringWork = Math.round(eager.seconds * 1000) / 1000;
       mkdirSync(dirname(blendedMarker), { recursive: true });
       writeFileSync(blendedMarker, `${new Date().toISOString()}\n`);
       // The partials are spent: delete them while finalize runs (other threads, other
       // core), all but the preview tiles finalize reads; those go after it.
-      cleanup = removeSpentPartials(join(workDir, 'partials')).catch((e: unknown) =>
+      cleanup = deleteSpentPartials(ctx.work, { keepTiles: true }).catch((e: unknown) =>
         log(`could not delete the spent partials in ${workDir}: ${String(e)}`),
       );
     }
-    const report = await step('finalize', () =>
-      finalizeJob(ctx, {
-        ledger,
-        verify,
-        startedAt,
-        timings,
-        chunkTimings,
-        workers,
-        device,
-        ...(inputPanels ? { inputPanels } : {}),
-      }),
-    );
+    // finalize times itself (report.timings.finalize).
+    const report = await finalizeJob(ctx, {
+      ledger,
+      verify,
+      startedAt,
+      timings,
+      chunkTimings: fleet.chunkTimings,
+      fleetSize: workers,
+      device: fleet.device,
+      inputPanels,
+    });
     await cleanup;
-    if (verify.status === 'COMPLETE') await rm(workDir, { recursive: true, force: true });
-    const left = verify.counts.PENDING + verify.counts.RUNNING;
-    const stillUnfinished = `${left} chunk(s) still unfinished after ${o.maxRounds ?? 3} rounds`;
+    if (verdict.status === 'COMPLETE') await deleteSpentPartials(ctx.work, { keepTiles: false });
     const message =
-      verify.status === 'FAILED'
+      verdict.status === 'FAILED'
         ? `job ${m.jobId} FAILED: ${verify.poison.length} chunk(s) failed ${m.manifest.maxAttempts} attempts:\n${describePoison(verify.poison)}\n` +
-          `${left > 0 ? `${stillUnfinished}; ` : ''}fix the cause, then run the same command with --retry-failed: ` +
+          `${verdict.remaining > 0 ? `${verdict.remaining} chunk(s) still unfinished after ${maxRounds} rounds; ` : ''}fix the cause, then run the same command with --retry-failed: ` +
           `the ${verify.poison.length} failed chunk(s) run again and every DONE chunk is kept`
-        : verify.status === 'INCOMPLETE'
-          ? `job ${m.jobId} FAILED: ${stillUnfinished}; run again to resume`
+        : verdict.status === 'INCOMPLETE'
+          ? `job ${m.jobId} FAILED: ${verdict.remaining} chunk(s) still unfinished after ${maxRounds} rounds; run again to resume`
           : undefined;
     return result({
       status: report.status,
       report,
-      inferredThisRun: inferred,
-      peakWorkerRssBytes: peakRss,
-      cpuSeconds: { ...cpu, coordinator: cpuSecondsSince(cpuAtStart) },
+      ...ran(),
+      cpuSeconds: { ...fleet.cpu, coordinator: cpuSecondsSince(cpuAtStart) },
       ...(message ? { message } : {}),
     });
   } finally {
@@ -571,14 +386,4 @@ async function previousReport(ctx: JobContext, jobId: string): Promise<RunReport
 function cpuSecondsSince(start: NodeJS.CpuUsage): number {
   const d = process.cpuUsage(start);
   return (d.user + d.system) / 1e6;
-}
-
-/** Deletes the seam partials under `dir`, leaving the preview tiles (TILE_PREFIX). */
-async function removeSpentPartials(dir: string): Promise<void> {
-  const keep = TILE_PREFIX.split('/').pop();
-  const entries = await readdir(dir).catch(() => [] as string[]);
-  // One at a time: this runs beside finalize, whose reads share libuv's four threads.
-  for (const e of entries) {
-    if (e !== keep) await rm(join(dir, e), { recursive: true, force: true });
-  }
 }

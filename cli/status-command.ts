@@ -14,12 +14,19 @@ import { S3Store } from '../adapters/aws/s3-store.ts';
 import type { JobStatusDocument } from '../contracts/cloud.ts';
 import { ENV, KEYS } from '../contracts/cloud.ts';
 import type { Plan } from '../core/geometry/index.ts';
-import type { Ledger, StatusCounts } from '../core/ledger/index.ts';
+import type { LedgerReader, StatusCounts } from '../core/ledger/index.ts';
 import { JournalView, lockHolder } from '../core/ledger/journal-view.ts';
 import { type Manifest, ManifestError, parseManifest } from '../core/manifest/index.ts';
-import { legacyJobIdFor, openJob } from '../core/pipeline/index.ts';
+import {
+  checkPlanAgainst,
+  describeJob,
+  legacyJobIdFor,
+  openJob,
+  planFor,
+  readJobDescription,
+} from '../core/pipeline/index.ts';
 import { neuroglancerLink } from '../core/pipeline/viewer.ts';
-import { MemoryStore } from '../core/store/index.ts';
+import { LocalStore, PrefixedStore, type Store } from '../core/store/index.ts';
 import { parse } from './args.ts';
 import {
   defaultStateDir,
@@ -54,7 +61,7 @@ interface Source {
   jobId: string;
   where: string;
   /** A fresh view of the ledger (local: a new replay of the journal). */
-  ledger(): Promise<Ledger>;
+  ledger(): Promise<LedgerReader>;
   /** Whether a worker can be alive (local: a run holds the directory). */
   workersAlive(): boolean | undefined;
   plan?: Plan;
@@ -241,7 +248,14 @@ async function localSource(target: string, values: Record<string, unknown>): Pro
   // Without the manifest, the plan (for voxel figures) comes from a manifest beside the
   // state directory whose job id matches, as `tessera run` lays them out.
   loaded ??= await manifestBeside(ledgerDir, jobId);
-  const plan = loaded ? await planOf(loaded.manifest, loaded.jobId, loaded.baseDir) : undefined;
+  const plan = loaded
+    ? await planOf(
+        loaded.manifest,
+        loaded.jobId,
+        new LocalStore(join(ledgerDir, '..', 'work', loaded.jobId), { fsync: false }),
+        loaded.baseDir,
+      )
+    : undefined;
   return {
     kind: 'local',
     jobId,
@@ -285,10 +299,26 @@ async function manifestBeside(
   return undefined;
 }
 
-async function planOf(manifest: Manifest, jobId: string, baseDir?: string): Promise<Plan> {
+/**
+ * The job's plan. From its frozen description (written at plan time into `work`) when
+ * there is one: the shape the job was planned for, with no read of the input, checked
+ * against how this release plans it. Before planning, from the input's metadata.
+ */
+async function planOf(
+  manifest: Manifest,
+  jobId: string,
+  work: Store,
+  baseDir?: string,
+): Promise<Plan> {
+  const frozen = await readJobDescription(work);
+  if (frozen) {
+    const plan = planFor(manifest, frozen.input.shape, { jobId });
+    checkPlanAgainst(frozen, describeJob(jobId, manifest, frozen.input, plan));
+    return plan;
+  }
   const ctx = await openJob(manifest, {
     jobId,
-    work: new MemoryStore(),
+    work,
     ...(baseDir === undefined ? {} : { baseDir }),
   });
   return ctx.plan;
@@ -343,7 +373,7 @@ async function cloudSource(jobId: string, values: Record<string, unknown>): Prom
         (JSON.parse(new TextDecoder().decode(frozen)) as { manifest: unknown }).manifest,
       );
       try {
-        plan = await planOf(manifest, jobId);
+        plan = await planOf(manifest, jobId, new PrefixedStore(store, `jobs/${jobId}`));
       } catch (error) {
         // Voxel figures need the input's shape; without read access to it, counts still work.
         if (!(error instanceof Error)) throw error;

@@ -185,6 +185,12 @@ export const KEYS = {
   jobsPrefix: 'jobs/',
   job: (jobId: string) => `jobs/${jobId}/`,
   jobManifest: (jobId: string) => `jobs/${jobId}/manifest.json`,
+  /**
+   * The job's frozen description (core/pipeline/job-description.ts, JOB_DESCRIPTION_KEY
+   * under the job's folder): input shape and dtype, plan parameters, chunk count. Written
+   * once by Plan; every later step checks what it opens against it.
+   */
+  jobDescription: (jobId: string) => `jobs/${jobId}/job.json`,
   status: (jobId: string) => `jobs/${jobId}/status.json`,
   blendItems: (jobId: string) => `jobs/${jobId}/blend-items.json`,
   partialsPrefix: (jobId: string) => `jobs/${jobId}/partials/`,

@@ -32,22 +32,23 @@ import {
   parseManifestText,
 } from '../../core/manifest/index.ts';
 import {
-  blendSeams,
   checkJobFits,
-  checkOutput,
   type DamagedObject,
-  describePoison,
   finalizeJob,
   type JobContext,
   openJob,
-  openJobOutput,
   type PlanLimits,
   planJob,
   REPORT_KEY,
-  repairPlan,
   verifyJob,
 } from '../../core/pipeline/index.ts';
 import { CLOUD_WORKER_MEMORY_MIB } from '../../core/pipeline/memory-estimate.ts';
+import {
+  blendRange,
+  missingOwnedBlocks,
+  nextArraySize,
+  verifyRound,
+} from '../../core/pipeline/steps.ts';
 import { PrefixedStore, type Store } from '../../core/store/index.ts';
 import { BatchJobNotFoundError, BatchReadError } from './errors.ts';
 
@@ -327,7 +328,7 @@ export async function planFromManifest(
     created,
     result: {
       jobId,
-      arraySize: Math.max(1, Math.min(plan.counts.chunks, manifest.compute.maxWorkers, 10_000)),
+      arraySize: nextArraySize(manifest.compute.maxWorkers, plan.counts.chunks),
       chunks: plan.counts.chunks,
       seamBlocks: plan.counts.seamBlocks,
       blendItemsKey: KEYS.blendItems(jobId),
@@ -416,27 +417,25 @@ function contextFor(deps: CloudDeps, jobId: string, manifest: Manifest): Promise
 }
 
 export async function verifyStep(deps: CloudDeps, e: VerifyTaskEvent): Promise<VerifyTaskResult> {
-  let v = await verifyJob(deps.ledger, e.jobId);
-  if (v.status === 'COMPLETE' && deps.ownedOutputDamage) {
-    // Every chunk says DONE: its owned blocks must be in the output too. A chunk whose
-    // block is gone runs again.
-    const ctx = await loadCloudJob(deps, e.jobId);
-    const damaged = await deps.ownedOutputDamage(ctx);
-    if (damaged.length > 0) {
-      const { chunkIds } = repairPlan(ctx.plan, damaged);
-      (deps.warn ?? warnToStderr)('output blocks of DONE chunks are missing; re-running them', {
-        jobId: e.jobId,
-        damaged: damaged.length,
-        first: damaged[0]?.key,
-        chunks: chunkIds.length,
-      });
-      await deps.ledger.rearm(e.jobId, { chunkIds });
-      v = await verifyJob(deps.ledger, e.jobId);
-    }
-  }
   const manifest = await frozenManifest(deps, e.jobId);
-  const remaining = v.counts.PENDING + v.counts.RUNNING;
-  const redrive = v.status === 'INCOMPLETE' && e.round < deps.maxRounds;
+  const verdict = await verifyRound(deps.ledger, e.jobId, {
+    roundsDone: e.round,
+    maxRounds: deps.maxRounds,
+    maxWorkers: manifest.compute.maxWorkers,
+    ...(deps.ownedOutputDamage
+      ? {
+          job: () => contextFor(deps, e.jobId, manifest),
+          ownedOutputDamage: deps.ownedOutputDamage,
+        }
+      : {}),
+  });
+  if (verdict.rearmed)
+    (deps.warn ?? warnToStderr)('output blocks of DONE chunks are missing; re-running them', {
+      jobId: e.jobId,
+      damaged: verdict.rearmed.damaged.length,
+      first: verdict.rearmed.damaged[0]?.key,
+      chunks: verdict.rearmed.chunks,
+    });
   const read = await readWorkFailures(deps, e);
   const status = await readStatus(deps, e.jobId);
   const workerFailures =
@@ -447,42 +446,32 @@ export async function verifyStep(deps: CloudDeps, e: VerifyTaskEvent): Promise<V
     workerFailures && workerFailures.length > 0
       ? summarizeFailures(workerFailures, read.undescribed)
       : undefined;
+  // Poison lines stay one chunk per line; the Batch summary is a line of its own.
   const reason =
-    v.status === 'FAILED'
-      ? // Poison lines stay one chunk per line; the Batch summary is a line of its own.
-        `${v.poison.length} chunk(s) failed every attempt:\n${describePoison(v.poison)}${batch ? `\n${batch}` : ''}`
-      : v.status === 'INCOMPLETE' && !redrive
-        ? `${remaining} chunk(s) still unfinished after ${e.round} work rounds${batch ? `; ${batch}` : ''}`
-        : undefined;
+    verdict.reason === undefined
+      ? undefined
+      : `${verdict.reason}${batch ? `${verdict.status === 'FAILED' ? '\n' : '; '}${batch}` : ''}`;
   if (status) {
     // PLANNED → RUNNING once workers ran; a FAILED verdict is MarkFailed's to write.
     const next: JobStatusDocument = {
       ...status,
-      ...(v.status !== 'FAILED' && status.status === 'PLANNED' ? { status: 'RUNNING' } : {}),
+      ...(verdict.status !== 'FAILED' && status.status === 'PLANNED' ? { status: 'RUNNING' } : {}),
       ...(workerFailures ? { workerFailures } : {}),
     };
     if (next.status !== status.status || read.entries.length > 0) await writeStatus(deps, next);
   }
   return {
     jobId: e.jobId,
-    status: v.status,
+    status: verdict.status,
     round: e.round,
-    redrive,
-    remaining,
-    arraySize: nextArraySize(manifest.compute.maxWorkers, remaining),
+    redrive: verdict.redrive,
+    remaining: verdict.remaining,
+    arraySize: verdict.workers,
     ...(reason ? { reason } : {}),
   };
 }
 
-/** Owned level-0 blocks missing from a job's output: one listing with sizes (see CloudDeps). */
-export async function missingOwnedBlocks(ctx: JobContext): Promise<readonly DamagedObject[]> {
-  return (await checkOutput(ctx, { scope: 'owned', depth: 'listing' })).damaged;
-}
-
-/** The next Work round's fleet: no more workers than chunks left to claim (Batch allows 10,000). */
-export function nextArraySize(maxWorkers: number, unfinished: number): number {
-  return Math.max(1, Math.min(maxWorkers, 10_000, unfinished));
-}
+export { missingOwnedBlocks, nextArraySize };
 
 /**
  * The failed workers of the round that just ended, when its Batch job did not succeed.
@@ -613,12 +602,7 @@ function warnToStderr(message: string, fields: Record<string, unknown>): void {
 
 export async function blendStep(deps: CloudDeps, item: BlendItem): Promise<BlendTaskResult> {
   const ctx = await loadCloudJob(deps, item.jobId);
-  const output = await openJobOutput(ctx);
-  const blocks = await blendSeams(ctx, output, {
-    blocks: ctx.plan.seamBlockList(item.from, item.to),
-    concurrency: 8,
-  });
-  return { jobId: item.jobId, blocks };
+  return { jobId: item.jobId, blocks: await blendRange(ctx, item, { concurrency: 8 }) };
 }
 
 export async function finalizeStep(
@@ -631,13 +615,15 @@ export async function finalizeStep(
     throw new Error(`job ${e.jobId} cannot be finalized: verify says ${verify.status}`);
   }
   const job = await deps.ledger.getJob(e.jobId);
+  const now = deps.now ?? (() => new Date());
   await finalizeJob(ctx, {
     ledger: deps.ledger,
     verify,
-    startedAt: new Date(job?.createdAt ?? Date.now()),
-    timings: {},
-    workers: ctx.manifest.compute.maxWorkers,
+    startedAt: new Date(job?.createdAt ?? now().getTime()),
+    // Timings from the ledger (the steps ran in other Lambdas) and finalize's own clock.
+    fleetSize: ctx.manifest.compute.maxWorkers,
     device: ctx.manifest.compute.device,
+    now: () => now().getTime(),
   });
   const status = await readStatus(deps, e.jobId);
   await writeStatus(deps, {

@@ -19,6 +19,14 @@ import {
   VolumeFormatError,
 } from '../volume/index.ts';
 
+import {
+  checkInputAgainst,
+  checkPlanAgainst,
+  describeJob,
+  type JobDescription,
+  readJobDescription,
+} from './job-description.ts';
+
 // Moved to the manifest module with job identity; re-exported for callers of this one.
 export { canonicalJson } from '../manifest/identity.ts';
 
@@ -35,6 +43,11 @@ export interface JobContext {
   readonly work: Store;
   /** Writers also keep the planes preview.png shows, in `work` (see preview-tiles.ts). */
   readonly previewTiles?: boolean;
+  /**
+   * What the job is planned for; planJob writes it once into `work` (JOB_DESCRIPTION_KEY)
+   * and openJob checks every later opening against that copy.
+   */
+  readonly description: JobDescription;
 }
 
 export interface OpenJobOptions {
@@ -102,10 +115,16 @@ export async function openJob(manifest: Manifest, o: OpenJobOptions): Promise<Jo
   const storeOpts = o.baseDir === undefined ? {} : { baseDir: o.baseDir };
   const inputStore = await openStoreForUrl(manifest.input.url, storeOpts);
   const input = await openInputVolume(inputStore, manifest.input.array);
+  // A planned job pins what it was planned for: an input that changed since is refused
+  // by name here, before the manifest checks would blame the manifest for it.
+  const frozen = await readJobDescription(o.work);
+  if (frozen) checkInputAgainst(frozen, input);
   checkManifestAgainstVolume(manifest, input.shape);
   // Metadata that misdescribes the chunks fails every chunk alike: once, here, before any claim.
   await input.checkStoredChunk();
   const plan = planFor(manifest, input.shape, { jobId: o.jobId, limits: o.limits });
+  const description = describeJob(o.jobId, manifest, input, plan);
+  if (frozen) checkPlanAgainst(frozen, description);
   const outputStore = await openStoreForUrl(manifest.output.url, storeOpts);
   const outputUrl = canonicalStorageUrl(manifest.output.url, o.baseDir);
   return {
@@ -117,6 +136,7 @@ export async function openJob(manifest: Manifest, o: OpenJobOptions): Promise<Jo
     outputUrl,
     work: o.work,
     previewTiles: o.previewTiles === true,
+    description,
   };
 }
 

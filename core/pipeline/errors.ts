@@ -69,3 +69,39 @@ function humanBytes(bytes: number): string {
   const unit = bytes >= 1024 ** 3 ? 3 : bytes >= 1024 ** 2 ? 2 : 1;
   return `${+(bytes / 1024 ** unit).toFixed(2)} ${['', 'KiB', 'MiB', 'GiB'][unit]}`;
 }
+
+/** The input opened now is not the one the job was planned for (see job-description.ts). */
+export class InputChangedError extends Error {
+  override readonly name = 'InputChangedError';
+  constructor(
+    message: string,
+    readonly jobId: string,
+    readonly field: 'shape' | 'dtype',
+  ) {
+    super(message);
+  }
+}
+
+/** This release plans the job differently from the plan it was created with. */
+export class PlanChangedError extends Error {
+  override readonly name = 'PlanChangedError';
+  constructor(
+    message: string,
+    readonly jobId: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The job's frozen description cannot be read (not JSON, or not a description). */
+export class JobDescriptionError extends Error {
+  override readonly name = 'JobDescriptionError';
+  constructor(
+    message: string,
+    /** The description's place (work store location + key). */
+    readonly where: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}

@@ -39,10 +39,21 @@ export interface FinalizeOptions {
   ledger: Ledger;
   verify: VerifyResult;
   startedAt: Date;
-  timings: Record<string, number>;
+  /**
+   * Seconds per step, as the driver measured them (a local run). Absent (the cloud, whose
+   * steps are separate Lambdas): `work` from the ledger, job creation to the last chunk
+   * finished. Either way finalize adds its own, measured on `now`.
+   */
+  timings?: Record<string, number>;
   chunkTimings?: ChunkTiming[];
-  workers: number;
+  /**
+   * The fleet's size, reported only when no chunk records who finished it. The report's
+   * worker count is the distinct owners of the chunks that finished (both drivers).
+   */
+  fleetSize?: number;
   device: string;
+  /** The clock finalize measures itself on (epoch ms); default Date.now. */
+  now?: () => number;
   /** Skip preview.png (tests of other parts; a huge job finalized by a short-lived Lambda). */
   preview?: boolean;
   /**
@@ -58,6 +69,8 @@ export interface FinalizeOptions {
 
 export async function finalizeJob(ctx: JobContext, o: FinalizeOptions): Promise<RunReport> {
   const { plan, manifest } = ctx;
+  const now = o.now ?? Date.now;
+  const began = now();
   // Everything below rewrites files of the output: never another job's.
   await checkOutputOwner(ctx.outputStore, ctx.jobId);
   const log = o.log ?? (() => {});
@@ -99,14 +112,22 @@ export async function finalizeJob(ctx: JobContext, o: FinalizeOptions): Promise<
   let maxPer = 0;
   let inferred = 0;
   const finishedTimes: number[] = [];
+  const owners = new Set<string>();
   for await (const row of o.ledger.list(ctx.jobId)) {
     attempts += row.attempts;
     if (row.attempts > 1) retried++;
     maxPer = Math.max(maxPer, row.attempts);
     if (row.status === 'DONE') inferred += plan.describeChunk(row.chunkId).patchCount;
-    if (row.status === 'DONE' || row.status === 'SKIPPED') finishedTimes.push(row.updatedAt);
+    if (row.status === 'DONE' || row.status === 'SKIPPED') {
+      finishedTimes.push(row.updatedAt);
+      if (row.owner !== undefined) owners.add(row.owner);
+    }
   }
-  const finishedAt = new Date();
+  const finishedAt = new Date(now());
+  const timings = {
+    ...(o.timings ?? ledgerTimings(o.startedAt.getTime(), finishedTimes)),
+    finalize: Math.round(finishedAt.getTime() - began) / 1000,
+  };
   const seconds = (finishedAt.getTime() - o.startedAt.getTime()) / 1000;
   const chunkHistogram = histogram((o.chunkTimings ?? []).map((t) => t.read + t.infer + t.write));
   const done = timeline(finishedTimes, o.startedAt.getTime());
@@ -145,10 +166,10 @@ export async function finalizeJob(ctx: JobContext, o: FinalizeOptions): Promise<
       seam: plan.counts.seamBlocks,
     },
     attempts: { total: attempts, retriedChunks: retried, maxPerChunk: maxPer },
-    timings: o.timings,
+    timings,
     chunkMs: summariseTimings(o.chunkTimings ?? []),
     failures: o.verify.poison,
-    workers: o.workers,
+    workers: owners.size > 0 ? owners.size : (o.fleetSize ?? 0),
     device: o.device,
     ...(chunkHistogram ? { chunkHistogram } : {}),
     ...(done ? { timeline: done } : {}),
@@ -162,6 +183,16 @@ export async function finalizeJob(ctx: JobContext, o: FinalizeOptions): Promise<
   await ctx.outputStore.set(REPORT_KEY, enc.encode(`${JSON.stringify(report, null, 2)}\n`));
   await ctx.outputStore.set(REPORT_HTML_KEY, enc.encode(reportHtml(report, preview)));
   return report;
+}
+
+/** Work seconds from the ledger: the job's creation to its last chunk finished. */
+export function ledgerTimings(
+  createdAt: number,
+  finishedTimes: readonly number[],
+): Record<string, number> {
+  if (finishedTimes.length === 0) return {};
+  const last = finishedTimes.reduce((a, b) => Math.max(a, b), -Infinity);
+  return { work: Math.max(0, Math.round(last - createdAt)) / 1000 };
 }
 
 /** Translation and unit from the input's OME-Zarr metadata, when it has any. */

@@ -10,6 +10,7 @@ import { type JobSpec, type Ledger, OutputClaimedError } from '../ledger/index.t
 import { checkModelAgainstManifest, type ModelIo, type ReadSignature } from '../model/signature.ts';
 import { outputPresence } from '../volume/index.ts';
 import type { JobContext } from './context.ts';
+import { writeJobDescription } from './job-description.ts';
 import {
   checkWorkerMemory,
   type MemoryBudget,
@@ -50,6 +51,8 @@ export async function planJob(
     for (let i = 0; i < plan.counts.chunks; i++)
       yield { chunkId: plan.chunkId(plan.chunkCoordAt(i)), index: i };
   })();
+  // Frozen before the rows exist: a worker that finds a row finds the description too.
+  await writeJobDescription(ctx.work, ctx.description);
   const { created, job } = await ledger.createJob(spec, chunks);
   return { created, job };
 }

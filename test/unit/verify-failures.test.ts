@@ -198,8 +198,10 @@ describe('Batch worker failures in Verify', () => {
   });
 
   it('poison chunks keep one line each; the Batch summary follows on a line of its own', async () => {
+    // Every other chunk DONE: a job is FAILED only once nothing is left to run.
     const h = await job('cells-poison', {
       chunks: 3,
+      done: 2,
       poison: 1,
       maxWorkers: 2,
       port: async (id) => ({
@@ -217,7 +219,7 @@ describe('Batch worker failures in Verify', () => {
     expect(r.status).toBe('FAILED');
     expect(r.reason?.split('\n')).toEqual([
       '1 chunk(s) failed every attempt:',
-      '  chunk 0_0_0: failed 1 attempt(s); last error: NaN in output',
+      '  chunk 0_0_2: failed 1 attempt(s); last error: NaN in output',
       'Batch: 1 worker(s) failed: CannotPullContainerError: pull access denied',
     ]);
     // A FAILED verdict leaves the status word to MarkFailed, but records the failures.

@@ -1,0 +1,25 @@
+// Spent work: once every seam block of a job is blended, its partials are read no more.
+// Deleted through the Store port (list + delete), so the same code clears a state
+// directory and a bucket prefix. The job description (JOB_DESCRIPTION_KEY) is kept: it
+// is what a later open of the finished job is checked against.
+
+import type { Store } from '../store/index.ts';
+import { TILE_PREFIX } from './preview-tiles.ts';
+
+const PARTIALS_PREFIX = '/partials/';
+
+/**
+ * Deletes the seam partials in `work`, and the preview tiles too unless `keepTiles`
+ * (finalize reads them). One object at a time: this runs beside finalize, whose reads
+ * share the I/O threads. A store that cannot list or delete keeps them (never read again).
+ */
+export async function deleteSpentPartials(work: Store, o: { keepTiles: boolean }): Promise<number> {
+  if (!work.list || !work.delete) return 0;
+  const keys: string[] = [];
+  for await (const key of work.list(PARTIALS_PREFIX)) {
+    if (o.keepTiles && key.startsWith(`${TILE_PREFIX}/`)) continue;
+    keys.push(key);
+  }
+  for (const key of keys) await work.delete(key as `/${string}`);
+  return keys.length;
+}

@@ -1,5 +1,5 @@
-// The local ledger's journal format: the one encoder (journal-writer.ts) and the one
-// decoder, which journal-replay.ts applies for both the writer (LocalLedger) and the
+// The local ledger's journal format: the encoding journal-writer.ts appends with, and the
+// one decoder, which journal-replay.ts applies for both the writer (LocalLedger) and the
 // read-only reader (JournalView), so the two can never disagree on what a line means.
 //
 //   <dir>/ledger.jsonl     append-only journal, one JSON object per line:

@@ -1,5 +1,5 @@
 import { type ChildProcess, fork } from 'node:child_process';
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import {
   appendFileSync,
   existsSync,
@@ -424,6 +424,59 @@ describe('LocalLedger', () => {
     await expect(b.heartbeat(d0, { now: T0 + 1 })).rejects.toBeInstanceOf(LeaseLostError);
     await expect(b.heartbeat(live, { now: T0 + 1 })).resolves.toBeDefined();
     await b.close();
+  });
+});
+
+describe('serveLedger dispatch', () => {
+  /** An in-process channel end: what the server sends lands in `replies`. */
+  function endpoint() {
+    const emitter = new EventEmitter();
+    const replies: unknown[] = [];
+    const end = Object.assign(emitter, {
+      connected: true,
+      send(m: unknown, cb?: (e: Error | null) => void) {
+        replies.push(m);
+        cb?.(null);
+        return true;
+      },
+    });
+    return { end, replies };
+  }
+
+  it("serves the port's methods and nothing else the ledger object has", async () => {
+    const dir = tempDir();
+    const ledger = await LocalLedger.open(dir);
+    await ledger.createJob(spec('j', 2), chunksOf(2));
+    const { end, replies } = endpoint();
+    const stop = serveLedger(ledger, end);
+    // Methods of the LocalLedger object, or of every object, that are not the port's.
+    const refused = [
+      'close',
+      'abandonOwners',
+      'toString',
+      'constructor',
+      '__proto__',
+      'hasOwnProperty',
+    ];
+    refused.forEach((method, i) => {
+      end.emit('message', { tessera: 'ledger', id: i + 1, method, args: [] });
+    });
+    end.emit('message', { tessera: 'ledger', id: 99, method: 'counts', args: ['j'] });
+    await new Promise((r) => setTimeout(r, 20));
+    stop();
+    expect(replies).toHaveLength(refused.length + 1);
+    for (const [i, method] of refused.entries()) {
+      expect(replies[i], method).toMatchObject({
+        tessera: 'ledger-reply',
+        id: i + 1,
+        ok: false,
+        error: { name: 'LedgerIpcError' },
+      });
+    }
+    expect(replies.at(-1)).toMatchObject({ id: 99, ok: true, value: { PENDING: 2 } });
+    // Still open: `close` was not called through the channel.
+    await expect(ledger.claim('j', 'w', { now: T0 })).resolves.toMatchObject({ index: 0 });
+    await ledger.close();
   });
 });
 

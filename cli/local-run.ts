@@ -10,8 +10,8 @@
 // `retryFailed` (--retry-failed): its FAILED chunks are re-armed, DONE ones kept.
 
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { LocalLedger } from '../core/ledger/index.ts';
 import { PausingLedger } from '../core/ledger/pausing.ts';
 import { ModelChecksumError, ModelLoadError, ModelSignatureError } from '../core/model/index.ts';
@@ -26,8 +26,10 @@ import {
   EagerBlender,
   ensureOutput,
   finalizeJob,
+  isBlended,
   type JobContext,
   ModelTooLargeError,
+  markBlended,
   openJob,
   planJob,
   REPORT_KEY,
@@ -159,11 +161,10 @@ export async function runLocal(
         status: 'FAILED',
         message: `job ${m.jobId} FAILED before any chunk ran, and no attempt was spent: ${unfit}`,
       });
-    // Once every seam block is blended, a marker records it and the partials are deleted.
-    // Running the job again then reports the finished output (or only finalizes again)
-    // instead of re-blending from partials that are gone.
-    const blendedMarker = join(stateDir, 'work', `${m.jobId}.blended`);
-    const alreadyBlended = existsSync(blendedMarker);
+    // Once every seam block is blended, a marker records it and the partials are deleted
+    // (BLENDED_KEY; releases before it wrote the marker beside the work store).
+    const alreadyBlended =
+      (await isBlended(ctx.work)) || existsSync(join(stateDir, 'work', `${m.jobId}.blended`));
     // Output objects of a SUCCEEDED job found damaged or missing: repaired below.
     let damaged: DamagedObject[] | undefined;
     if (alreadyBlended) {
@@ -310,8 +311,7 @@ export async function runLocal(
         blendSeams(ctx, output, { blocks: await eager.drain() }),
       );
       timings.blendDuringWork = Math.round(eager.seconds * 1000) / 1000;
-      mkdirSync(dirname(blendedMarker), { recursive: true });
-      writeFileSync(blendedMarker, `${new Date().toISOString()}\n`);
+      await markBlended(ctx.work, new Date());
       // The partials are spent: delete them while finalize runs (other threads, other
       // core), all but the preview tiles finalize reads; those go after it.
       cleanup = deleteSpentPartials(ctx.work, { keepTiles: true }).catch((e: unknown) =>

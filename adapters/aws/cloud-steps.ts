@@ -34,17 +34,16 @@ import {
 import {
   checkJobFits,
   type DamagedObject,
-  finalizeJob,
   type JobContext,
   openJob,
   type PlanLimits,
   planJob,
   REPORT_KEY,
-  verifyJob,
 } from '../../core/pipeline/index.ts';
 import { CLOUD_WORKER_MEMORY_MIB } from '../../core/pipeline/memory-estimate.ts';
 import {
   blendRange,
+  finalizeFinished,
   missingOwnedBlocks,
   nextArraySize,
   verifyRound,
@@ -610,21 +609,7 @@ export async function finalizeStep(
   e: { jobId: string },
 ): Promise<FinalizeTaskResult> {
   const ctx = await loadCloudJob(deps, e.jobId);
-  const verify = await verifyJob(deps.ledger, e.jobId);
-  if (verify.status !== 'COMPLETE') {
-    throw new Error(`job ${e.jobId} cannot be finalized: verify says ${verify.status}`);
-  }
-  const job = await deps.ledger.getJob(e.jobId);
-  const now = deps.now ?? (() => new Date());
-  await finalizeJob(ctx, {
-    ledger: deps.ledger,
-    verify,
-    startedAt: new Date(job?.createdAt ?? now().getTime()),
-    // Timings from the ledger (the steps ran in other Lambdas) and finalize's own clock.
-    fleetSize: ctx.manifest.compute.maxWorkers,
-    device: ctx.manifest.compute.device,
-    now: () => now().getTime(),
-  });
+  await finalizeFinished(ctx, deps.ledger, { fleetSize: ctx.manifest.compute.maxWorkers });
   const status = await readStatus(deps, e.jobId);
   await writeStatus(deps, {
     jobId: e.jobId,

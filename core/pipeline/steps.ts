@@ -13,8 +13,10 @@
 import type { Ledger } from '../ledger/index.ts';
 import { blendSeams } from './blend-seams.ts';
 import { type JobContext, openJobOutput } from './context.ts';
+import { finalizeJob } from './finalize.ts';
 import { checkOutput, type DamagedObject } from './output-check.ts';
 import { repairPlan } from './repair.ts';
+import type { RunReport } from './report.ts';
 import { describePoison, type VerifyResult, verifyJob } from './verify.ts';
 
 /** Batch's largest array job: the most workers one round starts. */
@@ -118,5 +120,30 @@ export async function blendRange(
   return blendSeams(ctx, output, {
     blocks: ctx.plan.seamBlockList(range.from, range.to),
     ...(o.concurrency === undefined ? {} : { concurrency: o.concurrency }),
+  });
+}
+
+/**
+ * Finalize in a step that ran none of the job (the cloud's Finalize Lambda): only a
+ * COMPLETE job; its start is the ledger's job creation, its work time the ledger's, its
+ * worker count the owners that finished chunks (see finalizeJob).
+ */
+export async function finalizeFinished(
+  ctx: JobContext,
+  ledger: Ledger,
+  o: { fleetSize: number; now?: () => number },
+): Promise<RunReport> {
+  const verify = await verifyJob(ledger, ctx.jobId);
+  if (verify.status !== 'COMPLETE')
+    throw new Error(`job ${ctx.jobId} cannot be finalized: verify says ${verify.status}`);
+  const now = o.now ?? Date.now;
+  const job = await ledger.getJob(ctx.jobId);
+  return finalizeJob(ctx, {
+    ledger,
+    verify,
+    startedAt: new Date(job?.createdAt ?? now()),
+    fleetSize: o.fleetSize,
+    device: ctx.manifest.compute.device,
+    now,
   });
 }

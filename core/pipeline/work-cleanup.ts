@@ -1,4 +1,5 @@
-// Spent work: once every seam block of a job is blended, its partials are read no more.
+// Spent work: once every seam block of a job is blended (BLENDED_KEY records it), its
+// partials are read no more.
 // Deleted through the Store port (list + delete), so the same code clears a state
 // directory and a bucket prefix. The job description (JOB_DESCRIPTION_KEY) is kept: it
 // is what a later open of the finished job is checked against.
@@ -7,6 +8,21 @@ import type { Store } from '../store/index.ts';
 import { TILE_PREFIX } from './preview-tiles.ts';
 
 const PARTIALS_PREFIX = '/partials/';
+
+/**
+ * Set in the work store once every seam block is blended (and the partials may go):
+ * running the job again then reports the finished output, or only finalizes again,
+ * instead of blending from partials that are gone.
+ */
+export const BLENDED_KEY = '/blended';
+
+export async function markBlended(work: Store, at: Date): Promise<void> {
+  await work.set(BLENDED_KEY, new TextEncoder().encode(`${at.toISOString()}\n`));
+}
+
+export async function isBlended(work: Store): Promise<boolean> {
+  return (await work.get(BLENDED_KEY)) !== undefined;
+}
 
 /**
  * Deletes the seam partials in `work`, and the preview tiles too unless `keepTiles`

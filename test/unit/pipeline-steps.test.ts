@@ -3,7 +3,7 @@
 // and timings, and the cleanup of spent partials through the Store port. In-memory
 // ledger, a fake fleet that claims and completes chunks, real files where a store is read.
 
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { verifyStep } from '../../adapters/aws/cloud-steps.ts';
@@ -14,7 +14,10 @@ import {
   deleteSpentPartials,
   ensureOutput,
   type Fleet,
+  finalizeFinished,
   finalizeJob,
+  isBlended,
+  markBlended,
   openJob,
   planJob,
   runWorkRounds,
@@ -208,6 +211,18 @@ describe("finalize's report figures (the same code for both drivers)", () => {
     // Job creation to the last completion: the 4 s the test back-dated, and a little more.
     expect(report.timings.work).toBeGreaterThanOrEqual(4);
     expect(report.timings.work).toBeLessThan(60);
+    // The cloud's Finalize (a Lambda that ran none of it): only a COMPLETE job, same figures.
+    await expect(finalizeFinished(ctx, ledger, { fleetSize: 5 })).rejects.toThrow(
+      `job ${ctx.jobId} cannot be finalized: verify says INCOMPLETE`,
+    );
+    for (let c = await ledger.claim(ctx.jobId, 'w3'); c; c = await ledger.claim(ctx.jobId, 'w3'))
+      await ledger.complete(c);
+    const cloud = await finalizeFinished(ctx, ledger, { fleetSize: 5 });
+    expect(cloud.status).toBe('SUCCEEDED');
+    expect(cloud.workers).toBe(3);
+    expect(cloud.startedAt).toBe(new Date(createdAt).toISOString());
+    expect(cloud.timings.work).toBeGreaterThanOrEqual(4);
+    expect(Object.keys(cloud.timings).sort()).toEqual(['finalize', 'work']);
   });
 });
 
@@ -230,5 +245,16 @@ describe('spent partials go through the Store port', () => {
     expect(await deleteSpentPartials(work, { keepTiles: false })).toBe(1);
     expect(existsSync(join(t.dir, 'partials/_preview/z0/0.0.bin'))).toBe(false);
     expect(existsSync(join(t.dir, 'job.json'))).toBe(true);
+  });
+
+  it('the blended marker lives in the work store and outlasts the cleanup', async () => {
+    const t = tempDir();
+    cleanups.push(t.cleanup);
+    const work = new LocalStore(t.dir, { fsync: false });
+    expect(await isBlended(work)).toBe(false);
+    await markBlended(work, new Date('2026-01-02T03:04:05Z'));
+    await deleteSpentPartials(work, { keepTiles: false });
+    expect(await isBlended(work)).toBe(true);
+    expect(readFileSync(join(t.dir, 'blended'), 'utf8')).toBe('2026-01-02T03:04:05.000Z\n');
   });
 });

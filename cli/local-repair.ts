@@ -9,18 +9,21 @@
 // The ledger's lock is held throughout (LocalLedger.open), so no run writes meanwhile.
 
 import { existsSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Ledger, LocalLedger } from '../core/ledger/index.ts';
 import { ModelRunner } from '../core/model/index.ts';
 import {
   blendSeams,
+  deleteSpentPartials,
+  describeDamage,
   EagerBlender,
   ensureOutput,
   finalizeJob,
+  isBlended,
   type JobContext,
   openJob,
   partialKey,
+  REPORT_KEY,
   type RunReport,
   verifyJob,
   type WorkerEvent,
@@ -188,6 +191,69 @@ async function deletePartials(ctx: JobContext, chunkIds: readonly string[]): Pro
       await work.delete(partialKey(block.key, id));
 }
 
+// --- a rerun of a job an earlier run finished ----------------------------------------------
+
+/** What an earlier run left of a job, as `tessera run` finds it. */
+export type EarlierRun =
+  /** Not blended yet: the run goes on from the ledger. */
+  | { readonly kind: 'unfinished' }
+  /** SUCCEEDED, and its output checks intact: nothing to do. */
+  | { readonly kind: 'intact'; readonly report: RunReport }
+  /** SUCCEEDED, but these output objects are damaged or missing: repair them. */
+  | { readonly kind: 'damaged'; readonly damaged: DamagedObject[] }
+  /** Blended, but stopped before finalize finished: finalize again. */
+  | { readonly kind: 'blended' };
+
+/**
+ * Whether an earlier run finished the job (the blended marker; releases before it was
+ * kept in the work store wrote it beside it), and if it succeeded whether its output is
+ * intact. A finished job whose output is gone is refused, naming what to do.
+ */
+export async function earlierRun(
+  ctx: JobContext,
+  o: { stateDir: string; log: (line: string) => void },
+): Promise<EarlierRun> {
+  const legacyMarker = join(o.stateDir, 'work', `${ctx.jobId}.blended`);
+  if (!(await isBlended(ctx.work)) && !existsSync(legacyMarker)) return { kind: 'unfinished' };
+  const output = ctx.manifest.output.url;
+  const previous = await previousReport(ctx);
+  if (previous) {
+    const check = await checkOutput(ctx);
+    if (check.damaged.length === 0) {
+      o.log(
+        `${ctx.jobId} already SUCCEEDED; its output is ${output} (${check.checked} objects checked intact)`,
+      );
+      return { kind: 'intact', report: previous };
+    }
+    o.log(
+      `${ctx.jobId} already SUCCEEDED, but ${check.damaged.length} output object(s) are damaged; repairing them:\n${describeDamage(check.damaged)}`,
+    );
+    // A damaged level-0 zarr.json would make ensureOutput refuse the output as not ours.
+    await clearDamagedMetadata(ctx, check.damaged);
+    return { kind: 'damaged', damaged: check.damaged };
+  }
+  if (!(await ctx.outputStore.get('/zarr.json')))
+    throw new Error(
+      `job ${ctx.jobId} finished earlier, but its output ${output} is gone; to compute it again, delete the state directory ${o.stateDir} and run again`,
+    );
+  // Otherwise it stopped during finalize: the ownership check, then finalize again.
+  return { kind: 'blended' };
+}
+
+/** The output's report.json when it records this job's success, else undefined. */
+async function previousReport(ctx: JobContext): Promise<RunReport | undefined> {
+  const bytes = await ctx.outputStore.get(REPORT_KEY);
+  if (!bytes) return undefined;
+  try {
+    const report = JSON.parse(new TextDecoder().decode(bytes)) as RunReport;
+    return report.jobId === ctx.jobId && report.status === 'SUCCEEDED' ? report : undefined;
+  } catch (error) {
+    // An unreadable report records no success: the job is finalized again.
+    if (!(error instanceof SyntaxError)) throw error;
+    return undefined;
+  }
+}
+
 // --- tessera verify on a local job ----------------------------------------------------------
 
 export interface VerifyLocalOptions {
@@ -258,7 +324,7 @@ export async function verifyLocal(
       runChunks: (onFinished) => runInProcess(m, ctx, ledger, onFinished, o),
       ...(o.log ? { log: o.log } : {}),
     });
-    if (repair.status === 'REPAIRED') await rm(workDir, { recursive: true, force: true });
+    if (repair.status === 'REPAIRED') await deleteSpentPartials(ctx.work, { keepTiles: false });
     return { jobId: m.jobId, check, repair };
   } finally {
     await ledger.close();

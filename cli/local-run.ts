@@ -1,16 +1,18 @@
 // `tessera run`: the whole pipeline on one machine. The parent process owns the ledger
-// (a journal under the state directory) and forks N worker processes that claim chunks
-// over IPC. A worker that dies is replaced and its chunk re-claimed at once; a run that
-// is killed resumes from the journal, never re-inferring a DONE chunk.
+// (a journal under the state directory); its workers are a LocalFleet (cli/local-fleet.ts:
+// forked processes claiming chunks over IPC, replaced when they die) driven by the work-
+// round loop the cloud's state machine also follows (core/pipeline/driver.ts, steps.ts).
+// A run that is killed resumes from the journal, never re-inferring a DONE chunk.
 //
-// Whose fault a death is decides whether it spends an attempt (DESIGN.md, "Whose fault
-// is an error"): a worker that dies alone while the run goes on spends one on each chunk
-// it held; chunks held when the run as a whole was stopped (killed, interrupted, or
-// stopped by this coordinator) are handed back unspent. A FAILED job comes back with
-// `retryFailed` (--retry-failed): its FAILED chunks are re-armed, DONE ones kept.
+//   refusals (model, memory) ──► earlier run? (report / repair / finalize again)
+//     ──► plan (output, rows, frozen description) ──► work rounds ⇄ verify
+//     ──► blend what eager blending left ──► finalize ──► spent partials deleted
+//
+// A FAILED job comes back with `retryFailed` (--retry-failed): its FAILED chunks are
+// re-armed, DONE ones kept.
 
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { LocalLedger } from '../core/ledger/index.ts';
 import { PausingLedger } from '../core/ledger/pausing.ts';
@@ -18,21 +20,16 @@ import { ModelChecksumError, ModelLoadError, ModelSignatureError } from '../core
 import {
   blendSeams,
   checkJobFits,
-  checkOutput,
-  type DamagedObject,
   deleteSpentPartials,
-  describeDamage,
   describePoison,
   EagerBlender,
   ensureOutput,
   finalizeJob,
-  isBlended,
-  type JobContext,
   ModelTooLargeError,
   markBlended,
   openJob,
   planJob,
-  REPORT_KEY,
+  type RoundVerdict,
   type RunReport,
   runWorkRounds,
   timed,
@@ -43,7 +40,7 @@ import { LocalStore } from '../core/store/index.ts';
 import { pyramidLevels } from '../core/volume/pyramid.ts';
 import { defaultStateDir, type LoadedManifest, resolveJobId } from './job-files.ts';
 import { LocalFleet } from './local-fleet.ts';
-import { clearDamagedMetadata, repairOutput } from './local-repair.ts';
+import { earlierRun, repairOutput } from './local-repair.ts';
 import { checkOutputLocation } from './output-location.ts';
 import { readJobModel } from './plan-cost.ts';
 import type { Progress } from './progress.ts';
@@ -161,39 +158,16 @@ export async function runLocal(
         status: 'FAILED',
         message: `job ${m.jobId} FAILED before any chunk ran, and no attempt was spent: ${unfit}`,
       });
-    // Once every seam block is blended, a marker records it and the partials are deleted
-    // (BLENDED_KEY; releases before it wrote the marker beside the work store).
-    const alreadyBlended =
-      (await isBlended(ctx.work)) || existsSync(join(stateDir, 'work', `${m.jobId}.blended`));
-    // Output objects of a SUCCEEDED job found damaged or missing: repaired below.
-    let damaged: DamagedObject[] | undefined;
-    if (alreadyBlended) {
-      const previous = await previousReport(ctx, m.jobId);
-      if (previous) {
-        const check = await checkOutput(ctx);
-        if (check.damaged.length === 0) {
-          log(
-            `${m.jobId} already SUCCEEDED; its output is ${m.manifest.output.url} (${check.checked} objects checked intact)`,
-          );
-          return result({
-            status: 'SUCCEEDED',
-            report: previous,
-            message: `job ${m.jobId} had already succeeded; nothing to do`,
-          });
-        }
-        log(
-          `${m.jobId} already SUCCEEDED, but ${check.damaged.length} output object(s) are damaged; repairing them:\n${describeDamage(check.damaged)}`,
-        );
-        damaged = check.damaged;
-      }
-      if (!(await ctx.outputStore.get('/zarr.json')))
-        throw new Error(
-          `job ${m.jobId} finished earlier, but its output ${m.manifest.output.url} is gone; to compute it again, delete the state directory ${stateDir} and run again`,
-        );
-      // Otherwise it stopped during finalize: the ownership check below, then finalize again.
-    }
-    // A damaged level-0 zarr.json would make ensureOutput refuse the output as not ours.
-    if (damaged) await clearDamagedMetadata(ctx, damaged);
+    // A job an earlier run finished: reported as it is, repaired, or finalized again.
+    const earlier = await earlierRun(ctx, { stateDir, log });
+    if (earlier.kind === 'intact')
+      return result({
+        status: 'SUCCEEDED',
+        report: earlier.report,
+        message: `job ${m.jobId} had already succeeded; nothing to do`,
+      });
+    const alreadyBlended = earlier.kind !== 'unfinished';
+    const damaged = earlier.kind === 'damaged' ? earlier.damaged : undefined;
     const { created, output } = await timed(timings, 'plan', async () => {
       // The output first: a job whose rows exist always has somewhere to write.
       const output = await ensureOutput(ctx);
@@ -331,14 +305,7 @@ export async function runLocal(
     });
     await cleanup;
     if (verdict.status === 'COMPLETE') await deleteSpentPartials(ctx.work, { keepTiles: false });
-    const message =
-      verdict.status === 'FAILED'
-        ? `job ${m.jobId} FAILED: ${verify.poison.length} chunk(s) failed ${m.manifest.maxAttempts} attempts:\n${describePoison(verify.poison)}\n` +
-          `${verdict.remaining > 0 ? `${verdict.remaining} chunk(s) still unfinished after ${maxRounds} rounds; ` : ''}fix the cause, then run the same command with --retry-failed: ` +
-          `the ${verify.poison.length} failed chunk(s) run again and every DONE chunk is kept`
-        : verdict.status === 'INCOMPLETE'
-          ? `job ${m.jobId} FAILED: ${verdict.remaining} chunk(s) still unfinished after ${maxRounds} rounds; run again to resume`
-          : undefined;
+    const message = verdictMessage(m.jobId, verdict, m.manifest.maxAttempts, maxRounds);
     return result({
       status: report.status,
       report,
@@ -371,16 +338,24 @@ async function refusal(check: () => Promise<unknown>): Promise<string | undefine
   }
 }
 
-/** The output's report.json when it records this job's success, else undefined. */
-async function previousReport(ctx: JobContext, jobId: string): Promise<RunReport | undefined> {
-  const bytes = await ctx.outputStore.get(REPORT_KEY);
-  if (!bytes) return undefined;
-  try {
-    const report = JSON.parse(new TextDecoder().decode(bytes)) as RunReport;
-    return report.jobId === jobId && report.status === 'SUCCEEDED' ? report : undefined;
-  } catch {
-    return undefined;
-  }
+/** What a run that ended FAILED or unfinished says; undefined for COMPLETE. */
+function verdictMessage(
+  jobId: string,
+  verdict: RoundVerdict,
+  maxAttempts: number,
+  maxRounds: number,
+): string | undefined {
+  const { poison } = verdict.verify;
+  const unfinished = `${verdict.remaining} chunk(s) still unfinished after ${maxRounds} rounds`;
+  if (verdict.status === 'FAILED')
+    return (
+      `job ${jobId} FAILED: ${poison.length} chunk(s) failed ${maxAttempts} attempts:\n${describePoison(poison)}\n` +
+      `${verdict.remaining > 0 ? `${unfinished}; ` : ''}fix the cause, then run the same command with --retry-failed: ` +
+      `the ${poison.length} failed chunk(s) run again and every DONE chunk is kept`
+    );
+  if (verdict.status === 'INCOMPLETE')
+    return `job ${jobId} FAILED: ${unfinished}; run again to resume`;
+  return undefined;
 }
 
 function cpuSecondsSince(start: NodeJS.CpuUsage): number {

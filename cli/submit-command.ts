@@ -13,8 +13,7 @@
 
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
-import { dirname, isAbsolute, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { dirname, resolve } from 'node:path';
 import { HeadObjectCommand, NotFound, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { makeS3Client, registerS3 } from '../adapters/aws/clients.ts';
 import { cloudJobId } from '../adapters/aws/cloud-steps.ts';
@@ -30,6 +29,7 @@ import {
   parseManifestText,
 } from '../core/manifest/index.ts';
 import { openJob } from '../core/pipeline/index.ts';
+import { resolveModelPath } from '../core/pipeline/model-source.ts';
 import { neuroglancerLink } from '../core/pipeline/viewer.ts';
 import { MemoryStore } from '../core/store/index.ts';
 import { parse } from './args.ts';
@@ -247,7 +247,7 @@ async function prepareModel(
   source: string,
 ): Promise<{ model: NonNullable<SubmitResult['model']>; bytes: Uint8Array }> {
   const url = raw.model.url as string;
-  const file = modelPath(url, baseDir);
+  const file = resolveModelPath(url, baseDir);
   let bytes: Buffer;
   try {
     bytes = await readFile(file);
@@ -306,11 +306,6 @@ async function uploadModel(
     }),
   );
   return true;
-}
-
-function modelPath(url: string, baseDir: string): string {
-  if (url.startsWith('file://')) return fileURLToPath(url);
-  return isAbsolute(url) ? url : resolve(baseDir, url);
 }
 
 /** 20260314T091500Z: sortable, and valid in S3 keys and job names. */

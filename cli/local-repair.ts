@@ -40,7 +40,6 @@ import { runWorker } from '../core/pipeline/worker.ts';
 import { type AbsolutePath, LocalStore, StoreCapabilityError } from '../core/store/index.ts';
 import { checkOwner } from '../core/volume/output-owner.ts';
 import { defaultStateDir, type LoadedManifest, resolveJobId } from './job-files.ts';
-import { resolveModelPath } from './local-worker.ts';
 
 /** The job cannot be verified from this state directory (not run, or not finished). */
 export class VerifyStateError extends Error {
@@ -339,9 +338,9 @@ async function runInProcess(
   onFinished: (chunkId: string) => void,
   o: VerifyLocalOptions,
 ): Promise<void> {
-  await checkLocalModelSize(m.manifest.model.url, { baseDir: m.baseDir });
+  const path = await checkLocalModelSize(m.manifest.model.url, { baseDir: m.baseDir });
   const model = await ModelRunner.open(
-    { path: resolveModelPath(m.manifest.model.url, m.baseDir) },
+    { path },
     {
       ...(m.manifest.model.sha256 ? { sha256: m.manifest.model.sha256 } : {}),
       device: m.manifest.compute.device,

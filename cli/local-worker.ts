@@ -60,9 +60,9 @@ export async function workerProcessMain(init: WorkerInit): Promise<void> {
   let model: ReturnType<typeof openInBackground> | undefined;
   try {
     const { manifest, baseDir } = init;
-    const modelPath = resolveModelPath(manifest.model.url, baseDir);
-    // Over the cap, the run fails at once naming model.url and the limit (not out of memory).
-    await checkLocalModelSize(manifest.model.url, {
+    // The file checked is the file opened (one resolver); over the cap, the run fails at
+    // once naming model.url and the limit (not out of memory).
+    const modelPath = await checkLocalModelSize(manifest.model.url, {
       baseDir,
       maxBytes: maxModelBytes(process.env),
       setting: ENV.maxModelBytes,
@@ -143,15 +143,6 @@ export function maxModelBytes(env: NodeJS.ProcessEnv): number {
       `${ENV.maxModelBytes} must be a positive whole number of bytes (e.g. ${DEFAULT_MAX_MODEL_BYTES} for 2 GiB), got "${raw}"`,
     );
   return n;
-}
-
-export function resolveModelPath(url: string, baseDir: string): string {
-  if (url.startsWith('s3://'))
-    throw new Error(
-      `model.url ${url}: a local run reads models from local paths; download it or run in the cloud`,
-    );
-  const path = url.startsWith('file://') ? new URL(url).pathname : url;
-  return path.startsWith('/') ? path : `${baseDir}/${path}`;
 }
 
 // Entry point when forked.

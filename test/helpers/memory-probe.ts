@@ -6,11 +6,11 @@
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadManifest } from '../../cli/job-files.ts';
-import { resolveModelPath } from '../../cli/local-worker.ts';
 import { MemoryLedger } from '../../core/ledger/index.ts';
 import { modelExpectation, ThreadedModel } from '../../core/model/index.ts';
 import { ensureOutput, openJob, planJob, runWorker } from '../../core/pipeline/index.ts';
 import { workerMemory } from '../../core/pipeline/memory-estimate.ts';
+import { resolveModelPath } from '../../core/pipeline/model-source.ts';
 import { LocalStore } from '../../core/store/index.ts';
 
 const [manifestPath, stateDir, batch] = process.argv.slice(2);

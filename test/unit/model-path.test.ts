@@ -8,7 +8,6 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadManifest } from '../../cli/job-files.ts';
 import { runLocal } from '../../cli/local-run.ts';
-import { resolveModelPath as workerModelPath } from '../../cli/local-worker.ts';
 import { planCommand } from '../../cli/plan-command.ts';
 import { InvalidUrlError } from '../../core/manifest/errors.ts';
 import { localPathOf } from '../../core/manifest/url.ts';
@@ -112,17 +111,13 @@ describe('tessera plan and tessera run read the model model.url names', () => {
     expect(r.error?.message).toContain(`there is no file ${join(d, 'my model.onnx')}.`);
   });
 
-  // A forked worker opens the model through cli/local-worker.ts's resolveModelPath; this
-  // runs once that is core's (re-exported), as it must be for the run to open the file.
-  it.runIf(workerModelPath === resolveModelPath)(
-    'run works with a file:// model URL with %20 (the workers open what plan checked)',
-    async () => {
-      const { path } = await job('my model.onnx', encoded);
-      const result = await runLocal(await loadManifest(path), { workers: 1 });
-      expect(result.message).toBeUndefined();
-      expect(result.status).toBe('SUCCEEDED');
-    },
-  );
+  // A forked worker opens the path checkLocalModelSize resolved: the file plan checked.
+  it('run works with a file:// model URL with %20 (the workers open what plan checked)', async () => {
+    const { path } = await job('my model.onnx', encoded);
+    const result = await runLocal(await loadManifest(path), { workers: 1 });
+    expect(result.message).toBeUndefined();
+    expect(result.status).toBe('SUCCEEDED');
+  });
 
   it('plan --calibrate and run read a relative model path from the manifest directory', async () => {
     const { path } = await job('models dir/my model.onnx', () => 'models dir/my model.onnx');

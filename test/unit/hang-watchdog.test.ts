@@ -5,22 +5,14 @@
 // attempt. Real Zarr input and output on disk, the in-memory ledger, a JS model run one
 // batch at a time (as the inference thread does) with scripted batch times.
 
-import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadManifest } from '../../cli/job-files.ts';
 import type { Vec3 } from '../../core/geometry/index.ts';
 import { type Claim, MemoryLedger, SKEW_MS } from '../../core/ledger/index.ts';
-import {
-  ensureOutput,
-  openJob,
-  planJob,
-  runWorker,
-  type WorkerEvent,
-} from '../../core/pipeline/index.ts';
+import { ensureOutput, planJob, runWorker, type WorkerEvent } from '../../core/pipeline/index.ts';
 import type { PatchModel } from '../../core/reference/index.ts';
-import { LocalStore } from '../../core/store/index.ts';
-import { lcgVolume, tempDir, writeJobDir } from '../helpers/job-dir.ts';
+import { lcgVolume } from '../helpers/job-dir.ts';
 import { jsModel } from '../helpers/js-model.ts';
+import { openWorkerJob } from '../helpers/worker-job.ts';
 
 const cleanups: (() => void)[] = [];
 afterAll(() => {
@@ -34,29 +26,12 @@ const NEVER = 3_600_000;
 async function job(
   o: { maxAttempts?: number; chunkShape?: Vec3; data?: Uint8Array; skipBelow?: number } = {},
 ) {
-  const { maxAttempts = 3, chunkShape = [8, 12, 12] } = o;
-  const t = tempDir();
-  cleanups.push(t.cleanup);
-  const path = await writeJobDir(t.dir, {
-    shape: SHAPE,
+  const { ctx } = await openWorkerJob({
+    cleanups,
+    maxAttempts: o.maxAttempts ?? 3,
+    chunkShape: o.chunkShape ?? [8, 12, 12],
     ...(o.data ? { data: o.data } : {}),
-    manifest: {
-      input: {
-        url: 'input.zarr',
-        ...(o.skipBelow === undefined ? {} : { skipBelow: o.skipBelow }),
-      },
-      model: { url: 'unused.onnx', patchShape: [4, 8, 8], outputChannels: 2 },
-      overlap: [0, 2, 2],
-      chunkShape,
-      blend: 'bump',
-      maxAttempts,
-    },
-  });
-  const loaded = await loadManifest(path);
-  const ctx = await openJob(loaded.manifest, {
-    jobId: loaded.jobId,
-    work: new LocalStore(join(t.dir, 'work'), { fsync: false }),
-    baseDir: loaded.baseDir,
+    input: o.skipBelow === undefined ? {} : { skipBelow: o.skipBelow },
   });
   const ledger = new MemoryLedger();
   // The ledger's clock runs `clock.skipMs` ahead of the real one: a test lets a lease run

@@ -7,7 +7,6 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { verifyStep } from '../../adapters/aws/cloud-steps.ts';
-import { loadManifest } from '../../cli/job-files.ts';
 import { KEYS } from '../../contracts/cloud.ts';
 import { MemoryLedger } from '../../core/ledger/index.ts';
 import {
@@ -18,14 +17,14 @@ import {
   finalizeJob,
   isBlended,
   markBlended,
-  openJob,
   planJob,
   runWorkRounds,
   verifyJob,
   verifyRound,
 } from '../../core/pipeline/index.ts';
 import { LocalStore, MemoryStore } from '../../core/store/index.ts';
-import { tempDir, writeJobDir } from '../helpers/job-dir.ts';
+import { tempDir } from '../helpers/job-dir.ts';
+import { openWorkerJob } from '../helpers/worker-job.ts';
 
 const cleanups: (() => void)[] = [];
 afterAll(() => {
@@ -172,23 +171,7 @@ describe('the work-round loop over a Fleet', () => {
 
 describe("finalize's report figures (the same code for both drivers)", () => {
   it('counts the distinct owners that finished chunks, and takes work seconds from the ledger', async () => {
-    const t = tempDir();
-    cleanups.push(t.cleanup);
-    const path = await writeJobDir(t.dir, {
-      shape: [8, 24, 24],
-      manifest: {
-        model: { url: 'unused.onnx', patchShape: [4, 8, 8], outputChannels: 2 },
-        overlap: [0, 2, 2],
-        chunkShape: [8, 12, 12],
-        blend: 'bump',
-      },
-    });
-    const loaded = await loadManifest(path);
-    const ctx = await openJob(loaded.manifest, {
-      jobId: loaded.jobId,
-      work: new MemoryStore(),
-      baseDir: loaded.baseDir,
-    });
+    const { ctx } = await openWorkerJob({ cleanups, work: new MemoryStore() });
     await ensureOutput(ctx);
     const ledger = new MemoryLedger();
     const createdAt = Date.now() - 4_000;

@@ -12,7 +12,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { S3ServiceException } from '@aws-sdk/client-s3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadManifest } from '../../cli/job-files.ts';
 import {
   type ChunkRow,
   type Claim,
@@ -24,7 +23,6 @@ import {
   ensureOutput,
   type JobContext,
   LeaseKeeper,
-  openJob,
   planJob,
   runWorker,
   type WorkerEvent,
@@ -32,8 +30,9 @@ import {
 import type { PatchModel } from '../../core/reference/index.ts';
 import { type AbsolutePath, LocalStore, type Store } from '../../core/store/index.ts';
 import { type OutputVolume, VolumeReadError } from '../../core/volume/index.ts';
-import { tempDir, writeJobDir } from '../helpers/job-dir.ts';
+import { tempDir } from '../helpers/job-dir.ts';
 import { jsModel } from '../helpers/js-model.ts';
+import { openWorkerJob } from '../helpers/worker-job.ts';
 
 const cleanups: (() => void)[] = [];
 afterAll(() => {
@@ -138,25 +137,12 @@ function diskFor(): {
 }
 
 async function job(o: { maxAttempts?: number; outputDir?: string; work?: Store } = {}) {
-  const t = tempDir();
-  cleanups.push(t.cleanup);
-  const path = await writeJobDir(t.dir, {
-    shape: [8, 24, 24],
-    manifest: {
-      model: { url: 'unused.onnx', patchShape: [4, 8, 8], outputChannels: 2 },
-      overlap: [0, 2, 2],
-      chunkShape: [8, 12, 12],
-      blend: 'bump',
-      maxAttempts: o.maxAttempts ?? 3,
-      // Small blocks: each chunk owns some (written final) and shares some (seam partials).
-      output: { url: o.outputDir ?? 'output.zarr', dtype: 'float32', blockShape: [8, 4, 4] },
-    },
-  });
-  const loaded = await loadManifest(path);
-  const ctx = await openJob(loaded.manifest, {
-    jobId: loaded.jobId,
-    work: o.work ?? new LocalStore(join(t.dir, 'work'), { fsync: false }),
-    baseDir: loaded.baseDir,
+  const { ctx } = await openWorkerJob({
+    cleanups,
+    maxAttempts: o.maxAttempts ?? 3,
+    // Small blocks: each chunk owns some (written final) and shares some (seam partials).
+    output: { url: o.outputDir ?? 'output.zarr', blockShape: [8, 4, 4] },
+    ...(o.work ? { work: o.work } : {}),
   });
   expect(ctx.plan.counts.ownedBlocks).toBeGreaterThan(0);
   expect(ctx.plan.counts.seamBlocks).toBeGreaterThan(0);

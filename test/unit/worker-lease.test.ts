@@ -6,23 +6,17 @@
 // are expired (sweep) and every chunk is claimed by another owner, so the worker's next
 // ledger call for them meets a real LeaseLostError.
 
-import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadManifest } from '../../cli/job-files.ts';
-import { type ChunkRow, type Ledger, MemoryLedger } from '../../core/ledger/index.ts';
+import type { ChunkRow, Ledger, MemoryLedger } from '../../core/ledger/index.ts';
 import {
-  ensureOutput,
   type JobContext,
-  openJob,
-  planJob,
   runWorker,
   type WorkerEvent,
   type WorkerStats,
 } from '../../core/pipeline/index.ts';
 import type { PatchModel } from '../../core/reference/index.ts';
-import { LocalStore } from '../../core/store/index.ts';
-import { tempDir, writeJobDir } from '../helpers/job-dir.ts';
 import { jsModel } from '../helpers/js-model.ts';
+import { workerJob } from '../helpers/worker-job.ts';
 
 const cleanups: (() => void)[] = [];
 afterAll(() => {
@@ -33,29 +27,13 @@ const LEASE_MS = 60_000;
 /** Nothing claimable (the thief holds every chunk): the worker returns, it does not poll. */
 const EXIT_WHEN_IDLE = 0;
 
-async function job() {
-  const t = tempDir('tessera-worker-lease-');
-  cleanups.push(t.cleanup);
-  const path = await writeJobDir(t.dir, {
-    shape: [8, 24, 24],
-    manifest: {
-      model: { url: 'unused.onnx', patchShape: [4, 8, 8], outputChannels: 2 },
-      overlap: [0, 2, 2],
-      chunkShape: [8, 12, 12],
-      blend: 'bump',
-      output: { url: 'output.zarr', dtype: 'float32', blockShape: [8, 4, 4] },
-    },
+const job = () =>
+  workerJob({
+    cleanups,
+    prefix: 'tessera-worker-lease-',
+    output: { blockShape: [8, 4, 4] },
+    leaseMs: LEASE_MS,
   });
-  const loaded = await loadManifest(path);
-  const ctx = await openJob(loaded.manifest, {
-    jobId: loaded.jobId,
-    work: new LocalStore(join(t.dir, 'work'), { fsync: false }),
-    baseDir: loaded.baseDir,
-  });
-  const ledger = new MemoryLedger();
-  await planJob(ctx, ledger, { leaseMs: LEASE_MS });
-  return { ctx, ledger, output: await ensureOutput(ctx) };
-}
 
 /** Every lease expires and another owner claims every chunk: the worker holds none now. */
 async function takeOver(ledger: Ledger, jobId: string): Promise<void> {

@@ -3,15 +3,11 @@
 // back the end of every job), and does not walk away from a chunk its own failure put
 // back. Real Zarr input and output on disk, the in-memory ledger, a JS model.
 
-import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadManifest } from '../../cli/job-files.ts';
-import { MemoryLedger } from '../../core/ledger/index.ts';
-import { ensureOutput, openJob, planJob, runWorker } from '../../core/pipeline/index.ts';
+import { runWorker } from '../../core/pipeline/index.ts';
 import type { PatchModel } from '../../core/reference/index.ts';
-import { LocalStore } from '../../core/store/index.ts';
-import { tempDir, writeJobDir } from '../helpers/job-dir.ts';
 import { jsModel } from '../helpers/js-model.ts';
+import { workerJob } from '../helpers/worker-job.ts';
 
 const cleanups: (() => void)[] = [];
 afterAll(() => {
@@ -21,30 +17,7 @@ afterAll(() => {
 /** An hour: if the worker waited for its idle poll, the test would time out. */
 const NEVER = 3_600_000;
 
-async function job(maxAttempts: number) {
-  const t = tempDir();
-  cleanups.push(t.cleanup);
-  const path = await writeJobDir(t.dir, {
-    shape: [8, 24, 24],
-    manifest: {
-      model: { url: 'unused.onnx', patchShape: [4, 8, 8], outputChannels: 2 },
-      overlap: [0, 2, 2],
-      chunkShape: [8, 12, 12],
-      blend: 'bump',
-      maxAttempts,
-    },
-  });
-  const loaded = await loadManifest(path);
-  const ctx = await openJob(loaded.manifest, {
-    jobId: loaded.jobId,
-    work: new LocalStore(join(t.dir, 'work'), { fsync: false }),
-    baseDir: loaded.baseDir,
-  });
-  const ledger = new MemoryLedger();
-  const output = await ensureOutput(ctx);
-  await planJob(ctx, ledger, { leaseMs: 60_000 });
-  return { ctx, ledger, output };
-}
+const job = (maxAttempts: number) => workerJob({ cleanups, maxAttempts });
 
 describe('runWorker at the end of a job', () => {
   it('returns once its own last chunks are done, without waiting out the idle poll', async () => {

@@ -2,6 +2,7 @@
 // transferred ArrayBuffers (no copies); the caller gets its batch buffer back with the
 // result so it can be refilled while the next batch computes.
 
+import { stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ModelRunError } from './errors.ts';
@@ -74,6 +75,12 @@ export class ThreadedModel {
     options: Omit<ModelRunnerOptions, 'log'> & { log?: (m: string) => void } = {},
   ): Promise<ThreadedModel> {
     const { log, ...rest } = options;
+    // libuv's pool starts with the process's first asynchronous file operation, in
+    // whichever thread asks first. Started here, before the inference thread exists, it is
+    // never taken for one of that thread's own (which keep their priority): otherwise a
+    // process whose first read is the model's (the inference thread reading the model
+    // file, a warm module cache) keeps its file-system pool at inference priority.
+    await stat(fileURLToPath(import.meta.url));
     const before = new Set(threadIds());
     const worker = new Worker(new URL('./thread-boot.cjs', import.meta.url), {
       workerData: {

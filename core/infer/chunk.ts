@@ -6,7 +6,7 @@ import { PartialSum } from '../blend/accumulator.ts';
 import { weightSums } from '../blend/weight-sums.ts';
 import { type BlendKind, blendWeights } from '../blend/weights.ts';
 import type { Box, ChunkDescriptor, Plan } from '../geometry/index.ts';
-import type { PatchModel } from '../reference/sliding-window.ts';
+import type { PatchModel } from './patch-model.ts';
 
 export interface InferChunkOptions {
   plan: Plan;

@@ -1,2 +1,3 @@
 // Chunk inference: the compute step shared by every worker.
 export * from './chunk.ts';
+export * from './patch-model.ts';

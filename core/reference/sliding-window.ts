@@ -19,6 +19,7 @@
 //   constant  1
 
 import type { Vec3 } from '../geometry/vec3.ts';
+import type { PatchModel } from '../infer/patch-model.ts';
 
 /** The blend kinds of the manifest's `blend` (the same strings as core/blend's BlendKind). */
 export type ReferenceBlend = 'bump' | 'gaussian' | 'constant';
@@ -26,20 +27,8 @@ export type ReferenceBlend = 'bump' | 'gaussian' | 'constant';
 /** The README's per-axis floor, relative to the profile's peak. */
 export const REFERENCE_FLOOR = 1e-6;
 
-export interface PatchModel {
-  /** batch: [n, Cin, pz, py, px] → [n, Cout, oz, oy, ox] (outPatch defaults to patch). */
-  run(batch: Float32Array, n: number, patch: Vec3, outPatch?: Vec3): Promise<Float32Array>;
-  /**
-   * Optional zero-copy variant: `batch`'s buffer is handed over (detached) and returned
-   * with the result. A model on another thread offers it.
-   */
-  runTransfer?(
-    batch: Float32Array,
-    n: number,
-    patch: Vec3,
-    outPatch?: Vec3,
-  ): Promise<{ out: Float32Array; batch: Float32Array }>;
-}
+// The model interface is the pipeline's (a type only: the reference shares no code with it).
+export type { PatchModel };
 
 export interface ReferenceInput {
   /** Normalised input, [Cin][z][y][x] over the whole volume. */

@@ -5,6 +5,7 @@
 // output read back from its Zarr array. Nothing here re-assembles what the pipeline does.
 
 import type { Vec3 } from '../../core/geometry/index.ts';
+import type { PatchModel } from '../../core/infer/index.ts';
 import { MemoryLedger } from '../../core/ledger/index.ts';
 import { parseManifest } from '../../core/manifest/parse.ts';
 import {
@@ -17,7 +18,6 @@ import {
   runWorker,
   type WorkerStats,
 } from '../../core/pipeline/index.ts';
-import type { PatchModel } from '../../core/reference/index.ts';
 import { MemoryStore, registerStoreScheme, unregisterStoreScheme } from '../../core/store/index.ts';
 import type { OutputVolume } from '../../core/volume/index.ts';
 import { writeZarrArray } from '../../core/volume/write-array.ts';

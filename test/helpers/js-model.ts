@@ -3,7 +3,7 @@
 // the patch edge), so patch borders and blending genuinely matter.
 
 import type { Vec3 } from '../../core/geometry/index.ts';
-import type { PatchModel } from '../../core/reference/index.ts';
+import type { PatchModel } from '../../core/infer/index.ts';
 
 export function jsModel(
   inputChannels: number,

@@ -7,9 +7,9 @@
 
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Vec3 } from '../../core/geometry/index.ts';
+import type { PatchModel } from '../../core/infer/index.ts';
 import { type Claim, MemoryLedger, SKEW_MS } from '../../core/ledger/index.ts';
 import { ensureOutput, planJob, runWorker, type WorkerEvent } from '../../core/pipeline/index.ts';
-import type { PatchModel } from '../../core/reference/index.ts';
 import { lcgVolume } from '../helpers/job-dir.ts';
 import { jsModel } from '../helpers/js-model.ts';
 import { openWorkerJob } from '../helpers/worker-job.ts';

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { S3ServiceException } from '@aws-sdk/client-s3';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { PatchModel } from '../../core/infer/index.ts';
 import {
   type ChunkRow,
   type Claim,
@@ -27,7 +28,6 @@ import {
   runWorker,
   type WorkerEvent,
 } from '../../core/pipeline/index.ts';
-import type { PatchModel } from '../../core/reference/index.ts';
 import { type AbsolutePath, LocalStore, type Store } from '../../core/store/index.ts';
 import { type OutputVolume, VolumeReadError } from '../../core/volume/index.ts';
 import { tempDir } from '../helpers/job-dir.ts';

@@ -7,6 +7,7 @@
 // ledger call for them meets a real LeaseLostError.
 
 import { afterAll, describe, expect, it } from 'vitest';
+import type { PatchModel } from '../../core/infer/index.ts';
 import type { ChunkRow, Ledger, MemoryLedger } from '../../core/ledger/index.ts';
 import {
   type JobContext,
@@ -14,7 +15,6 @@ import {
   type WorkerEvent,
   type WorkerStats,
 } from '../../core/pipeline/index.ts';
-import type { PatchModel } from '../../core/reference/index.ts';
 import { jsModel } from '../helpers/js-model.ts';
 import { workerJob } from '../helpers/worker-job.ts';
 

@@ -4,8 +4,8 @@
 // back. Real Zarr input and output on disk, the in-memory ledger, a JS model.
 
 import { afterAll, describe, expect, it } from 'vitest';
+import type { PatchModel } from '../../core/infer/index.ts';
 import { runWorker } from '../../core/pipeline/index.ts';
-import type { PatchModel } from '../../core/reference/index.ts';
 import { jsModel } from '../helpers/js-model.ts';
 import { workerJob } from '../helpers/worker-job.ts';
 

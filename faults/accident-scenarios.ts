@@ -198,26 +198,45 @@ export async function repeatedKills(c: LocalContext, trial: number): Promise<Tri
       }
       await run.exit;
     }
-    const result = await runLocal(await loadManifest(job.path), {
-      workers: 2,
-      stateDir: job.stateDir,
-    });
-    const j = await judgeSuccess(job, result);
-    spentAttempts(j, 1);
-    return {
-      ...j,
-      row: ACCIDENT_ROWS.repeatedKills,
-      path: 'local',
-      injected: landed,
-      dupLive: 0,
-      notes: [
+    return await rerunAndJudge(
+      job,
+      ACCIDENT_ROWS.repeatedKills,
+      landed,
+      t0,
+      (result) =>
         `killed at ${at.join(', ')} DONE journal lines; the last run inferred ${result.inferredThisRun}`,
-      ],
-      seconds: (Date.now() - t0) / 1000,
-    };
+    );
   } finally {
     job.cleanup();
   }
+}
+
+/**
+ * The same command run again after the whole run was stopped: it must succeed, equal the
+ * reference, and no chunk may have spent an attempt on the stop.
+ */
+async function rerunAndJudge(
+  job: LocalJob,
+  row: string,
+  injected: number,
+  t0: number,
+  note: (result: LocalRunResult) => string,
+): Promise<Trial> {
+  const result = await runLocal(await loadManifest(job.path), {
+    workers: 2,
+    stateDir: job.stateDir,
+  });
+  const j = await judgeSuccess(job, result);
+  spentAttempts(j, 1);
+  return {
+    ...j,
+    row,
+    path: 'local',
+    injected,
+    dupLive: 0,
+    notes: [note(result)],
+    seconds: (Date.now() - t0) / 1000,
+  };
 }
 
 /** Ctrl-C twice: the terminal sends SIGINT to the whole foreground process group. */
@@ -240,23 +259,14 @@ export async function doubleCtrlC(c: LocalContext, trial: number): Promise<Trial
       }
     }
     await run.exit;
-    const result = await runLocal(await loadManifest(job.path), {
-      workers: 2,
-      stateDir: job.stateDir,
-    });
-    const j = await judgeSuccess(job, result);
-    spentAttempts(j, 1);
-    return {
-      ...j,
-      row: ACCIDENT_ROWS.doubleCtrlC,
-      path: 'local',
-      injected: landed,
-      dupLive: 0,
-      notes: [
+    return await rerunAndJudge(
+      job,
+      ACCIDENT_ROWS.doubleCtrlC,
+      landed,
+      t0,
+      () =>
         `SIGINT to the process group after ${after} chunk(s), again ${gapMs} ms later (${landed ? 'landed: the run was still stopping' : 'the run had already exited'})`,
-      ],
-      seconds: (Date.now() - t0) / 1000,
-    };
+    );
   } finally {
     job.cleanup();
   }

@@ -55,6 +55,7 @@ export class LocalFleet implements Fleet {
   private readonly ready = new Set<string>();
   private readonly progressState: { done: number; total: number; failed: number; voxels: number };
   private failedAttempts = 0;
+  private progressShown = false;
   private yielded = false;
   private readonly threads: number;
 
@@ -85,6 +86,10 @@ export class LocalFleet implements Fleet {
 
   async runRound(_round: number, roundWorkers: number): Promise<void> {
     const { o } = this;
+    // The progress display's rate is measured from here, the first round's start (not from
+    // the first chunk's completion, which would measure that chunk against itself).
+    if (!this.progressShown) o.progress?.update(this.progressState);
+    this.progressShown = true;
     const workers = Math.max(1, Math.min(roundWorkers, o.workers));
     let spawned = 0;
     // Replacements for dead workers are bounded: a worker that dies on every chunk

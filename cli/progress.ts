@@ -8,43 +8,92 @@ export interface ProgressState {
   voxels: number;
 }
 
+/**
+ * No ETA before this: a rate measured over the first moments (one chunk finished a few
+ * milliseconds after the display started, or none yet) extrapolates to nonsense.
+ */
+export const ETA_AFTER_MS = 3000;
+/** The smoothed rate's time constant: recent chunks count most, one slow chunk does not jump it. */
+const RATE_TIME_CONSTANT_MS = 30_000;
+
+export interface ProgressOptions {
+  quiet?: boolean;
+  /** Milliseconds since some epoch; tests pass a fake clock. */
+  now?: () => number;
+}
+
 export class Progress {
-  private lastPlain = 0;
-  private readonly t0 = Date.now();
-  private startVoxels = -1;
+  private lastPlain = Number.NEGATIVE_INFINITY;
+  private readonly quiet: boolean;
+  private readonly now: () => number;
+  /** The first update: where this display's rates are measured from. */
+  private start: { t: number; done: number; voxels: number } | undefined;
+  /** The last update with more chunks done than the one before. */
+  private last: { t: number; done: number; voxels: number } | undefined;
+  /** Chunks and voxels per millisecond, exponentially smoothed; undefined until measured. */
+  private rate: { chunks: number; voxels: number } | undefined;
 
   constructor(
     private readonly out: NodeJS.WriteStream | { write(s: string): boolean; isTTY?: boolean },
     private readonly label: string,
-    private readonly quiet = false,
-  ) {}
+    o: ProgressOptions = {},
+  ) {
+    this.quiet = o.quiet ?? false;
+    this.now = o.now ?? Date.now;
+  }
 
   update(s: ProgressState, force = false): void {
     if (this.quiet) return;
-    if (this.startVoxels < 0) this.startVoxels = s.voxels;
-    // Where this display started, taken on the first update (not the first ETA): a
-    // watch that starts at 0 done must not measure its first chunks against themselves.
-    this.firstFrac ??= s.total === 0 ? 0 : s.done / s.total;
-    const secs = Math.max(1e-3, (Date.now() - this.t0) / 1000);
-    const rate = (s.voxels - this.startVoxels) / secs;
+    const t = this.now();
+    this.measure(s, t);
     const frac = s.total === 0 ? 1 : s.done / s.total;
-    const eta =
-      frac > 0 && frac < 1 ? (secs / Math.max(1e-9, frac - this.startFrac(s))) * (1 - frac) : 0;
-    const text = `${this.label} ${s.done}/${s.total} chunks${s.failed ? ` (${s.failed} failed attempts)` : ''} · ${formatRate(rate)} · ETA ${formatSeconds(eta)}`;
+    const eta = this.etaSeconds(s);
+    const rate = this.rate ? formatRate(this.rate.voxels * 1000) : 'measuring';
+    const text = `${this.label} ${s.done}/${s.total} chunks${s.failed ? ` (${s.failed} failed attempts)` : ''} · ${rate} · ETA ${eta === undefined ? '--' : formatSeconds(eta)}`;
     if (this.out.isTTY) {
       const width = 24;
       const fill = Math.round(frac * width);
       this.out.write(`\r[${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${text}\x1b[K`);
-    } else if (force || Date.now() - this.lastPlain > 5000) {
-      this.lastPlain = Date.now();
+    } else if (force || t - this.lastPlain > 5000) {
+      this.lastPlain = t;
       this.out.write(`${text}\n`);
     }
   }
 
-  private firstFrac: number | undefined;
-  private startFrac(s: ProgressState): number {
-    if (this.firstFrac === undefined) this.firstFrac = s.total === 0 ? 0 : s.done / s.total;
-    return this.firstFrac;
+  /**
+   * Seconds left, from the smoothed chunk rate; undefined while there is no rate (no chunk
+   * finished since the display started, or fewer than ETA_AFTER_MS ago) or nothing is left.
+   */
+  etaSeconds(s: ProgressState): number | undefined {
+    const left = s.total - s.done;
+    if (this.rate === undefined || this.rate.chunks <= 0 || left <= 0) return undefined;
+    return left / this.rate.chunks / 1000;
+  }
+
+  private measure(s: ProgressState, t: number): void {
+    // Chunks finished before the display started (a resumed run, a watch joining late)
+    // are not this display's rate.
+    this.start ??= { t, done: s.done, voxels: s.voxels };
+    const { start } = this;
+    if (s.done <= (this.last?.done ?? start.done)) return;
+    if (t - start.t < ETA_AFTER_MS) {
+      this.last = { t, done: s.done, voxels: s.voxels };
+      return;
+    }
+    if (this.rate === undefined) {
+      // The first rate: the average since the display started.
+      const ms = t - start.t;
+      this.rate = { chunks: (s.done - start.done) / ms, voxels: (s.voxels - start.voxels) / ms };
+    } else {
+      const prev = this.last ?? start;
+      const ms = Math.max(1, t - prev.t);
+      const a = 1 - Math.exp(-ms / RATE_TIME_CONSTANT_MS);
+      this.rate = {
+        chunks: this.rate.chunks + a * ((s.done - prev.done) / ms - this.rate.chunks),
+        voxels: this.rate.voxels + a * ((s.voxels - prev.voxels) / ms - this.rate.voxels),
+      };
+    }
+    this.last = { t, done: s.done, voxels: s.voxels };
   }
 
   end(): void {

@@ -71,15 +71,20 @@ describe('the progress ETA', () => {
     at(0, 0, 1000);
     let t = 0;
     let done = 0;
-    for (; done < 100; ) at((t += 1000), ++done, 1000); // 1 chunk/s
+    const chunk = (ms: number): void => {
+      t += ms;
+      done += 1;
+      at(t, done, 1000);
+    };
+    while (done < 100) chunk(1000); // 1 chunk/s
     expect(left(done)).toBeCloseTo(900, 0);
-    at((t += 10_000), ++done, 1000); // one chunk that took 10 s
+    chunk(10_000); // one chunk that took 10 s
     const afterSlow = left(done);
     expect(afterSlow).toBeGreaterThan(899);
     // The instantaneous rate would say 899 chunks at 0.1/s = 8990 s; smoothed, far less.
     expect(afterSlow).toBeLessThan(3000);
     // Then 2 chunks/s for 5 minutes: the ETA follows the new rate.
-    for (let i = 0; i < 600; i++) at((t += 500), ++done, 1000);
+    for (let i = 0; i < 600; i++) chunk(500);
     expect(left(done)).toBeCloseTo((1000 - done) / 2, -1);
   });
 

@@ -21,8 +21,11 @@ export interface JobStatus {
   jobId: string;
   name?: string;
   ledger: 'local' | 'dynamodb';
-  /** RUNNING: live leases now; WAITING: work left, but no live worker holds a chunk. */
-  state: 'RUNNING' | 'WAITING' | 'COMPLETE' | 'FAILED';
+  /**
+   * SUCCEEDED and FAILED as `tessera run` reports them (FAILED: a chunk is out of attempts);
+   * RUNNING: live leases now; WAITING: work left, but no live worker holds a chunk.
+   */
+  state: 'RUNNING' | 'WAITING' | 'SUCCEEDED' | 'FAILED';
   createdAt: string;
   chunks: StatusCounts & { total: number };
   voxels?: { done: number; total: number };
@@ -129,7 +132,7 @@ export async function jobStatus(i: StatusInput): Promise<JobStatus> {
     counts.FAILED > 0
       ? 'FAILED'
       : finishedCount === total
-        ? 'COMPLETE'
+        ? 'SUCCEEDED'
         : runningOwners.size > 0
           ? 'RUNNING'
           : 'WAITING';

@@ -17,6 +17,7 @@ import type { Plan } from '../core/geometry/index.ts';
 import type { LedgerReader, StatusCounts } from '../core/ledger/index.ts';
 import { JournalView, lockHolder } from '../core/ledger/journal-view.ts';
 import { type Manifest, ManifestError, parseManifest } from '../core/manifest/index.ts';
+import { localPathOf } from '../core/manifest/url.ts';
 import {
   checkPlanAgainst,
   describeJob,
@@ -66,6 +67,8 @@ interface Source {
   workersAlive(): boolean | undefined;
   plan?: Plan;
   manifest?: Manifest;
+  /** The job's output: a local path (resolved against the manifest's directory) or URL. */
+  output?: string;
   note?: string;
   /** Cloud: the job's status.json now (Verify's worker failures, the watchdog's stall flag). */
   statusDocument?(): Promise<JobStatusDocument | undefined>;
@@ -148,11 +151,16 @@ export async function statusCommand(args: string[]): Promise<number> {
       return 1;
     }
     const link = source.manifest ? viewerLink(source.manifest) : undefined;
+    const { output } = source;
     const asJson = (s: JobStatus): string =>
-      JSON.stringify(link ? { ...s, neuroglancer: link } : s);
+      JSON.stringify({
+        ...s,
+        ...(output !== undefined ? { output } : {}),
+        ...(link ? { neuroglancer: link } : {}),
+      });
     const asText = (s: JobStatus): string =>
-      `${render(s, source)}${link ? `\nview       ${link}` : ''}`;
-    const settled = first.state === 'COMPLETE' || first.state === 'FAILED';
+      `${render(s, source)}${output !== undefined ? `\noutput     ${output}${outputNote(s, source)}` : ''}${link ? `\nview       ${link}` : ''}`;
+    const settled = first.state === 'SUCCEEDED' || first.state === 'FAILED';
     if (!values.watch || settled) {
       process.stdout.write(`${values.json ? asJson(first) : asText(first)}\n`);
       return values.watch && first.state === 'FAILED' ? 1 : 0;
@@ -161,7 +169,7 @@ export async function statusCommand(args: string[]): Promise<number> {
     const last = await watch(source, first, interval * 1000);
     const final = (await snapshot()) ?? first;
     process.stdout.write(`${values.json ? asJson(final) : asText(final)}\n`);
-    return last === 'FAILED' || final.state === 'FAILED' ? 1 : last === 'COMPLETE' ? 0 : 3;
+    return last === 'FAILED' || final.state === 'FAILED' ? 1 : last === 'SUCCEEDED' ? 0 : 3;
   } finally {
     source.close();
   }
@@ -191,7 +199,7 @@ async function watch(source: Source, first: JobStatus, everyMs: number): Promise
         true,
       );
       if (c.FAILED > 0) return 'FAILED';
-      if (c.PENDING + c.RUNNING === 0) return 'COMPLETE';
+      if (c.PENDING + c.RUNNING === 0) return 'SUCCEEDED';
       if (source.workersAlive() === false) {
         process.stderr.write(
           '\nno run holds the state directory any more; resume it with `tessera run`\n',
@@ -206,6 +214,12 @@ async function watch(source: Source, first: JobStatus, everyMs: number): Promise
     process.off('SIGINT', onSignal);
     progress.end();
   }
+}
+
+/** After the output's path: how to look at it, once there is something to see. */
+function outputNote(s: JobStatus, source: Source): string {
+  if (s.state !== 'SUCCEEDED') return s.state === 'FAILED' ? ' (incomplete)' : '';
+  return source.kind === 'local' ? ` (look at it: tessera view ${source.output})` : '';
 }
 
 function viewerLink(m: Manifest): string | undefined {
@@ -263,7 +277,13 @@ async function localSource(target: string, values: Record<string, unknown>): Pro
     ledger: () => JournalView.read(ledgerDir),
     workersAlive: () => lockHolder(ledgerDir) !== undefined,
     ...(plan ? { plan } : {}),
-    ...(loaded ? { manifest: loaded.manifest } : {}),
+    ...(loaded
+      ? {
+          manifest: loaded.manifest,
+          output:
+            localPathOf(loaded.manifest.output.url, loaded.baseDir) ?? loaded.manifest.output.url,
+        }
+      : {}),
     close: () => {},
   };
 }
@@ -388,7 +408,7 @@ async function cloudSource(jobId: string, values: Record<string, unknown>): Prom
     ledger: async () => ledger,
     workersAlive: () => undefined,
     ...(plan ? { plan } : {}),
-    ...(manifest ? { manifest } : {}),
+    ...(manifest ? { manifest, output: manifest.output.url } : {}),
     ...(note ? { note } : {}),
     ...(statusDocument ? { statusDocument } : {}),
     close: () => client.base.destroy(),

@@ -73,7 +73,8 @@ describe('after a run', () => {
       jobId: m.jobId,
       name: 'test-job',
       ledger: 'local',
-      state: 'COMPLETE',
+      state: 'SUCCEEDED',
+      output: out,
     });
     expect(s.chunks.DONE).toBe(s.chunks.total);
     expect(s.voxels).toEqual({ done: 20 * 40 * 44, total: 20 * 40 * 44 });
@@ -91,7 +92,8 @@ describe('after a run', () => {
       statusCommand([m.jobId, '--state', defaultStateDir(m), '--price-per-hour', '2']),
     );
     expect(code).toBe(0);
-    expect(text).toMatch(/state\s+COMPLETE/);
+    expect(text).toMatch(/state\s+SUCCEEDED/);
+    expect(text).toContain(`output     ${out} (look at it: tessera view ${out})`);
     expect(text).toMatch(/no run holds it/);
     expect(text).toMatch(/spend .* worker-hours ≈ \$/);
   });

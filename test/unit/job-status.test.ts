@@ -126,12 +126,12 @@ describe('job status figures', () => {
     expect(s.rate).toEqual({ chunksPerSecond: 4 / 20, windowSeconds: 20 });
   });
 
-  it('a finished job is COMPLETE with no ETA', async () => {
+  it('a finished job is SUCCEEDED (the word `tessera run` uses) with no ETA', async () => {
     const rows = Array.from({ length: 10 }, (_, i) =>
       row(i, 'DONE', { owner: 'a', updatedAt: T0 + (i + 1) * S }),
     );
     const s = await jobStatus({ job, ledger: 'local', counts: countsOf(rows), rows, now: NOW });
-    expect(s.state).toBe('COMPLETE');
+    expect(s.state).toBe('SUCCEEDED');
     expect(s.etaSeconds).toBeUndefined();
     expect(s.running).toEqual([]);
   });

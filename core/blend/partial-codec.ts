@@ -14,7 +14,9 @@ import { PartialSum } from './accumulator.ts';
 import type { WeightSums } from './weight-sums.ts';
 
 const MAGIC = 0x32505354; // "TSP2"
-const HEADER = 32;
+/** Bytes of a partial's header: what each partial object costs beyond its values. */
+export const PARTIAL_HEADER_BYTES = 32;
+const HEADER = PARTIAL_HEADER_BYTES;
 
 export class PartialDecodeError extends Error {
   override readonly name = 'PartialDecodeError';

@@ -43,6 +43,9 @@ export async function blendSeamBlock(
   if (ctx.previewTiles) await writePreviewTiles(ctx.work, ctx.plan.region, block.coord, out);
 }
 
+/** Seam blocks one blendSeams call (a blend Lambda's item) works on at once, by default. */
+export const BLEND_LANES = 4;
+
 /**
  * Blends the given seam blocks (default: all of the plan's), `concurrency` at a time.
  * `keys` names them by block key instead (a repair's set, see repair.ts): only those are
@@ -72,7 +75,7 @@ export async function blendSeams(
       o.onBlock?.(done);
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? 4) }, lane));
+  await Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? BLEND_LANES) }, lane));
   return done;
 }
 

@@ -13,6 +13,10 @@ export const LEASE_LOST = Symbol('lease lost');
  */
 export const LEASE_ENDED = Symbol('lease ended');
 
+/** A worker's heartbeat period for a lease of `leaseMs`: three beats per lease. */
+export const defaultHeartbeatMs = (leaseMs: number): number =>
+  Math.max(50, Math.floor(leaseMs / 3));
+
 export class LeaseKeeper {
   private timer: NodeJS.Timeout | undefined;
   private beating: Promise<void> = Promise.resolve();

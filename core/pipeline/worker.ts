@@ -31,7 +31,7 @@ import {
   ProgressWatch,
   type Stall,
 } from './hang-watchdog.ts';
-import { LEASE_ENDED, LEASE_LOST, LeaseKeeper } from './lease.ts';
+import { defaultHeartbeatMs, LEASE_ENDED, LEASE_LOST, LeaseKeeper } from './lease.ts';
 import { writePreviewTiles } from './preview-tiles.ts';
 
 export interface WorkerOptions {
@@ -237,7 +237,7 @@ async function workLoop(
   const { ctx, ledger } = o;
   const job = await ledger.getJob(ctx.jobId);
   if (!job) throw new Error(`job ${ctx.jobId} is not in the ledger; plan it first`);
-  const heartbeatMs = o.heartbeatMs ?? Math.max(50, Math.floor(job.leaseMs / 3));
+  const heartbeatMs = o.heartbeatMs ?? defaultHeartbeatMs(job.leaseMs);
   const idlePollMs = o.idlePollMs ?? Math.min(2000, job.leaseMs);
   const emit = (e: WorkerEvent): void => o.onEvent?.(e);
   const aborted = (): boolean => stopping.signal.aborted;

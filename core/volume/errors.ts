@@ -136,3 +136,44 @@ function where(location: string, arrayPath: string): string {
   const path = arrayPath.replace(/^\/+/, '');
   return path === '' ? location : `${location.replace(/\/+$/, '')}/${path} (array path "${path}")`;
 }
+
+/** The formats `input.url` may hold, for messages that send the user elsewhere. */
+export const READABLE_FORMATS =
+  'Zarr v3 or v2 (OME-Zarr included), N5, and Neuroglancer precomputed';
+
+/**
+ * The input is something Tessera does not read (an HDF5 file, a TIFF stack, an N5
+ * container without dataset attributes, ...). `found` says what was recognised there.
+ */
+export class UnsupportedInputError extends Error {
+  override readonly name = 'UnsupportedInputError';
+  constructor(
+    readonly location: string,
+    readonly arrayPath: string,
+    /** What is there, in words: 'an HDF5 file (signature \x89HDF)'. */
+    readonly found: string,
+    /** What to do instead; by default, convert it. */
+    advice?: string,
+  ) {
+    super(
+      `Cannot read the input at ${where(location, arrayPath)}: it is ${found}. Tessera reads ${READABLE_FORMATS}. ${
+        advice ??
+        'Convert it to OME-Zarr first: tessera convert <input> <output.zarr> [--dataset /path] (HDF5 datasets, TIFF stacks and multipage TIFFs), then set input.url to the .zarr.'
+      }`,
+    );
+  }
+}
+
+/** `input.t` or `input.channels` does not fit the image (an index out of range, a missing time index). */
+export class InputSelectionError extends Error {
+  override readonly name = 'InputSelectionError';
+  constructor(
+    readonly location: string,
+    readonly arrayPath: string,
+    /** The manifest field at fault. */
+    readonly field: 'input.t' | 'input.channels',
+    detail: string,
+  ) {
+    super(`${field} does not fit the input at ${where(location, arrayPath)}: ${detail}`);
+  }
+}

@@ -1,19 +1,23 @@
-// The input volume: a Zarr array (v3 or v2) of shape [z, y, x] or [c, z, y, x], read
-// box by box with zeros outside the volume, so patches at the border see the same
-// zero padding that whole-volume sliding-window inference sees.
+// The input volume: a Zarr array (v3 or v2) of shape [z, y, x] or [c, z, y, x] (or an
+// OME-Zarr [t, c, z, y, x] image with one time point and some channels selected), or
+// an N5 dataset (n5.ts), read box by box with zeros outside the volume, so patches at
+// the border see the same zero padding that whole-volume sliding-window inference sees.
 //
 // `openInputVolume(store)` on an OME-Zarr image group picks its level 0; on a plain
-// array it opens the array itself. The voxel size comes from the OME-Zarr multiscales
-// of the group holding the array, when there is one.
+// array it opens the array itself. The voxel size and the axes come from the OME-Zarr
+// multiscales of the group holding the array, when there is one.
 
 import * as zarr from 'zarrita';
 import type { Dense, NumericArray } from '../array/dense.ts';
 import type { Box, Vec3 } from '../geometry/index.ts';
 import { type AbsolutePath, describeStore, type Store } from '../store/index.ts';
 import { isVolumeDtype, VOLUME_DTYPES, type VolumeDtype } from './dtype.ts';
-import { VolumeFormatError, VolumeNotFoundError } from './errors.ts';
+import { UnsupportedInputError, VolumeFormatError, VolumeNotFoundError } from './errors.ts';
 import { isObject, type JsonObject, readJson } from './json.ts';
-import { datasetPaths, voxelSizeOf } from './ome.ts';
+import { isN5Dataset, openN5Input } from './n5.ts';
+import { axisKindsOf, datasetPaths, voxelSizeOf } from './ome.ts';
+import { recogniseInput } from './recognise.ts';
+import { type InputSelection, selectedChannels, selectedTime } from './selection.ts';
 import { checkArrayMetadata } from './zarr-meta.ts';
 import {
   type ChunkLayout,
@@ -52,12 +56,38 @@ export interface InputVolume {
 
 type Node = ZarrArray | zarr.Group<Store>;
 
-export async function openInputVolume(store: Store, arrayPath = ''): Promise<InputVolume> {
-  const location = describeStore(store);
-  let path = trimSlashes(arrayPath);
-  let node = await openNode(store, location, path);
-  let voxelSize: Vec3 | undefined;
+/**
+ * Opens the input at `arrayPath` of `store`: a Zarr array or OME-Zarr image, or an N5
+ * dataset. `select` picks the time point and channels of a higher-dimensional image
+ * (manifest input.t, input.channels). Anything else is refused by what it is
+ * (UnsupportedInputError, see recognise.ts).
+ */
+export async function openInputVolume(
+  store: Store,
+  arrayPath = '',
+  select: InputSelection = {},
+): Promise<InputVolume> {
+  const path = trimSlashes(arrayPath);
+  // Formats told by their own metadata, before Zarr's.
+  if (await isN5Dataset(store, path)) return openN5Input(store, path, select);
+  return openZarrInput(store, path, select);
+}
 
+async function openZarrInput(
+  store: Store,
+  arrayPath: string,
+  select: InputSelection,
+): Promise<InputVolume> {
+  const location = describeStore(store);
+  let path = arrayPath;
+  let node = await openNode(store, location, path);
+  let image: ImageMetadata = {};
+
+  if (node instanceof zarr.Group && isBioformats2rawRoot(node.attrs)) {
+    // bioformats2raw's container: series "0" is the (first) image.
+    path = joinPath(path, '0');
+    node = await openNode(store, location, path);
+  }
   if (node instanceof zarr.Group) {
     // An OME-Zarr image group: its first dataset is full resolution.
     const level0 = datasetPaths(node.attrs)[0];
@@ -67,15 +97,36 @@ export async function openInputVolume(store: Store, arrayPath = ''): Promise<Inp
         path,
         'found a Zarr group without OME-Zarr multiscales, not an array; give the path of the array inside it',
       );
-    voxelSize = voxelSizeOf(node.attrs, level0);
+    image = imageMetadata(node.attrs, level0);
     path = joinPath(path, level0);
     node = await openNode(store, location, path);
     if (node instanceof zarr.Group)
       throw new VolumeNotFoundError(location, path, 'the OME-Zarr level 0 path names a group');
   } else if (path !== '') {
-    voxelSize = await parentVoxelSize(store, path);
+    image = await parentImageMetadata(store, path);
   }
-  return describeArray(node, store, await chunkLayoutOf(store, location, path), path, voxelSize);
+  const layout = await chunkLayoutOf(store, location, path);
+  return describeArray(node, store, layout, path, image, select);
+}
+
+/** A bioformats2raw root: series groups "0", "1", ... beside OME/, no multiscales of its own. */
+const isBioformats2rawRoot = (attributes: JsonObject): boolean =>
+  'bioformats2raw.layout' in attributes && datasetPaths(attributes).length === 0;
+
+/** What the OME-Zarr multiscales say of one dataset: its voxel size and axis names/types. */
+interface ImageMetadata {
+  readonly voxelSize?: Vec3;
+  /** Axis types ('time', 'channel', 'space') or, where a type is missing, names. */
+  readonly axes?: readonly string[];
+}
+
+function imageMetadata(attributes: JsonObject, path: string): ImageMetadata {
+  const voxelSize = voxelSizeOf(attributes, path);
+  const axes = axisKindsOf(attributes);
+  return {
+    ...(voxelSize === undefined ? {} : { voxelSize }),
+    ...(axes === undefined ? {} : { axes }),
+  };
 }
 
 async function openNode(store: Store, location: string, path: string): Promise<Node> {
@@ -85,13 +136,18 @@ async function openNode(store: Store, location: string, path: string): Promise<N
   try {
     return await zarr.open(at);
   } catch (error) {
-    if (zarr.isZarritaError(error, 'NotFoundError'))
+    if (zarr.isZarritaError(error, 'NotFoundError')) {
+      // Not Zarr: say what it is instead, where that can be told (an HDF5 file, a TIFF stack).
+      const found = await recogniseInput(store, path);
+      if (found !== undefined)
+        throw new UnsupportedInputError(location, path, found.what, found.advice);
       throw new VolumeNotFoundError(
         location,
         path,
         'neither zarr.json (Zarr v3) nor .zarray/.zgroup (Zarr v2) exists there',
         { cause: error },
       );
+    }
     if (zarr.isZarritaError(error, 'InvalidMetadataError', 'UnknownCodecError'))
       throw new VolumeFormatError(location, path, 'metadata', errorText(error), { cause: error });
     if (error instanceof SyntaxError)
@@ -106,20 +162,50 @@ async function openNode(store: Store, location: string, path: string): Promise<N
   }
 }
 
-/** The voxel size recorded for `path` in the multiscales of its parent group, if any. */
-async function parentVoxelSize(store: Store, path: string): Promise<Vec3 | undefined> {
+/** The multiscales metadata recorded for `path` in its parent group, if any. */
+async function parentImageMetadata(store: Store, path: string): Promise<ImageMetadata> {
   const cut = path.lastIndexOf('/');
   const parent = cut < 0 ? '' : path.slice(0, cut);
   const at = parent === '' ? zarr.root(store) : zarr.root(store).resolve(parent);
   try {
     const group = await zarr.open(at, { kind: 'group' });
-    return voxelSizeOf(group.attrs, path.slice(cut + 1));
+    return imageMetadata(group.attrs, path.slice(cut + 1));
   } catch (error) {
-    // No parent group (or unreadable group metadata) just means no voxel size.
-    if (zarr.isZarritaError(error, 'NotFoundError', 'InvalidMetadataError')) return undefined;
-    if (error instanceof SyntaxError) return undefined;
+    // No parent group (or unreadable group metadata) just means no voxel size or axes.
+    if (zarr.isZarritaError(error, 'NotFoundError', 'InvalidMetadataError')) return {};
+    if (error instanceof SyntaxError) return {};
     throw error;
   }
+}
+
+/**
+ * Which axis of an array of `rank` dimensions is time, which channels: from the
+ * multiscales' axes when they describe `rank` axes, else by rank ([z, y, x],
+ * [c, z, y, x], and OME-Zarr's [t, c, z, y, x]). OME-Zarr orders axes time, channel,
+ * space, so a time axis is always first and a channel axis next.
+ */
+function axisRoles(
+  rank: number,
+  axes: readonly string[] | undefined,
+  refuse: (detail: string) => Error,
+): { time: boolean; channel: boolean } {
+  if (axes === undefined || axes.length !== rank) {
+    if (rank === 3) return { time: false, channel: false };
+    if (rank === 4) return { time: false, channel: true };
+    if (rank === 5) return { time: true, channel: true };
+    throw refuse(
+      `its shape has ${rank} dimensions; Tessera reads [z, y, x] or [c, z, y, x] arrays, and OME-Zarr [t, c, z, y, x] images (input.t, input.channels select from them). Select a 3-D to 5-D array.`,
+    );
+  }
+  const kinds = [...axes];
+  const time = kinds[0] === 'time';
+  const channel = kinds[time ? 1 : 0] === 'channel';
+  const space = kinds.slice((time ? 1 : 0) + (channel ? 1 : 0));
+  if (space.length !== 3 || !space.every((k) => k === 'space'))
+    throw refuse(
+      `its OME-Zarr axes are [${kinds.join(', ')}]; Tessera reads images with three space axes, after at most one time and one channel axis (t, c, z, y, x order).`,
+    );
+  return { time, channel };
 }
 
 function describeArray(
@@ -127,17 +213,17 @@ function describeArray(
   store: Store,
   layout: ChunkLayout,
   arrayPath: string,
-  voxelSize: Vec3 | undefined,
+  image: ImageMetadata,
+  select: InputSelection,
 ): InputVolume {
   const location = describeStore(store);
   const shape = array.shape;
-  if (shape.length !== 3 && shape.length !== 4)
-    throw new VolumeFormatError(
-      location,
-      arrayPath,
-      'shape',
-      `its shape is [${shape.join(', ')}] (${shape.length} dimensions); Tessera reads [z, y, x] or [c, z, y, x] arrays. Select a 3D or 4D array (e.g. drop a time axis when converting).`,
-    );
+  const roles = axisRoles(
+    shape.length,
+    image.axes,
+    (detail) =>
+      new VolumeFormatError(location, arrayPath, 'shape', `[${shape.join(', ')}]: ${detail}`),
+  );
   const dtype = array.dtype;
   if (!isVolumeDtype(dtype))
     throw new VolumeFormatError(
@@ -146,9 +232,13 @@ function describeArray(
       'data_type',
       `its data type is ${dtype}; Tessera reads ${VOLUME_DTYPES.join(', ')}.`,
     );
-  const channelAxis = shape.length === 4;
+  const where = { location, arrayPath };
+  const timeIndex = selectedTime(where, roles.time ? shape[0] : undefined, select.t);
+  const channelCount = roles.channel ? shape[roles.time ? 1 : 0]! : 1;
+  const picks = selectedChannels(where, channelCount, select.channels);
+  const allChannels = picks.length === channelCount && picks.every((c, i) => c === i);
   const spatial = (s: readonly number[]): Vec3 => {
-    const o = channelAxis ? 1 : 0;
+    const o = s.length - 3;
     return [s[o]!, s[o + 1]!, s[o + 2]!];
   };
   const read: PaddedRead = {
@@ -157,8 +247,10 @@ function describeArray(
     arrayPath,
     dtype,
     shape: spatial(shape),
-    channels: channelAxis ? shape[0]! : 1,
-    channelAxis,
+    channels: picks.length,
+    channelAxis: roles.channel,
+    ...(timeIndex === undefined ? {} : { timeIndex }),
+    ...(allChannels ? {} : { channelPicks: picks }),
   };
   return {
     location,
@@ -167,7 +259,7 @@ function describeArray(
     channels: read.channels,
     dtype,
     chunkShape: spatial(array.chunks),
-    ...(voxelSize === undefined ? {} : { voxelSize }),
+    ...(image.voxelSize === undefined ? {} : { voxelSize: image.voxelSize }),
     readBox: (box: Box) => readPadded(read, box, 0),
     checkStoredChunk: async () => {
       let suspect: ChunkSizeError | undefined;

@@ -117,6 +117,28 @@ export function multiscalesOf(attributes: JsonObject): JsonObject[] {
   return Array.isArray(list) ? list.filter(isObject) : [];
 }
 
+/**
+ * The axes of a group's first multiscale, each by its type ('time', 'channel', 'space')
+ * or, in OME-Zarr 0.3 (axes as bare names), by the type its name means. Undefined when
+ * the multiscale lists no axes.
+ */
+export function axisKindsOf(attributes: JsonObject): string[] | undefined {
+  const axes = multiscalesOf(attributes)[0]?.axes;
+  if (!Array.isArray(axes)) return undefined;
+  const byName: Record<string, string> = {
+    t: 'time',
+    c: 'channel',
+    z: 'space',
+    y: 'space',
+    x: 'space',
+  };
+  return axes.map((a) => {
+    if (isObject(a) && typeof a.type === 'string') return a.type;
+    const name = isObject(a) ? a.name : a;
+    return typeof name === 'string' ? (byName[name] ?? name) : String(name);
+  });
+}
+
 /** Dataset paths of a group's first multiscale, level 0 first. */
 export function datasetPaths(attributes: JsonObject): string[] {
   const datasets = multiscalesOf(attributes)[0]?.datasets;

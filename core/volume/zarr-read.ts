@@ -155,6 +155,13 @@ export interface PaddedRead {
   readonly channels: number;
   /** True for [c, z, y, x] arrays, false for [z, y, x]. */
   readonly channelAxis: boolean;
+  /**
+   * For [t, (c,) z, y, x] arrays (OME-Zarr 5-D, or 4-D with a time axis): the time point
+   * read; the time axis is dropped from what readPadded returns.
+   */
+  readonly timeIndex?: number;
+  /** Channels read, in output order (length `channels`); default all, in order. */
+  readonly channelPicks?: readonly number[];
 }
 
 /**
@@ -194,7 +201,15 @@ export async function readPadded(
   if (inside.isEmpty()) return out;
 
   const spatial = [0, 1, 2].map((a) => zarr.slice(inside.start[a]!, inside.stop[a]!));
-  const selection: (zarr.Slice | null)[] = v.channelAxis ? [null, ...spatial] : spatial;
+  // Selected channels are read as the one run of channels that spans them.
+  const picks = v.channelPicks;
+  const first = picks === undefined ? 0 : Math.min(...picks);
+  const channelRange = picks === undefined ? null : zarr.slice(first, Math.max(...picks) + 1);
+  const selection: (zarr.Slice | number | null)[] = [
+    ...(v.timeIndex === undefined ? [] : [v.timeIndex]),
+    ...(v.channelAxis ? [channelRange] : []),
+    ...spatial,
+  ];
   let result: zarr.Chunk<zarr.DataType>;
   try {
     result = await zarr.get(v.array, selection);
@@ -203,7 +218,9 @@ export async function readPadded(
   }
   if (!isNumericArray(result.data))
     throw new TypeError(`zarrita returned a non-numeric array for data type ${v.dtype}`);
-  copyStrided(result.data, result.stride, v.channelAxis, inside, out);
+  // An integer index drops its axis: the result is [c?, z, y, x].
+  const srcChannel = (c: number): number => (picks === undefined ? c : picks[c]! - first);
+  copyStrided(result.data, result.stride, v.channelAxis, inside, out, srcChannel);
   return out;
 }
 
@@ -233,7 +250,8 @@ function readError(v: PaddedRead, box: Box, error: unknown): VolumeReadError {
 
 /**
  * Copies zarrita's result (the voxels of `inside`, laid out by `stride`: C order
- * normally, another order for arrays stored with a transpose/'F' order) into `out`.
+ * normally, another order for arrays stored with a transpose/'F' order) into `out`;
+ * output channel c comes from the result's channel `srcChannel(c)`.
  * Rows with unit x-stride move with one `set`.
  */
 function copyStrided(
@@ -242,6 +260,7 @@ function copyStrided(
   channelAxis: boolean,
   inside: Box,
   out: Dense<NumericArray>,
+  srcChannel: (c: number) => number = (c) => c,
 ): void {
   const [sc, sz, sy, sx] = channelAxis ? stride : [0, ...stride];
   const shape = inside.shape;
@@ -249,7 +268,7 @@ function copyStrided(
   for (let c = 0; c < out.channels; c++)
     for (let z = 0; z < shape[0]; z++)
       for (let y = 0; y < shape[1]; y++) {
-        const s = c * sc! + z * sz! + y * sy!;
+        const s = srcChannel(c) * sc! + z * sz! + y * sy!;
         const d = indexOf(out, [inside.start[0] + z, inside.start[1] + y, inside.start[2]], c);
         if (sx === 1) out.data.set(src.subarray(s, s + w), d);
         else for (let x = 0; x < w; x++) out.data[d + x] = src[s + x * sx!]!;

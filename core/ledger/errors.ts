@@ -234,3 +234,22 @@ export class UnknownChunkIdsError extends LedgerError {
     );
   }
 }
+
+/** completePlan found index ranges no planRange has written; the job stays invisible. */
+export class PlanIncompleteError extends LedgerError {
+  override readonly name = 'PlanIncompleteError';
+  constructor(
+    readonly jobId: string,
+    /** The missing ranges, half-open (at most the first 20). */
+    readonly missing: readonly { from: number; to: number }[],
+    /** How many chunk indices are missing in all. */
+    readonly count: number,
+  ) {
+    super(
+      `job "${jobId}": ${count} chunk rows were never planned, indices ${missing
+        .map((r) => `${r.from}..${r.to - 1}`)
+        .join(', ')}${missing.length >= 20 ? ' …' : ''}; ` +
+        'run planRange for those ranges (a PlanRanges item that failed), then completePlan again',
+    );
+  }
+}

@@ -160,5 +160,39 @@ export interface Ledger {
   rearm(jobId: string, which: RearmSelection): Promise<{ rearmed: number }>;
 }
 
+/** Chunk indices from..to-1 (half-open). */
+export interface IndexRange {
+  from: number;
+  to: number;
+}
+
+/**
+ * createJob split over index ranges, for a plan larger than one caller can write in its
+ * time limit (the state machine's PlanRanges Map: one Lambda a range). The rows of a job
+ * planned this way stay invisible, as a half-written createJob's do, until completePlan.
+ * Implemented by MemoryLedger, LocalLedger and DynamoLedger; wrappers of the port
+ * (PausingLedger, the IPC client) do not carry it: only the planner plans in ranges.
+ */
+export interface RangePlanner {
+  /**
+   * Writes the rows of indices range.from..range.to-1; `chunks` holds exactly those, each
+   * once. The first range of a job records its spec (later ranges adopt that spec, and
+   * must have its chunkCount). Idempotent and resumable: a range run again after a stop
+   * half-way, or ranges that overlap, leave each row once, as createJob would have. For
+   * a job already complete it writes nothing and returns complete: true.
+   */
+  planRange(
+    job: JobSpec,
+    range: IndexRange,
+    chunks: Iterable<ChunkRef>,
+  ): Promise<{ written: number; complete: boolean }>;
+  /**
+   * Makes a range-planned job visible once its planned ranges cover 0..chunkCount-1
+   * (else PlanIncompleteError naming the missing ones, and nothing changes). Idempotent:
+   * created is true for exactly one call; JobNotFoundError when no range was planned.
+   */
+  completePlan(jobId: string): Promise<{ created: boolean; job: JobSpec }>;
+}
+
 /** The port's reads: what `tessera status` needs of a ledger, and all a JournalView has. */
 export type LedgerReader = Pick<Ledger, 'getJob' | 'counts' | 'list'>;

@@ -19,14 +19,16 @@ import { BatchWriteIncompleteError } from '../dynamo-errors.ts';
 import type { Item } from './expressions.ts';
 import type { JobMeta } from './items.ts';
 import { markComplete, putJob, readJob } from './job-rows.ts';
+import { chunkItems } from './row-listing.ts';
 import {
   CHUNK_PREFIX,
+  chunkPk,
   chunkSk,
-  jobPk,
   OPEN_PK,
   OPEN_SK,
   openPk,
   PK,
+  partitionsFor,
   pendingKey,
   SK,
   shardsFor,
@@ -34,12 +36,19 @@ import {
 import type { LedgerTable } from './table.ts';
 
 const BATCH_WRITE_MAX = 25;
-const BATCH_WRITES_IN_FLIGHT = 8;
 
-/** The port's createJob on one table; new jobs get up to `maxShards` shards. */
+/** How a DynamoLedger lays out the jobs it creates, and how hard it writes them. */
+export interface PlanLayout {
+  maxShards: number;
+  rowsPerPartition: number;
+  /** BatchWriteItem calls in flight. */
+  writesInFlight: number;
+}
+
+/** The port's createJob on one table. */
 export async function createJob(
   t: LedgerTable,
-  maxShards: number,
+  layout: PlanLayout,
   job: JobSpec,
   chunks: Iterable<ChunkRef>,
 ): Promise<{ created: boolean; job: JobSpec }> {
@@ -49,31 +58,42 @@ export async function createJob(
   if (existing?.complete) return { created: false, job: existing.meta.spec };
   const ids = collectChunkIds(existing?.meta.spec ?? job, chunks);
   if (!existing) {
-    const meta: JobMeta = {
-      spec: structuredClone(job),
-      shards: shardsFor(job.chunkCount, maxShards),
-    };
+    const meta = newJobMeta(layout, job);
     const old = await putJob(t, meta);
     if (old === undefined) {
-      await writeRows(t, meta, ids, () => true);
+      await writeRows(t, layout, meta, 0, ids.length, (i) => ids[i]);
       return { created: await markComplete(t, meta), job: structuredClone(meta.spec) };
     }
     existing = old;
     if (existing.complete) return { created: false, job: existing.meta.spec };
-    if (existing.meta.spec.chunkCount !== job.chunkCount) {
-      throw new InvalidJobError(
-        job.jobId,
-        'chunkCount',
-        `is ${job.chunkCount} but the half-written job has ${existing.meta.spec.chunkCount}; ` +
-          'resume it with the plan that started it',
-      );
-    }
+    checkSameCount(existing.meta, job);
   }
   // Resume a creation that stopped half-way: write only the rows that are missing.
   const meta = existing.meta;
   const present = await presentRows(t, meta, ids);
-  await writeRows(t, meta, ids, (i) => present[i] === 0);
+  await writeRows(t, layout, meta, 0, ids.length, (i) => (present[i] === 0 ? ids[i] : undefined));
   return { created: await markComplete(t, meta), job: structuredClone(meta.spec) };
+}
+
+/** The job row of a job about to be planned: its shard and partition counts. */
+export function newJobMeta(layout: PlanLayout, job: JobSpec): JobMeta {
+  return {
+    spec: structuredClone(job),
+    shards: shardsFor(job.chunkCount, layout.maxShards),
+    partitions: partitionsFor(job.chunkCount, layout.rowsPerPartition),
+  };
+}
+
+/** A half-written job is resumed only by the plan that started it. */
+export function checkSameCount(existing: JobMeta, job: JobSpec): void {
+  if (existing.spec.chunkCount !== job.chunkCount) {
+    throw new InvalidJobError(
+      job.jobId,
+      'chunkCount',
+      `is ${job.chunkCount} but the half-written job has ${existing.spec.chunkCount}; ` +
+        'resume it with the plan that started it',
+    );
+  }
 }
 
 /** Which chunk rows exist (1) — checking each against the plan that is resuming. */
@@ -84,13 +104,13 @@ async function presentRows(
 ): Promise<Uint8Array> {
   const { jobId } = meta.spec;
   const present = new Uint8Array(meta.spec.chunkCount);
-  for await (const item of t.query({
+  for await (const item of chunkItems(t, meta, (pk) => ({
     KeyConditionExpression: '#pk = :pk AND begins_with(#sk, :prefix)',
     ProjectionExpression: '#sk, #chunkId, #index',
     ExpressionAttributeNames: { '#pk': PK, '#sk': SK, '#chunkId': 'chunkId', '#index': 'index' },
-    ExpressionAttributeValues: { ':pk': jobPk(jobId), ':prefix': CHUNK_PREFIX },
+    ExpressionAttributeValues: { ':pk': pk, ':prefix': CHUNK_PREFIX },
     ConsistentRead: true,
-  })) {
+  }))) {
     const index = t.items.num(item, 'index');
     const chunkId = t.items.str(item, 'chunkId');
     if (ids[index] !== chunkId) {
@@ -105,26 +125,35 @@ async function presentRows(
   return present;
 }
 
-/** BatchWriteItem of the rows `want` selects, 25 per call, a few calls in flight. */
-async function writeRows(
+/**
+ * BatchWriteItem of the rows of [from, to) that `idAt` names (undefined: skip), 25 per
+ * call, `writesInFlight` calls at once. Batches are taken in index order and row i lives
+ * under key i mod P, so the calls in flight (25 × writesInFlight consecutive rows) land
+ * evenly on the P keys: each key sees 1/P of the write rate. Returns the rows written.
+ */
+export async function writeRows(
   t: LedgerTable,
+  layout: PlanLayout,
   meta: JobMeta,
-  ids: readonly string[],
-  want: (index: number) => boolean,
-): Promise<void> {
-  const { spec, shards } = meta;
+  from: number,
+  to: number,
+  idAt: (index: number) => string | undefined,
+): Promise<number> {
+  const { spec, shards, partitions } = meta;
   const initial = initialRow(spec);
-  let next = 0;
+  let next = from;
+  let written = 0;
   const takeBatch = (): Item[] => {
     const batch: Item[] = [];
-    for (; next < ids.length && batch.length < BATCH_WRITE_MAX; next++) {
-      if (!want(next)) continue;
+    for (; next < to && batch.length < BATCH_WRITE_MAX; next++) {
+      const chunkId = idAt(next);
+      if (chunkId === undefined) continue;
       batch.push({
-        [PK]: jobPk(spec.jobId),
+        [PK]: chunkPk(spec.jobId, next, partitions),
         [SK]: chunkSk(next),
         [OPEN_PK]: openPk(spec.jobId, next % shards),
         [OPEN_SK]: pendingKey(next),
-        chunkId: ids[next]!,
+        chunkId,
         index: next,
         ...initial,
       });
@@ -136,6 +165,7 @@ async function writeRows(
     for (let batch = takeBatch(); batch.length > 0 && !failed; batch = takeBatch()) {
       try {
         await batchWrite(t, spec.jobId, batch);
+        written += batch.length;
       } catch (e) {
         failed = true;
         throw e;
@@ -143,8 +173,9 @@ async function writeRows(
     }
   };
   // allSettled: when createJob rejects, none of its lanes is still writing behind it.
-  const lanes = await Promise.allSettled(Array.from({ length: BATCH_WRITES_IN_FLIGHT }, lane));
+  const lanes = await Promise.allSettled(Array.from({ length: layout.writesInFlight }, lane));
   for (const l of lanes) if (l.status === 'rejected') throw l.reason;
+  return written;
 }
 
 /** One batch of puts, its UnprocessedItems sent again with backoff. */

@@ -24,7 +24,7 @@ import type { ChunkStatus } from '../../../core/ledger/port.ts';
 import { LedgerContentionError, LedgerThrottledError } from '../dynamo-errors.ts';
 import { type Change, type Cond, Expr, type Item, updateExpression } from './expressions.ts';
 import type { JobMeta } from './items.ts';
-import { chunkSk, counterSk, jobPk, PK, SK } from './schema.ts';
+import { chunkPk, chunkSk, counterSk, jobPk, PK, SK } from './schema.ts';
 import type { LedgerTable } from './table.ts';
 
 /** A refused condition comes back as the row as it is now (ALL_OLD), when there is one. */
@@ -58,7 +58,7 @@ export async function writeRow(
   const x = new Expr();
   const update = {
     TableName: t.name,
-    Key: { [PK]: jobPk(job.spec.jobId), [SK]: chunkSk(index) },
+    Key: { [PK]: chunkPk(job.spec.jobId, index, job.partitions), [SK]: chunkSk(index) },
     UpdateExpression: updateExpression(change, x),
     ConditionExpression: condition(x),
     ExpressionAttributeNames: x.names,

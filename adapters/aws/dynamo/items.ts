@@ -13,10 +13,14 @@ import { LedgerItemInvalidError } from '../dynamo-errors.ts';
 import type { Item } from './expressions.ts';
 import { CHUNK_PREFIX, PK, SK } from './schema.ts';
 
-/** A job row: the spec, and how many shards its index entries and counters use. */
+/**
+ * A job row: the spec, how many shards its index entries and counters use, and over how
+ * many partition keys its chunk rows are spread (1 for jobs planned before partitions).
+ */
 export interface JobMeta {
   spec: JobSpec;
   shards: number;
+  partitions: number;
 }
 
 /** What the GSI tells a claimer about a row (its projection). */
@@ -41,7 +45,11 @@ export class Items {
     const attributes: unknown = item.attributes;
     if (attributes !== undefined) spec.attributes = attributes as JobSpec['attributes'];
     return {
-      meta: { spec, shards: this.num(item, 'shards') },
+      meta: {
+        spec,
+        shards: this.num(item, 'shards'),
+        partitions: item.partitions === undefined ? 1 : this.num(item, 'partitions'),
+      },
       complete: item.planComplete === true,
     };
   }

@@ -1,4 +1,4 @@
-// The job row (sk = JOB): the spec, its shard count and planComplete. Written once by
+// The job row (sk = JOB): the spec, its shard and partition counts and planComplete. Written once by
 // createJob (a conditional put, then planComplete set conditionally) and read by every
 // other call; see bulk-plan.ts for why a job is invisible until planComplete.
 
@@ -42,6 +42,7 @@ export async function putJob(t: LedgerTable, meta: JobMeta): Promise<JobRow | un
           createdAt: spec.createdAt,
           ...(spec.attributes === undefined ? {} : { attributes: spec.attributes }),
           shards: meta.shards,
+          partitions: meta.partitions,
           planComplete: false,
         },
         ConditionExpression: condition,

@@ -12,6 +12,8 @@
 //   tenure.ts          the lease holder's writes: heartbeat, complete, release, fail
 //   rearm.ts           final rows back to PENDING
 //   bulk-plan.ts       createJob: bulk, resumable row writes behind planComplete
+//   plan-range.ts      planRange / completePlan: createJob split over index ranges
+//   row-listing.ts     a job's rows in index order, merged from its partition keys
 //   job-rows.ts        the job row; output-claims.ts the output claims
 //   table.ts           what they share: client, table name, retry backoff, stats
 
@@ -24,11 +26,14 @@ import {
   type ChunkRow,
   type ChunkStatus,
   type Claim,
+  type IndexRange,
   type JobSpec,
   type Ledger,
+  type RangePlanner,
   type RearmSelection,
   type StatusCounts,
 } from '../../../core/ledger/port.ts';
+import type { PlanLayout } from './bulk-plan.ts';
 import { createJob } from './bulk-plan.ts';
 import { ClaimSearch } from './claims.ts';
 import { statusIs } from './conditions.ts';
@@ -36,8 +41,18 @@ import { Expr } from './expressions.ts';
 import type { JobMeta } from './items.ts';
 import { readJob } from './job-rows.ts';
 import { claimOutput } from './output-claims.ts';
+import { completePlan, planRange } from './plan-range.ts';
 import { rearm } from './rearm.ts';
-import { CHUNK_PREFIX, COUNTER_PREFIX, DEFAULT_SHARDS, jobPk, PK, SK } from './schema.ts';
+import { chunkItems } from './row-listing.ts';
+import {
+  CHUNK_PREFIX,
+  COUNTER_PREFIX,
+  DEFAULT_SHARDS,
+  jobPk,
+  PK,
+  ROWS_PER_PARTITION,
+  SK,
+} from './schema.ts';
 import { type DynamoLedgerStats, LedgerTable } from './table.ts';
 import { complete, fail, heartbeat, release } from './tenure.ts';
 
@@ -48,6 +63,13 @@ export interface DynamoLedgerOptions {
   table: string;
   /** Shards (GSI partitions and counter items) of jobs this ledger creates; default 16. */
   shards?: number;
+  /**
+   * Chunk rows per partition key of jobs this ledger creates (schema.ts partitionsFor);
+   * default 25,000, so jobs up to that size keep the one-key layout. Tests lower it.
+   */
+  rowsPerPartition?: number;
+  /** BatchWriteItem calls in flight while planning; default 8. */
+  planWritesInFlight?: number;
   /**
    * Where a claimer enters a shard. `random` (default): at startIndex for its first
    * claim, then at a random row of each shard it searches, so workers sharing a shard
@@ -65,7 +87,7 @@ export interface DynamoLedgerOptions {
  * The Ledger port on one DynamoDB table (see schema.ts for the layout). Safe to share
  * by many concurrent callers in one process; every process may hold its own.
  */
-export class DynamoLedger implements Ledger {
+export class DynamoLedger implements Ledger, RangePlanner {
   readonly table: string;
   readonly stats: DynamoLedgerStats = {
     claims: 0,
@@ -76,7 +98,7 @@ export class DynamoLedger implements Ledger {
     batchRetries: 0,
   };
   private readonly t: LedgerTable;
-  private readonly maxShards: number;
+  private readonly layout: PlanLayout;
   private readonly claims: ClaimSearch;
   /** Specs never change once a job is complete, so each process reads one once. */
   private readonly jobs = new Map<string, JobMeta>();
@@ -89,10 +111,11 @@ export class DynamoLedger implements Ledger {
             marshallOptions: { removeUndefinedValues: true },
           });
     this.table = o.table;
-    this.maxShards = o.shards ?? DEFAULT_SHARDS;
-    if (!Number.isSafeInteger(this.maxShards) || this.maxShards < 1) {
-      throw new RangeError(`DynamoLedger: shards must be a positive integer, got ${o.shards}`);
-    }
+    this.layout = {
+      maxShards: positive('shards', o.shards ?? DEFAULT_SHARDS),
+      rowsPerPartition: positive('rowsPerPartition', o.rowsPerPartition ?? ROWS_PER_PARTITION),
+      writesInFlight: positive('planWritesInFlight', o.planWritesInFlight ?? 8),
+    };
     const retry = { attempts: 8, baseMs: 25, capMs: 2000, ...o.retry };
     this.t = new LedgerTable(doc, o.table, retry, this.stats);
     this.claims = new ClaimSearch(this.t, o.spread ?? 'random');
@@ -101,7 +124,19 @@ export class DynamoLedger implements Ledger {
   // ---- jobs --------------------------------------------------------------------------------
 
   createJob(job: JobSpec, chunks: Iterable<ChunkRef>): Promise<{ created: boolean; job: JobSpec }> {
-    return createJob(this.t, this.maxShards, job, chunks);
+    return createJob(this.t, this.layout, job, chunks);
+  }
+
+  planRange(
+    job: JobSpec,
+    range: IndexRange,
+    chunks: Iterable<ChunkRef>,
+  ): Promise<{ written: number; complete: boolean }> {
+    return planRange(this.t, this.layout, job, range, chunks);
+  }
+
+  completePlan(jobId: string): Promise<{ created: boolean; job: JobSpec }> {
+    return completePlan(this.t, jobId);
   }
 
   async getJob(jobId: string): Promise<JobSpec | undefined> {
@@ -137,16 +172,18 @@ export class DynamoLedger implements Ledger {
   }
 
   async *list(jobId: string, status?: ChunkStatus): AsyncIterable<ChunkRow> {
-    await this.job(jobId);
-    const x = new Expr();
-    const key = `${x.name(PK)} = ${x.value(jobPk(jobId))} AND begins_with(${x.name(SK)}, ${x.value(CHUNK_PREFIX)})`;
-    const filter = status === undefined ? undefined : statusIs(status)(x);
-    for await (const item of this.t.query({
-      KeyConditionExpression: key,
-      ...(filter === undefined ? {} : { FilterExpression: filter }),
-      ExpressionAttributeNames: x.names,
-      ExpressionAttributeValues: x.values,
-      ConsistentRead: true,
+    const job = await this.job(jobId);
+    for await (const item of chunkItems(this.t, job, (pk) => {
+      const x = new Expr();
+      const key = `${x.name(PK)} = ${x.value(pk)} AND begins_with(${x.name(SK)}, ${x.value(CHUNK_PREFIX)})`;
+      const filter = status === undefined ? undefined : statusIs(status)(x);
+      return {
+        KeyConditionExpression: key,
+        ...(filter === undefined ? {} : { FilterExpression: filter }),
+        ExpressionAttributeNames: x.names,
+        ExpressionAttributeValues: x.values,
+        ConsistentRead: true,
+      };
     })) {
       yield this.t.items.row(jobId, item);
     }
@@ -221,4 +258,11 @@ export class DynamoLedger implements Ledger {
     this.jobs.set(jobId, found.meta);
     return found.meta;
   }
+}
+
+function positive(option: string, v: number): number {
+  if (!Number.isSafeInteger(v) || v < 1) {
+    throw new RangeError(`DynamoLedger: ${option} must be a positive integer, got ${v}`);
+  }
+  return v;
 }

@@ -1,12 +1,24 @@
 // The ledger table's layout: its keys, its sparse "open" index and how each item is keyed.
 // The CDK stack (cdk/constructs/storage.ts) declares the same table from these names.
 //
-// One on-demand table, one item collection per job:
+// One on-demand table; per job, its job row and counters, and its chunk rows on
+// `partitions` partition keys (P, recorded in the job row):
 //
-//   pk = JOB#<jobId>   sk = JOB               the spec + shards + planComplete
+//   pk = JOB#<jobId>   sk = JOB               the spec + shards + partitions + planComplete
 //                      sk = COUNT#<k>         k < shards: per-status deltas (ADD)
-//                      sk = C#<index:10>      one chunk row (status, owner, lease, token…)
+//                      sk = PLAN#<from>#<to>  a range planned by planRange (plan-range.ts)
+//                      sk = C#<index:10>      a chunk row, when P = 1 (status, owner, lease…)
+//   pk = ROWS#<jobId>#<index mod P>           a chunk row, when P > 1
+//                      sk = C#<index:10>
 //   pk = OUT#<sha256(url)>  sk = OUT             an output claim: {url, jobId} (claimOutput)
+//
+// Why P: one partition key takes at most 1,000 WCU/s, so a planner writing 10^7 rows
+// under one key needs ≥ 10^4 s, past Lambda's 900 s. With row i under key i mod P, any
+// run of consecutive indices (a batch, a planner's range) spreads evenly over the P keys:
+// the write rate each key sees is the planners' total ÷ P. P = 1 keeps the original
+// layout, so a job planned before partitions existed (no `partitions` in its job row)
+// reads as P = 1 and keeps working. ROWS# never begins like JOB#, and the key's last
+// field is the partition, so no job id can make one job's key another's.
 //
 // GSI "open" (sparse, write-sharded): only PENDING and RUNNING rows carry its keys;
 // finishing a row (DONE, SKIPPED, FAILED) REMOVEs them, so looking for work never scans
@@ -57,6 +69,16 @@ export const COUNTER_PREFIX = 'COUNT#';
 
 const pad = (index: number): string => String(index).padStart(INDEX_DIGITS, '0');
 export const jobPk = (jobId: string): string => `JOB#${jobId}`;
+/** The partition key of partition `k` of a job's chunk rows (see the header). */
+export const partitionPk = (jobId: string, k: number, partitions: number): string =>
+  partitions <= 1 ? jobPk(jobId) : `ROWS#${jobId}#${k}`;
+/** The partition key holding chunk row `index`. */
+export const chunkPk = (jobId: string, index: number, partitions: number): string =>
+  partitionPk(jobId, index % Math.max(1, partitions), partitions);
+export const PLAN_RANGE_PREFIX = 'PLAN#';
+/** The marker planRange writes once every row of [from, to) is written. */
+export const planRangeSk = (from: number, to: number): string =>
+  `${PLAN_RANGE_PREFIX}${pad(from)}#${pad(to)}`;
 /** Hashed: an output URL may be longer than a partition key may be (2048 bytes). */
 export const outputPk = (url: string): string =>
   `OUT#${createHash('sha256').update(url).digest('hex')}`;
@@ -85,6 +107,21 @@ export const LAST_PENDING_KEY = `${OPEN_PENDING}${'9'.repeat(INDEX_DIGITS)}`;
  */
 export const shardsFor = (chunkCount: number, max = DEFAULT_SHARDS): number =>
   Math.max(1, Math.min(max, chunkCount));
+
+/**
+ * Chunk rows per partition key. Ranges of PLAN_RANGE_ROWS rows are planned in parallel
+ * (adapters/aws/plan-ranges.ts; the state machine's PlanRanges Map), each at R rows/s; with P =
+ * chunkCount / ROWS_PER_PARTITION a key sees about R × ROWS_PER_PARTITION / PLAN_RANGE_ROWS
+ * = R / 10 writes/s while the ranges all run at once, and less once the Map's concurrency
+ * caps them: far under 1,000 WCU/s for any R a planner reaches (bench: plan-ledger).
+ */
+export const ROWS_PER_PARTITION = 25_000;
+/** Enough for 2.5·10^7 chunks at ROWS_PER_PARTITION; a listing merges this many streams. */
+export const MAX_PARTITIONS = 1_000;
+
+/** Partition keys for a new job's chunk rows: 1 (the original layout) up to 25,000 chunks. */
+export const partitionsFor = (chunkCount: number, rowsPerPartition = ROWS_PER_PARTITION): number =>
+  Math.max(1, Math.min(MAX_PARTITIONS, Math.ceil(chunkCount / rowsPerPartition)));
 
 /** The CreateTable input of the ledger table; the CDK stack declares the same. */
 export function tableDefinition(table: string): CreateTableCommandInput {

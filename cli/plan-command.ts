@@ -20,6 +20,7 @@ import {
   scanEmpty,
   type Throughput,
 } from './plan-cost.ts';
+import { type ModelSides, modelLines } from './plan-model.ts';
 import { S3_PUT_PER_1000, workerPrice } from './prices.ts';
 import { formatRate, formatSeconds } from './progress.ts';
 
@@ -191,7 +192,12 @@ export async function planCommand(args: string[]): Promise<number> {
     `voxels     ${c.regionVoxels} in the region, ${c.patchVoxels} patch voxels inferred`,
     `savings    margin cropping would infer ${c.marginCroppingPatchVoxels} patch voxels (${summary.marginCroppingRedundancy.toFixed(2)}×); Tessera infers each patch once (${(saved * 100).toFixed(1)}% less)`,
     requestsLine(plan.counts),
-    ...fitLines(fit),
+    ...fitLines(fit, {
+      inputChannels: ctx.input.channels,
+      outputChannels: m.model.outputChannels,
+      patchShape: m.model.patchShape,
+      outputPatchShape: m.model.outputPatchShape,
+    }),
   ];
   if (skipped)
     lines.push(
@@ -211,19 +217,9 @@ export async function planCommand(args: string[]): Promise<number> {
   return 0;
 }
 
-function fitLines(fit: JobFit): string[] {
+function fitLines(fit: JobFit, sides: ModelSides): string[] {
   const lines: string[] = [];
-  if (fit.model) {
-    const { io, signature } = fit.model;
-    const shape = (name: string, of: typeof signature.signature.inputs): string =>
-      `[${of.find((t) => t.name === name)?.shape.join(', ') ?? ''}]`;
-    lines.push(
-      `model      ${signature.model}: input "${io.inputName}" ${shape(io.inputName, signature.signature.inputs)} → output "${io.outputName}" ${shape(io.outputName, signature.signature.outputs)}` +
-        (signature.signature.outputs.length > 1
-          ? ` (model.output; ${signature.signature.outputs.length} outputs)`
-          : ''),
-    );
-  }
+  if (fit.model) lines.push(...modelLines(fit.model, sides));
   const all = fit.memory.bytes * fit.workers;
   lines.push(
     `memory     ${describeWorkerMemory(fit.memory, { modelKnown: fit.model !== undefined })}` +

@@ -150,7 +150,7 @@ describe('tessera plan reads the model and refuses a mismatch once, naming the f
     expect(r.error).toBeUndefined();
     expect(r.code).toBe(0);
     expect(r.out).toMatch(
-      /^model +.*two-outputs\.onnx: input "input" \[batch, 1, z, y, x\] → output "affinities" \[batch, 2, z, y, x\] \(model\.output; 2 outputs\)$/m,
+      /^model +.*two-outputs\.onnx: input "input" float32 \[batch, 1, z, y, x\] → output "affinities" float32 \[batch, 2, z, y, x\] \(model\.output; 2 outputs\)$/m,
     );
   });
 });

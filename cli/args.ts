@@ -32,3 +32,10 @@ export function intOption(
     throw new Error(`--${name} must be a positive integer, got "${String(value)}"`);
   return n;
 }
+
+/** The values of a repeatable option (`multiple: true` in its parse options); [] when absent. */
+export function listOption(values: Record<string, unknown>, name: string): string[] {
+  const v = values[name];
+  if (v === undefined) return [];
+  return Array.isArray(v) ? v.map(String) : [String(v)];
+}

@@ -3,6 +3,8 @@
 // move (spot prices hourly) and differ by region: every estimate says which price it
 // used, and --price-per-hour replaces it.
 
+import type { CloudPrices } from '../core/pipeline/cloud-figures.ts';
+
 export interface WorkerPrice {
   /** USD per worker-hour. */
   perHour: number;
@@ -31,6 +33,26 @@ export const DEFAULT_PRICES = {
 /** S3 Standard, us-east-1: PUT/COPY/POST/LIST per 1,000 requests; GET per 1,000. */
 export const S3_PUT_PER_1000 = 0.005;
 export const S3_GET_PER_1000 = 0.0004;
+
+/** When the list prices below (and the S3 request prices above) were read. */
+export const CLOUD_PRICES_AS_OF = 'us-east-1 list prices, January 2025';
+
+/**
+ * The serverless side of a cloud job, us-east-1 list prices: S3 Standard storage (the
+ * first-50-TB tier; beyond 500 TB it is $0.021), DynamoDB on-demand write request units
+ * (since the November 2024 cut), Lambda x86 compute and requests, Step Functions
+ * standard state transitions.
+ */
+export const CLOUD_PRICES: CloudPrices = {
+  s3PutPer1000: S3_PUT_PER_1000,
+  s3GetPer1000: S3_GET_PER_1000,
+  s3GbMonth: 0.023,
+  dynamoWritePerMillion: 0.625,
+  lambdaGbSecond: 0.0000166667,
+  lambdaPerMillionRequests: 0.2,
+  sfnPer1000Transitions: 0.025,
+  asOf: CLOUD_PRICES_AS_OF,
+};
 
 /** The price of one worker-hour for `device`, from --price-per-hour when given. */
 export function workerPrice(

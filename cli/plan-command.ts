@@ -11,6 +11,7 @@ import {
 import { MemoryStore } from '../core/store/index.ts';
 import { intOption, parse } from './args.ts';
 import { loadManifest } from './job-files.ts';
+import { normalisationLines, sampleModelInputs } from './plan-normalisation.ts';
 import {
   type CostEstimate,
   calibrate,
@@ -111,6 +112,9 @@ export async function planCommand(args: string[]): Promise<number> {
     batchSize,
   });
 
+  // What the model will receive, from a fixed sample of the input (see plan-normalisation.ts).
+  const inputs = await sampleModelInputs(ctx);
+
   let throughput: Throughput | undefined;
   if (values.throughput !== undefined) {
     const v = Number(values.throughput);
@@ -174,7 +178,8 @@ export async function planCommand(args: string[]): Promise<number> {
           },
         }
       : {}),
-    warnings: fit.warnings,
+    warnings: [...fit.warnings, ...inputs.warnings],
+    input: inputs,
     ...(skipped ? { empty: skipped } : {}),
     ...(cost ? { cost } : {}),
   };
@@ -198,6 +203,7 @@ export async function planCommand(args: string[]): Promise<number> {
       patchShape: m.model.patchShape,
       outputPatchShape: m.model.outputPatchShape,
     }),
+    ...normalisationLines(inputs, ctx.input.dtype),
   ];
   if (skipped)
     lines.push(

@@ -152,10 +152,10 @@ export async function calibrate(
       for (let i = 0; i < n; i++) {
         const box = boxes[(k * n + i) % boxes.length]!.grow(margin);
         const raw = await input.readBox(box);
-        const { scale, offset } = manifest.input;
+        const { mapping } = ctx.description.normalization;
         const valid = Box.ofShape(plan.volumeShape);
         out.set(
-          normalize(raw, { dtype: input.dtype, scale, offset, valid }).data,
+          normalize(raw, { dtype: input.dtype, mapping, valid }).data,
           i * input.channels * perPatch,
         );
       }

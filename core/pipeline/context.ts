@@ -18,12 +18,13 @@ import {
   openOutputVolume,
   VolumeFormatError,
 } from '../volume/index.ts';
-
+import { planNormalisation } from './input-normalisation.ts';
 import {
   checkInputAgainst,
   checkPlanAgainst,
   describeJob,
-  type JobDescription,
+  normalisationOf,
+  type PlannedDescription,
   readJobDescription,
 } from './job-description.ts';
 
@@ -47,7 +48,7 @@ export interface JobContext {
    * What the job is planned for; planJob writes it once into `work` (JOB_DESCRIPTION_KEY)
    * and openJob checks every later opening against that copy.
    */
-  readonly description: JobDescription;
+  readonly description: PlannedDescription;
 }
 
 export interface OpenJobOptions {
@@ -114,7 +115,8 @@ function legacyCanonicalJson(value: unknown): string {
 export async function openJob(manifest: Manifest, o: OpenJobOptions): Promise<JobContext> {
   const storeOpts = o.baseDir === undefined ? {} : { baseDir: o.baseDir };
   const inputStore = await openStoreForUrl(manifest.input.url, storeOpts);
-  const input = await openInputVolume(inputStore, manifest.input.array);
+  // input.t and input.channels pick what of a higher-dimensional image the job reads.
+  const input = await openInputVolume(inputStore, manifest.input.array, manifest.input);
   // A planned job pins what it was planned for: an input that changed since is refused
   // by name here, before the manifest checks would blame the manifest for it.
   const frozen = await readJobDescription(o.work);
@@ -123,7 +125,12 @@ export async function openJob(manifest: Manifest, o: OpenJobOptions): Promise<Jo
   // Metadata that misdescribes the chunks fails every chunk alike: once, here, before any claim.
   await input.checkStoredChunk();
   const plan = planFor(manifest, input.shape, { jobId: o.jobId, limits: o.limits });
-  const description = describeJob(o.jobId, manifest, input, plan);
+  // Decided once, at plan time (percentiles: from a sample of the input), and frozen:
+  // every later opening applies the frozen one, a version-1 job its legacy rule.
+  const normalization = frozen
+    ? normalisationOf(frozen, manifest, input.dtype)
+    : await planNormalisation(manifest, input, plan.region);
+  const description = describeJob(o.jobId, manifest, input, plan, normalization);
   if (frozen) checkPlanAgainst(frozen, description);
   const outputStore = await openStoreForUrl(manifest.output.url, storeOpts);
   const outputUrl = canonicalStorageUrl(manifest.output.url, o.baseDir);

@@ -14,6 +14,37 @@ export class ChunkFailure extends Error {
 }
 
 /**
+ * A chunk's input holds NaN while input.nan is "fail": found when the chunk is read,
+ * before inference, so the model is never run on it (nor blamed for it).
+ */
+export class NanInputError extends Error {
+  override readonly name = 'NanInputError';
+  constructor(
+    readonly chunkId: string,
+    readonly nanCount: number,
+    readonly voxels: number,
+  ) {
+    super(
+      `chunk ${chunkId}: its input holds ${nanCount} NaN voxel(s) of ${voxels} (a float input's own NaN, ` +
+        'or the NaN fill_value of input chunks never written) and input.nan is "fail"; set ' +
+        'input.nan: "zero" in the manifest to feed them to the model as 0, or fix the input',
+    );
+  }
+}
+
+/** The input normalisation cannot be decided at plan time (input.normalize over a degenerate sample). */
+export class InputNormalisationError extends Error {
+  override readonly name = 'InputNormalisationError';
+  constructor(
+    message: string,
+    /** The manifest field to change. */
+    readonly field: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
  * A step kept failing for the place's fault (disk full, I/O, permissions, throttling, a
  * ledger that cannot record) through the whole pause, or the ledger's process is gone.
  * Not the chunk's fault: no attempt is spent.

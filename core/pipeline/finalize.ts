@@ -94,7 +94,7 @@ export async function finalizeJob(ctx: JobContext, o: FinalizeOptions): Promise<
     const placement = await inputPlacement(ctx);
     await writeOmeMetadata(ctx.outputStore, {
       name: manifest.name,
-      channels: manifest.model.outputChannels,
+      channels: channelNames(manifest),
       ...(voxelSize ? { voxelSize } : {}),
       ...placement,
       datasets: levels.map((l) => ({ path: l.path, factor: l.factor })),
@@ -103,6 +103,7 @@ export async function finalizeJob(ctx: JobContext, o: FinalizeOptions): Promise<
       preview = await renderPreview(ctx.input, ctx.outputStore, plan.region, levels, {
         ...(ctx.previewTiles ? { tiles: ctx.work } : {}),
         ...(o.inputPanels ? { inputPanels: o.inputPanels } : {}),
+        channelNames: channelNames(manifest),
       });
       await ctx.outputStore.set(PREVIEW_KEY, preview.png);
     }
@@ -171,6 +172,8 @@ export async function finalizeJob(ctx: JobContext, o: FinalizeOptions): Promise<
     failures: o.verify.poison,
     workers: owners.size > 0 ? owners.size : (o.fleetSize ?? 0),
     device: o.device,
+    channels: channelNames(manifest),
+    normalization: ctx.description.normalization,
     ...(chunkHistogram ? { chunkHistogram } : {}),
     ...(done ? { timeline: done } : {}),
     ...(levels ? { levels: levels.map((l) => ({ ...l })) } : {}),
@@ -183,6 +186,14 @@ export async function finalizeJob(ctx: JobContext, o: FinalizeOptions): Promise<
   await ctx.outputStore.set(REPORT_KEY, enc.encode(`${JSON.stringify(report, null, 2)}\n`));
   await ctx.outputStore.set(REPORT_HTML_KEY, enc.encode(reportHtml(report, preview)));
   return report;
+}
+
+/** model.channelNames, or the default "channel 0", "channel 1", ... */
+export function channelNames(manifest: JobContext['manifest']): string[] {
+  const names = manifest.model.channelNames;
+  return names
+    ? [...names]
+    : Array.from({ length: manifest.model.outputChannels }, (_, i) => `channel ${i}`);
 }
 
 /** Work seconds from the ledger: the job's creation to its last chunk finished. */

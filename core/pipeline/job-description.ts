@@ -5,6 +5,11 @@
 // shape or dtype changed under a running job is refused by name, instead of each process
 // quietly re-deriving a different plan from the input's metadata.
 //
+// Version 2 adds the input normalisation (the mapping every worker applies, percentiles
+// already sampled): workers read it from here and never derive it themselves. A version-1
+// description (written before per-dtype defaults) is read as the rule of its time
+// (legacyMapping), so a job planned then keeps feeding its model what its first chunks got.
+//
 //   plan ──► work store /job.json (local: <state dir>/work/<jobId>/; cloud: jobs/<jobId>/)
 //   worker, blend, finalize, status ──► openJob ──► checkJobDescription ──► Plan
 
@@ -13,13 +18,35 @@ import type { Plan, Vec3 } from '../geometry/index.ts';
 import { canonicalJson } from '../manifest/identity.ts';
 import type { Manifest } from '../manifest/schema.ts';
 import type { Store } from '../store/index.ts';
+import { type InputMapping, legacyMapping } from '../volume/normalize.ts';
 import { InputChangedError, JobDescriptionError, PlanChangedError } from './errors.ts';
 
 /** Key of the description in the job's work store (cloud: KEYS.jobDescription). */
 export const JOB_DESCRIPTION_KEY = '/job.json';
 
+/** A description as this release writes it: version 2, normalisation included. */
+export type PlannedDescription = JobDescription & { version: 2; normalization: InputNormalisation };
+
+/** How the job's input values become model inputs, decided once at plan time. */
+export interface InputNormalisation {
+  /**
+   * dtype: the dtype's range onto [0, 1]; as-is: a float input unchanged; scale-offset:
+   * input.scale/offset; percentiles: input.normalize, sampled; legacy: a version-1 job's rule.
+   */
+  rule: 'dtype' | 'as-is' | 'scale-offset' | 'percentiles' | 'legacy';
+  mapping: InputMapping;
+  /** What NaN input voxels do (input.nan). */
+  nan: 'zero' | 'fail';
+  /** For rule percentiles: which, the raw values found, and the sample they came from. */
+  percentiles?: {
+    at: [number, number];
+    values: [number, number];
+    sample: { boxes: number; voxels: number; nan: number };
+  };
+}
+
 export interface JobDescription {
-  version: 1;
+  version: 1 | 2;
   jobId: string;
   /** sha256 of the parsed manifest's canonical JSON: the job as it was planned. */
   manifestId: string;
@@ -33,6 +60,8 @@ export interface JobDescription {
     block: Vec3;
     region: { start: Vec3; stop: Vec3 };
   };
+  /** Version 2 on; a version-1 description is read with its legacy rule (normalisationOf). */
+  normalization?: InputNormalisation;
 }
 
 /** The canonical id of a parsed manifest (what JobDescription.manifestId holds). */
@@ -45,9 +74,10 @@ export function describeJob(
   manifest: Manifest,
   input: { shape: Vec3; dtype: string },
   plan: Plan,
-): JobDescription {
+  normalization: InputNormalisation = normalisationOf(undefined, manifest, input.dtype),
+): PlannedDescription {
   return {
-    version: 1,
+    version: 2,
     jobId,
     manifestId: manifestId(manifest),
     input: {
@@ -65,6 +95,27 @@ export function describeJob(
       block: plan.blockShape,
       region: { start: plan.region.start, stop: plan.region.stop },
     },
+    normalization,
+  };
+}
+
+/**
+ * The normalisation a described job applies: its own (version 2), or for a version-1
+ * description the rule releases of that version applied, with the manifest's input.nan.
+ * Without a description (`d` undefined): the legacy rule too, as the fallback for callers
+ * that have not planned (planNormalisation in input-normalisation.ts decides for new jobs).
+ */
+export function normalisationOf(
+  d: JobDescription | undefined,
+  manifest: Manifest,
+  dtype: string,
+): InputNormalisation {
+  if (d?.normalization) return d.normalization;
+  const { scale, offset } = manifest.input;
+  return {
+    rule: 'legacy',
+    mapping: legacyMapping(dtype, scale, offset),
+    nan: manifest.input.nan ?? 'zero',
   };
 }
 
@@ -86,7 +137,7 @@ export async function readJobDescription(work: Store): Promise<JobDescription | 
   }
   if (!isDescription(parsed))
     throw new JobDescriptionError(
-      `${where} is not a job description this release reads (version 1 with input.shape, input.dtype, chunks, plan); delete it and plan the job again`,
+      `${where} is not a job description this release reads (version 1 or 2 with input.shape, input.dtype, chunks, plan; version 2 with normalization); delete it and plan the job again`,
       where,
     );
   return parsed;
@@ -138,7 +189,7 @@ function isDescription(x: unknown): x is JobDescription {
   if (typeof x !== 'object' || x === null) return false;
   const d = x as Partial<JobDescription>;
   return (
-    d.version === 1 &&
+    (d.version === 1 || (d.version === 2 && isNormalisation(d.normalization))) &&
     typeof d.jobId === 'string' &&
     typeof d.chunks === 'number' &&
     typeof d.input?.dtype === 'string' &&
@@ -147,4 +198,16 @@ function isDescription(x: unknown): x is JobDescription {
     typeof d.plan === 'object' &&
     d.plan !== null
   );
+}
+
+function isNormalisation(x: unknown): x is InputNormalisation {
+  if (typeof x !== 'object' || x === null) return false;
+  const n = x as Partial<InputNormalisation>;
+  const m = n.mapping as Partial<Record<string, unknown>> | undefined;
+  const finite = (v: unknown): boolean => typeof v === 'number' && Number.isFinite(v);
+  const mappingOk =
+    m !== undefined &&
+    ((m.kind === 'range' && finite(m.low) && finite(m.high) && m.high !== m.low) ||
+      (m.kind === 'affine' && finite(m.scale) && finite(m.offset)));
+  return typeof n.rule === 'string' && (n.nan === 'zero' || n.nan === 'fail') && mappingOk;
 }

@@ -1,7 +1,7 @@
 // preview.png: the input slice beside each output channel, at a few depths, so a user
 // sees at a glance whether the model did something sensible.
 //
-//            input     channel 0   channel 1
+//            INPUT     CHANNEL 0   MITO        ← a caption band (the channel names)
 //   z = ¼   [panel]    [panel]     [panel]
 //   z = ½   [panel]    [panel]     [panel]
 //   z = ¾   [panel]    [panel]     [panel]
@@ -14,6 +14,7 @@
 
 import type { NumericArray } from '../array/dense.ts';
 import { Box, type Vec3 } from '../geometry/index.ts';
+import { drawText, GLYPH_HEIGHT, textWidth } from '../image/font.ts';
 import { encodeGrayPng } from '../image/png.ts';
 import type { Store } from '../store/index.ts';
 import type { InputVolume } from '../volume/index.ts';
@@ -38,6 +39,8 @@ export interface PreviewOptions {
    * was drawn for the same area; otherwise (or if it failed) drawn here.
    */
   inputPanels?: Promise<InputPanels | undefined>;
+  /** Captions of the output columns (model.channelNames); default "channel 0", ... */
+  channelNames?: readonly string[];
 }
 
 /** The input column of a preview: one panel per depth, and the area it was drawn for. */
@@ -205,11 +208,25 @@ export async function renderPreview(
   const cols = 1 + outVol.channels;
   const cw = pw * up;
   const ch = ph * up;
+  const columns = [
+    'input',
+    ...Array.from({ length: outVol.channels }, (_, c) => o.channelNames?.[c] ?? `channel ${c}`),
+  ];
+  // The caption band: font pixels 2×2 on panels wide enough, else 1×1.
+  const fontScale = cw >= 192 ? 2 : 1;
+  const band = GLYPH_HEIGHT * fontScale + 2 * GAP;
   const width = cols * cw + (cols - 1) * GAP;
-  const height = depths.length * ch + (depths.length - 1) * GAP;
+  const height = band + depths.length * ch + (depths.length - 1) * GAP;
   const pixels = new Uint8Array(width * height).fill(GAP_VALUE);
+  const image = { width, height, pixels };
+  columns.forEach((caption, col) => {
+    const x0 = col * (cw + GAP);
+    // Centred over its column, cut at the column's edge when too long.
+    const x = x0 + Math.max(0, Math.floor((cw - textWidth(caption, fontScale)) / 2));
+    drawText(image, caption, x, GAP, { value: 255, scale: fontScale, maxX: x0 + cw });
+  });
   const blit = (panel: Float64Array, map: (v: number) => number, row: number, col: number) => {
-    const oy = row * (ch + GAP);
+    const oy = band + row * (ch + GAP);
     const ox = col * (cw + GAP);
     for (let y = 0; y < ch; y++)
       for (let x = 0; x < cw; x++)
@@ -222,10 +239,10 @@ export async function renderPreview(
     for (let c = 0; c < outVol.channels; c++) blit(panelsOut[r]![c]!, toByteOut, r, c + 1);
   }
   return {
-    png: encodeGrayPng({ width, height, pixels }),
+    png: encodeGrayPng(image),
     width,
     height,
-    columns: ['input', ...Array.from({ length: outVol.channels }, (_, c) => `channel ${c}`)],
+    columns,
     depths,
     voxelsPerPixel: p,
     area: new Box([0, ay0, ax0], [1, y1, x1]),

@@ -37,6 +37,10 @@ export function reportHtml(r: RunReport, preview?: Preview): string {
       `${r.attempts.total} in all; ${r.attempts.retriedChunks} chunk(s) retried, at most ${r.attempts.maxPerChunk} per chunk`,
     ],
     ['workers', `${r.workers} on ${r.device}`],
+    ...(r.channels ? [['channels', r.channels.join(', ')] as [string, string]] : []),
+    ...(r.normalization
+      ? [['model input', normalisationText(r.normalization)] as [string, string]]
+      : []),
     [
       'steps (s)',
       Object.entries(r.timings)
@@ -158,6 +162,13 @@ function rate(v: number): string {
 }
 
 const round = (v: number): number => Math.round(v * 10) / 10;
+
+function normalisationText(n: NonNullable<RunReport['normalization']>): string {
+  const m = n.mapping;
+  const formula =
+    m.kind === 'range' ? `(v − ${m.low}) / (${m.high} − ${m.low})` : `v · ${m.scale} + ${m.offset}`;
+  return `${n.rule}: x = ${formula}${m.clip ? ', clipped to [0, 1]' : ''}; NaN: ${n.nan}`;
+}
 
 function esc(s: string): string {
   return s.replace(

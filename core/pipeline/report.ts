@@ -2,6 +2,7 @@
 
 import type { Vec3 } from '../geometry/index.ts';
 import type { StatusCounts } from '../ledger/index.ts';
+import type { InputNormalisation } from './job-description.ts';
 
 export interface ChunkTiming {
   chunkId: string;
@@ -30,6 +31,10 @@ export interface RunReport {
   failures: { chunkId: string; attempts: number; lastError?: string | undefined }[];
   workers: number;
   device: string;
+  /** The output channels' names (model.channelNames, or "channel 0", ...). */
+  channels?: string[];
+  /** What the model received: the job's frozen input normalisation. */
+  normalization?: InputNormalisation;
   /** Per-chunk read + infer + write milliseconds, binned (local runs; cloud workers report none). */
   chunkHistogram?: Histogram;
   /** Chunks finished (DONE or SKIPPED) per time bin, from the ledger's completion times. */

@@ -22,7 +22,7 @@ import { describeStore } from '../store/index.ts';
 import { normalize, type OutputVolume } from '../volume/index.ts';
 import { type JobContext, partialKey } from './context.ts';
 import { outputConverter } from './convert.ts';
-import { ChunkFailure, EnvironmentFaultError } from './errors.ts';
+import { ChunkFailure, EnvironmentFaultError, NanInputError } from './errors.ts';
 import { classifyFault, type EnvironmentFault, Pause, PauseInterrupted } from './fault.ts';
 import {
   BatchTimes,
@@ -481,7 +481,7 @@ async function workLoop(
         },
         onNonFinite: () => {
           throw new ChunkFailure(
-            `chunk ${cur.chunk.id}: the model returned NaN or Infinity; check the model and the input normalisation (input.scale, input.offset)`,
+            `chunk ${cur.chunk.id}: the model returned NaN or Infinity; check the model and the input normalisation (input.scale, input.offset, input.normalize)`,
             cur.chunk.id,
           );
         },
@@ -573,15 +573,19 @@ async function readInput(
   const t0 = performance.now();
   const raw = await ctx.input.readBox(chunk.readBox);
   const valid = Box.ofShape(ctx.plan.volumeShape);
-  const { scale, offset, skipBelow } = ctx.manifest.input;
+  const { skipBelow } = ctx.manifest.input;
   const skip = skipBelow !== undefined && allBelow(raw.data, skipBelow);
+  // The job's frozen normalisation (its description): never derived here.
+  const { mapping, nan } = ctx.description.normalization;
   const data = normalize(raw, {
     dtype: ctx.input.dtype,
-    scale,
-    offset,
+    mapping,
     valid,
     ...(reuse ? { reuse } : {}),
   });
+  // Before inference: the model never sees (nor is blamed for) a NaN input.
+  if (data.nanCount > 0 && nan === 'fail')
+    throw new NanInputError(chunk.id, data.nanCount, raw.box.intersect(valid).size * raw.channels);
   return { data, skip, ms: performance.now() - t0 };
 }
 

@@ -2,13 +2,92 @@
 // be 0 in the normalised domain (that is what whole-volume inference pads with), so
 // with `valid` only voxels inside it are mapped and the rest stay exactly 0 — even
 // when offset ≠ 0 would have turned a raw 0 into something else.
+//
+// A mapping is one of two forms, frozen in the job description at plan time:
+//
+//   range   x = (v − low) / (high − low)     the dtype's range (uint16: v / 65535) or
+//                                            two sampled percentiles of the input
+//   affine  x = v · scale + offset           input.scale / input.offset as written
+//
+// optionally clipped to [0, 1]. NaN voxels (a float input's own NaN, or the NaN fill of
+// its unwritten chunks) become 0, the padding's value, and are counted: the caller
+// decides whether NaN is allowed (input.nan).
 
 import type { Dense, NumericArray } from '../array/dense.ts';
 import type { Box } from '../geometry/index.ts';
 
+export type InputMapping =
+  | { readonly kind: 'range'; readonly low: number; readonly high: number; readonly clip?: boolean }
+  | {
+      readonly kind: 'affine';
+      readonly scale: number;
+      readonly offset: number;
+      readonly clip?: boolean;
+    };
+
+/**
+ * The range each integer dtype maps onto [0, 1] by default (min → 0, max → 1); floats
+ * are passed as they are. Signed types map their whole range too: int16's 0 becomes
+ * 32768 / 65535 ≈ 0.5.
+ */
+export const DTYPE_RANGES: Readonly<Record<string, readonly [number, number]>> = {
+  uint8: [0, 255],
+  uint16: [0, 65_535],
+  uint32: [0, 4_294_967_295],
+  int8: [-128, 127],
+  int16: [-32_768, 32_767],
+  int32: [-2_147_483_648, 2_147_483_647],
+};
+
+/** This release's default for a dtype: its range onto [0, 1], or floats as they are. */
+export function dtypeMapping(dtype: string): InputMapping {
+  const range = DTYPE_RANGES[dtype];
+  return range
+    ? { kind: 'range', low: range[0], high: range[1] }
+    : { kind: 'affine', scale: 1, offset: 0 };
+}
+
+/**
+ * The rule releases before per-dtype defaults applied (job descriptions of version 1):
+ * uint8 without scale/offset as v / 255, everything else v · (scale ?? 1) + (offset ?? 0).
+ */
+export function legacyMapping(dtype: string, scale?: number, offset?: number): InputMapping {
+  return dtype === 'uint8' && scale === undefined && offset === undefined
+    ? { kind: 'range', low: 0, high: 255 }
+    : { kind: 'affine', scale: scale ?? 1, offset: offset ?? 0 };
+}
+
+/** The mapping as x = v · scale + offset, for people (the range form divides instead). */
+export function scaleOffsetOf(m: InputMapping): { scale: number; offset: number } {
+  if (m.kind === 'affine') return { scale: m.scale, offset: m.offset };
+  const span = m.high - m.low;
+  return { scale: 1 / span, offset: -m.low / span };
+}
+
+/** The mapping of one value, exactly as normalize computes it (before float32 rounding). */
+export function mapValue(m: InputMapping): (v: number) => number {
+  const base =
+    m.kind === 'range'
+      ? (
+          (low: number, span: number) => (v: number) =>
+            (v - low) / span
+        )(m.low, m.high - m.low)
+      : (
+          (s: number, o: number) => (v: number) =>
+            v * s + o
+        )(m.scale, m.offset);
+  if (!m.clip) return base;
+  return (v) => Math.min(1, Math.max(0, base(v)));
+}
+
 export interface NormalizeOptions {
-  /** The input's Zarr data type; uint8 without scale/offset maps v → v / 255. */
+  /** The input's Zarr data type; used when no `mapping` is given. */
   readonly dtype: string;
+  /**
+   * The job's mapping (from its description). Without one: input.scale/offset when given,
+   * else the dtype's default (dtypeMapping).
+   */
+  readonly mapping?: InputMapping;
   readonly scale?: number;
   readonly offset?: number;
   /** Only voxels inside this box are normalised; the rest are 0. Default: all of raw.box. */
@@ -20,22 +99,31 @@ export interface NormalizeOptions {
   readonly reuse?: Float32Array;
 }
 
-export function normalize(raw: Dense<NumericArray>, o: NormalizeOptions): Dense<Float32Array> {
+export interface Normalized extends Dense<Float32Array> {
+  /** NaN voxels inside `valid`, fed to the model as 0. */
+  readonly nanCount: number;
+}
+
+export function normalize(raw: Dense<NumericArray>, o: NormalizeOptions): Normalized {
   const n = raw.data.length;
   const out = o.reuse && o.reuse.length >= n ? o.reuse.subarray(0, n).fill(0) : new Float32Array(n);
   const inside = o.valid === undefined ? raw.box : raw.box.intersect(o.valid);
-  const result = { box: raw.box, channels: raw.channels, data: out };
-  if (inside.isEmpty()) return result;
+  if (inside.isEmpty()) return { box: raw.box, channels: raw.channels, data: out, nanCount: 0 };
 
-  // Division, not multiplication by 1/255: v / 255 is what the reference computes,
-  // and the two differ in the last bit for some v.
-  const byteDefault = o.dtype === 'uint8' && o.scale === undefined && o.offset === undefined;
-  const scale = o.scale ?? 1;
-  const offset = o.offset ?? 0;
+  const mapping =
+    o.mapping ??
+    (o.scale === undefined && o.offset === undefined
+      ? dtypeMapping(o.dtype)
+      : { kind: 'affine', scale: o.scale ?? 1, offset: o.offset ?? 0 });
+  // Division in the range form, not multiplication by 1/255: v / 255 is what the
+  // reference computes, and the two differ in the last bit for some v.
+  const f = mapValue(mapping);
   const src = raw.data;
   // 8- and 16-bit inputs map through a table of every value, computed by the same
   // expression: identical floats, without a division or conversion per voxel.
-  const table = lookupTable(src, byteDefault ? (v) => v / 255 : (v) => v * scale + offset);
+  const table = lookupTable(src, f);
+  const floats = src instanceof Float32Array || src instanceof Float64Array;
+  let nanCount = 0;
   const [sz, sy, sx] = raw.box.shape;
   const w = inside.shape[2];
   for (let c = 0; c < raw.channels; c++)
@@ -46,10 +134,16 @@ export function normalize(raw: Dense<NumericArray>, o: NormalizeOptions): Dense<
           (inside.start[2] - raw.box.start[2]);
         const end = row + w;
         if (table) for (let i = row; i < end; i++) out[i] = table[src[i]!]!;
-        else if (byteDefault) for (let i = row; i < end; i++) out[i] = src[i]! / 255;
-        else for (let i = row; i < end; i++) out[i] = src[i]! * scale + offset;
+        else if (!floats) for (let i = row; i < end; i++) out[i] = f(src[i]!);
+        else
+          for (let i = row; i < end; i++) {
+            const v = src[i]!;
+            // NaN stays 0 (the padding's value); out is zero-filled already.
+            if (Number.isNaN(v)) nanCount++;
+            else out[i] = f(v);
+          }
       }
-  return result;
+  return { box: raw.box, channels: raw.channels, data: out, nanCount };
 }
 
 function lookupTable(src: NumericArray, f: (v: number) => number): Float32Array | undefined {

@@ -62,7 +62,7 @@ describe('the frozen job description', () => {
     const j = await plannedJob();
     const d = JSON.parse(readFileSync(join(j.workDir, 'job.json'), 'utf8'));
     expect(d).toMatchObject({
-      version: 1,
+      version: 2,
       jobId: j.jobId,
       input: { url: 'input.zarr', shape: [8, 24, 24], dtype: 'uint8' },
       plan: {

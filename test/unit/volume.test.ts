@@ -370,7 +370,10 @@ describe('normalize', () => {
     const n = normalize(r, { dtype: 'uint8', scale: 0.5, offset: -3 });
     expect(Array.from(n.data)).toEqual(Array.from(r.data, (v) => Math.fround(v * 0.5 - 3)));
     const u16: Dense<NumericArray> = { ...r, data: Uint16Array.from(r.data, (v) => v * 100) };
-    expect(Array.from(normalize(u16, { dtype: 'uint16' }).data)).toEqual(Array.from(u16.data));
+    // Without scale/offset, uint16 maps its range onto [0, 1] (as uint8 does).
+    expect(Array.from(normalize(u16, { dtype: 'uint16' }).data)).toEqual(
+      Array.from(u16.data, (v) => Math.fround(v / 65535)),
+    );
     expect(Array.from(normalize(u16, { dtype: 'uint16', offset: 1 }).data)).toEqual(
       Array.from(u16.data, (v) => v + 1),
     );
@@ -397,7 +400,7 @@ describe('normalize', () => {
       const scaled = normalize(r, { dtype, scale: 0.013, offset: -0.7 });
       for (let i = 0; i < r.data.length; i++) {
         const v = r.data[i]!;
-        expect(plain.data[i]).toBe(Math.fround(dtype === 'uint8' ? v / 255 : v));
+        expect(plain.data[i]).toBe(Math.fround(dtype === 'uint8' ? v / 255 : v / 65535));
         expect(scaled.data[i]).toBe(Math.fround(v * 0.013 - 0.7));
       }
     }

@@ -116,6 +116,24 @@ const inputSchema = z
         'Chunks whose input voxels (as stored, before scale and offset) are all below this ' +
           'value are skipped, not inferred. Saves compute on empty background and padding.',
       ),
+    t: z
+      .int()
+      .min(0)
+      .optional()
+      .describe(
+        'Time point to read from an image with a time axis (OME-Zarr [t, c, z, y, x], e.g. ' +
+          "bioformats2raw's output), 0-based. Required when the image has more than one time " +
+          'point; an image with one (or none) needs no t.',
+      ),
+    channels: z
+      .array(z.int().min(0))
+      .min(1, { error: 'must name at least one channel index; omit it to read every channel' })
+      .optional()
+      .describe(
+        'Channel indices (0-based) to feed the model, in the order it takes them, e.g. [1] or ' +
+          '[2, 0]. Works on [c, z, y, x] arrays, OME-Zarr images and 4-D N5 datasets. Default ' +
+          'every channel, in order.',
+      ),
   })
   .describe('Where the image to run the model on is stored.');
 

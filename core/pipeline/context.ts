@@ -18,13 +18,12 @@ import {
   openOutputVolume,
   VolumeFormatError,
 } from '../volume/index.ts';
-import { planNormalisation } from './input-normalisation.ts';
+
 import {
   checkInputAgainst,
   checkPlanAgainst,
   describeJob,
-  normalisationOf,
-  type PlannedDescription,
+  type JobDescription,
   readJobDescription,
 } from './job-description.ts';
 
@@ -48,7 +47,7 @@ export interface JobContext {
    * What the job is planned for; planJob writes it once into `work` (JOB_DESCRIPTION_KEY)
    * and openJob checks every later opening against that copy.
    */
-  readonly description: PlannedDescription;
+  readonly description: JobDescription;
 }
 
 export interface OpenJobOptions {
@@ -125,12 +124,7 @@ export async function openJob(manifest: Manifest, o: OpenJobOptions): Promise<Jo
   // Metadata that misdescribes the chunks fails every chunk alike: once, here, before any claim.
   await input.checkStoredChunk();
   const plan = planFor(manifest, input.shape, { jobId: o.jobId, limits: o.limits });
-  // Decided once, at plan time (percentiles: from a sample of the input), and frozen:
-  // every later opening applies the frozen one, a version-1 job its legacy rule.
-  const normalization = frozen
-    ? normalisationOf(frozen, manifest, input.dtype)
-    : await planNormalisation(manifest, input, plan.region);
-  const description = describeJob(o.jobId, manifest, input, plan, normalization);
+  const description = describeJob(o.jobId, manifest, input, plan);
   if (frozen) checkPlanAgainst(frozen, description);
   const outputStore = await openStoreForUrl(manifest.output.url, storeOpts);
   const outputUrl = canonicalStorageUrl(manifest.output.url, o.baseDir);

@@ -5,6 +5,7 @@
 
 import { type AbsolutePath, describeStore, type Store } from '../store/index.ts';
 import { isObject, readJson } from './json.ts';
+import { naturalCompare } from './natural-order.ts';
 
 export interface Recognised {
   /** What is there, in words that fit "it is ...". */
@@ -148,4 +149,4 @@ async function recogniseDirectory(store: Store, path: string): Promise<Recognise
 const METADATA = /\/(zarr\.json|\.zarray|\.zgroup|attributes\.json|info)$/;
 
 const sample = (names: string[]): string =>
-  [...names].sort().slice(0, 3).join(', ') + (names.length > 3 ? ', ...' : '');
+  [...names].sort(naturalCompare).slice(0, 3).join(', ') + (names.length > 3 ? ', ...' : '');

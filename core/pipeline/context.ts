@@ -18,12 +18,13 @@ import {
   openOutputVolume,
   VolumeFormatError,
 } from '../volume/index.ts';
-
+import { planNormalisation } from './input-normalisation.ts';
 import {
   checkInputAgainst,
   checkPlanAgainst,
   describeJob,
-  type JobDescription,
+  normalisationOf,
+  type PlannedDescription,
   readJobDescription,
 } from './job-description.ts';
 
@@ -47,7 +48,7 @@ export interface JobContext {
    * What the job is planned for; planJob writes it once into `work` (JOB_DESCRIPTION_KEY)
    * and openJob checks every later opening against that copy.
    */
-  readonly description: JobDescription;
+  readonly description: PlannedDescription;
 }
 
 export interface OpenJobOptions {
@@ -124,7 +125,12 @@ export async function openJob(manifest: Manifest, o: OpenJobOptions): Promise<Jo
   // Metadata that misdescribes the chunks fails every chunk alike: once, here, before any claim.
   await input.checkStoredChunk();
   const plan = planFor(manifest, input.shape, { jobId: o.jobId, limits: o.limits });
-  const description = describeJob(o.jobId, manifest, input, plan);
+  // Decided once, at plan time (percentiles: from a sample of the input), and frozen:
+  // every later opening applies the frozen one, a version-1 job its legacy rule.
+  const normalization = frozen
+    ? normalisationOf(frozen, manifest, input.dtype)
+    : await planNormalisation(manifest, input, plan.region);
+  const description = describeJob(o.jobId, manifest, input, plan, normalization);
   if (frozen) checkPlanAgainst(frozen, description);
   const outputStore = await openStoreForUrl(manifest.output.url, storeOpts);
   const outputUrl = canonicalStorageUrl(manifest.output.url, o.baseDir);

@@ -28,7 +28,7 @@ import {
   ModelTooLargeError,
   markBlended,
   openJob,
-  planJob,
+  planStep,
   type RoundVerdict,
   type RunReport,
   runWorkRounds,
@@ -143,20 +143,18 @@ export async function runLocal(
     });
     // What would fail every chunk the same way fails here, once, before anything is
     // written: a model that does not fit the manifest, workers that would not fit in memory.
-    const unfit = await refusal(() =>
-      readJobModel(m.manifest, m.baseDir).then((model) =>
-        checkJobFits(ctx, {
-          model,
-          memory: o.memory,
-          workers: o.workers ?? 1,
-          batchSize: o.batchSize ?? 4,
-        }),
-      ),
+    const fit = await refusal(async () =>
+      checkJobFits(ctx, {
+        model: await readJobModel(m.manifest, m.baseDir),
+        memory: o.memory,
+        workers: o.workers ?? 1,
+        batchSize: o.batchSize ?? 4,
+      }),
     );
-    if (unfit !== undefined)
+    if (typeof fit === 'string')
       return result({
         status: 'FAILED',
-        message: `job ${m.jobId} FAILED before any chunk ran, and no attempt was spent: ${unfit}`,
+        message: `job ${m.jobId} FAILED before any chunk ran, and no attempt was spent: ${fit}`,
       });
     // A job an earlier run finished: reported as it is, repaired, or finalized again.
     const earlier = await earlierRun(ctx, { stateDir, log });
@@ -168,13 +166,18 @@ export async function runLocal(
       });
     const alreadyBlended = earlier.kind !== 'unfinished';
     const damaged = earlier.kind === 'damaged' ? earlier.damaged : undefined;
-    const { created, output } = await timed(timings, 'plan', async () => {
+    const { created, workers, output } = await timed(timings, 'plan', async () => {
       // The output first: a job whose rows exist always has somewhere to write.
       const output = await ensureOutput(ctx);
       // The ledger's lock excludes any other run on this state directory, so a job holding
       // the output claim in it is not running: over, for taking its claim over once its
       // output is gone (ensureOutput has just refused it if it is still there).
-      const plan = await planJob(ctx, served, { leaseMs: o.leaseMs, isJobOver: async () => true });
+      const plan = await planStep(ctx, served, {
+        fit,
+        maxWorkers: o.workers ?? 1,
+        leaseMs: o.leaseMs,
+        isJobOver: async () => true,
+      });
       return { ...plan, output };
     });
     // Chunks held by the earlier run's workers are free now, unspent: the lock says that
@@ -191,7 +194,6 @@ export async function runLocal(
     }
     const initial = await ledger.counts(m.jobId);
     const eager = new EagerBlender(ctx, output);
-    const workers = Math.max(1, Math.min(o.workers ?? 1, ctx.plan.counts.chunks));
     const fleet = new LocalFleet({
       manifest: m.manifest,
       baseDir: m.baseDir,
@@ -319,13 +321,12 @@ export async function runLocal(
 }
 
 /**
- * The message of a refusal `check` throws (a model or memory that would fail every
- * chunk), or undefined when it passes; anything else is rethrown.
+ * What `check` returns, or the message of a refusal it throws (a model or memory that
+ * would fail every chunk); anything else is rethrown.
  */
-async function refusal(check: () => Promise<unknown>): Promise<string | undefined> {
+async function refusal<T>(check: () => Promise<T>): Promise<T | string> {
   try {
-    await check();
-    return undefined;
+    return await check();
   } catch (e) {
     const refused =
       e instanceof ModelLoadError ||

@@ -16,8 +16,8 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { HeadObjectCommand, NotFound, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { makeS3Client, registerS3 } from '../adapters/aws/clients.ts';
-import { cloudJobId } from '../adapters/aws/cloud-steps.ts';
 import { ENV, KEYS } from '../contracts/cloud.ts';
+import { cloudJobId } from '../core/cloud/index.ts';
 import {
   checkCloudPolicy,
   isS3Url,

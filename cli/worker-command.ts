@@ -16,11 +16,11 @@
 //   anything else            a real failure (model unreadable, job missing): no retry
 
 import { hostname } from 'node:os';
-import { loadCloudJob } from '../adapters/aws/cloud-steps.ts';
 import { cloudClientsFromEnv, cloudDeps } from '../adapters/aws/deps.ts';
 import { readCloudEnv } from '../adapters/aws/env.ts';
 import { watchSpotInterruption } from '../adapters/aws/spot-notice.ts';
 import { ENV, WORKER_EXIT } from '../contracts/cloud.ts';
+import { loadCloudJob } from '../core/cloud/index.ts';
 import { modelExpectation, openInBackground, ThreadedModel } from '../core/model/index.ts';
 import { ensureOutput, readModelBytes, runWorker } from '../core/pipeline/index.ts';
 import { intOption, parse } from './args.ts';

@@ -9,7 +9,7 @@
 //         COMPLETE ──► Blend (Distributed Map over jobs/<jobId>/blend-items.json) ──► Finalize
 //     any error ──► MarkFailed (status.json FAILED with the reason) ──► Fail
 
-import { JOB_ID_SHAPE } from '../core/manifest/job-id.ts';
+import { JOB_ID_SHAPE } from './job-id.ts';
 
 /** Where a manifest lives: the state machine's input. */
 export interface ManifestLocation {
@@ -38,6 +38,40 @@ export interface PlanTaskResult {
   blendItemCount: number;
   /** Device the manifest asks for: which Batch queue the Work step uses. */
   device: 'cpu' | 'gpu';
+}
+
+/**
+ * Rows one PlanRange task writes; a job of more chunks is planned in ranges. At the
+ * 1,000 rows/s a planner keeps even against a throttling table: 250 s of Lambda's 900 s.
+ */
+export const PLAN_RANGE_ROWS = 250_000;
+/** PlanRange tasks at once (the PlanRanges Map's MaxConcurrency). */
+export const PLAN_RANGES_IN_FLIGHT = 16;
+
+/**
+ * PlanRange task (plan-range Lambda), one item of the PlanRanges Map: writes the ledger
+ * rows of chunks from..from+rows-1 (clamped to the job) of a job too large for the Plan
+ * task alone. The state machine makes the items (States.ArrayRange over $.plan.chunks).
+ */
+export interface PlanRangeTaskEvent {
+  step: 'range';
+  jobId: string;
+  from: number;
+  rows: number;
+}
+export interface PlanRangeTaskResult {
+  jobId: string;
+  from: number;
+  to: number;
+  /** Rows written (0 when the job was already complete). */
+  written: number;
+  /** The job was already complete (its rows claimable): nothing was written. */
+  complete: boolean;
+}
+/** CompletePlan task (plan-range Lambda), after every PlanRange item succeeded. */
+export interface CompletePlanTaskEvent {
+  step: 'complete';
+  jobId: string;
 }
 
 /** Verify task. */
@@ -170,6 +204,8 @@ export const ENV = {
 /** Lambda entry files, relative to the repo root (the stack bundles these). */
 export const HANDLERS = {
   planner: 'functions/planner.ts',
+  /** PlanRange and CompletePlan tasks: a large plan's rows, one index range a call. */
+  planRange: 'functions/plan-range.ts',
   verify: 'functions/verify.ts',
   blend: 'functions/blend.ts',
   finalize: 'functions/finalize.ts',

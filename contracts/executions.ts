@@ -3,7 +3,7 @@
 // job runs as `<jobId>_r<n>` (execution names are unique per state machine for 90 days,
 // and `_` never occurs in a job id, so the job id reads back unambiguously).
 
-import { JOB_ID_SHAPE } from '../core/manifest/job-id.ts';
+import { JOB_ID_SHAPE } from './job-id.ts';
 
 /** Step Functions' limit on an execution name. */
 const MAX_EXECUTION_NAME = 80;

@@ -10,18 +10,18 @@ import { pathToFileURL } from 'node:url';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Event } from 'aws-lambda';
 import { makeS3Client, registerS3 } from '../adapters/aws/clients.ts';
-import {
-  type CloudDeps,
-  handleManifestCreated,
-  loadCloudJob,
-  planFromManifest,
-} from '../adapters/aws/cloud-steps.ts';
 import { cloudDeps } from '../adapters/aws/deps.ts';
 import { dynamoClientConfig } from '../adapters/aws/dynamo-client.ts';
 import { DynamoLedger } from '../adapters/aws/dynamo-ledger.ts';
 import { manifestLocations } from '../adapters/aws/s3-events.ts';
 import { S3Store } from '../adapters/aws/s3-store.ts';
 import { type ManifestLocation, type PipelineInput, WORKER_EXIT } from '../contracts/cloud.ts';
+import {
+  type CloudDeps,
+  handleManifestCreated,
+  loadCloudJob,
+  planFromManifest,
+} from '../core/cloud/index.ts';
 import { type ChunkRow, OutputClaimedError } from '../core/ledger/index.ts';
 import { openOutputVolume } from '../core/volume/index.ts';
 import { EMULATOR_CREDENTIALS } from '../test/helpers/s3-emulator.ts';

@@ -9,6 +9,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { registerS3 } from '../adapters/aws/clients.ts';
+import { cloudDeps } from '../adapters/aws/deps.ts';
+import { DynamoLedger } from '../adapters/aws/dynamo-ledger.ts';
+import { S3Store } from '../adapters/aws/s3-store.ts';
+import type { BlendItem, ManifestLocation } from '../contracts/cloud.ts';
 import {
   blendStep,
   type CloudDeps,
@@ -16,11 +20,7 @@ import {
   loadCloudJob,
   planFromManifest,
   verifyStep,
-} from '../adapters/aws/cloud-steps.ts';
-import { cloudDeps } from '../adapters/aws/deps.ts';
-import { DynamoLedger } from '../adapters/aws/dynamo-ledger.ts';
-import { S3Store } from '../adapters/aws/s3-store.ts';
-import type { BlendItem, ManifestLocation } from '../contracts/cloud.ts';
+} from '../core/cloud/index.ts';
 import { Box, type Vec3 } from '../core/geometry/index.ts';
 import type { ChunkRow } from '../core/ledger/index.ts';
 import { openOutputVolume } from '../core/volume/index.ts';

@@ -5,9 +5,9 @@
 //   node --import tsx faults/step-child.ts blend <blend-items key>
 //   node --import tsx faults/step-child.ts finalize <jobId>
 
-import { blendStep, finalizeStep } from '../adapters/aws/cloud-steps.ts';
 import { cloudDepsFromEnv } from '../adapters/aws/deps.ts';
 import type { BlendItem } from '../contracts/cloud.ts';
+import { blendStep, finalizeStep } from '../core/cloud/index.ts';
 
 const [step, arg] = process.argv.slice(2);
 const deps = cloudDepsFromEnv();

@@ -1,7 +1,8 @@
 // Blend Lambda: one Distributed Map item, a range of seam blocks.
-import { blendStep } from '../adapters/aws/cloud-steps.ts';
+
 import { cloudDepsFromEnv } from '../adapters/aws/deps.ts';
 import type { BlendItem } from '../contracts/cloud.ts';
+import { blendStep } from '../core/cloud/index.ts';
 import { observe } from './observe.ts';
 
 const deps = cloudDepsFromEnv();

@@ -1,7 +1,8 @@
 // Finalize Lambda: viewer metadata, report.json, status SUCCEEDED.
-import { finalizeStep } from '../adapters/aws/cloud-steps.ts';
+
 import { cloudDepsFromEnv } from '../adapters/aws/deps.ts';
 import type { FinalizeTaskEvent } from '../contracts/cloud.ts';
+import { finalizeStep } from '../core/cloud/index.ts';
 import { observe } from './observe.ts';
 
 const deps = cloudDepsFromEnv();

@@ -3,10 +3,10 @@
 // returns the plan summary.
 
 import type { S3Event } from 'aws-lambda';
-import { handleManifestCreated, planFromManifest } from '../adapters/aws/cloud-steps.ts';
 import { cloudDepsFromEnv } from '../adapters/aws/deps.ts';
 import { manifestLocations, plannerEvent } from '../adapters/aws/s3-events.ts';
 import type { PlanTaskEvent, PlanTaskResult } from '../contracts/cloud.ts';
+import { handleManifestCreated, planFromManifest } from '../core/cloud/index.ts';
 import { observe } from './observe.ts';
 
 const deps = cloudDepsFromEnv();

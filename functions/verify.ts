@@ -1,7 +1,8 @@
 // Verify Lambda: are all chunks finished? Re-drive, or fail naming the poison chunks.
-import { verifyStep } from '../adapters/aws/cloud-steps.ts';
+
 import { cloudDepsFromEnv } from '../adapters/aws/deps.ts';
 import type { VerifyTaskEvent } from '../contracts/cloud.ts';
+import { verifyStep } from '../core/cloud/index.ts';
 import { observe } from './observe.ts';
 
 const deps = cloudDepsFromEnv();

@@ -11,7 +11,7 @@ import {
   type JobDetail,
   ListJobsCommand,
 } from '@aws-sdk/client-batch';
-import type { WorkFailures } from './cloud-steps.ts';
+import type { WorkFailures } from '../../core/cloud/index.ts';
 import { BatchJobNotFoundError, BatchReadError } from './errors.ts';
 
 /** DescribeJobs takes at most 100 job ids per call. */

@@ -10,11 +10,12 @@ import {
   PARTIAL_TAG,
   type PipelineInput,
 } from '../../contracts/cloud.ts';
+import type { CloudDeps, FetchedManifest } from '../../core/cloud/index.ts';
 import type { Ledger } from '../../core/ledger/index.ts';
+import { missingOwnedBlocks } from '../../core/pipeline/steps.ts';
 import { batchWorkFailures, makeBatchClient } from './batch-failures.ts';
 import { makeS3Client, registerS3 } from './clients.ts';
 import { withClockOffset } from './clock-offset.ts';
-import { type CloudDeps, type FetchedManifest, missingOwnedBlocks } from './cloud-steps.ts';
 import { makeDynamoClient } from './dynamo-client.ts';
 import { DynamoLedger } from './dynamo-ledger.ts';
 import { type CloudEnv, readCloudEnv } from './env.ts';

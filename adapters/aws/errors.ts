@@ -2,6 +2,7 @@
 // `undefined`); everything else S3 refuses, or a network failure that outlived the
 // SDK's retries, becomes a StoreIoError that says which object and what to check.
 
+import { FleetReadError } from '../../core/cloud/errors.ts';
 export type S3Operation = 'get' | 'getRange' | 'set' | 'delete' | 'list';
 
 const IAM_ACTION: Record<S3Operation, string> = {
@@ -143,12 +144,12 @@ export class S3EventError extends Error {
  * (ListJobs, DescribeJobs). Verify records it and carries on: the ledger, not Batch,
  * decides the job's fate.
  */
-export class BatchReadError extends Error {
+export class BatchReadError extends FleetReadError {
   override readonly name = 'BatchReadError';
   readonly code: string | undefined;
   constructor(
     readonly action: 'ListJobs' | 'DescribeJobs',
-    readonly batchJobId: string,
+    batchJobId: string,
     options: { cause: unknown },
   ) {
     const { code, status, message } = describeCause(options.cause);
@@ -163,6 +164,7 @@ export class BatchReadError extends Error {
           : '';
     super(
       `Batch ${action} for job ${batchJobId} failed (${how || 'unknown error'}).${advice}`,
+      batchJobId,
       options,
     );
     this.code = code;
@@ -170,11 +172,12 @@ export class BatchReadError extends Error {
 }
 
 /** Batch answered, but knows no job by the id the Work task returned. */
-export class BatchJobNotFoundError extends Error {
+export class BatchJobNotFoundError extends FleetReadError {
   override readonly name = 'BatchJobNotFoundError';
-  constructor(readonly batchJobId: string) {
+  constructor(batchJobId: string) {
     super(
       `Batch has no job ${batchJobId} (DescribeJobs returned nothing: Batch keeps finished jobs for about 7 days; check the region)`,
+      batchJobId,
     );
   }
 }

@@ -6,9 +6,9 @@
 
 import type { JobStatusDocument, PipelineInput } from '../../contracts/cloud.ts';
 import { executionName } from '../../contracts/executions.ts';
+import { readStatus, writeStatus } from '../../core/cloud/index.ts';
 import type { Ledger } from '../../core/ledger/index.ts';
 import type { Store } from '../../core/store/index.ts';
-import { readStatus, writeStatus } from './cloud-steps.ts';
 
 export interface RetryDeps {
   bucketStore: Store;

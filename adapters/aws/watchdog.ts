@@ -7,9 +7,9 @@
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { ENV, KEYS, STALL_METRIC } from '../../contracts/cloud.ts';
 import { jobIdOfExecution } from '../../contracts/executions.ts';
+import { readStatus, tryJson, writeStatus } from '../../core/cloud/index.ts';
 import { JobNotFoundError, type Ledger } from '../../core/ledger/index.ts';
 import type { Store } from '../../core/store/index.ts';
-import { readStatus, tryJson, writeStatus } from './cloud-steps.ts';
 import { cloudClientsFromEnv } from './deps.ts';
 import { readCloudEnv, requireEnv } from './env.ts';
 import { WatchdogError } from './errors.ts';

@@ -1,8 +1,3 @@
-// The shape of a job id, apart from the schema so that code which only recognises job
-// ids (object keys, workers) does not load the validator.
-
-/**
- * Job ids are `<name>-<10 hex digits>`; a name of that shape is refused, so a manifest's
- * name (and the status document of a manifest rejected under it) can never be a job id.
- */
-export const JOB_ID_SHAPE = /-[0-9a-f]{10}$/;
+// The shape of a job id lives with the contracts (object keys and execution names are
+// built from it); the manifest schema refuses names of that shape.
+export { JOB_ID_SHAPE } from '../../contracts/job-id.ts';

@@ -10,11 +10,12 @@
 // A job is FAILED only once nothing is PENDING or RUNNING: a poison chunk does not stop the
 // other chunks from running (a later --retry-failed then has only the failed ones left).
 
-import type { Ledger } from '../ledger/index.ts';
+import type { JobSpec, Ledger } from '../ledger/index.ts';
 import { blendSeams } from './blend-seams.ts';
 import { type JobContext, openJobOutput } from './context.ts';
 import { finalizeJob } from './finalize.ts';
 import { checkOutput, type DamagedObject } from './output-check.ts';
+import { type JobFit, type PlanJobOptions, planJob } from './plan-job.ts';
 import { repairPlan } from './repair.ts';
 import type { RunReport } from './report.ts';
 import { describePoison, type VerifyResult, verifyJob } from './verify.ts';
@@ -25,6 +26,39 @@ export const MAX_FLEET = 10_000;
 /** The next Work round's fleet: no more workers than chunks left to claim. */
 export function nextArraySize(maxWorkers: number, unfinished: number): number {
   return Math.max(1, Math.min(maxWorkers, MAX_FLEET, unfinished));
+}
+
+export interface PlanStepOptions extends PlanJobOptions {
+  /**
+   * The job's fit, checked by checkJobFits (the model against the manifest, the workers'
+   * memory against their budget): a plan is only made for a job that fits, so a refusal
+   * comes before any row exists.
+   */
+  fit: JobFit;
+  /** The most workers a round may start (compute.maxWorkers, a local run's --workers). */
+  maxWorkers: number;
+}
+
+export interface PlanStepResult {
+  /** The job's rows were created by this call (false: they existed, the job resumes). */
+  created: boolean;
+  job: JobSpec;
+  /** Workers for the first work round. */
+  workers: number;
+}
+
+/**
+ * Plan: the output claim, the frozen description and the job's chunk rows (idempotent;
+ * see planJob), for a job that fits.
+ */
+export async function planStep(
+  ctx: JobContext,
+  ledger: Ledger,
+  o: PlanStepOptions,
+): Promise<PlanStepResult> {
+  const { fit: _checked, maxWorkers, ...planOptions } = o;
+  const { created, job } = await planJob(ctx, ledger, planOptions);
+  return { created, job, workers: nextArraySize(maxWorkers, ctx.plan.counts.chunks) };
 }
 
 export interface RoundVerdict {

@@ -10,6 +10,11 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import type { S3Event } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { registerS3 } from '../../adapters/aws/clients.ts';
+import { cloudDeps } from '../../adapters/aws/deps.ts';
+import { DynamoLedger } from '../../adapters/aws/dynamo-ledger.ts';
+import { manifestLocations } from '../../adapters/aws/s3-events.ts';
+import { S3Store } from '../../adapters/aws/s3-store.ts';
+import { type BlendItem, KEYS, type PipelineInput, WORKER_EXIT } from '../../contracts/cloud.ts';
 import {
   blendStep,
   type CloudDeps,
@@ -20,12 +25,7 @@ import {
   readStatus,
   readStatusAt,
   verifyStep,
-} from '../../adapters/aws/cloud-steps.ts';
-import { cloudDeps } from '../../adapters/aws/deps.ts';
-import { DynamoLedger } from '../../adapters/aws/dynamo-ledger.ts';
-import { manifestLocations } from '../../adapters/aws/s3-events.ts';
-import { S3Store } from '../../adapters/aws/s3-store.ts';
-import { type BlendItem, KEYS, type PipelineInput, WORKER_EXIT } from '../../contracts/cloud.ts';
+} from '../../core/cloud/index.ts';
 import { Box, type Vec3 } from '../../core/geometry/index.ts';
 import { openOutputVolume } from '../../core/volume/index.ts';
 import { writeZarrArray } from '../../core/volume/write-array.ts';

@@ -5,12 +5,12 @@
 // production clients; the state machine's StartExecution is the one faked port.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeStatus } from '../../adapters/aws/cloud-steps.ts';
 import { DynamoLedger } from '../../adapters/aws/dynamo-ledger.ts';
 import { RetryRefusedError, retryFailedJob } from '../../adapters/aws/retry-job.ts';
 import { S3Store } from '../../adapters/aws/s3-store.ts';
 import type { PipelineInput } from '../../contracts/cloud.ts';
 import { executionName, jobIdOfExecution } from '../../contracts/executions.ts';
+import { writeStatus } from '../../core/cloud/index.ts';
 import type { ChunkRow } from '../../core/ledger/index.ts';
 import { type DynamoUnderTest, startDynamo } from '../helpers/dynamo-emulator.ts';
 import { type S3Emulator, startS3, uniqueBucketName } from '../helpers/s3-emulator.ts';

@@ -32,15 +32,6 @@ import { App } from 'aws-cdk-lib';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerS3 } from '../../adapters/aws/clients.ts';
-import {
-  blendStep,
-  type CloudDeps,
-  finalizeStep,
-  markFailedStep,
-  planFromManifest,
-  readStatus,
-  verifyStep,
-} from '../../adapters/aws/cloud-steps.ts';
 import { cloudDeps } from '../../adapters/aws/deps.ts';
 import { DynamoLedger } from '../../adapters/aws/dynamo-ledger.ts';
 import { readCloudEnv } from '../../adapters/aws/env.ts';
@@ -59,6 +50,15 @@ import type {
   PlanTaskResult,
   VerifyTaskEvent,
 } from '../../contracts/cloud.ts';
+import {
+  blendStep,
+  type CloudDeps,
+  finalizeStep,
+  markFailedStep,
+  planFromManifest,
+  readStatus,
+  verifyStep,
+} from '../../core/cloud/index.ts';
 import { Box, Plan, type Vec3 } from '../../core/geometry/index.ts';
 import { openOutputVolume } from '../../core/volume/index.ts';
 import { writeZarrArray } from '../../core/volume/write-array.ts';

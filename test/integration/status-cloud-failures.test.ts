@@ -7,13 +7,13 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CloudDeps, verifyStep, writeStatus } from '../../adapters/aws/cloud-steps.ts';
 import { cloudDeps } from '../../adapters/aws/deps.ts';
 import { DynamoLedger } from '../../adapters/aws/dynamo-ledger.ts';
 import { S3Store } from '../../adapters/aws/s3-store.ts';
 import { watchdogStep } from '../../adapters/aws/watchdog.ts';
 import type { JobStatus } from '../../cli/job-status.ts';
 import { KEYS, type WorkerFailure } from '../../contracts/cloud.ts';
+import { type CloudDeps, verifyStep, writeStatus } from '../../core/cloud/index.ts';
 import { emulatorChildEnv } from '../helpers/child-env.ts';
 import { type DynamoUnderTest, startDynamo } from '../helpers/dynamo-emulator.ts';
 import { type S3Emulator, startS3, uniqueBucketName } from '../helpers/s3-emulator.ts';

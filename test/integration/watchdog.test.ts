@@ -4,7 +4,6 @@
 // aws-sdk-client-mock in test/unit/stall.test.ts); the clock is passed in.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readStatus, writeStatus } from '../../adapters/aws/cloud-steps.ts';
 import { DynamoLedger } from '../../adapters/aws/dynamo-ledger.ts';
 import { MissingEnvError } from '../../adapters/aws/env.ts';
 import { S3Store } from '../../adapters/aws/s3-store.ts';
@@ -15,6 +14,7 @@ import {
   watchdogStep,
 } from '../../adapters/aws/watchdog.ts';
 import { KEYS } from '../../contracts/cloud.ts';
+import { readStatus, writeStatus } from '../../core/cloud/index.ts';
 import { type DynamoUnderTest, startDynamo } from '../helpers/dynamo-emulator.ts';
 import { type S3Emulator, startS3, uniqueBucketName } from '../helpers/s3-emulator.ts';
 

@@ -22,6 +22,11 @@ import { join } from 'node:path';
 import type { S3Event } from 'aws-lambda';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { readCloudEnv } from '../../adapters/aws/env.ts';
+import { S3EventError } from '../../adapters/aws/errors.ts';
+import { manifestLocations, plannerEvent } from '../../adapters/aws/s3-events.ts';
+import { maxModelBytes } from '../../cli/local-worker.ts';
+import { ENV, type ManifestLocation, type PipelineInput } from '../../contracts/cloud.ts';
 import {
   type AcceptOutcome,
   type CloudDeps,
@@ -30,12 +35,7 @@ import {
   type PlanOutcome,
   planFromManifest,
   writeStatus,
-} from '../../adapters/aws/cloud-steps.ts';
-import { readCloudEnv } from '../../adapters/aws/env.ts';
-import { S3EventError } from '../../adapters/aws/errors.ts';
-import { manifestLocations, plannerEvent } from '../../adapters/aws/s3-events.ts';
-import { maxModelBytes } from '../../cli/local-worker.ts';
-import { ENV, type ManifestLocation, type PipelineInput } from '../../contracts/cloud.ts';
+} from '../../core/cloud/index.ts';
 import { Box, PlanError } from '../../core/geometry/index.ts';
 import {
   type ChunkRef,

@@ -1,10 +1,11 @@
 // The layering rule, read off the source: every relative import of every module is
 // resolved and its top-level folder checked against what that folder may import.
 //
-//   core ← contracts ← adapters ← functions, cli      cdk: contracts, core, adapters
+//   contracts ← core ← adapters ← functions, cli      cdk: contracts, core, adapters
 //
-// core is the domain (no AWS, no entry points); contracts are the names the deployed
-// pieces agree on (object keys, env names, task payloads); adapters know no entry point.
+// contracts are the names the deployed pieces agree on (object keys, env names, task
+// payloads) and import nothing; core is the domain and both drivers' step sequence (no
+// AWS SDK, no entry points); adapters know no entry point.
 
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
@@ -13,8 +14,8 @@ import { describe, expect, it } from 'vitest';
 const ROOT = resolve(new URL('../..', import.meta.url).pathname);
 
 const MAY_IMPORT: Record<string, readonly string[]> = {
-  core: ['core'],
-  contracts: ['contracts', 'core'],
+  contracts: ['contracts'],
+  core: ['core', 'contracts'],
   adapters: ['adapters', 'contracts', 'core'],
   functions: ['functions', 'adapters', 'contracts', 'core'],
   cli: ['cli', 'adapters', 'contracts', 'core'],
@@ -85,5 +86,21 @@ describe('layering', () => {
 
   it('no module imports from a layer above its own', () => {
     expect(violations()).toEqual([]);
+  });
+
+  it('core, both drivers included, imports no AWS SDK, CDK or Lambda package', () => {
+    const cloudPackage =
+      /(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)['"](@aws-sdk\/|@smithy\/|aws-cdk-lib|constructs|@aws-lambda-powertools\/|aws-lambda)/;
+    const found = sources(join(ROOT, 'core'))
+      .filter((f) => cloudPackage.test(readFileSync(f, 'utf8')))
+      .map((f) => relative(ROOT, f));
+    expect(found).toEqual([]);
+  });
+
+  it('the Lambda handlers stay thin: each is a few lines over one core step', () => {
+    const long = sources(join(ROOT, 'functions'))
+      .map((f) => ({ f: relative(ROOT, f), lines: readFileSync(f, 'utf8').split('\n').length }))
+      .filter((x) => x.lines > 45);
+    expect(long).toEqual([]);
   });
 });

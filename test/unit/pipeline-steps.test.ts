@@ -6,8 +6,8 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { verifyStep } from '../../adapters/aws/cloud-steps.ts';
 import { KEYS } from '../../contracts/cloud.ts';
+import { verifyStep } from '../../core/cloud/index.ts';
 import { MemoryLedger } from '../../core/ledger/index.ts';
 import {
   deleteSpentPartials,

@@ -6,17 +6,17 @@
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cloudDeps } from '../../adapters/aws/deps.ts';
+import { S3EventError } from '../../adapters/aws/errors.ts';
+import { plannerEvent } from '../../adapters/aws/s3-events.ts';
+import type { ManifestLocation, PipelineInput } from '../../contracts/cloud.ts';
 import {
   type CloudDeps,
   cloudJobId,
   handleManifestCreated,
   planFromManifest,
   readStatus,
-} from '../../adapters/aws/cloud-steps.ts';
-import { cloudDeps } from '../../adapters/aws/deps.ts';
-import { S3EventError } from '../../adapters/aws/errors.ts';
-import { plannerEvent } from '../../adapters/aws/s3-events.ts';
-import type { ManifestLocation, PipelineInput } from '../../contracts/cloud.ts';
+} from '../../core/cloud/index.ts';
 import { MemoryLedger } from '../../core/ledger/index.ts';
 import { parseS3Url } from '../../core/manifest/url.ts';
 import {

@@ -4,18 +4,6 @@
 // or a Cause that is no job description, is recorded and never fails Verify.
 
 import { describe, expect, it } from 'vitest';
-import {
-  batchJobRef,
-  type CloudDeps,
-  keepFailures,
-  markFailedStep,
-  nextArraySize,
-  readStatus,
-  summarizeFailures,
-  verifyStep,
-  type WorkFailures,
-  writeStatus,
-} from '../../adapters/aws/cloud-steps.ts';
 import { BatchReadError } from '../../adapters/aws/errors.ts';
 import {
   KEYS,
@@ -23,7 +11,19 @@ import {
   WORKER_FAILURES_KEPT,
   type WorkerFailure,
 } from '../../contracts/cloud.ts';
+import {
+  batchJobRef,
+  type CloudDeps,
+  keepFailures,
+  markFailedStep,
+  readStatus,
+  summarizeFailures,
+  verifyStep,
+  type WorkFailures,
+  writeStatus,
+} from '../../core/cloud/index.ts';
 import { MemoryLedger } from '../../core/ledger/index.ts';
+import { nextArraySize } from '../../core/pipeline/steps.ts';
 import { MemoryStore } from '../../core/store/index.ts';
 
 const STACK = 'stack-bucket';

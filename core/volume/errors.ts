@@ -132,6 +132,46 @@ export class VolumeWriteError extends Error {
   }
 }
 
+/**
+ * A shard's index (Zarr v3 `sharding_indexed`: the table of inner chunks at the end of the
+ * shard object) that cannot be trusted: cut short, failing its CRC-32C, or pointing
+ * outside the shard. Without it no inner chunk of the shard can be found.
+ */
+export class ShardIndexError extends Error {
+  override readonly name = 'ShardIndexError';
+  constructor(
+    readonly location: string,
+    readonly key: string,
+    readonly problem: 'length' | 'checksum' | 'entry',
+    detail: string,
+  ) {
+    super(
+      `The shard index of ${key} in the output at ${location} is damaged: ${detail}. ` +
+        'The shard must be written again: run `tessera verify` on the job to re-run the chunks that write it.',
+    );
+  }
+}
+
+/**
+ * A single block written into a sharded output whose shard holds other blocks too: a
+ * shard is one object, so writing one block would drop its neighbours. Whole shards are
+ * written with `writeShard`.
+ */
+export class ShardedWriteError extends Error {
+  override readonly name = 'ShardedWriteError';
+  constructor(
+    readonly location: string,
+    readonly coord: readonly number[],
+    readonly shard: readonly number[],
+    detail: string,
+  ) {
+    super(
+      `Cannot write block [${coord.join(', ')}] of the sharded output at ${location} on its own: ${detail}. ` +
+        `Write its whole shard [${shard.join(', ')}] with writeShard.`,
+    );
+  }
+}
+
 function where(location: string, arrayPath: string): string {
   const path = arrayPath.replace(/^\/+/, '');
   return path === '' ? location : `${location.replace(/\/+$/, '')}/${path} (array path "${path}")`;

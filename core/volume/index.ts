@@ -7,3 +7,5 @@ export * from './input.ts';
 export * from './normalize.ts';
 export { type OmeOptions, type SpaceUnit, voxelSizeOf, writeOmeMetadata } from './ome.ts';
 export * from './output.ts';
+export { defaultShardShape, type ShardShapeSource } from './output-layout.ts';
+export { isShardedOutput, type ShardBlock, type ShardedOutput } from './sharded-output.ts';

@@ -39,6 +39,7 @@ import {
   sameJson,
 } from './output-layout.ts';
 import { checkOwner, OWNER_ATTRIBUTE, ownerOf, withOwner } from './output-owner.ts';
+import { ShardedOutputVolume } from './sharded-output.ts';
 import { readPadded, withCheckedChunks } from './zarr-read.ts';
 
 export type { OutputData, OutputDtype, OutputVolumeOptions };
@@ -114,8 +115,14 @@ export async function createOutputVolume(
     ...o.attributes,
     ...(o.owner === undefined ? {} : { [OWNER_ATTRIBUTE]: { job: o.owner } }),
   });
-  return new ZarrOutputVolume(store, location, layout);
+  return volumeOf(store, location, layout);
 }
+
+/** The volume over `layout`: sharded (sharded-output.ts) or one object per block. */
+const volumeOf = (store: Store, location: string, layout: Layout): OutputVolume =>
+  layout.shardShape === undefined
+    ? new ZarrOutputVolume(store, location, layout)
+    : new ShardedOutputVolume(store, location, layout);
 
 /**
  * Opens an existing output volume (workers, the blend step, previews). With `owner`, an
@@ -146,7 +153,7 @@ export async function openOutputVolume(
       'metadata',
       `${parsed.detail}; it was not written by Tessera. Choose another output.url.`,
     );
-  return new ZarrOutputVolume(store, location, parsed.layout);
+  return volumeOf(store, location, parsed.layout);
 }
 
 class ZarrOutputVolume implements OutputVolume {

@@ -55,6 +55,9 @@ export async function demoCommand(args: string[]): Promise<number> {
       `  report    ${join(out, 'report.html')}  (open in a browser; figures in report.json)`,
       `  preview   ${join(out, 'preview.png')}  (input | membrane | foreground at three depths)`,
       `  manifest  ${manifestPath}  (edit it and run: tessera run ${manifestPath})`,
+      'look at it:',
+      `  neuroglancer  tessera view ${manifestPath}  (serves output and input on 127.0.0.1, prints the link)`,
+      `  napari        napari --plugin napari-ome-zarr ${out}`,
     ].join('\n')}\n`,
   );
   return 0;
@@ -71,7 +74,10 @@ async function clearEarlierDemo(dir: string): Promise<void> {
   let name: unknown;
   try {
     name = (JSON.parse(await readFile(manifest, 'utf8')) as { name?: unknown }).name;
-  } catch {
+  } catch (error) {
+    // No manifest beside an output, or one that is not JSON: not a demo's.
+    if (!(error instanceof SyntaxError) && (error as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw error;
     name = undefined;
   }
   if (name !== 'demo')
@@ -108,8 +114,16 @@ export async function writeDemo(
     maxAttempts: 3,
   };
   const path = join(dir, 'manifest.json');
-  await writeFile(path, `${JSON.stringify(manifest, null, 2)}\n`);
+  await writeFile(path, formatJson(manifest));
   return path;
+}
+
+/**
+ * JSON as the repository's formatter (Biome) writes it: two-space indent, arrays of
+ * numbers or strings on one line. A demo written inside a clone must not fail its `npm test`.
+ */
+export function formatJson(value: unknown): string {
+  return `${JSON.stringify(value, null, 2).replace(/\[\s+([^[\]{}]*?)\s+\]/g, (_, inner: string) => `[${inner.split(/,\s+/).join(', ')}]`)}\n`;
 }
 
 function parseSize(s: string | undefined): Vec3 | undefined {

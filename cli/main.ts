@@ -20,7 +20,7 @@ Usage:
   tessera worker --job <jobId>                   join a cloud job as a worker (Batch container command)
   tessera view <output.zarr|manifest.json> [--port N]
                                                  serve a local output and print a neuroglancer link
-  tessera help
+  tessera help | --version
 
 Run 'tessera <command> --help' for a command's options.`;
 
@@ -46,6 +46,11 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import('./retry-command.ts')).retryCommand(rest);
       case 'view':
         return await (await import('./view-command.ts')).viewCommand(rest);
+      case '--version':
+      case '-v':
+      case 'version':
+        process.stdout.write(`tessera ${await version()}\n`);
+        return 0;
       case undefined:
       case 'help':
       case '--help':
@@ -60,4 +65,13 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`tessera ${command}: ${e instanceof Error ? e.message : String(e)}\n`);
     return 1;
   }
+}
+
+/** The version in the package.json beside this file (found from it, not from the cwd). */
+async function version(): Promise<string> {
+  const { readFile } = await import('node:fs/promises');
+  const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
 }

@@ -69,17 +69,70 @@ const inputSchema = z
     scale: z
       .number()
       .optional()
-      .describe('Multiplies every input voxel before inference: x * scale + offset. Default 1.'),
+      .describe(
+        'Multiplies every input voxel before inference: x * scale + offset. Default: with ' +
+          "neither scale, offset nor normalize, integer inputs map their dtype's range onto " +
+          '[0, 1] (uint8 v / 255, uint16 v / 65535, int16 (v + 32768) / 65535, ...) and floats ' +
+          'are passed as they are; with offset alone, 1.',
+      ),
     offset: z
       .number()
       .optional()
       .describe('Added to every input voxel after scaling: x * scale + offset. Default 0.'),
+    normalize: z
+      .strictObject({
+        percentiles: z
+          .tuple([z.number().min(0).max(100), z.number().min(0).max(100)])
+          .refine(([low, high]) => low < high, {
+            error: 'the first percentile must be below the second, e.g. [0.5, 99.5]',
+          })
+          .describe(
+            'Two input percentiles [low, high] (0..100) mapped to 0 and 1, e.g. [0.5, 99.5]. ' +
+              'Computed once at plan time from a fixed sample of the stored chunks and frozen ' +
+              'in the job, so every worker applies the same scale and offset.',
+          ),
+        clip: z
+          .boolean()
+          .optional()
+          .describe('Clip the mapped values to [0, 1]. Default false (values beyond pass on).'),
+      })
+      .optional()
+      .describe(
+        "Normalise by the input's own intensities instead of its dtype's range; not " +
+          'together with scale or offset.',
+      ),
+    nan: z
+      .enum(['zero', 'fail'])
+      .optional()
+      .describe(
+        "What NaN input voxels (a float input's NaN, or the NaN fill_value of its unwritten " +
+          'chunks) become: "zero" feeds them to the model as 0, the value of the padding ' +
+          'outside the volume; "fail" fails the chunk before inference, naming it. Default "zero".',
+      ),
     skipBelow: z
       .number()
       .optional()
       .describe(
         'Chunks whose input voxels (as stored, before scale and offset) are all below this ' +
           'value are skipped, not inferred. Saves compute on empty background and padding.',
+      ),
+    t: z
+      .int()
+      .min(0)
+      .optional()
+      .describe(
+        'Time point to read from an image with a time axis (OME-Zarr [t, c, z, y, x], e.g. ' +
+          "bioformats2raw's output), 0-based. Required when the image has more than one time " +
+          'point; an image with one (or none) needs no t.',
+      ),
+    channels: z
+      .array(z.int().min(0))
+      .min(1, { error: 'must name at least one channel index; omit it to read every channel' })
+      .optional()
+      .describe(
+        'Channel indices (0-based) to feed the model, in the order it takes them, e.g. [1] or ' +
+          '[2, 0]. Works on [c, z, y, x] arrays, OME-Zarr images and 4-D N5 datasets. Default ' +
+          'every channel, in order.',
       ),
   })
   .describe('Where the image to run the model on is stored.');
@@ -144,6 +197,14 @@ const modelSchema = z
         'volume edge. Omit when the output has the input patch size.',
     ).optional(),
     outputChannels: positiveInt.describe('Number of output channels the model produces (>= 1).'),
+    channelNames: z
+      .array(z.string().min(1, { error: 'must not be empty' }))
+      .optional()
+      .describe(
+        'Names of the output channels, one per channel (e.g. ["membrane", "mito"]); they ' +
+          'label the OME-Zarr channels (omero), the preview and the report. Default ' +
+          '"channel 0", "channel 1", ...',
+      ),
     output: z
       .string()
       .min(1, { error: 'must name one of the model\'s outputs, e.g. "affinities"' })
@@ -296,6 +357,24 @@ function crossFieldChecks(raw: unknown, ctx: z.RefinementCtx): void {
             `(model.patchShape[${i}] - overlap[${i}] = ${stride}); use at least ${stride}`,
         });
       }
+    });
+  }
+
+  if (input.normalize !== undefined && (input.scale !== undefined || input.offset !== undefined)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['input', 'normalize'],
+      message:
+        'input.normalize computes its own scale and offset: remove input.scale and input.offset, or input.normalize',
+    });
+  }
+  const names = field(manifestObject.shape.model.shape.channelNames, model.channelNames);
+  const outChannels = field(manifestObject.shape.model.shape.outputChannels, model.outputChannels);
+  if (names !== undefined && outChannels !== undefined && names.length !== outChannels) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['model', 'channelNames'],
+      message: `model.channelNames has ${names.length} name(s), model.outputChannels is ${outChannels}: give one name per output channel`,
     });
   }
 

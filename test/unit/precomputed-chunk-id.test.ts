@@ -34,3 +34,15 @@ describe('MurmurHash3_x86_128, low 64 bits', () => {
     expect(hashedChunkId(0b1011n, 2, 'identity')).toBe(0b10n);
   });
 });
+
+describe('MurmurHash3_x86_128 against the fixture writer', () => {
+  it('gives the values generate.py computed for its sharded fixture', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const doc = JSON.parse(
+      readFileSync(join(import.meta.dirname, '../fixtures/precomputed/expected.json'), 'utf8'),
+    ) as { _murmurhash3_x86_128: { values: Record<string, string> } };
+    for (const [key, low64] of Object.entries(doc._murmurhash3_x86_128.values))
+      expect(murmurLow64(BigInt(key))).toBe(BigInt(low64));
+  });
+});

@@ -177,3 +177,36 @@ describe('precomputed input refusals', () => {
     expect(err.message).toMatch(/8_8_8\/[0-3]\.shard/);
   });
 });
+
+describe('openInputVolume dispatch', () => {
+  it('finds a precomputed volume by its info, or by precomputed:// and input.mip', async () => {
+    const { openInputVolume } = await import('../../core/volume/input.ts');
+    const found = await openInputVolume(volume('raw-uint16'));
+    expect(found.shape).toEqual(expected['raw-uint16@0']!.shape);
+    const asked = await openInputVolume(volume('raw-uint16'), '', {
+      url: 'precomputed://x',
+      mip: 1,
+    });
+    expect(asked.shape).toEqual(expected['raw-uint16@1']!.shape);
+    // input.mip on a store without an info file: told it is for precomputed inputs.
+    const err = await openInputVolume(new LocalStore(FIXTURES), '', { mip: 0 }).catch((e) => e);
+    expect(err).toBeInstanceOf(PrecomputedInfoError);
+    expect(err.message).toContain('input.mip is for precomputed inputs');
+    const path = await openInputVolume(volume('raw-uint16'), 'sub', { mip: 0 }).catch((e) => e);
+    expect(path).toBeInstanceOf(PrecomputedInfoError);
+  });
+
+  it('reads the channels input.channels names, in that order', async () => {
+    const e = expected['jpeg-rgb@0']!;
+    const all = await openPrecomputedInput(volume('jpeg-rgb'));
+    const picked = await openPrecomputedInput(volume('jpeg-rgb'), { channels: [2, 0] });
+    expect(picked.channels).toBe(2);
+    const box = Box.ofShape(e.shape);
+    const a = (await all.readBox(box)).data;
+    const p = (await picked.readBox(box)).data;
+    const n = box.size;
+    expect(p.subarray(0, n)).toEqual(a.subarray(2 * n, 3 * n));
+    expect(p.subarray(n, 2 * n)).toEqual(a.subarray(0, n));
+    await expect(openPrecomputedInput(volume('jpeg-rgb'), { t: 1 })).rejects.toThrow('input.t');
+  });
+});

@@ -11,6 +11,7 @@ import { Box, fromFn, type Vec3 } from '../../geometry/index.ts';
 import { type AbsolutePath, describeStore, type Store } from '../../store/index.ts';
 import { arrayConstructor, type VolumeDtype } from '../dtype.ts';
 import type { InputVolume } from '../input.ts';
+import { type InputSelection, selectedChannels, selectedTime } from '../selection.ts';
 import { compressedMortonCode } from './chunk-id.ts';
 import {
   bytesPerValue,
@@ -26,7 +27,34 @@ import { chooseScale, looksLikeInfo, parseInfo, type Scale } from './info.ts';
 import { ShardedScale } from './sharded.ts';
 
 export const INFO_KEY: AbsolutePath = '/info';
-export const PRECOMPUTED_SCHEME = 'precomputed://';
+
+/** What of the manifest's `input` says "precomputed" and which scale. */
+export interface PrecomputedSelection {
+  /** input.url as written: `precomputed://…` asks for a precomputed volume. */
+  readonly url?: string;
+  /** input.mip: a scale index or key. */
+  readonly mip?: number | string;
+}
+
+/**
+ * The precomputed volume the input names, or undefined when it is not one: asked for by
+ * `precomputed://` or input.mip, or found by an `info` file at the store's root.
+ */
+export async function maybeOpenPrecomputed(
+  store: Store,
+  arrayPath: string,
+  select: InputSelection & PrecomputedSelection,
+): Promise<InputVolume | undefined> {
+  const asked = /^precomputed:\/\//i.test(select.url ?? '') || select.mip !== undefined;
+  if (!asked && (arrayPath !== '' || !(await isPrecomputed(store)))) return undefined;
+  if (arrayPath !== '')
+    throw new PrecomputedInfoError(
+      describeStore(store),
+      '',
+      `is looked for at input.url itself, but input.array ("${arrayPath}") is set: input.array names an array inside a Zarr group. For a precomputed volume give the directory holding its info file as input.url and the scale as input.mip`,
+    );
+  return openPrecomputedInput(store, select);
+}
 
 /** True when the store holds a precomputed volume's `info` at its root. */
 export async function isPrecomputed(store: Store): Promise<boolean> {
@@ -44,7 +72,7 @@ export async function isPrecomputed(store: Store): Promise<boolean> {
 /** Opens scale `o.mip` (index or key; default 0) of the precomputed volume at `store`. */
 export async function openPrecomputedInput(
   store: Store,
-  o: { mip?: number | string } = {},
+  o: { mip?: number | string } & InputSelection = {},
 ): Promise<InputVolume> {
   const location = describeStore(store);
   const bytes = await store.get(INFO_KEY);
@@ -52,7 +80,7 @@ export async function openPrecomputedInput(
     throw new PrecomputedInfoError(
       location,
       '',
-      'does not exist: a precomputed volume is a directory (or prefix) with an `info` file. Check input.url.',
+      `does not exist: a precomputed volume is a directory (or prefix) with an \`info\` file. Check input.url${o.mip === undefined ? '' : ' (input.mip is for precomputed inputs only; an OME-Zarr level is chosen with input.array)'}.`,
     );
   let doc: unknown;
   try {
@@ -65,11 +93,42 @@ export async function openPrecomputedInput(
   }
   const info = parseInfo(doc, location);
   const scale = chooseScale(info, o.mip, location);
-  return new PrecomputedInput(store, location, scale, {
+  const where = { location, arrayPath: scale.key };
+  selectedTime(where, undefined, o.t); // precomputed has no time axis
+  const channels = selectedChannels(where, info.numChannels, o.channels);
+  const format: ChunkFormat = {
     dataType: info.dataType,
     channels: info.numChannels,
     ...(scale.blockSize ? { blockSize: scale.blockSize } : {}),
-  });
+  };
+  const all = new PrecomputedInput(store, location, scale, format);
+  return channels.every((c, i) => c === i) && channels.length === info.numChannels
+    ? all
+    : withChannels(all, channels);
+}
+
+/** `v` reading only `channels`, in that order. */
+function withChannels(v: InputVolume, channels: readonly number[]): InputVolume {
+  return {
+    location: v.location,
+    arrayPath: v.arrayPath,
+    shape: v.shape,
+    channels: channels.length,
+    dtype: v.dtype,
+    chunkShape: v.chunkShape,
+    ...(v.voxelSize ? { voxelSize: v.voxelSize } : {}),
+    checkStoredChunk: () => v.checkStoredChunk(),
+    readBox: async (box) => {
+      const all = await v.readBox(box);
+      const n = box.size;
+      const data = new (all.data.constructor as new (n: number) => NumericArray)(
+        channels.length * n,
+      );
+      for (const [i, c] of channels.entries())
+        data.set(all.data.subarray(c * n, (c + 1) * n), i * n);
+      return { box, channels: channels.length, data };
+    },
+  };
 }
 
 class PrecomputedInput implements InputVolume {

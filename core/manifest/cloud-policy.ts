@@ -6,7 +6,13 @@
 
 import { ManifestError, type ManifestIssue, quoteForMessage } from './errors.ts';
 import type { Manifest } from './schema.ts';
-import { isS3Url, parseS3Url, s3UrlIsUnder, storageUrlProblem } from './url.ts';
+import {
+  isS3Url,
+  parseS3Url,
+  s3UrlIsUnder,
+  splitFormatPrefix,
+  storageUrlProblem,
+} from './url.ts';
 
 export interface CloudPolicy {
   /** The stack's bucket: manifests/ and jobs/ live here and are never job outputs. */
@@ -32,7 +38,9 @@ export function cloudPolicyIssues(
 ): ManifestIssue[] {
   const issues: ManifestIssue[] = [];
   const buckets = [policy.stackBucket, ...policy.allowedBuckets];
-  const check = (path: string, url: unknown): void => {
+  const check = (path: string, spelled: unknown): void => {
+    // precomputed://s3://… is checked as the s3:// URL it wraps.
+    const url = typeof spelled === 'string' ? splitFormatPrefix(spelled).url : spelled;
     // A missing, non-string or malformed URL is the schema's to report (and parseS3Url
     // below would throw on it, turning a rejection into a crash).
     if (typeof url !== 'string' || storageUrlProblem(url) !== undefined) return;
@@ -53,7 +61,7 @@ export function cloudPolicyIssues(
   check('input.url', m.input?.url);
   check('output.url', m.output?.url);
   check('model.url', m.model?.url);
-  const out = m.output?.url;
+  const out = typeof m.output?.url === 'string' ? splitFormatPrefix(m.output.url).url : undefined;
   if (
     typeof out === 'string' &&
     storageUrlProblem(out) === undefined &&

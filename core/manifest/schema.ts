@@ -8,7 +8,7 @@
 //   stride      |<-- stride --->|            stride = patchShape - overlap
 //   chunkShape  |<---------- >= one stride ---------->|
 import { z } from 'zod';
-import { sameStorageLocation, storageUrlProblem } from './url.ts';
+import { sameStorageLocation, splitFormatPrefix, storageUrlProblem } from './url.ts';
 
 const AXES = ['z', 'y', 'x'] as const;
 
@@ -52,6 +52,14 @@ const nameSchema = z
 const inputSchema = z
   .strictObject({
     url: storageUrl('The input volume (a Zarr v2/v3 array or group)'),
+    mip: z
+      .union([z.int().min(0), z.string().min(1)])
+      .optional()
+      .describe(
+        'For a Neuroglancer precomputed input (input.url "precomputed://<url>", or a ' +
+          'directory or prefix holding its info file): the scale to read, as an index into ' +
+          'the info\'s scales (0 is full resolution) or a scale\'s key (e.g. "8_8_40"). Default 0.',
+      ),
     array: z
       .string()
       .regex(/^[^/]+(\/[^/]+)*$/, {
@@ -147,6 +155,15 @@ const outputSchema = z
       .enum(['float32', 'uint8'])
       .describe(
         'Voxel type of the output array: "float32", or "uint8" for a quarter of the storage.',
+      ),
+    format: z
+      .enum(['zarr', 'precomputed'])
+      .optional()
+      .describe(
+        'Output format: "zarr" (OME-Zarr 0.5 on Zarr v3) or "precomputed" (a Neuroglancer ' +
+          'precomputed volume: info file plus one raw chunk file per output block, unsharded, ' +
+          'for igneous, CloudVolume and neuroglancer). Default "zarr", or "precomputed" when ' +
+          'output.url starts with precomputed://.',
       ),
     blockShape: positiveTriple(
       'Storage chunk shape of the output array, [z, y, x], positive integers. Larger blocks ' +
@@ -392,6 +409,36 @@ function crossFieldChecks(raw: unknown, ctx: z.RefinementCtx): void {
         });
     });
   }
+
+  const precomputedOut =
+    output.format === 'precomputed' ||
+    (typeof output.url === 'string' && splitFormatPrefix(output.url).format === 'precomputed');
+  if (
+    output.format === 'zarr' &&
+    typeof output.url === 'string' &&
+    splitFormatPrefix(output.url).format === 'precomputed'
+  )
+    ctx.addIssue({
+      code: 'custom',
+      path: ['output', 'format'],
+      message:
+        'is "zarr" but output.url starts with precomputed://; drop the prefix, or write "precomputed"',
+    });
+  if (precomputedOut && typeof output.pyramid === 'number' && output.pyramid > 0)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['output', 'pyramid'],
+      message:
+        'is for OME-Zarr outputs; a precomputed output is written at full resolution only: set ' +
+        'output.pyramid to 0 and add scales with igneous (`igneous image downsample`), or write "zarr"',
+    });
+  if (precomputedOut && output.shardShape !== undefined)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['output', 'shardShape'],
+      message:
+        'is for Zarr outputs; a precomputed output is written unsharded (one file per block): remove it',
+    });
 
   const inputUrl = field(manifestObject.shape.input.shape.url, input.url);
   const outputUrl = field(manifestObject.shape.output.shape.url, output.url);

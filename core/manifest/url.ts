@@ -22,6 +22,16 @@ type Checked<T> =
   | { readonly ok: false; readonly reason: string };
 
 const SCHEME = /^([a-z][a-z0-9+.-]*):\/\//i;
+// Neuroglancer's data-source prefix: `precomputed://<storage URL>` names the storage URL
+// and says it holds a precomputed volume. Stripped before any store is opened.
+const FORMAT_PREFIX = /^precomputed:\/\//i;
+
+/** `precomputed://<url>` → { format: 'precomputed', url }; any other URL as it is. */
+export function splitFormatPrefix(url: string): { format?: 'precomputed'; url: string } {
+  return FORMAT_PREFIX.test(url)
+    ? { format: 'precomputed', url: url.replace(FORMAT_PREFIX, '') }
+    : { url };
+}
 // `s3:bucket/key` and `file:/x` are almost always a missing slash, not a relative path.
 const SCHEME_MISSING_SLASHES = /^(s3|file):(?!\/\/)/i;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it finds.
@@ -94,7 +104,8 @@ export function canonicalStorageUrl(url: string, baseDir = process.cwd()): strin
  * and the output-location check all go through it, so what is checked is what is opened.
  * A malformed file:// URL (a host, an encoded '/') throws InvalidUrlError.
  */
-export function localPathOf(url: string, baseDir = process.cwd()): string | undefined {
+export function localPathOf(spelled: string, baseDir = process.cwd()): string | undefined {
+  const url = splitFormatPrefix(spelled).url;
   const scheme = SCHEME.exec(url)?.[1]?.toLowerCase();
   if (scheme === undefined) return resolve(baseDir, url);
   if (scheme !== 'file') return undefined;
@@ -123,6 +134,14 @@ function checkStorageUrl(url: string): Checked<StorageLocation> {
   if (url.trim() === '') return fail('must not be empty');
   if (url.trim() !== url) return fail('has leading or trailing whitespace');
   if (CONTROL_CHARACTER.test(url)) return fail('contains a control character');
+  const inner = splitFormatPrefix(url);
+  if (inner.format !== undefined) {
+    if (splitFormatPrefix(inner.url).format !== undefined)
+      return fail('names precomputed:// twice; write it once');
+    return inner.url === ''
+      ? fail('has nothing after precomputed://; write precomputed://<path or s3://bucket/key>')
+      : checkStorageUrl(inner.url);
+  }
   const missing = SCHEME_MISSING_SLASHES.exec(url);
   if (missing) return fail(`write "${missing[1]}://" with two slashes`);
   const scheme = SCHEME.exec(url)?.[1]?.toLowerCase();

@@ -43,8 +43,10 @@ export function registeredStoreSchemes(): string[] {
 }
 
 /** Opens the store a URL names: a local path (relative to baseDir), file://, or a registered scheme. */
-export function openStoreForUrl(url: string, options: OpenStoreOptions = {}): Store {
-  if (url.trim() === '') throw new InvalidStoreUrlError(url, 'it is empty');
+export function openStoreForUrl(spelled: string, options: OpenStoreOptions = {}): Store {
+  // Neuroglancer's `precomputed://` says what the data is, not where: the store is the URL after it.
+  const url = spelled.replace(/^precomputed:\/\//i, '');
+  if (url.trim() === '') throw new InvalidStoreUrlError(spelled, 'it is empty');
   const scheme = SCHEME.exec(url)?.[1]?.toLowerCase();
   if (scheme === undefined) {
     const base = options.baseDir ?? process.cwd();

@@ -15,6 +15,7 @@ import { isVolumeDtype, VOLUME_DTYPES, type VolumeDtype } from './dtype.ts';
 import { UnsupportedInputError, VolumeFormatError, VolumeNotFoundError } from './errors.ts';
 import { isObject, type JsonObject, readJson } from './json.ts';
 import { isN5Dataset, openN5Input } from './n5.ts';
+import { maybeOpenPrecomputed, type PrecomputedSelection } from './precomputed/input.ts';
 import { axisKindsOf, datasetPaths, voxelSizeOf } from './ome.ts';
 import { recogniseInput } from './recognise.ts';
 import { type InputSelection, selectedChannels, selectedTime } from './selection.ts';
@@ -65,10 +66,12 @@ type Node = ZarrArray | zarr.Group<Store>;
 export async function openInputVolume(
   store: Store,
   arrayPath = '',
-  select: InputSelection = {},
+  select: InputSelection & PrecomputedSelection = {},
 ): Promise<InputVolume> {
   const path = trimSlashes(arrayPath);
   // Formats told by their own metadata, before Zarr's.
+  const precomputed = await maybeOpenPrecomputed(store, path, select);
+  if (precomputed) return precomputed;
   if (await isN5Dataset(store, path)) return openN5Input(store, path, select);
   return openZarrInput(store, path, select);
 }

@@ -60,7 +60,11 @@ export function planCloud(ctx: JobContext, knobs: Knobs, cost?: CostEstimate): C
 }
 
 const n = (x: number): string =>
-  x >= 1e9 ? x.toExponential(2) : x.toLocaleString('en-US', { maximumFractionDigits: 1 });
+  x >= 1e9
+    ? x.toExponential(2)
+    : x > 0 && x < 10
+      ? String(Number(x.toPrecision(2)))
+      : x.toLocaleString('en-US', { maximumFractionDigits: 1 });
 const usd = (x: number): string => `$${x < 1 ? x.toFixed(4) : n(Number(x.toFixed(2)))}`;
 const seconds = (s: number): string =>
   s < 90
@@ -106,10 +110,11 @@ export function cloudLines(f: CloudFigures): string[] {
 }
 
 function limitLine(l: Limit): string {
-  const mark = l.ok === undefined ? '  -  ' : l.ok ? '  ok ' : '  NO ';
+  const mark = l.ok === undefined ? '  -   ' : l.ok ? '  ok  ' : '  NO  ';
+  const q = (x: number): string => (l.unit === 'bytes' ? formatBytes(x) : `${n(x)} ${l.unit}`);
   const value = Number.isNaN(l.value)
-    ? 'needs --throughput or --calibrate'
-    : `${n(l.value)} ${l.ok === false ? '>' : '≤'} ${n(l.limit)} ${l.unit}`;
+    ? `needs --throughput or --calibrate (limit ${q(l.limit)})`
+    : `${q(l.value)} ${l.ok === false ? '>' : '≤'} ${q(l.limit)}`;
   return `${mark}${l.id.padEnd(18)}${value}${l.ok === false ? `: ${l.knob} — ${l.fix}` : ''}`;
 }
 

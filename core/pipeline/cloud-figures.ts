@@ -286,6 +286,7 @@ export function cloudFigures(o: CloudJobInput): CloudFigures {
     workWcu,
     totalHours: hours?.total,
     running,
+    arraySize,
     maxVcpus,
   });
   return {
@@ -371,6 +372,7 @@ interface Judged {
   workWcu: number | undefined;
   totalHours: number | undefined;
   running: number;
+  arraySize: number;
   maxVcpus: number;
 }
 
@@ -384,7 +386,13 @@ function judge(j: Judged): Limit[] {
     value: value ?? Number.NaN,
     ok: value === undefined ? undefined : value <= l.limit,
   });
-  const device = j.o.device === 'gpu' ? 'maxGpuVcpus' : 'maxCpuVcpus';
+  const vcpus = j.o.device === 'gpu' ? 'maxGpuVcpus' : 'maxCpuVcpus';
+  // What holds the running fleet down: the workers asked for, or the vCPUs the stack allows.
+  const wider = j.running < j.arraySize ? vcpus : 'compute.maxWorkers';
+  const widen =
+    wider === vcpus
+      ? `raise the stack knob ${vcpus} (more workers at once)`
+      : 'raise compute.maxWorkers';
   return [
     limit({
       id: 'batchArraySize',
@@ -484,8 +492,8 @@ function judge(j: Judged): Limit[] {
         what: `hours each worker runs (worker-hours ÷ ${j.running} running; at most ${j.maxVcpus} vCPUs) against the Batch attempt timeout`,
         limit: knobs.workerTimeoutHours,
         unit: 'h',
-        knob: device,
-        fix: `raise the stack knob ${device} (more workers at once) or workerTimeoutHours`,
+        knob: wider,
+        fix: `${widen}, or the stack knob workerTimeoutHours`,
       },
       j.workHours,
     ),
@@ -496,7 +504,7 @@ function judge(j: Judged): Limit[] {
         limit: jobTimeoutHours(knobs),
         unit: 'h',
         knob: 'jobTimeoutHours',
-        fix: `raise the stack knob jobTimeoutHours, or ${device} for more workers at once`,
+        fix: `raise the stack knob jobTimeoutHours, or ${widen}`,
       },
       j.totalHours,
     ),

@@ -9,9 +9,9 @@ import {
   parseMemorySize,
 } from '../core/pipeline/memory-estimate.ts';
 import { MemoryStore } from '../core/store/index.ts';
-import { intOption, parse } from './args.ts';
+import { intOption, listOption, parse } from './args.ts';
 import { loadManifest } from './job-files.ts';
-import { normalisationLines, sampleModelInputs } from './plan-normalisation.ts';
+import { cloudLines, knobsFrom, planCloud, refusal } from './plan-cloud.ts';
 import {
   type CostEstimate,
   calibrate,
@@ -22,12 +22,13 @@ import {
   type Throughput,
 } from './plan-cost.ts';
 import { type ModelSides, modelLines } from './plan-model.ts';
+import { normalisationLines, sampleModelInputs } from './plan-normalisation.ts';
 import { S3_PUT_PER_1000, workerPrice } from './prices.ts';
 import { formatRate, formatSeconds } from './progress.ts';
 
 const USAGE = `Usage: tessera plan <manifest.json> [--json] [--throughput VOXELS_PER_S | --calibrate]
                     [--batch N] [--memory SIZE] [--workers N | --cloud]
-                    [--price-per-hour USD] [--scan-empty]
+                    [--price-per-hour USD] [--scan-empty] [--knob NAME=VALUE ...]
 
 Prints chunk, patch, block and voxel counts and the inference saved compared with
 chunk-margin cropping (chunkflow's scheme), without running anything.
@@ -41,7 +42,14 @@ Checks, before any chunk runs (exit 1 naming the field to change when one fails)
                      its container's limit), or with --cloud the stack's worker memory
   --workers N        local workers sharing it, as \`tessera run --workers\` (default
                      compute.maxWorkers)
-  --cloud            size for one AWS Batch worker of compute.device instead
+  --cloud            size for one AWS Batch worker of compute.device instead, and print
+                     the job's figures on the stack: objects and PUTs per chunk, partial
+                     bytes, ledger writes and WCU, fleet, blend Map and state machine
+                     sizes, dollars (compute, Lambda, requests, storage, ledger), and each
+                     AWS or stack limit, ok or not, with the knob that fixes it (exit 1
+                     when one does not hold)
+  --knob NAME=VALUE  with --cloud: a stack knob as deployed (cdk -c tessera:NAME=VALUE),
+                     e.g. --knob maxChunks=5000000; repeatable; default the stack's defaults
   --batch N          patches per model call, as the workers' --batch (default 4)
 
 Cost estimate (with --throughput or --calibrate):
@@ -69,6 +77,7 @@ export async function planCommand(args: string[]): Promise<number> {
       cloud: { type: 'boolean' },
       'price-per-hour': { type: 'string' },
       'scan-empty': { type: 'boolean' },
+      knob: { type: 'string', multiple: true },
     },
     USAGE,
   );
@@ -144,6 +153,13 @@ export async function planCommand(args: string[]): Promise<number> {
       })
     : undefined;
 
+  const knobs = listOption(values, 'knob');
+  if (knobs.length > 0 && !values.cloud)
+    throw new Error('--knob describes the stack: give it with --cloud');
+  const cloud = values.cloud ? planCloud(ctx, knobsFrom(knobs), cost) : undefined;
+  const refused = cloud ? refusal(cloud) : undefined;
+  if (refused) log(`refused: ${refused}`);
+
   const summary = {
     jobId: loaded.jobId,
     volumeShape: plan.volumeShape,
@@ -182,10 +198,11 @@ export async function planCommand(args: string[]): Promise<number> {
     input: inputs,
     ...(skipped ? { empty: skipped } : {}),
     ...(cost ? { cost } : {}),
+    ...(cloud ? { cloud } : {}),
   };
   if (values.json) {
     process.stdout.write(`${JSON.stringify(summary)}\n`);
-    return 0;
+    return refused ? 1 : 0;
   }
   const v = (x: readonly number[]): string => x.join('×');
   const lines = [
@@ -219,8 +236,9 @@ export async function planCommand(args: string[]): Promise<number> {
     lines.push(
       'cost       add --throughput VOXELS_PER_S or --calibrate for worker-hours and dollars',
     );
+  if (cloud) lines.push(...cloudLines(cloud));
   process.stdout.write(`${lines.join('\n')}\n`);
-  return 0;
+  return refused ? 1 : 0;
 }
 
 function fitLines(fit: JobFit, sides: ModelSides): string[] {

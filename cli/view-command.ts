@@ -101,7 +101,7 @@ export async function viewCommand(args: string[]): Promise<number> {
   return 0;
 }
 
-interface Located {
+export interface Located {
   output: string;
   input?: { root: string; array: string } | undefined;
   inputNote?: string;
@@ -109,7 +109,10 @@ interface Located {
 }
 
 /** The output (and input) a manifest names, or an output directory given directly. */
-async function locateTarget(target: string, inputPath: string | undefined): Promise<Located> {
+export async function locateTarget(
+  target: string,
+  inputPath: string | undefined,
+): Promise<Located> {
   const given = inputPath === undefined ? undefined : { root: resolve(inputPath), array: '' };
   if (!(target.endsWith('.json') && existsSync(target) && statSync(target).isFile()))
     return { output: resolve(target), input: given };

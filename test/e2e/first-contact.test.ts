@@ -5,7 +5,7 @@
 // - bin/tessera works from any directory, also through a symlink as `npm link` and
 //   `npm install -g .` make it: --version, --help, and the demo end to end.
 
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -85,6 +85,7 @@ describe('the quick start leaves npm test passing', () => {
 });
 
 describe('bin/tessera from any directory', () => {
+  let demoDir: string | undefined;
   const run = (bin: string, args: string[], cwd: string) =>
     spawnSync(process.execPath, [bin, ...args], { cwd, encoding: 'utf8', timeout: 120_000 });
 
@@ -117,5 +118,44 @@ describe('bin/tessera from any directory', () => {
     expect(existsSync(join(out, 'output.zarr', 'zarr.json'))).toBe(true);
     expect(r.stdout).toContain(`tessera view ${join(out, 'manifest.json')}`);
     expect(r.stdout).toContain(`napari --plugin napari-ome-zarr ${join(out, 'output.zarr')}`);
+    demoDir = out;
+  });
+
+  it('tessera view <the demo manifest> serves it until Ctrl-C', async () => {
+    expect(demoDir).toBeDefined();
+    const child = spawn(process.execPath, [BIN, 'view', join(demoDir!, 'manifest.json')], {
+      cwd: dir(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => {
+      stdout += c.toString();
+    });
+    child.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString();
+    });
+    const exited = new Promise<number | null>((resolve) =>
+      child.on('exit', (code) => resolve(code)),
+    );
+    try {
+      const deadline = Date.now() + 60_000;
+      while (!stderr.includes('Ctrl-C stops the server') && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 50));
+      const port = /127\.0\.0\.1:(\d+)\//.exec(stderr)?.[1];
+      expect(port, stderr).toBeDefined();
+      expect(stdout).toContain('https://neuroglancer-demo.appspot.com/#!');
+      const served = await fetch(`http://127.0.0.1:${port}/zarr.json`);
+      expect(served.status).toBe(200);
+      expect(await served.text()).toBe(
+        readFileSync(join(demoDir!, 'output.zarr', 'zarr.json'), 'utf8'),
+      );
+      const input = await fetch(`http://127.0.0.1:${port}/_input/zarr.json`);
+      expect(input.status).toBe(200);
+    } finally {
+      child.kill('SIGINT');
+    }
+    expect(await exited).toBe(0);
+    expect(stderr).toContain('stopped');
   });
 });

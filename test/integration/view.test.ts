@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { FetchStore } from '@zarrita/storage';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as zarr from 'zarrita';
-import { INPUT_PREFIX, startView, type View } from '../../cli/view-command.ts';
+import { INPUT_PREFIX, locateTarget, startView, type View } from '../../cli/view-command.ts';
 import { parseRange } from '../../cli/view-server.ts';
 import { NEUROGLANCER } from '../../core/pipeline/viewer.ts';
 
@@ -260,5 +260,59 @@ describe('parseRange', () => {
 
   it('takes a suffix longer than the file as the whole file', () => {
     expect(parseRange('bytes=-500', 100)).toEqual([0, 99]);
+  });
+});
+
+describe('tessera view <manifest.json>', () => {
+  it('finds the output and the input beside the manifest, relative paths from its directory', async () => {
+    const path = join(dir, 'manifest.json');
+    writeFileSync(
+      path,
+      JSON.stringify({
+        version: 1,
+        name: 'view-test',
+        input: { url: 'input.zarr' },
+        output: { url: 'output.zarr', dtype: 'float32' },
+        model: { url: 'model.onnx', patchShape: [2, 4, 4], outputChannels: 2 },
+        overlap: [0, 0, 0],
+        chunkShape: [4, 8, 8],
+        blend: 'constant',
+      }),
+    );
+    expect(await locateTarget(path, undefined)).toEqual({
+      output: join(dir, 'output.zarr'),
+      input: { root: join(dir, 'input.zarr'), array: '' },
+    });
+    // An output directory given directly: no input unless --input names one.
+    expect(await locateTarget(join(dir, 'output.zarr'), undefined)).toEqual({
+      output: join(dir, 'output.zarr'),
+      input: undefined,
+    });
+  });
+
+  it('an output on S3 gets its link and no server', async () => {
+    const path = join(dir, 's3-manifest.json');
+    writeFileSync(
+      path,
+      JSON.stringify({
+        version: 1,
+        name: 'view-s3',
+        input: { url: 's3://bucket/in.zarr' },
+        output: { url: 's3://bucket/out.zarr', dtype: 'float32' },
+        model: { url: 's3://bucket/model.onnx', patchShape: [2, 4, 4], outputChannels: 2 },
+        overlap: [0, 0, 0],
+        chunkShape: [4, 8, 8],
+        blend: 'constant',
+      }),
+    );
+    const located = await locateTarget(path, undefined);
+    expect(located.s3Link?.startsWith(NEUROGLANCER)).toBe(true);
+    expect(decodeURIComponent(located.s3Link!)).toContain('zarr3://s3://bucket/out.zarr');
+  });
+
+  it('refuses a directory that is not a Zarr output, saying what to give', async () => {
+    await expect(startView({ output: dir })).rejects.toThrow(
+      /holds no zarr\.json: give the output directory/,
+    );
   });
 });

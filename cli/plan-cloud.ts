@@ -65,7 +65,8 @@ const n = (x: number): string =>
     : x > 0 && x < 10
       ? String(Number(x.toPrecision(2)))
       : x.toLocaleString('en-US', { maximumFractionDigits: 1 });
-const usd = (x: number): string => `$${x < 1 ? x.toFixed(4) : n(Number(x.toFixed(2)))}`;
+const usd = (x: number): string =>
+  `$${x < 0.01 ? x.toFixed(4) : x < 1 ? x.toFixed(2) : n(Number(x.toFixed(2)))}`;
 const seconds = (s: number): string =>
   s < 90
     ? `${s.toFixed(1)} s`

@@ -74,6 +74,7 @@ export async function viewCommand(args: string[]): Promise<number> {
     return 2;
   }
   const port = values.port === '0' ? 0 : intOption(values.port, 'port', 0);
+  if (port > 65535) throw new Error(`--port must be 0..65535, got "${String(values.port)}"`);
   const located = await locateTarget(target, values.input as string | undefined);
   if (located.s3Link !== undefined) {
     process.stdout.write(`${located.s3Link}\n`);

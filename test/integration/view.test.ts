@@ -15,7 +15,7 @@ import { FetchStore } from '@zarrita/storage';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as zarr from 'zarrita';
 import { INPUT_PREFIX, locateTarget, startView, type View } from '../../cli/view-command.ts';
-import { parseRange } from '../../cli/view-server.ts';
+import { parseRange, ViewServerError } from '../../cli/view-server.ts';
 import { NEUROGLANCER } from '../../core/pipeline/viewer.ts';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/viewer/', import.meta.url));
@@ -308,6 +308,12 @@ describe('tessera view <manifest.json>', () => {
     const located = await locateTarget(path, undefined);
     expect(located.s3Link?.startsWith(NEUROGLANCER)).toBe(true);
     expect(decodeURIComponent(located.s3Link!)).toContain('zarr3://s3://bucket/out.zarr');
+  });
+
+  it('a port in use is refused by name, saying what to do', async () => {
+    const second = startView({ output: join(dir, 'output.zarr'), port: view.server.port });
+    await expect(second).rejects.toBeInstanceOf(ViewServerError);
+    await expect(second).rejects.toThrow(/port is in use; give another --port, or --port 0/);
   });
 
   it('refuses a directory that is not a Zarr output, saying what to give', async () => {

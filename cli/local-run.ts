@@ -20,11 +20,14 @@ import { ModelChecksumError, ModelLoadError, ModelSignatureError } from '../core
 import {
   blendSeams,
   checkJobFits,
+  type DamagedObject,
+  DEFAULT_BATCH_SIZE,
   deleteSpentPartials,
   describePoison,
   EagerBlender,
   ensureOutput,
   finalizeJob,
+  type JobContext,
   ModelTooLargeError,
   markBlended,
   openJob,
@@ -37,6 +40,7 @@ import {
 import { type MemoryBudget, WorkerMemoryError } from '../core/pipeline/memory-estimate.ts';
 import { type InputPanels, renderInputPanels } from '../core/pipeline/preview.ts';
 import { LocalStore } from '../core/store/index.ts';
+import type { OutputVolume } from '../core/volume/index.ts';
 import { pyramidLevels } from '../core/volume/pyramid.ts';
 import { defaultStateDir, type LoadedManifest, resolveJobId } from './job-files.ts';
 import { LocalFleet } from './local-fleet.ts';
@@ -93,14 +97,137 @@ export async function runLocal(
   loaded: LoadedManifest,
   o: LocalRunOptions = {},
 ): Promise<LocalRunResult> {
+  const run = await openRun(loaded, o);
+  const { m, ctx, ledger, served, log, timings } = run;
+  try {
+    // What would fail every chunk the same way fails here, once, before anything is
+    // written: a model that does not fit the manifest, workers that would not fit in memory.
+    const fit = await refusal(async () =>
+      checkJobFits(ctx, {
+        model: await readJobModel(m.manifest, m.baseDir),
+        memory: o.memory,
+        workers: o.workers ?? 1,
+        batchSize: o.batchSize ?? DEFAULT_BATCH_SIZE,
+      }),
+    );
+    if (typeof fit === 'string')
+      return run.result({
+        status: 'FAILED',
+        message: `job ${m.jobId} FAILED before any chunk ran, and no attempt was spent: ${fit}`,
+      });
+    // A job an earlier run finished: reported as it is, repaired, or finalized again.
+    const earlier = await earlierRun(ctx, { stateDir: run.stateDir, log });
+    if (earlier.kind === 'intact')
+      return run.result({
+        status: 'SUCCEEDED',
+        report: earlier.report,
+        message: `job ${m.jobId} had already succeeded; nothing to do`,
+      });
+    const { created, workers, output } = await timed(timings, 'plan', async () => {
+      // The output first: a job whose rows exist always has somewhere to write.
+      const output = await ensureOutput(ctx);
+      // The ledger's lock excludes any other run on this state directory, so a job holding
+      // the output claim in it is not running: over, for taking its claim over once its
+      // output is gone (ensureOutput has just refused it if it is still there).
+      const plan = await planStep(ctx, served, {
+        fit,
+        maxWorkers: o.workers ?? 1,
+        leaseMs: o.leaseMs,
+        isJobOver: async () => true,
+      });
+      return { ...plan, output };
+    });
+    const initial = await resumeRows(run, o);
+    const fleet = new LocalFleet({
+      manifest: m.manifest,
+      baseDir: m.baseDir,
+      workDir: run.workDir,
+      jobId: m.jobId,
+      chunks: ctx.plan.counts.chunks,
+      workers,
+      batchSize: o.batchSize ?? DEFAULT_BATCH_SIZE,
+      ledger,
+      served,
+      progress: o.progress,
+      initiallyDone: initial.DONE + initial.SKIPPED,
+      log,
+      onWorker: o.onWorker,
+      signal: o.signal,
+    });
+    log(
+      created
+        ? `planned ${m.jobId}: ${ctx.plan.counts.chunks} chunks, ${ctx.plan.counts.patches} patches`
+        : `resuming ${m.jobId}: ${initial.DONE + initial.SKIPPED}/${ctx.plan.counts.chunks} chunks already done`,
+    );
+    if (earlier.kind === 'damaged') return await repairRun(run, fleet, earlier.damaged, workers);
+    // Seam blocks are blended while the job runs, as their contributors finish; chunks
+    // finished by an earlier run count too (their blocks are re-blended: same bytes).
+    const eager = new EagerBlender(ctx, output);
+    fleet.onChunkFinished = (chunkId) => eager.chunkFinished(chunkId);
+    const alreadyBlended = earlier.kind !== 'unfinished';
+    if (!alreadyBlended)
+      for (const status of ['DONE', 'SKIPPED'] as const)
+        for await (const row of ledger.list(m.jobId, status)) eager.chunkFinished(row.chunkId);
+    // The preview's input column depends on the input alone: draw it now, while the
+    // workers start up (a core is free then) and infer, instead of after them.
+    const inputPanels: Promise<InputPanels | undefined> = renderInputPanels(
+      ctx.input,
+      ctx.plan.region,
+      pyramidLevels(ctx.plan.volumeShape, m.manifest.output.pyramid ?? 0, ctx.input.voxelSize),
+    ).catch(() => undefined);
+    const verdict = await runWorkRounds(ledger, m.jobId, fleet, {
+      maxRounds: run.maxRounds,
+      maxWorkers: workers,
+      timings,
+      job: async () => ctx,
+    });
+    if (fleet.setupFailure !== undefined)
+      return run.result({
+        status: 'FAILED',
+        ...ran(fleet),
+        message: `job ${m.jobId} FAILED: a worker could not start: ${fleet.setupFailure}`,
+      });
+    fleet.endProgress();
+    const stopped = stopMessage(run, fleet, verdict, o.signal);
+    if (stopped !== undefined)
+      return run.result({ status: 'INTERRUPTED', ...ran(fleet), message: stopped });
+    return await finishRun(run, fleet, verdict, {
+      blend: verdict.status === 'COMPLETE' && !alreadyBlended ? { eager, output } : undefined,
+      workers,
+      inputPanels,
+    });
+  } finally {
+    await ledger.close();
+  }
+}
+
+/** One local run's open state: the job, its ledger (and the pausing view workers use). */
+interface OpenRun {
+  m: LoadedManifest;
+  ctx: JobContext;
+  stateDir: string;
+  workDir: string;
+  ledger: LocalLedger;
+  served: PausingLedger;
+  log: (line: string) => void;
+  timings: Record<string, number>;
+  startedAt: Date;
+  cpuAtStart: NodeJS.CpuUsage;
+  maxRounds: number;
+  result(r: Pick<LocalRunResult, 'status'> & Partial<LocalRunResult>): LocalRunResult;
+}
+
+/**
+ * Checks the output location (before anything is written: a wrong output.url must not
+ * cost a byte of the user's data), takes the state directory's ledger and opens the job.
+ */
+async function openRun(loaded: LoadedManifest, o: LocalRunOptions): Promise<OpenRun> {
   const log = o.log ?? (() => {});
   const startedAt = new Date();
   const cpuAtStart = process.cpuUsage();
   const stateDir = o.stateDir ?? defaultStateDir(loaded);
   // A state directory an earlier release wrote keeps its job under the id it gave then.
   const m: LoadedManifest = { ...loaded, jobId: await resolveJobId(loaded, stateDir) };
-  // Before anything is written, the state directory included: a wrong output.url must
-  // not cost a byte of the user's data.
   checkOutputLocation({
     jobId: m.jobId,
     outputUrl: m.manifest.output.url,
@@ -121,18 +248,32 @@ export async function runLocal(
     onPause: (e) => log(`paused, retrying for up to 30 s: ${e.message}`),
     onResume: () => log('the ledger state directory is writable again; resuming'),
   });
-  const timings: Record<string, number> = {};
+  const workDir = join(stateDir, 'work', m.jobId);
+  let ctx: JobContext;
   try {
-    const workDir = join(stateDir, 'work', m.jobId);
-    const ctx = await openJob(m.manifest, {
+    ctx = await openJob(m.manifest, {
       jobId: m.jobId,
       work: new LocalStore(workDir, { fsync: false }),
       baseDir: m.baseDir,
       previewTiles: true,
     });
-    const result = (
-      r: Pick<LocalRunResult, 'status'> & Partial<LocalRunResult>,
-    ): LocalRunResult => ({
+  } catch (error) {
+    await ledger.close();
+    throw error;
+  }
+  return {
+    m,
+    ctx,
+    stateDir,
+    workDir,
+    ledger,
+    served,
+    log,
+    timings: {},
+    startedAt,
+    cpuAtStart,
+    maxRounds: o.maxRounds ?? 3,
+    result: (r) => ({
       jobId: m.jobId,
       output: m.manifest.output.url,
       chunks: ctx.plan.counts.chunks,
@@ -140,184 +281,139 @@ export async function runLocal(
       inferredThisRun: 0,
       peakWorkerRssBytes: 0,
       ...r,
-    });
-    // What would fail every chunk the same way fails here, once, before anything is
-    // written: a model that does not fit the manifest, workers that would not fit in memory.
-    const fit = await refusal(async () =>
-      checkJobFits(ctx, {
-        model: await readJobModel(m.manifest, m.baseDir),
-        memory: o.memory,
-        workers: o.workers ?? 1,
-        batchSize: o.batchSize ?? 4,
-      }),
-    );
-    if (typeof fit === 'string')
-      return result({
-        status: 'FAILED',
-        message: `job ${m.jobId} FAILED before any chunk ran, and no attempt was spent: ${fit}`,
-      });
-    // A job an earlier run finished: reported as it is, repaired, or finalized again.
-    const earlier = await earlierRun(ctx, { stateDir, log });
-    if (earlier.kind === 'intact')
-      return result({
-        status: 'SUCCEEDED',
-        report: earlier.report,
-        message: `job ${m.jobId} had already succeeded; nothing to do`,
-      });
-    const alreadyBlended = earlier.kind !== 'unfinished';
-    const damaged = earlier.kind === 'damaged' ? earlier.damaged : undefined;
-    const { created, workers, output } = await timed(timings, 'plan', async () => {
-      // The output first: a job whose rows exist always has somewhere to write.
-      const output = await ensureOutput(ctx);
-      // The ledger's lock excludes any other run on this state directory, so a job holding
-      // the output claim in it is not running: over, for taking its claim over once its
-      // output is gone (ensureOutput has just refused it if it is still there).
-      const plan = await planStep(ctx, served, {
-        fit,
-        maxWorkers: o.workers ?? 1,
-        leaseMs: o.leaseMs,
-        isJobOver: async () => true,
-      });
-      return { ...plan, output };
-    });
-    // Chunks held by the earlier run's workers are free now, unspent: the lock says that
-    // run is gone as a whole (killed, or stopped by a double Ctrl-C), which says nothing
-    // about its chunks.
-    await served.write(() => ledger.abandonOwners(m.jobId, () => true, { spend: false }));
-    if (o.retryFailed) {
-      const { rearmed } = await served.write(() => ledger.rearm(m.jobId, { status: 'FAILED' }));
-      log(
-        rearmed > 0
-          ? `--retry-failed: re-armed ${rearmed} FAILED chunk(s) of ${m.jobId}; every DONE chunk is kept`
-          : `--retry-failed: ${m.jobId} has no FAILED chunk to re-arm`,
-      );
-    }
-    const initial = await ledger.counts(m.jobId);
-    const eager = new EagerBlender(ctx, output);
-    const fleet = new LocalFleet({
-      manifest: m.manifest,
-      baseDir: m.baseDir,
-      workDir,
-      jobId: m.jobId,
-      chunks: ctx.plan.counts.chunks,
-      workers,
-      batchSize: o.batchSize ?? 4,
-      ledger,
-      served,
-      progress: o.progress,
-      initiallyDone: initial.DONE + initial.SKIPPED,
-      log,
-      onWorker: o.onWorker,
-      signal: o.signal,
-    });
-    fleet.onChunkFinished = (chunkId) => eager.chunkFinished(chunkId);
-    // Chunks finished by an earlier run count too; their blocks are re-blended (same bytes).
-    if (!alreadyBlended)
-      for (const status of ['DONE', 'SKIPPED'] as const)
-        for await (const row of ledger.list(m.jobId, status)) eager.chunkFinished(row.chunkId);
+    }),
+  };
+}
+
+/**
+ * Frees the chunks an earlier run's workers held, unspent (the lock says that run is gone
+ * as a whole: killed, or stopped by a double Ctrl-C, which says nothing about its
+ * chunks), re-arms FAILED ones under --retry-failed, and returns the counts to start from.
+ */
+async function resumeRows(run: OpenRun, o: LocalRunOptions) {
+  const { ledger, served, m, log } = run;
+  await served.write(() => ledger.abandonOwners(m.jobId, () => true, { spend: false }));
+  if (o.retryFailed) {
+    const { rearmed } = await served.write(() => ledger.rearm(m.jobId, { status: 'FAILED' }));
     log(
-      created
-        ? `planned ${m.jobId}: ${ctx.plan.counts.chunks} chunks, ${ctx.plan.counts.patches} patches`
-        : `resuming ${m.jobId}: ${initial.DONE + initial.SKIPPED}/${ctx.plan.counts.chunks} chunks already done`,
+      rearmed > 0
+        ? `--retry-failed: re-armed ${rearmed} FAILED chunk(s) of ${m.jobId}; every DONE chunk is kept`
+        : `--retry-failed: ${m.jobId} has no FAILED chunk to re-arm`,
     );
-    const ran = (): Pick<LocalRunResult, 'inferredThisRun' | 'peakWorkerRssBytes'> => ({
-      inferredThisRun: fleet.inferred,
-      peakWorkerRssBytes: fleet.peakRss,
-    });
-    if (damaged) {
-      const outcome = await repairOutput({
-        ctx,
-        ledger: served,
-        damaged,
-        log,
-        workers,
-        device: fleet.device,
-        runChunks: async (finished) => {
-          fleet.onChunkFinished = finished;
-          await timed(timings, 'work', () => fleet.runRound(1, workers));
-        },
-      });
-      if (outcome.status === 'REPAIRED') await deleteSpentPartials(ctx.work, { keepTiles: false });
-      return result({
-        status: outcome.status === 'REPAIRED' ? 'SUCCEEDED' : 'FAILED',
-        ...(outcome.report ? { report: outcome.report } : {}),
-        ...ran(),
-        message:
-          outcome.message ??
-          `job ${m.jobId}: repaired ${damaged.length} damaged output object(s) by re-running ${outcome.plan.chunkIds.length} chunk(s)`,
-      });
-    }
-    // The preview's input column depends on the input alone: draw it now, while the
-    // workers start up (a core is free then) and infer, instead of after them.
-    const inputPanels: Promise<InputPanels | undefined> = renderInputPanels(
-      ctx.input,
-      ctx.plan.region,
-      pyramidLevels(ctx.plan.volumeShape, m.manifest.output.pyramid ?? 0, ctx.input.voxelSize),
-    ).catch(() => undefined);
-    const maxRounds = o.maxRounds ?? 3;
-    const verdict = await runWorkRounds(ledger, m.jobId, fleet, {
-      maxRounds,
-      maxWorkers: workers,
-      timings,
-      job: async () => ctx,
-    });
-    const verify = verdict.verify;
-    const done = `${verify.counts.DONE + verify.counts.SKIPPED}/${ctx.plan.counts.chunks} chunks done`;
-    if (fleet.setupFailure !== undefined) {
-      return result({
-        status: 'FAILED',
-        ...ran(),
-        message: `job ${m.jobId} FAILED: a worker could not start: ${fleet.setupFailure}`,
-      });
-    }
-    fleet.endProgress();
-    const stopped =
-      fleet.environmentStop !== undefined && served.failure === undefined
-        ? `stopped with ${done}: ${fleet.environmentStop}; every DONE chunk is kept; run the same command again once it is fixed`
-        : served.failure !== undefined
-          ? `stopped with ${done}, every one kept: ${served.failure.message}`
-          : o.signal?.aborted && verdict.remaining > 0
-            ? `interrupted with ${done}; run the same command again to resume`
-            : undefined;
-    if (stopped !== undefined) return result({ status: 'INTERRUPTED', ...ran(), message: stopped });
-    let cleanup: Promise<unknown> = Promise.resolve();
-    if (verdict.status === 'COMPLETE' && !alreadyBlended) {
-      // Most seam blocks were blended while the job ran; the rest now.
-      await timed(timings, 'blend', async () =>
-        blendSeams(ctx, output, { blocks: await eager.drain() }),
-      );
-      timings.blendDuringWork = Math.round(eager.seconds * 1000) / 1000;
-      await markBlended(ctx.work, new Date());
-      // The partials are spent: delete them while finalize runs (other threads, other
-      // core), all but the preview tiles finalize reads; those go after it.
-      cleanup = deleteSpentPartials(ctx.work, { keepTiles: true }).catch((e: unknown) =>
-        log(`could not delete the spent partials in ${workDir}: ${String(e)}`),
-      );
-    }
-    // finalize times itself (report.timings.finalize).
-    const report = await finalizeJob(ctx, {
-      ledger,
-      verify,
-      startedAt,
-      timings,
-      chunkTimings: fleet.chunkTimings,
-      fleetSize: workers,
-      device: fleet.device,
-      inputPanels,
-    });
-    await cleanup;
-    if (verdict.status === 'COMPLETE') await deleteSpentPartials(ctx.work, { keepTiles: false });
-    const message = verdictMessage(m.jobId, verdict, m.manifest.maxAttempts, maxRounds);
-    return result({
-      status: report.status,
-      report,
-      ...ran(),
-      cpuSeconds: { ...fleet.cpu, coordinator: cpuSecondsSince(cpuAtStart) },
-      ...(message ? { message } : {}),
-    });
-  } finally {
-    await ledger.close();
   }
+  return ledger.counts(m.jobId);
+}
+
+const ran = (
+  fleet: LocalFleet,
+): Pick<LocalRunResult, 'inferredThisRun' | 'peakWorkerRssBytes'> => ({
+  inferredThisRun: fleet.inferred,
+  peakWorkerRssBytes: fleet.peakRss,
+});
+
+/** A finished job whose output lost objects: the chunks that wrote them run again. */
+async function repairRun(
+  run: OpenRun,
+  fleet: LocalFleet,
+  damaged: readonly DamagedObject[],
+  workers: number,
+): Promise<LocalRunResult> {
+  const { ctx, m, timings } = run;
+  const outcome = await repairOutput({
+    ctx,
+    ledger: run.served,
+    damaged,
+    log: run.log,
+    workers,
+    device: fleet.device,
+    runChunks: async (finished) => {
+      fleet.onChunkFinished = finished;
+      await timed(timings, 'work', () => fleet.runRound(1, workers));
+    },
+  });
+  if (outcome.status === 'REPAIRED') await deleteSpentPartials(ctx.work, { keepTiles: false });
+  return run.result({
+    status: outcome.status === 'REPAIRED' ? 'SUCCEEDED' : 'FAILED',
+    ...(outcome.report ? { report: outcome.report } : {}),
+    ...ran(fleet),
+    message:
+      outcome.message ??
+      `job ${m.jobId}: repaired ${damaged.length} damaged output object(s) by re-running ${outcome.plan.chunkIds.length} chunk(s)`,
+  });
+}
+
+/**
+ * Why the run stops before blending and finalizing (INTERRUPTED: every DONE chunk is
+ * kept), or undefined: a fault of the environment, a ledger that stayed unwritable, or
+ * an interrupt with chunks left.
+ */
+function stopMessage(
+  run: OpenRun,
+  fleet: LocalFleet,
+  verdict: RoundVerdict,
+  signal: AbortSignal | undefined,
+): string | undefined {
+  const { counts } = verdict.verify;
+  const done = `${counts.DONE + counts.SKIPPED}/${run.ctx.plan.counts.chunks} chunks done`;
+  const { failure } = run.served;
+  if (fleet.environmentStop !== undefined && failure === undefined)
+    return `stopped with ${done}: ${fleet.environmentStop}; every DONE chunk is kept; run the same command again once it is fixed`;
+  if (failure !== undefined) return `stopped with ${done}, every one kept: ${failure.message}`;
+  if (signal?.aborted && verdict.remaining > 0)
+    return `interrupted with ${done}; run the same command again to resume`;
+  return undefined;
+}
+
+/**
+ * Blends the seam blocks eager blending left (when the job is COMPLETE and not blended
+ * before), finalizes (report, preview, pyramid) and deletes the spent partials.
+ */
+async function finishRun(
+  run: OpenRun,
+  fleet: LocalFleet,
+  verdict: RoundVerdict,
+  o: {
+    blend: { eager: EagerBlender; output: OutputVolume } | undefined;
+    workers: number;
+    inputPanels: Promise<InputPanels | undefined>;
+  },
+): Promise<LocalRunResult> {
+  const { ctx, m, timings, log } = run;
+  let cleanup: Promise<unknown> = Promise.resolve();
+  if (o.blend) {
+    const { eager, output } = o.blend;
+    await timed(timings, 'blend', async () =>
+      blendSeams(ctx, output, { blocks: await eager.drain() }),
+    );
+    timings.blendDuringWork = Math.round(eager.seconds * 1000) / 1000;
+    await markBlended(ctx.work, new Date());
+    // The partials are spent: delete them while finalize runs (other threads, other
+    // core), all but the preview tiles finalize reads; those go after it.
+    cleanup = deleteSpentPartials(ctx.work, { keepTiles: true }).catch((e: unknown) =>
+      log(`could not delete the spent partials in ${run.workDir}: ${String(e)}`),
+    );
+  }
+  // finalize times itself (report.timings.finalize).
+  const report = await finalizeJob(ctx, {
+    ledger: run.ledger,
+    verify: verdict.verify,
+    startedAt: run.startedAt,
+    timings,
+    chunkTimings: fleet.chunkTimings,
+    fleetSize: o.workers,
+    device: fleet.device,
+    inputPanels: o.inputPanels,
+  });
+  await cleanup;
+  if (verdict.status === 'COMPLETE') await deleteSpentPartials(ctx.work, { keepTiles: false });
+  const message = verdictMessage(m.jobId, verdict, m.manifest.maxAttempts, run.maxRounds);
+  return run.result({
+    status: report.status,
+    report,
+    ...ran(fleet),
+    cpuSeconds: { ...fleet.cpu, coordinator: cpuSecondsSince(run.cpuAtStart) },
+    ...(message ? { message } : {}),
+  });
 }
 
 /**

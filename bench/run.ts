@@ -11,6 +11,8 @@
 //   scaling         time and peak worker RSS at 1×, 2×, 4× the volume
 //   plan rate       a 10^6-chunk plan, closed-form and lazy (target ≤ 5 s)
 //   ledger/claims   DynamoDB Local: batched writes of 10^5 rows; 8 concurrent claimers
+//   plan-ledger     DynamoDB Local: 10^6 rows planned in ranges (the PlanRange code), rows/s
+//                   and the write rate each partition key sees against 1,000 WCU/s
 
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -30,6 +32,7 @@ import {
   writeBenchJob,
 } from './fixture.ts';
 import { ledgerBench } from './ledger.ts';
+import { planLedgerBench } from './plan-ledger.ts';
 
 const { values } = parseArgs({
   options: {
@@ -40,7 +43,7 @@ const { values } = parseArgs({
     only: { type: 'string' },
   },
 });
-// --only efficiency,framework,longer,scaling,plan,ledger runs a subset (RESULTS.md is then not rewritten).
+// --only efficiency,framework,longer,scaling,plan,ledger,plan-ledger runs a subset (RESULTS.md is then not rewritten).
 const only = values.only?.split(',');
 const want = (section: string): boolean => only === undefined || only.includes(section);
 const device = values.device === 'gpu' ? 'gpu' : 'cpu';
@@ -275,6 +278,12 @@ if (!values['skip-ledger'] && want('ledger')) {
   log(JSON.stringify(results.ledger));
 }
 
+// 7: a large plan's ledger rows, in ranges, against DynamoDB Local.
+if (!values['skip-ledger'] && want('plan-ledger')) {
+  results.planLedger = await planLedgerBench({ zChunks: quick ? 1 : 100, log });
+  log(JSON.stringify(results.planLedger));
+}
+
 /**
  * The model term, measured alone three times: its peak RSS varies run to run (seen here
  * 260–360 MiB for the same model and batch: glibc grows a malloc arena per thread that
@@ -383,6 +392,8 @@ Scaling (bound = 3 × (chunk input + output bytes) + the model as a worker holds
 ${(r.scaling as Record<string, unknown>[]).map((s) => `| ${s.factor}× | ${(s.shape as number[]).join('×')} | ${s.seconds} | ${s.voxelsPerSecond} | ${s.efficiency} | ${s.peakWorkerRssMiB} | ${s.rssBoundMiB} |`).join('\n')}
 
 Ledger (DynamoDB Local): ${r.ledger ? `\`${JSON.stringify(r.ledger)}\`` : 'skipped'}
+
+Large plan in ranges (DynamoDB Local, plan-ledger): ${r.planLedger ? `\`${JSON.stringify(r.planLedger)}\`` : 'skipped'}
 
 Raw: \`${JSON.stringify(r)}\`
 `;

@@ -8,6 +8,7 @@ export {
   type DynamoLedgerStats,
 } from './dynamo/ledger.ts';
 export {
+  chunkPk,
   chunkSk,
   counterSk,
   DEFAULT_SHARDS,
@@ -25,7 +26,10 @@ export {
   openPk,
   outputPk,
   PK,
+  partitionPk,
+  partitionsFor,
   pendingKey,
+  ROWS_PER_PARTITION,
   SK,
   shardsFor,
   tableDefinition,

@@ -4,6 +4,7 @@
 //
 //   planner     S3 trigger + Plan task: read manifests/inputs, write jobs/, ledger rw,
 //               states:StartExecution on the pipeline (by name: see `stateMachineArn`)
+//   planRange   PlanRange/CompletePlan tasks: read the bucket and inputs, ledger rw
 //   verify      ledger rw (expired leases may turn poison), jobs/ rw, batch:ListJobs and
 //               batch:DescribeJobs (the round's failed workers; no resource scope exists)
 //   blend       read partials and output, write outputs/ (stack bucket or allowed buckets)
@@ -112,6 +113,8 @@ interface Sizing {
 const SIZING: Record<FunctionName, Sizing> = {
   // Planning writes one ledger row per chunk: ~10^6 rows at ~4,000 writes/s fits in 15 min.
   planner: { memoryMiB: 1769, timeout: Duration.minutes(15) },
+  // PLAN_RANGE_ROWS (250,000) rows a call, bounded in-flight: minutes, not the 15 allowed.
+  planRange: { memoryMiB: 1769, timeout: Duration.minutes(15) },
   verify: { memoryMiB: 512, timeout: Duration.minutes(5) },
   // Sums partials of ~64 seam blocks per item; memory is the block buffers.
   blend: { memoryMiB: 3008, timeout: Duration.minutes(15) },
@@ -212,6 +215,13 @@ export class Functions extends Construct {
       );
     }
 
+    // A large plan's rows, a range a call: reads the frozen manifest and the input's
+    // metadata (to list the chunks), writes ledger rows; nothing in the bucket.
+    const planRange = make('planRange');
+    storage.grantReadBucket(planRange);
+    storage.grantReadAllowedBuckets(planRange);
+    storage.grantLedger(planRange, 'readwrite');
+
     const verify = make('verify');
     storage.grantReadBucket(verify);
     storage.grantWriteJobs(verify);
@@ -263,6 +273,6 @@ export class Functions extends Construct {
       }),
     );
 
-    this.fns = { planner, verify, blend, finalize, markFailed, watchdog };
+    this.fns = { planner, planRange, verify, blend, finalize, markFailed, watchdog };
   }
 }

@@ -1,6 +1,9 @@
 // The pipeline state machine (standard). Input: PipelineInput {manifest:{bucket,key,versionId?}}.
 //
-//   Plan ─► StartRounds ─► ChooseQueue ─┬─ gpu ─► GpuArrayOrSingle ─► WorkGpuArray | WorkGpu ─┐
+//   Plan ─► PlanInRanges? ─┬─ chunks > PLAN_RANGE_ROWS ─► RangeStarts ─► PlanRanges (Map) ─► CompletePlan ─┐
+//           └──────────────┴─ otherwise ──────────────────────────────────────────────────────────────────┤
+//   ┌──────────────────────────────────────────────────────────────────────────────────────────────────┘
+//   └► StartRounds ─► ChooseQueue ─┬─ gpu ─► GpuArrayOrSingle ─► WorkGpuArray | WorkGpu ─┐
 //                               ▲       └─ cpu ─► CpuArrayOrSingle ─► WorkCpuArray | WorkCpu ─┤
 //                               │                                                            ▼
 //                               │   (a failed Batch job goes on too: the ledger decides) CountRound
@@ -19,7 +22,7 @@
 // The blend Map's child results go to S3 (ResultWriter), not into the state. The
 // execution times out after `jobTimeout`; Step Functions then cancels the running Batch job.
 
-import { Duration, Stack } from 'aws-cdk-lib';
+import { Duration, Stack, Token } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -27,7 +30,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { KEYS } from '../../contracts/cloud.ts';
+import { KEYS, PLAN_RANGE_ROWS, PLAN_RANGES_IN_FLIGHT } from '../../contracts/cloud.ts';
 import { acknowledgeFindings } from '../nag.ts';
 import type { FunctionName } from './functions.ts';
 import type { Storage } from './storage.ts';
@@ -35,6 +38,11 @@ import type { Storage } from './storage.ts';
 /** State names: stable, because local runs map tasks to handlers by name. */
 export const STATES = {
   plan: 'Plan',
+  planInRanges: 'PlanInRanges?',
+  rangeStarts: 'RangeStarts',
+  planRanges: 'PlanRanges',
+  planRange: 'PlanRange',
+  completePlan: 'CompletePlan',
   startRounds: 'StartRounds',
   nextRound: 'NextRound',
   chooseQueue: 'ChooseQueue',
@@ -324,7 +332,8 @@ export class Pipeline extends Construct {
     countRound.next(verify);
     nextRound.next(chooseQueue);
     verify.next(verified);
-    const definition = plan.next(startRounds).next(chooseQueue);
+    const definition = plan.next(planInRanges(this, fns.planRange, startRounds, stepFailed));
+    startRounds.next(chooseQueue);
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {
       retention: logs.RetentionDays.THREE_MONTHS,
@@ -403,6 +412,67 @@ export class Pipeline extends Construct {
       "The Distributed Map starts child executions of this state machine with generated names; the grant is this state machine's executions only.",
     );
   }
+}
+
+/**
+ * A plan too large for the Plan task alone (adapters/aws/plan-ranges.ts): its ledger rows
+ * are written by PlanRange tasks over chunk-index ranges, the range starts made here
+ * (States.ArrayRange over $.plan.chunks: at most 1,000 items, 2.5·10^8 chunks), then
+ * CompletePlan makes them claimable. An inline Map: ≤ 1,000 small items, results
+ * discarded, so neither the state nor the history comes near its limit.
+ */
+function planInRanges(
+  scope: Construct,
+  fn: lambda.IFunction,
+  next: sfn.IChainable,
+  stepFailed: sfn.IChainable,
+): sfn.Choice {
+  const starts = new sfn.Pass(scope, STATES.rangeStarts, {
+    parameters: {
+      starts: sfn.JsonPath.arrayRange(
+        0,
+        Token.asNumber(sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.plan.chunks'), -1)),
+        PLAN_RANGE_ROWS,
+      ),
+    },
+    resultPath: '$.planRanges',
+  });
+  const ranges = new sfn.Map(scope, STATES.planRanges, {
+    itemsPath: '$.planRanges.starts',
+    itemSelector: {
+      step: 'range',
+      jobId: sfn.JsonPath.stringAt('$.plan.jobId'),
+      from: sfn.JsonPath.numberAt('$$.Map.Item.Value'),
+      rows: PLAN_RANGE_ROWS,
+    },
+    maxConcurrency: PLAN_RANGES_IN_FLIGHT,
+    resultPath: sfn.JsonPath.DISCARD,
+  });
+  const range = lambdaTask(scope, STATES.planRange, fn, { resultPath: sfn.JsonPath.DISCARD });
+  // Throughput refusals outlasting the adapter's own backoff, and a call cut off by the
+  // Lambda timeout: the range is idempotent, so it is simply run again.
+  range.addRetry({
+    errors: ['BatchWriteIncompleteError', 'LedgerThrottledError', 'Sandbox.Timedout'],
+    interval: Duration.seconds(10),
+    maxAttempts: 3,
+    backoffRate: 2,
+  });
+  ranges.itemProcessor(range);
+  ranges.addCatch(stepFailed, { errors: [sfn.Errors.ALL], resultPath: '$.error' });
+  const complete = lambdaTask(scope, STATES.completePlan, fn, {
+    payload: sfn.TaskInput.fromObject({
+      step: 'complete',
+      jobId: sfn.JsonPath.stringAt('$.plan.jobId'),
+    }),
+    resultPath: sfn.JsonPath.DISCARD,
+  });
+  complete.addCatch(stepFailed, { errors: [sfn.Errors.ALL], resultPath: '$.error' });
+  return new sfn.Choice(scope, STATES.planInRanges)
+    .when(
+      sfn.Condition.numberGreaterThan('$.plan.chunks', PLAN_RANGE_ROWS),
+      starts.next(ranges).next(complete).next(next),
+    )
+    .otherwise(next);
 }
 
 interface LambdaTaskOptions {

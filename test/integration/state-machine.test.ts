@@ -36,16 +36,19 @@ import { cloudDeps } from '../../adapters/aws/deps.ts';
 import { DynamoLedger } from '../../adapters/aws/dynamo-ledger.ts';
 import { readCloudEnv } from '../../adapters/aws/env.ts';
 import { S3Store } from '../../adapters/aws/s3-store.ts';
+import { planRangeTask } from '../../adapters/aws/plan-ranges.ts';
 import { PIPELINE_ERROR, STATES } from '../../cdk/constructs/pipeline.ts';
 import { type Knobs, knobContextKey, parseKnobs } from '../../cdk/knobs.ts';
 import { REPO_ROOT } from '../../cdk/paths.ts';
 import { TesseraStack } from '../../cdk/stack.ts';
 import type {
   BlendItem,
+  CompletePlanTaskEvent,
   FinalizeTaskResult,
   JobStatusDocument,
   MarkFailedEvent,
   PipelineInput,
+  PlanRangeTaskEvent,
   PlanTaskEvent,
   PlanTaskResult,
   VerifyTaskEvent,
@@ -219,6 +222,9 @@ const STEPS: Record<string, (deps: CloudDeps, event: never) => Promise<unknown>>
   [STATES.blendRange]: (deps, e: BlendItem) => blendStep(deps, e),
   [STATES.finalize]: (deps, e: { jobId: string }) => finalizeStep(deps, e),
   [STATES.markFailed]: (deps, e: MarkFailedEvent) => markFailedStep(deps, e),
+  // functions/plan-range.ts: both tasks of a plan written in ranges.
+  [STATES.planRange]: (deps, e: PlanRangeTaskEvent) => planRangeTask(deps, e),
+  [STATES.completePlan]: (deps, e: CompletePlanTaskEvent) => planRangeTask(deps, e),
 };
 
 /** lambda:invoke's failure for an unhandled error: Error = errorType, Cause = the payload. */

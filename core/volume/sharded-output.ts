@@ -33,7 +33,9 @@ import {
 import { OUTPUT_ARRAY_PATH, type OutputVolume } from './output.ts';
 import type { Layout, OutputData, OutputDtype } from './output-layout.ts';
 import {
+  decodeShardIndex,
   encodeShard,
+  indexByteLength,
   readInnerChunk,
   readShardIndex,
   type ShardIndex,
@@ -66,6 +68,12 @@ export interface ShardedOutput extends OutputVolume {
   ): Promise<void>;
   /** The shard's checked index; undefined when the shard has not been written. */
   shardIndex(shard: Vec3): Promise<ShardIndex | undefined>;
+  /**
+   * The blocks stored in shard `shard`, still encoded (one GET of the whole shard), in
+   * index order: handed back to writeShard with other blocks, they give the shard that
+   * writing all of them as voxels gives, byte for byte.
+   */
+  storedBlocks(shard: Vec3): Promise<ShardBlock[]>;
 }
 
 type BytesToBytes = { decode(bytes: Uint8Array): Promise<Uint8Array> };
@@ -211,6 +219,28 @@ export class ShardedOutputVolume implements ShardedOutput {
   shardIndex(shard: Vec3): Promise<ShardIndex | undefined> {
     this.checkShard(shard);
     return readShardIndex(this.store, this.refOf(shard), this.innerCount);
+  }
+
+  async storedBlocks(shard: Vec3): Promise<ShardBlock[]> {
+    this.checkShard(shard);
+    const ref = this.refOf(shard);
+    const bytes = await this.store.get(ref.key);
+    if (bytes === undefined) return [];
+    const tail = bytes.subarray(Math.max(0, bytes.length - indexByteLength(this.innerCount)));
+    const index = decodeShardIndex(tail, this.innerCount, ref, bytes.length);
+    const blocks: ShardBlock[] = [];
+    const r = this.shardBlocks(shard);
+    for (let z = r.start[0]; z < r.stop[0]; z++)
+      for (let y = r.start[1]; y < r.stop[1]; y++)
+        for (let x = r.start[2]; x < r.stop[2]; x++) {
+          const range = index.range(this.slotOf([z, y, x]));
+          if (range !== undefined)
+            blocks.push({
+              coord: [z, y, x],
+              data: bytes.subarray(range.offset, range.offset + range.length),
+            });
+        }
+    return blocks;
   }
 
   async blockExists(coord: Vec3): Promise<boolean> {

@@ -268,6 +268,38 @@ describe('sharded output written by Tessera', () => {
     expect(first).toEqual(await a.get('/0/c/0/0/0/0'));
   });
 
+  it('rewrites a shard from its stored blocks plus new ones: the bytes of writing all as voxels', async () => {
+    const store = new MemoryStore();
+    const volume = await writeSample(store); // shard [0, 0, 0] lacks block [0, 1, 0]
+    const carried = await volume.storedBlocks([0, 0, 0]);
+    expect(carried.map((b) => key(b.coord))).toEqual([
+      '0,0,0',
+      '0,0,1',
+      '0,1,1',
+      '1,0,0',
+      '1,0,1',
+      '1,1,0',
+      '1,1,1',
+    ]);
+    expect(carried.every((b) => b.data instanceof Uint8Array)).toBe(true);
+    await volume.writeShard(
+      [0, 0, 0],
+      [...carried, { coord: [0, 1, 0], data: blockData([0, 1, 0]) }],
+    );
+
+    const direct = new MemoryStore();
+    const all = await createOutputVolume(direct, options());
+    if (!isShardedOutput(all)) throw new Error('expected a sharded output');
+    const shard = BLOCKS.filter((c) => all.shardOf(c).join() === '0,0,0');
+    await all.writeShard(
+      [0, 0, 0],
+      shard.map((c) => ({ coord: c, data: blockData(c) })),
+    );
+    expect(await store.get('/0/c/0/0/0/0')).toEqual(await direct.get('/0/c/0/0/0/0'));
+    expect(await volume.storedBlocks([0, 0, 0])).toHaveLength(8);
+    expect(await all.storedBlocks([1, 0, 0])).toEqual([]); // not written
+  });
+
   it('refuses writeBlock into a shard of several blocks (ShardedWriteError), allows it for a one-block shard', async () => {
     const volume = await createOutputVolume(new MemoryStore(), options());
     const error = await volume.writeBlock([0, 0, 0], blockData([0, 0, 0])).catch((e) => e);

@@ -6,6 +6,7 @@
 
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import * as zarr from 'zarrita';
 import type { Dense } from '../../core/array/dense.ts';
@@ -325,6 +326,71 @@ describe('sharded output written by Tessera', () => {
     await expect(
       volume.writeShard([0, 0, 0], [{ coord: [2, 0, 0], data: blockData([2, 0, 0]) }]),
     ).rejects.toThrow(/not a block of shard \[0, 0, 0\]/);
+  });
+});
+
+describe('any sharded geometry', () => {
+  it('reads back in zarrita as written: random shapes, channels, shard multiples and left-out blocks', async () => {
+    const dim = fc.record({
+      n: fc.integer({ min: 1, max: 9 }),
+      b: fc.integer({ min: 1, max: 4 }),
+      k: fc.integer({ min: 1, max: 3 }),
+    });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.tuple(dim, dim, dim),
+        fc.integer({ min: 1, max: 3 }),
+        fc.double({ min: -2, max: 2, noNaN: true }).map((v) => (v === 0 ? 0 : v)), // JSON has no -0
+        fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+        async (axes, channels, fillValue, seed) => {
+          const shape = axes.map((a) => a.n) as unknown as Vec3;
+          const blockShape = axes.map((a) => a.b) as unknown as Vec3;
+          const shardShape = axes.map((a) => a.b * a.k) as unknown as Vec3;
+          const store = new MemoryStore();
+          const o = {
+            shape,
+            channels,
+            dtype: 'float32' as const,
+            blockShape,
+            shardShape,
+            fillValue,
+          };
+          const volume = await createOutputVolume(store, o);
+          if (!isShardedOutput(volume)) throw new Error('expected a sharded output');
+          // Expected array, filled as blocks are (or are not) written: x*7 + y*5 + z*3 + c + seed bit.
+          const [Z, Y, X] = shape;
+          const want = new Float32Array(channels * Z * Y * X).fill(fillValue);
+          const g = volume.shardGrid;
+          for (let sz = 0; sz < g[0]; sz++)
+            for (let sy = 0; sy < g[1]; sy++)
+              for (let sx = 0; sx < g[2]; sx++) {
+                const r = volume.shardBlocks([sz, sy, sx]);
+                const blocks = [];
+                for (let z = r.start[0]; z < r.stop[0]; z++)
+                  for (let y = r.start[1]; y < r.stop[1]; y++)
+                    for (let x = r.start[2]; x < r.stop[2]; x++) {
+                      if (((seed >>> ((z * 7 + y * 3 + x) % 31)) & 1) === 0) continue; // left out
+                      const box = volume.blockBox([z, y, x]);
+                      const data = new Float32Array(channels * box.size);
+                      let i = 0;
+                      for (let c = 0; c < channels; c++)
+                        for (let vz = box.start[0]; vz < box.stop[0]; vz++)
+                          for (let vy = box.start[1]; vy < box.stop[1]; vy++)
+                            for (let vx = box.start[2]; vx < box.stop[2]; vx++) {
+                              const v = vx * 7 + vy * 5 + vz * 3 + c + 0.5;
+                              data[i++] = v;
+                              want[((c * Z + vz) * Y + vy) * X + vx] = v;
+                            }
+                      blocks.push({ coord: [z, y, x] as Vec3, data: { box, channels, data } });
+                    }
+                await volume.writeShard([sz, sy, sx], blocks);
+              }
+          const array = await zarr.open.v3(zarr.root(store).resolve('0'), { kind: 'array' });
+          expect((await zarr.get(array)).data).toEqual(want);
+        },
+      ),
+      { numRuns: 40, seed: 16 },
+    );
   });
 });
 

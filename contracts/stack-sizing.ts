@@ -7,6 +7,8 @@
 export const LAMBDA_SIZING = {
   // Planning writes one ledger row per chunk.
   planner: { memoryMiB: 1769, timeoutSeconds: 15 * 60 },
+  // PLAN_RANGE_ROWS (250,000) rows a call, bounded in-flight: minutes, not the 15 allowed.
+  planRange: { memoryMiB: 1769, timeoutSeconds: 15 * 60 },
   verify: { memoryMiB: 512, timeoutSeconds: 5 * 60 },
   // Sums partials of BLOCKS_PER_BLEND_ITEM seam blocks per item; memory is the block buffers.
   blend: { memoryMiB: 3008, timeoutSeconds: 15 * 60 },

@@ -24,6 +24,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import { Construct } from 'constructs';
 import { ENV, HANDLERS, KEYS } from '../../contracts/cloud.ts';
+import { LAMBDA_SIZING } from '../../contracts/stack-sizing.ts';
 import { acknowledge, acknowledgeFindings } from '../nag.ts';
 import { REPO_ROOT } from '../paths.ts';
 import type { Storage } from './storage.ts';
@@ -110,18 +111,19 @@ interface Sizing {
   timeout: Duration;
 }
 
+// From contracts/stack-sizing.ts, which `tessera plan --cloud` checks jobs against too.
+const sized = (s: { memoryMiB: number; timeoutSeconds: number }): Sizing => ({
+  memoryMiB: s.memoryMiB,
+  timeout: Duration.seconds(s.timeoutSeconds),
+});
 const SIZING: Record<FunctionName, Sizing> = {
-  // Planning writes one ledger row per chunk: ~10^6 rows at ~4,000 writes/s fits in 15 min.
-  planner: { memoryMiB: 1769, timeout: Duration.minutes(15) },
-  // PLAN_RANGE_ROWS (250,000) rows a call, bounded in-flight: minutes, not the 15 allowed.
-  planRange: { memoryMiB: 1769, timeout: Duration.minutes(15) },
-  verify: { memoryMiB: 512, timeout: Duration.minutes(5) },
-  // Sums partials of ~64 seam blocks per item; memory is the block buffers.
-  blend: { memoryMiB: 3008, timeout: Duration.minutes(15) },
-  finalize: { memoryMiB: 1769, timeout: Duration.minutes(15) },
-  markFailed: { memoryMiB: 256, timeout: Duration.minutes(1) },
-  // Runs every 5 minutes: reads the counts of each running job; done well before the next.
-  watchdog: { memoryMiB: 512, timeout: Duration.minutes(4) },
+  planner: sized(LAMBDA_SIZING.planner),
+  planRange: sized(LAMBDA_SIZING.planRange),
+  verify: sized(LAMBDA_SIZING.verify),
+  blend: sized(LAMBDA_SIZING.blend),
+  finalize: sized(LAMBDA_SIZING.finalize),
+  markFailed: sized(LAMBDA_SIZING.markFailed),
+  watchdog: sized(LAMBDA_SIZING.watchdog),
 };
 
 export class Functions extends Construct {

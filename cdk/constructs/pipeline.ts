@@ -31,6 +31,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { KEYS, PLAN_RANGE_ROWS, PLAN_RANGES_IN_FLIGHT } from '../../contracts/cloud.ts';
+import { BLEND_CONCURRENCY } from '../../contracts/stack-sizing.ts';
 import { acknowledgeFindings } from '../nag.ts';
 import type { FunctionName } from './functions.ts';
 import type { Storage } from './storage.ts';
@@ -294,7 +295,7 @@ export class Pipeline extends Construct {
         bucketNamePath: sfn.JsonPath.stringAt('$.plan.bucket'),
         key: sfn.JsonPath.stringAt('$.plan.blendItemsKey'),
       }),
-      maxConcurrency: props.blendConcurrency ?? 40,
+      maxConcurrency: props.blendConcurrency ?? BLEND_CONCURRENCY,
       // Thousands of child results would overflow the 256 KiB state: they go to S3.
       resultWriterV2: new PrefixResultWriter({
         bucket: storage.bucket,

@@ -22,6 +22,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { ENV, WORKER_EXIT } from '../../contracts/cloud.ts';
+import { WORKER_VCPUS } from '../../contracts/stack-sizing.ts';
 import { CLOUD_WORKER_MEMORY_MIB } from '../../core/pipeline/memory-estimate.ts';
 import { acknowledgeFindings } from '../nag.ts';
 import { REPO_ROOT } from '../paths.ts';
@@ -157,7 +158,7 @@ export class Workers extends Construct {
         command: WORKER_COMMAND,
         gpu: 1,
         // Fits the smallest default type (g4dn/g5/g6.xlarge: 4 vCPU, 16 GiB, ECS keeps some).
-        cpu: 4,
+        cpu: WORKER_VCPUS.gpu,
         memory: Size.mebibytes(CLOUD_WORKER_MEMORY_MIB.gpu),
         environment,
         jobRole: this.jobRole,
@@ -172,7 +173,7 @@ export class Workers extends Construct {
         image: image(WORKER_DOCKERFILES.cpu),
         command: WORKER_COMMAND,
         // CPU workers run the model with all cores (intra-op threads) and large batches.
-        cpu: 8,
+        cpu: WORKER_VCPUS.cpu,
         // The planner refuses a job whose workers would not fit (see CLOUD_WORKER_MEMORY_MIB).
         memory: Size.mebibytes(CLOUD_WORKER_MEMORY_MIB.cpu),
         environment,

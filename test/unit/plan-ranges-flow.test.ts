@@ -66,6 +66,7 @@ async function runPlan(
             blendItemsKey: 'k',
             blendItemCount: 0,
             device: 'gpu',
+            blendItems: [],
           })),
           [STATES.planRange]: handler(STATES.planRange, (e: { from: number }) => ({
             written: 1,
@@ -83,7 +84,13 @@ async function runPlan(
     await run.result;
     return { calls };
   } catch (e) {
-    return { calls, error: (e as Error).name };
+    return {
+      calls,
+      error:
+        (e as Error).name === 'ExecutionError'
+          ? String((e as { cause?: unknown }).cause ?? (e as Error).message)
+          : (e as Error).name,
+    };
   }
 }
 
@@ -121,7 +128,7 @@ describe('the PlanRanges path of the state machine', () => {
 
   it('a failed range fails the job before any round starts, and CompletePlan is not called', async () => {
     const { calls, error } = await runPlan(600_000, STATES.planRange);
-    expect(error).toBe('StepFailed');
+    expect(error).toMatch(/^StepFailed/);
     expect(calls.some(([s]) => s === STATES.completePlan)).toBe(false);
   });
 

@@ -26,6 +26,7 @@ export function withClockOffset(ledger: Ledger, env: NodeJS.ProcessEnv = process
     fail: (claim, error) => ledger.fail(claim, error),
     counts: (jobId) => ledger.counts(jobId),
     list: (jobId, status) => ledger.list(jobId, status),
+    statuses: (jobId, chunks) => ledger.statuses(jobId, chunks),
     sweep: (jobId, o = {}) => ledger.sweep(jobId, { now: now(o.now) }),
     claimOutput: (url, jobId, o) => ledger.claimOutput(url, jobId, o),
     rearm: (jobId, which) => ledger.rearm(jobId, which),

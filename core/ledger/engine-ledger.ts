@@ -115,6 +115,9 @@ export class EngineLedger implements Ledger, RangePlanner {
   async *list(jobId: string, status?: ChunkStatus): AsyncIterable<ChunkRow> {
     yield* this.engine.state.list(jobId, status);
   }
+  async statuses(jobId: string, chunks: readonly ChunkRef[]): Promise<ChunkStatus[]> {
+    return this.engine.state.statuses(jobId, chunks);
+  }
   async sweep(jobId: string, o?: { now?: number }): Promise<{ expired: number; failed: number }> {
     return this.engine.sweep(jobId, o);
   }

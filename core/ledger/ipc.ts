@@ -71,6 +71,7 @@ const WIRE: { readonly [M in Method]: Wire<M> } = {
       yield* (await reply) as ChunkRow[];
     },
   },
+  statuses: {},
   sweep: {},
   claimOutput: {},
   rearm: {},

@@ -14,7 +14,14 @@
 
 import { replayJournal } from './journal-replay.ts';
 import { LedgerState } from './ledger-state.ts';
-import type { ChunkRow, ChunkStatus, JobSpec, LedgerReader, StatusCounts } from './port.ts';
+import type {
+  ChunkRef,
+  ChunkRow,
+  ChunkStatus,
+  JobSpec,
+  LedgerReader,
+  StatusCounts,
+} from './port.ts';
 
 export { lockHolder } from './lock.ts';
 
@@ -47,6 +54,10 @@ export class JournalView implements LedgerReader {
 
   async *list(jobId: string, status?: ChunkStatus): AsyncIterable<ChunkRow> {
     yield* this.state.list(jobId, status);
+  }
+
+  async statuses(jobId: string, chunks: readonly ChunkRef[]): Promise<ChunkStatus[]> {
+    return this.state.statuses(jobId, chunks);
   }
 
   /** The job that holds output location `url`, if one does. */

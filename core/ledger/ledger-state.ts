@@ -7,10 +7,10 @@
 // their initial PENDING state are implicit, and claimable chunks are found through an
 // IndexSet (PENDING) and a LeaseHeap (RUNNING, by expiry) instead of a scan.
 
-import { JobNotFoundError } from './errors.ts';
+import { ChunkNotFoundError, JobNotFoundError } from './errors.ts';
 import { IndexSet } from './index-set.ts';
 import { type LeaseEntry, LeaseHeap } from './lease-heap.ts';
-import type { ChunkRow, ChunkStatus, JobSpec, StatusCounts } from './port.ts';
+import type { ChunkRef, ChunkRow, ChunkStatus, JobSpec, StatusCounts } from './port.ts';
 import { initialRow, type RowState } from './protocol.ts';
 
 /** One row transition: the full new state of one chunk row. */
@@ -91,6 +91,15 @@ export class LedgerState {
 
   counts(jobId: string): StatusCounts {
     return { ...this.job(jobId).counts };
+  }
+
+  /** The status of each ref's row; a ref this job does not have is ChunkNotFoundError. */
+  statuses(jobId: string, refs: readonly ChunkRef[]): ChunkStatus[] {
+    const s = this.job(jobId);
+    return refs.map((r) => {
+      if (s.ids[r.index] !== r.chunkId) throw new ChunkNotFoundError(jobId, r.chunkId, r.index);
+      return rowOf(s, r.index).status;
+    });
   }
 
   /** Rows in index order, optionally of one status; lazy, so an unknown job throws on the first step. */

@@ -115,6 +115,9 @@ export class PausingLedger implements Ledger {
   list(jobId: string, status?: ChunkStatus): AsyncIterable<ChunkRow> {
     return this.inner.list(jobId, status);
   }
+  statuses(jobId: string, chunks: readonly ChunkRef[]): Promise<ChunkStatus[]> {
+    return this.inner.statuses(jobId, chunks);
+  }
   sweep(jobId: string, o?: { now?: number }): Promise<{ expired: number; failed: number }> {
     return this.write(() => this.inner.sweep(jobId, o));
   }

@@ -136,6 +136,13 @@ export interface Ledger {
   /** → PENDING if attempts < maxAttempts else FAILED (poison); returns the new row. */
   fail(claim: Claim, error: string): Promise<ChunkRow>;
   counts(jobId: string): Promise<StatusCounts>;
+  /**
+   * The status of each of `chunks`, in their order, read consistently: once complete()
+   * has returned for a chunk, every later call reads it DONE (or SKIPPED). A worker asks
+   * it whether it is the last contributor of a seam block (core/pipeline/seam-handoff.ts).
+   * An index or id this job does not have is ChunkNotFoundError.
+   */
+  statuses(jobId: string, chunks: readonly ChunkRef[]): Promise<ChunkStatus[]>;
   /** Rows in index order, optionally of one status. */
   list(jobId: string, status?: ChunkStatus): AsyncIterable<ChunkRow>;
   /** Verify's re-drive: RUNNING rows whose lease expired become claimable (or FAILED at maxAttempts); returns what changed. */
@@ -195,4 +202,4 @@ export interface RangePlanner {
 }
 
 /** The port's reads: what `tessera status` needs of a ledger, and all a JournalView has. */
-export type LedgerReader = Pick<Ledger, 'getJob' | 'counts' | 'list'>;
+export type LedgerReader = Pick<Ledger, 'getJob' | 'counts' | 'list' | 'statuses'>;

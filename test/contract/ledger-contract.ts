@@ -395,6 +395,36 @@ export function ledgerContract(name: string, makeLedger: MakeLedger): void {
         expect(await l.counts('j')).toEqual(counts({ DONE: 1, SKIPPED: 1, RUNNING: 1 }));
       }));
 
+    it('statuses reads each asked row, in the order asked, as of the last transition', () =>
+      withLedger(async (l) => {
+        await l.createJob(spec('j', 5, { maxAttempts: 1 }), chunksOf(5));
+        const ref = (i: number) => ({ chunkId: `c${i}`, index: i });
+        const asked = [ref(3), ref(0), ref(1), ref(3)];
+        expect(await l.statuses('j', asked)).toEqual(['PENDING', 'PENDING', 'PENDING', 'PENDING']);
+        const c0 = await l.claim('j', 'w0', { startIndex: 0, now: T0 });
+        const c1 = await l.claim('j', 'w1', { startIndex: 1, now: T0 });
+        const c3 = await l.claim('j', 'w3', { startIndex: 3, now: T0 });
+        expect(await l.statuses('j', asked)).toEqual(['RUNNING', 'RUNNING', 'RUNNING', 'RUNNING']);
+        // Read right after complete() returns: the last-contributor decision relies on it.
+        await l.complete(c3!);
+        expect(await l.statuses('j', [ref(3)])).toEqual(['DONE']);
+        await l.complete(c0!, { skipped: true });
+        await l.fail(c1!, 'bad');
+        expect(await l.statuses('j', asked)).toEqual(['DONE', 'SKIPPED', 'FAILED', 'DONE']);
+        expect(await l.statuses('j', [])).toEqual([]);
+        // 150 refs: more than one DynamoDB BatchGetItem request holds.
+        await l.createJob(spec('big', 150), chunksOf(150));
+        const many = [...chunksOf(150)].reverse();
+        expect(await l.statuses('big', many)).toEqual(many.map(() => 'PENDING'));
+        await expect(l.statuses('j', [{ chunkId: 'c9', index: 9 }])).rejects.toBeInstanceOf(
+          ChunkNotFoundError,
+        );
+        await expect(l.statuses('j', [{ chunkId: 'c2', index: 4 }])).rejects.toBeInstanceOf(
+          ChunkNotFoundError,
+        );
+        await expect(l.statuses('nope', [ref(0)])).rejects.toBeInstanceOf(JobNotFoundError);
+      }));
+
     it('lists rows by status in index order', () =>
       withLedger(async (l) => {
         await l.createJob(spec('j', 6, { maxAttempts: 1 }), chunksOf(6));

@@ -53,6 +53,7 @@ import {
   ROWS_PER_PARTITION,
   SK,
 } from './schema.ts';
+import { statuses } from './statuses.ts';
 import { type DynamoLedgerStats, LedgerTable } from './table.ts';
 import { complete, fail, heartbeat, release } from './tenure.ts';
 
@@ -187,6 +188,10 @@ export class DynamoLedger implements Ledger, RangePlanner {
     })) {
       yield this.t.items.row(jobId, item);
     }
+  }
+
+  async statuses(jobId: string, chunks: readonly ChunkRef[]): Promise<ChunkStatus[]> {
+    return statuses(this.t, await this.job(jobId), chunks);
   }
 
   // ---- claims ------------------------------------------------------------------------------

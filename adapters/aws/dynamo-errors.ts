@@ -104,3 +104,20 @@ export class LedgerCannotPlanRangesError extends LedgerError {
     );
   }
 }
+
+/** A consistent BatchGetItem kept returning UnprocessedKeys (throttling) past the retries. */
+export class BatchGetIncompleteError extends LedgerError {
+  override readonly name = 'BatchGetIncompleteError';
+  constructor(
+    readonly table: string,
+    readonly jobId: string,
+    readonly unprocessed: number,
+    readonly attempts: number,
+  ) {
+    super(
+      `reading ${unprocessed} chunk row(s) of job "${jobId}" from DynamoDB table "${table}": still ` +
+        `unprocessed after ${attempts} BatchGetItem attempts (throttling); the caller retries ` +
+        "later; raise the table's read throughput if this repeats",
+    );
+  }
+}

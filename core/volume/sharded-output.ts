@@ -162,7 +162,7 @@ export class ShardedOutputVolume implements ShardedOutput {
   ): Promise<void> {
     this.checkShard(shard);
     const inside = this.shardBlocks(shard);
-    const given: { slot: number; block: ShardBlock }[] = [];
+    const given = new Map<number, ShardBlock>();
     for (const block of blocks) {
       const c = block.coord;
       if (!inside.containsPoint(c))
@@ -172,16 +172,22 @@ export class ShardedOutputVolume implements ShardedOutput {
           `it is not a block of shard [${shard.join(', ')}] (blocks ${inside})`,
         );
       const slot = this.slotOf(c);
-      if (given.some((g) => g.slot === slot))
+      if (given.has(slot))
         throw new InvalidBlockError(this.location, c, 'it is given twice for one shard');
-      given.push({ slot, block });
+      if (block.data instanceof Uint8Array && block.data.length === 0)
+        throw new InvalidBlockError(
+          this.location,
+          c,
+          'its encoded bytes are empty (leave a block out of writeShard to store it empty)',
+        );
+      given.set(slot, block);
     }
     const chunks: (Uint8Array | undefined)[] = Array.from(
       { length: this.innerCount },
       () => undefined,
     );
     await Promise.all(
-      given.map(async ({ slot, block }) => {
+      [...given].map(async ([slot, block]) => {
         chunks[slot] =
           block.data instanceof Uint8Array
             ? block.data

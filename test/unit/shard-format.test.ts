@@ -320,12 +320,17 @@ describe('sharded output written by Tessera', () => {
     expect(await zarr.get(array, [1, 4, 1, 2])).toBe(value(1, 4, 1, 2)); // in block [2, 0, 0]
   });
 
-  it('refuses a block given for another shard', async () => {
+  it('refuses a block given for another shard, twice, or as empty bytes', async () => {
     const volume = await createOutputVolume(new MemoryStore(), options());
     if (!isShardedOutput(volume)) throw new Error('expected a sharded output');
     await expect(
       volume.writeShard([0, 0, 0], [{ coord: [2, 0, 0], data: blockData([2, 0, 0]) }]),
     ).rejects.toThrow(/not a block of shard \[0, 0, 0\]/);
+    const twice = { coord: [0, 0, 0] as Vec3, data: blockData([0, 0, 0]) };
+    await expect(volume.writeShard([0, 0, 0], [twice, twice])).rejects.toThrow(/given twice/);
+    await expect(
+      volume.writeShard([0, 0, 0], [{ coord: [0, 0, 0], data: new Uint8Array(0) }]),
+    ).rejects.toThrow(/encoded bytes are empty/);
   });
 });
 

@@ -37,6 +37,7 @@ import {
   runWorkRounds,
   timed,
 } from '../core/pipeline/index.ts';
+import { describeNormalisation } from '../core/pipeline/input-normalisation.ts';
 import { type MemoryBudget, WorkerMemoryError } from '../core/pipeline/memory-estimate.ts';
 import { type InputPanels, renderInputPanels } from '../core/pipeline/preview.ts';
 import { LocalStore } from '../core/store/index.ts';
@@ -159,6 +160,8 @@ export async function runLocal(
         ? `planned ${m.jobId}: ${ctx.plan.counts.chunks} chunks, ${ctx.plan.counts.patches} patches`
         : `resuming ${m.jobId}: ${initial.DONE + initial.SKIPPED}/${ctx.plan.counts.chunks} chunks already done`,
     );
+    // What the model receives, as frozen in the job description (a resumed job's own rule).
+    log(`model input: ${describeNormalisation(ctx.description.normalization, ctx.input.dtype)}`);
     if (earlier.kind === 'damaged') return await repairRun(run, fleet, earlier.damaged, workers);
     // Seam blocks are blended while the job runs, as their contributors finish; chunks
     // finished by an earlier run count too (their blocks are re-blended: same bytes).

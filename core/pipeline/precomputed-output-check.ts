@@ -1,0 +1,138 @@
+// The output check (output-check.ts) for a precomputed output: the info file and every
+// block file the finished job wrote, each whole. Same scopes and depths as for Zarr:
+//
+//   out/info                    present, JSON, Tessera's layout          (both scopes)
+//   out/0/<x0>-<x1>_<y0>-…      every block meeting the region ('owned': the blocks
+//                               workers write final), raw: exactly C × voxels × dtype
+//                               bytes (edge blocks are cut to the volume, not padded)
+//
+//   'listing'  one listing of out/0/ with sizes: missing, empty and wrong-size files
+//   'frames'   reads each block: its size (a raw block has no frame to walk)
+//   'decode'   the same (raw bytes are their own decoding)
+//
+// Expected keys and sizes come from the plan and the manifest, never from the info on
+// disk, so a damaged info does not hide the blocks.
+
+import type { Vec3 } from '../geometry/index.ts';
+import type { AbsolutePath, Store } from '../store/index.ts';
+import { readJson } from '../volume/json.ts';
+import { PRECOMPUTED_SCALE_KEY, precomputedBlockKey } from '../volume/precomputed/output.ts';
+import type {
+  CheckDepth,
+  DamagedObject,
+  OutputCheckContext,
+  OutputCheckOptions,
+  OutputCheckResult,
+} from './output-check.ts';
+
+const INFO: AbsolutePath = '/info';
+
+export async function checkPrecomputedOutput(
+  ctx: OutputCheckContext,
+  o: OutputCheckOptions = {},
+): Promise<OutputCheckResult> {
+  const depth: CheckDepth = o.full ? 'decode' : (o.depth ?? 'frames');
+  const scope = o.scope ?? 'all';
+  const { plan, manifest } = ctx;
+  const store = ctx.outputStore;
+  const damaged: DamagedObject[] = [];
+  const channels = manifest.model.outputChannels;
+  const bytesPerVoxel = channels * (manifest.output.dtype === 'float32' ? 4 : 1);
+  const total = 1 + (scope === 'owned' ? plan.counts.ownedBlocks : plan.counts.blocks);
+  let checked = 0;
+  const tick = () => o.onProgress?.(++checked, total);
+
+  const info = await infoProblem(store, ctx);
+  if (info) damaged.push({ kind: 'metadata', level: 0, key: INFO, ...info });
+  tick();
+
+  const listed = await listSizes(store, `/${PRECOMPUTED_SCALE_KEY}/`);
+  const coords = (function* (): Generator<Vec3> {
+    for (let i = 0; i < plan.counts.blocks; i++) {
+      const c = plan.regionBlockAt(i);
+      if (scope === 'owned' && plan.describeBlock(c).seam) continue;
+      yield c;
+    }
+  })();
+  const lane = async (): Promise<void> => {
+    for (let r = coords.next(); !r.done; r = coords.next()) {
+      const coord = r.value;
+      const box = plan.describeBlock(coord).box;
+      const key = precomputedBlockKey(box);
+      const want = box.size * bytesPerVoxel;
+      let size: number | undefined;
+      if (listed !== undefined && depth === 'listing') size = listed.get(key);
+      else if (depth === 'listing' && store.getRange) {
+        const probe = await store.getRange(key, { offset: 0, length: 1 });
+        size = probe === undefined ? undefined : want; // presence only
+      } else size = (await store.get(key))?.length;
+      if (listed !== undefined && !listed.has(key)) size = undefined;
+      if (size === undefined)
+        damaged.push({
+          kind: 'block',
+          level: 0,
+          coord,
+          key,
+          problem: 'missing',
+          detail: 'no object at this key',
+        });
+      else if (size !== want)
+        damaged.push({
+          kind: 'block',
+          level: 0,
+          coord,
+          key,
+          problem: size < want ? 'truncated' : 'wrong-size',
+          detail: `${size} bytes; a raw block of ${channels} channel(s) × ${box.size} voxels is ${want}`,
+        });
+      tick();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? 8) }, lane));
+  damaged.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  return { checked, damaged, depth };
+}
+
+async function infoProblem(
+  store: Store,
+  ctx: OutputCheckContext,
+): Promise<{ problem: 'missing' | 'undecodable' | 'wrong-size'; detail: string } | undefined> {
+  let doc: unknown;
+  try {
+    doc = await readJson(store, INFO);
+  } catch (error) {
+    if (!(error instanceof SyntaxError)) throw error;
+    return { problem: 'undecodable', detail: `not valid JSON (${error.message})` };
+  }
+  if (doc === undefined) return { problem: 'missing', detail: 'no object at this key' };
+  const d = doc as Record<string, unknown>;
+  const scale = Array.isArray(d.scales) ? (d.scales[0] as Record<string, unknown>) : undefined;
+  const [z, y, x] = ctx.plan.volumeShape;
+  const [bz, by, bx] = ctx.plan.blockShape;
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  const wrong =
+    d.data_type !== ctx.manifest.output.dtype
+      ? 'data_type'
+      : d.num_channels !== ctx.manifest.model.outputChannels
+        ? 'num_channels'
+        : !same(scale?.size, [x, y, z])
+          ? 'scales[0].size'
+          : !same(scale?.chunk_sizes, [[bx, by, bz]])
+            ? 'scales[0].chunk_sizes'
+            : scale?.encoding !== 'raw'
+              ? 'scales[0].encoding'
+              : undefined;
+  return wrong === undefined
+    ? undefined
+    : { problem: 'wrong-size', detail: `its ${wrong} is not the layout this job writes` };
+}
+
+async function listSizes(
+  store: Store,
+  prefix: string,
+): Promise<Map<AbsolutePath, number> | undefined> {
+  if (!store.listWithSizes) return undefined;
+  const out = new Map<AbsolutePath, number>();
+  for await (const o of store.listWithSizes(prefix)) out.set(o.key, o.size);
+  return out;
+}

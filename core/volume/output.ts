@@ -39,6 +39,13 @@ import {
   sameJson,
 } from './output-layout.ts';
 import { checkOwner, OWNER_ATTRIBUTE, ownerOf, withOwner } from './output-owner.ts';
+import {
+  createPrecomputedOutput,
+  openPrecomputedOutput,
+  ownerDocOfInfo,
+  type PrecomputedOutputOptions,
+  readOutputInfo,
+} from './precomputed/output.ts';
 import { ShardedOutputVolume } from './sharded-output.ts';
 import { readPadded, withCheckedChunks } from './zarr-read.ts';
 
@@ -80,9 +87,10 @@ const ROOT_KEY: AbsolutePath = '/zarr.json';
 /** Creates the output group and array, or reopens them when the layout matches. */
 export async function createOutputVolume(
   store: Store,
-  o: OutputVolumeOptions,
+  o: OutputVolumeOptions & { format?: 'zarr' | 'precomputed' } & PrecomputedOutputOptions,
 ): Promise<OutputVolume> {
   checkOptions(o);
+  if (o.format === 'precomputed') return createPrecomputedOutput(store, o);
   const location = describeStore(store);
   const wanted = o.owner === undefined ? arrayMetadata(o) : withOwner(arrayMetadata(o), o.owner);
   const existing = await readMetadata(store, ARRAY_KEY, location);
@@ -134,6 +142,9 @@ export async function openOutputVolume(
 ): Promise<OutputVolume> {
   const location = describeStore(store);
   const doc = await readMetadata(store, ARRAY_KEY, location);
+  // No Zarr array: a Neuroglancer precomputed output, when an info file is there.
+  if (doc === undefined && (await readOutputInfo(store)) !== undefined)
+    return openPrecomputedOutput(store, o);
   if (o.owner !== undefined)
     checkOwner(location, o.owner, {
       root: await readMetadata(store, ROOT_KEY, location),
@@ -302,9 +313,10 @@ export async function outputPresence(
   const location = describeStore(store);
   const root = await readMetadata(store, ROOT_KEY, location);
   const array = await readMetadata(store, ARRAY_KEY, location);
+  const info = await readOutputInfo(store); // a precomputed output's
   return {
-    exists: root !== undefined || array !== undefined,
-    owner: ownerOf(root) ?? ownerOf(array),
+    exists: root !== undefined || array !== undefined || info !== undefined,
+    owner: ownerOf(root) ?? ownerOf(array) ?? ownerOf(ownerDocOfInfo(info)),
   };
 }
 
@@ -314,6 +326,10 @@ export async function checkOutputOwner(store: Store, owner: string): Promise<voi
   checkOwner(location, owner, {
     root: await readMetadata(store, ROOT_KEY, location),
     array: await readMetadata(store, ARRAY_KEY, location),
+  });
+  checkOwner(location, owner, {
+    root: ownerDocOfInfo(await readOutputInfo(store)),
+    array: undefined,
   });
 }
 

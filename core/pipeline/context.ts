@@ -18,6 +18,7 @@ import {
   openOutputVolume,
   VolumeFormatError,
 } from '../volume/index.ts';
+import { outputFormat } from '../volume/precomputed/output.ts';
 import { planNormalisation } from './input-normalisation.ts';
 import {
   checkInputAgainst,
@@ -237,6 +238,7 @@ export async function ensureOutput(ctx: JobContext): Promise<OutputVolume> {
         dtype: ctx.manifest.output.dtype,
         blockShape: ctx.plan.blockShape,
         owner: ctx.jobId,
+        format: outputFormat(ctx.manifest.output),
       });
     } catch (error) {
       if (

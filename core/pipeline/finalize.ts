@@ -19,6 +19,11 @@ import {
 } from '../store/index.ts';
 import { checkOutputOwner, writeOmeMetadata } from '../volume/index.ts';
 import { parentGroupAttributes, placementOf, type SpaceUnit } from '../volume/ome.ts';
+import {
+  nanometres,
+  outputFormat,
+  setPrecomputedResolution,
+} from '../volume/precomputed/output.ts';
 import { buildPyramid, type PyramidLevel, pyramidLevels } from '../volume/pyramid.ts';
 import type { JobContext } from './context.ts';
 import { type InputPanels, PREVIEW_KEY, type Preview, renderPreview } from './preview.ts';
@@ -92,13 +97,18 @@ export async function finalizeJob(ctx: JobContext, o: FinalizeOptions): Promise<
     // The output spans the whole input volume (voxels outside the region stay 0), so
     // it sits exactly where the input does: same voxel size, same translation.
     const placement = await inputPlacement(ctx);
-    await writeOmeMetadata(ctx.outputStore, {
-      name: manifest.name,
-      channels: channelNames(manifest),
-      ...(voxelSize ? { voxelSize } : {}),
-      ...placement,
-      datasets: levels.map((l) => ({ path: l.path, factor: l.factor })),
-    });
+    // A precomputed output has its info file instead: the voxel size goes there, in nm.
+    if (outputFormat(manifest.output) === 'precomputed') {
+      if (voxelSize)
+        await setPrecomputedResolution(ctx.outputStore, nanometres(voxelSize, placement.unit));
+    } else
+      await writeOmeMetadata(ctx.outputStore, {
+        name: manifest.name,
+        channels: channelNames(manifest),
+        ...(voxelSize ? { voxelSize } : {}),
+        ...placement,
+        datasets: levels.map((l) => ({ path: l.path, factor: l.factor })),
+      });
     if (o.preview !== false) {
       preview = await renderPreview(ctx.input, ctx.outputStore, plan.region, levels, {
         ...(ctx.previewTiles ? { tiles: ctx.work } : {}),

@@ -39,7 +39,9 @@ import {
 } from '../volume/output-layout.ts';
 import { type PyramidLevel, pyramidLevels } from '../volume/pyramid.ts';
 import '../volume/zstd.ts'; // the zstd codec zarrita decodes with
+import { outputFormat } from '../volume/precomputed/output.ts';
 import type { JobContext } from './context.ts';
+import { checkPrecomputedOutput } from './precomputed-output-check.ts';
 
 export type CheckDepth = 'listing' | 'frames' | 'decode';
 export type DamageProblem = 'missing' | 'truncated' | 'undecodable' | 'wrong-size';
@@ -97,6 +99,7 @@ export async function checkOutput(
   ctx: OutputCheckContext,
   o: OutputCheckOptions = {},
 ): Promise<OutputCheckResult> {
+  if (outputFormat(ctx.manifest.output) === 'precomputed') return checkPrecomputedOutput(ctx, o);
   const depth: CheckDepth = o.full ? 'decode' : (o.depth ?? 'frames');
   const scope = o.scope ?? 'all';
   const store = ctx.outputStore;

@@ -18,6 +18,8 @@ Usage:
                                                  validate and hand a manifest to the deployed stack
   tessera retry <jobId> --cloud                  run a FAILED cloud job's failed chunks again, after a fix
   tessera worker --job <jobId>                   join a cloud job as a worker (Batch container command)
+  tessera convert <input> <output.zarr> [--dataset /path] [--chunk Z,Y,X]
+                                                 HDF5 dataset, multipage TIFF or TIFF stack → OME-Zarr
   tessera view <output.zarr|manifest.json> [--port N]
                                                  serve a local output and print a neuroglancer link
   tessera help | --version
@@ -44,6 +46,8 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import('./verify-command.ts')).verifyCommand(rest);
       case 'retry':
         return await (await import('./retry-command.ts')).retryCommand(rest);
+      case 'convert':
+        return await (await import('./convert-command.ts')).convertCommand(rest);
       case 'view':
         return await (await import('./view-command.ts')).viewCommand(rest);
       case '--version':

@@ -86,8 +86,11 @@ export function cloudLines(f: CloudFigures): string[] {
       `${n(f.puts.total)} PUTs with the blend's ${n(f.puts.blend)}; ${n(f.gets.blend)} partial GETs`,
     `partials   ${n(f.partials.objects)} objects, ${formatBytes(f.partials.bytes)} = ${f.partials.ofOutput.toFixed(2)} of the ${formatBytes(f.outputBytes)} output (uncompressed)`,
     `ledger     ${n(l.writes.perChunk)} writes, ${n(l.writeUnits.perChunk)} WRU per chunk${heartbeats}; ${n(l.writes.total)} writes, ${n(l.writeUnits.total)} WRU in all`,
-    `planning   ${n(l.planning.rows)} rows on ${l.planning.partitions} partition(s) at ${n(l.planning.rowsPerSecond)} rows/s: ${seconds(l.planning.seconds)} ` +
-      `(${n(Math.ceil(l.planning.wcuToFitTimeout))} WCU/s would fit the planner's timeout)` +
+    `planning   ${n(l.planning.rows)} rows on ${l.planning.partitions} partition(s) at ${n(l.planning.rowsPerSecond)} rows/s: ${seconds(l.planning.seconds)}` +
+      (l.planning.ranges > 0
+        ? ` in ${n(l.planning.ranges)} PlanRange calls, ${l.planning.rangesAtOnce} at once, ${seconds(l.planning.callSeconds)} each`
+        : ' in one planner call') +
+      ` (${n(Math.ceil(l.planning.wcuToFitTimeout))} WCU/s would fit its timeout)` +
       (l.workWcu === undefined ? '' : `; work: ${n(Math.ceil(l.workWcu))} WCU/s`),
     `fleet      array of ${n(f.fleet.arraySize)} (${n(f.fleet.requested)} asked for); ${n(f.fleet.running)} at once (${f.fleet.maxVcpus} vCPUs, ${f.fleet.vcpusPerWorker} per worker)`,
     `blend      ${n(f.blend.items)} Map items, ${f.blend.concurrency} at once: ${formatBytes(f.blend.bytesPerItem)} and ${seconds(f.blend.secondsPerItem)} each, ` +

@@ -22,3 +22,6 @@ export const DYNAMO_PARTITION_WCU = 1_000;
  * (its initial warm throughput); more needs warm throughput set on the table.
  */
 export const DYNAMO_NEW_TABLE_WRU = 4_000;
+
+/** Step Functions: items States.ArrayRange may produce (the plan's range starts). */
+export const SFN_ARRAY_RANGE_MAX_ITEMS = 1_000;

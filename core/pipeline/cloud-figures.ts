@@ -10,7 +10,8 @@
 // The output layout is a function (CloudLayout): today's is `unshardedLayout`; a sharded
 // layout with band partials plugs in its own per-chunk figures.
 
-import { jobTimeoutHours, type Knobs } from '../../contracts/knobs.ts';
+import { PLAN_RANGE_ROWS, PLAN_RANGES_IN_FLIGHT } from '../../contracts/cloud.ts';
+import type { Knobs } from '../../contracts/knobs.ts';
 import {
   BLEND_CONCURRENCY,
   BLOCKS_PER_BLEND_ITEM,
@@ -19,21 +20,15 @@ import {
 } from '../../contracts/stack-sizing.ts';
 import type { Plan } from '../geometry/index.ts';
 import { MAX_ERROR_LENGTH } from '../ledger/index.ts';
-import {
-  DYNAMO_NEW_TABLE_WRU,
-  DYNAMO_PARTITION_WCU,
-  ITEM_READER_MAX_BYTES,
-  LAMBDA_MAX_MEMORY_MIB,
-  LAMBDA_MAX_TIMEOUT_S,
-  SFN_MAX_HISTORY_EVENTS,
-  SFN_MAX_PAYLOAD_BYTES,
-} from './aws-quotas.ts';
+import { DYNAMO_NEW_TABLE_WRU, DYNAMO_PARTITION_WCU, LAMBDA_MAX_TIMEOUT_S } from './aws-quotas.ts';
 import { type CloudLayout, unshardedLayout } from './cloud-layout.ts';
-import { MAX_FLEET, nextArraySize } from './steps.ts';
+import { judge, type Limit } from './cloud-limits.ts';
+import { nextArraySize } from './steps.ts';
 import { describePoison } from './verify.ts';
 
 export type { CloudLayout, LayoutFigures, LayoutInput } from './cloud-layout.ts';
 export { unshardedLayout } from './cloud-layout.ts';
+export type { Limit } from './cloud-limits.ts';
 
 /** One kind of ledger write: requests, and write request units in all (index writes included). */
 export interface LedgerWrite {
@@ -97,36 +92,25 @@ export const BLEND_BYTES_PER_SECOND = 40e6;
 /**
  * History events of the pipeline execution (cdk/constructs/pipeline.ts), as Step Functions
  * writes them: a Pass or Choice state enters and exits (2), a task enters, is scheduled,
- * starts, succeeds and exits (5), the Distributed Map enters, starts its Map Run, ends it
- * and exits (4; its children have their own histories). One Work round is ChooseQueue,
- * ArrayOrSingle, the Batch task, CountRound, Verify, Verified? and NextRound; around them:
- * ExecutionStarted, Plan, StartRounds, HasSeams?, Blend, Finalize, Succeeded,
- * ExecutionSucceeded. Retries add a few each.
+ * starts, succeeds and exits (5), a Map enters, starts, succeeds and exits (4; a
+ * Distributed Map's children have their own histories, an inline Map's iterations are in
+ * this one: started, the task's 5, succeeded). Around the rounds: ExecutionStarted, Plan,
+ * PlanInRanges?, StartRounds, HasSeams?, Blend, Finalize, Succeeded, ExecutionSucceeded;
+ * one Work round is ChooseQueue, ArrayOrSingle, the Batch task, CountRound, Verify,
+ * Verified? and NextRound; a plan in ranges adds RangeStarts, the PlanRanges Map and
+ * CompletePlan, and its iterations. Retries add a few each.
  */
 export const HISTORY_EVENTS = {
+  fixed: 1 + 5 + 2 + 2 + 2 + 4 + 5 + 2 + 1,
   perRound: 2 + 2 + 5 + 2 + 5 + 2 + 2,
-  fixed: 1 + 5 + 2 + 2 + 4 + 5 + 2 + 1,
+  ranged: 2 + 4 + 5,
+  perRange: 1 + 5 + 1,
 };
-/** State transitions billed: states entered per round, around the rounds, per blend child. */
-export const TRANSITIONS = { perRound: 7, fixed: 6, perBlendItem: 2 };
+/** State transitions billed: states entered (as above), and one child state per blend item. */
+export const TRANSITIONS = { fixed: 7, perRound: 7, ranged: 3, perRange: 1, perBlendItem: 2 };
 
 /** S3's longest object key, bytes: the manifest key in the state data can be this long. */
 const S3_MAX_KEY_BYTES = 1024;
-const MIB = 2 ** 20;
-
-export interface Limit {
-  id: string;
-  /** What is measured, in words. */
-  what: string;
-  value: number;
-  limit: number;
-  unit: string;
-  /** undefined: not judged (needs a throughput). */
-  ok: boolean | undefined;
-  /** The manifest field or stack knob (cdk/knobs.ts) that changes the value or the limit. */
-  knob: string;
-  fix: string;
-}
 
 export interface CloudFigures {
   layout: string;
@@ -146,6 +130,11 @@ export interface CloudFigures {
       partitions: number;
       rowsPerSecond: number;
       seconds: number;
+      /** PlanRange calls (0: one planner call writes every row), and how many run at once. */
+      ranges: number;
+      rangesAtOnce: number;
+      /** Seconds of the longest planner or PlanRange call. */
+      callSeconds: number;
       /** WRU/s the planner would need to write every row within its timeout. */
       wcuToFitTimeout: number;
     };
@@ -217,15 +206,32 @@ export function cloudFigures(o: CloudJobInput): CloudFigures {
   const once = [ledger.plan, ledger.claim, ledger.complete];
   const sum = (k: keyof LedgerWrite): number =>
     once.reduce((s, w) => s + w[k], 0) + (heartbeats ?? 0) * ledger.heartbeat[k];
+  const workWcuPerChunk = sum('units');
+
+  // --- planning ---------------------------------------------------------------------
+  // One planner Lambda up to PLAN_RANGE_ROWS rows; past that, ranges of that many rows,
+  // PLAN_RANGES_IN_FLIGHT at once (the state machine's PlanRanges Map), all sharing the
+  // table's write rate: the partitions' (1,000 WCU/s each) or a new table's, less of both.
   const partitions = ledger.planPartitions(chunks);
   const rowsPerSecond = Math.min(
     (partitions * DYNAMO_PARTITION_WCU) / ledger.plan.partitionUnits,
     DYNAMO_NEW_TABLE_WRU / ledger.plan.units,
   );
   const planSeconds = chunks / rowsPerSecond;
-  const planner = LAMBDA_SIZING.planner;
+  const ranged = chunks > PLAN_RANGE_ROWS;
+  const ranges = ranged ? Math.ceil(chunks / PLAN_RANGE_ROWS) : 1;
+  const inFlight = Math.min(ranges, PLAN_RANGES_IN_FLIGHT);
+  // The longest call: the planner over every row, or one range at its share of the rate.
+  const planCallSeconds = ranged ? PLAN_RANGE_ROWS / (rowsPerSecond / inFlight) : planSeconds;
+  const planner = ranged ? LAMBDA_SIZING.planRange : LAMBDA_SIZING.planner;
+  const planCall = {
+    ranges: ranged ? ranges : 0,
+    inFlight: ranged ? inFlight : 1,
+    seconds: planCallSeconds,
+    timeoutSeconds: Math.min(planner.timeoutSeconds, LAMBDA_MAX_TIMEOUT_S),
+  };
   const workWcu =
-    secondsPerChunk === undefined ? undefined : (running * sum('units')) / secondsPerChunk;
+    secondsPerChunk === undefined ? undefined : (running * workWcuPerChunk) / secondsPerChunk;
 
   // --- blend ------------------------------------------------------------------------
   const blendRate = o.blendBytesPerSecond ?? BLEND_BYTES_PER_SECOND;
@@ -236,12 +242,20 @@ export function cloudFigures(o: CloudJobInput): CloudFigures {
   const itemsJson = layout.blendItemJsonBytes * layout.blendItems;
 
   // --- state machine ----------------------------------------------------------------
-  const historyEvents = HISTORY_EVENTS.fixed + knobs.maxRounds * HISTORY_EVENTS.perRound;
+  const historyEvents =
+    HISTORY_EVENTS.fixed +
+    knobs.maxRounds * HISTORY_EVENTS.perRound +
+    (ranged ? HISTORY_EVENTS.ranged + HISTORY_EVENTS.perRange * ranges : 0);
   const transitions =
     TRANSITIONS.fixed +
     knobs.maxRounds * TRANSITIONS.perRound +
+    (ranged ? TRANSITIONS.ranged + TRANSITIONS.perRange * ranges : 0) +
     TRANSITIONS.perBlendItem * layout.blendItems;
-  const payload = largestStateBytes(o, { arraySize, blendItems: layout.blendItems });
+  const payload = largestStateBytes(o, {
+    arraySize,
+    blendItems: layout.blendItems,
+    rangeStarts: ranged ? ranges : 0,
+  });
 
   // --- hours and dollars ------------------------------------------------------------
   const workHours = o.compute ? o.compute.workerHours / running : undefined;
@@ -256,11 +270,12 @@ export function cloudFigures(o: CloudJobInput): CloudFigures {
         };
   const puts = layout.putsPerChunk * chunks + layout.blendPuts;
   const gbSeconds =
-    (planner.memoryMiB / 1024) * planSeconds +
+    (planner.memoryMiB / 1024) * planCallSeconds * ranges +
     (blendLambda.memoryMiB / 1024) * secondsPerItem * layout.blendItems;
   const lambda =
     gbSeconds * prices.lambdaGbSecond +
-    ((layout.blendItems + 2 * knobs.maxRounds + 3) / 1e6) * prices.lambdaPerMillionRequests;
+    ((layout.blendItems + ranges + 2 * knobs.maxRounds + 3) / 1e6) *
+      prices.lambdaPerMillionRequests;
   const requests =
     (puts / 1000) * prices.s3PutPer1000 +
     (layout.blendGets / 1000) * prices.s3GetPer1000 +
@@ -276,7 +291,8 @@ export function cloudFigures(o: CloudJobInput): CloudFigures {
     o,
     chunks,
     requested,
-    planSeconds,
+    planCall,
+    blendRate,
     itemsJson,
     blendMemory,
     secondsPerItem,
@@ -316,7 +332,12 @@ export function cloudFigures(o: CloudJobInput): CloudFigures {
         partitions,
         rowsPerSecond,
         seconds: planSeconds,
-        wcuToFitTimeout: (chunks * ledger.plan.units) / planner.timeoutSeconds,
+        ranges: planCall.ranges,
+        rangesAtOnce: planCall.inFlight,
+        callSeconds: planCallSeconds,
+        wcuToFitTimeout:
+          ((ranged ? inFlight * PLAN_RANGE_ROWS : chunks) * ledger.plan.units) /
+          planCall.timeoutSeconds,
       },
       workWcu,
     },
@@ -358,161 +379,11 @@ export function cloudFigures(o: CloudJobInput): CloudFigures {
   };
 }
 
-interface Judged {
-  o: CloudJobInput;
-  chunks: number;
-  requested: number;
-  planSeconds: number;
-  itemsJson: number;
-  blendMemory: number;
-  secondsPerItem: number;
-  historyEvents: number;
-  payload: number;
-  workHours: number | undefined;
-  workWcu: number | undefined;
-  totalHours: number | undefined;
-  running: number;
-  arraySize: number;
-  maxVcpus: number;
-}
-
-function judge(j: Judged): Limit[] {
-  const { knobs } = j.o;
-  const planner = LAMBDA_SIZING.planner;
-  const blend = LAMBDA_SIZING.blend;
-  const limit = (l: Omit<Limit, 'ok'>, ok = l.value <= l.limit): Limit => ({ ...l, ok });
-  const timed = (l: Omit<Limit, 'ok' | 'value'>, value: number | undefined): Limit => ({
-    ...l,
-    value: value ?? Number.NaN,
-    ok: value === undefined ? undefined : value <= l.limit,
-  });
-  const vcpus = j.o.device === 'gpu' ? 'maxGpuVcpus' : 'maxCpuVcpus';
-  // What holds the running fleet down: the workers asked for, or the vCPUs the stack allows.
-  const wider = j.running < j.arraySize ? vcpus : 'compute.maxWorkers';
-  const widen =
-    wider === vcpus
-      ? `raise the stack knob ${vcpus} (more workers at once)`
-      : 'raise compute.maxWorkers';
-  return [
-    limit({
-      id: 'batchArraySize',
-      what: "workers asked for (min of compute.maxWorkers and chunks) against Batch's array size",
-      value: j.requested,
-      limit: MAX_FLEET,
-      unit: 'workers',
-      knob: 'compute.maxWorkers',
-      fix: `at most ${MAX_FLEET} workers per array job; lower compute.maxWorkers (more are cut to ${MAX_FLEET})`,
-    }),
-    limit({
-      id: 'plannerChunks',
-      what: 'chunk rows against the largest plan the planner accepts',
-      value: j.chunks,
-      limit: knobs.maxChunks,
-      unit: 'chunks',
-      knob: 'maxChunks',
-      fix: 'raise the stack knob maxChunks (cdk -c tessera:maxChunks=…), or use a larger chunkShape',
-    }),
-    limit({
-      id: 'plannerTime',
-      what: 'seconds the planner Lambda writes chunk rows (one partition per job) against its timeout',
-      value: j.planSeconds,
-      limit: Math.min(planner.timeoutSeconds, LAMBDA_MAX_TIMEOUT_S),
-      unit: 's',
-      knob: 'chunkShape',
-      fix: 'use a larger chunkShape (fewer rows); a plan split over ranges lifts this limit',
-    }),
-    limit({
-      id: 'blendItemsFile',
-      what: "blend items JSON (read by the Distributed Map's ItemReader)",
-      value: j.itemsJson,
-      limit: ITEM_READER_MAX_BYTES,
-      unit: 'bytes',
-      knob: 'output.blockShape',
-      fix: 'larger output.blockShape (fewer seam blocks, fewer items)',
-    }),
-    limit({
-      id: 'plannerMemory',
-      what: 'blend items built in the planner (objects, JSON and upload: about 4× the JSON) against its memory',
-      value: 4 * j.itemsJson,
-      limit: planner.memoryMiB * MIB,
-      unit: 'bytes',
-      knob: 'output.blockShape',
-      fix: 'larger output.blockShape (fewer blend items)',
-    }),
-    limit({
-      id: 'blendMemory',
-      what: 'memory one blend Lambda needs for its blocks in flight',
-      value: j.blendMemory,
-      limit: blend.memoryMiB * MIB,
-      unit: 'bytes',
-      knob: 'output.blockShape',
-      fix: `smaller output.blockShape (the blend Lambda has ${blend.memoryMiB} MiB; Lambda allows ${LAMBDA_MAX_MEMORY_MIB})`,
-    }),
-    limit({
-      id: 'blendTime',
-      what: `seconds one blend item takes at ${j.o.blendBytesPerSecond ?? BLEND_BYTES_PER_SECOND} bytes/s against the Lambda timeout`,
-      value: j.secondsPerItem,
-      limit: Math.min(blend.timeoutSeconds, LAMBDA_MAX_TIMEOUT_S),
-      unit: 's',
-      knob: 'output.blockShape',
-      fix: 'smaller output.blockShape (an item is a fixed number of seam blocks)',
-    }),
-    limit({
-      id: 'executionHistory',
-      what: "events in the pipeline execution's history (maxRounds Work rounds)",
-      value: j.historyEvents,
-      limit: SFN_MAX_HISTORY_EVENTS,
-      unit: 'events',
-      knob: 'maxRounds',
-      fix: 'fewer maxRounds',
-    }),
-    limit({
-      id: 'statePayload',
-      what: 'largest state data (manifest location, plan, round, Batch and Verify results)',
-      value: j.payload,
-      limit: SFN_MAX_PAYLOAD_BYTES,
-      unit: 'bytes',
-      knob: 'manifest key',
-      fix: 'a shorter manifest key',
-    }),
-    timed(
-      {
-        id: 'ledgerWorkRate',
-        what: 'write units per second the running fleet spends on claims, heartbeats and completions',
-        limit: DYNAMO_NEW_TABLE_WRU,
-        unit: 'WRU/s',
-        knob: 'chunkShape',
-        fix: "larger chunkShape (fewer, longer chunks), or set the table's warm throughput",
-      },
-      j.workWcu,
-    ),
-    timed(
-      {
-        id: 'workerTime',
-        what: `hours each worker runs (worker-hours ÷ ${j.running} running; at most ${j.maxVcpus} vCPUs) against the Batch attempt timeout`,
-        limit: knobs.workerTimeoutHours,
-        unit: 'h',
-        knob: wider,
-        fix: `${widen}, or the stack knob workerTimeoutHours`,
-      },
-      j.workHours,
-    ),
-    timed(
-      {
-        id: 'jobTime',
-        what: 'hours the execution runs (plan, work, blend) against its timeout',
-        limit: jobTimeoutHours(knobs),
-        unit: 'h',
-        knob: 'jobTimeoutHours',
-        fix: `raise the stack knob jobTimeoutHours, or ${widen}`,
-      },
-      j.totalHours,
-    ),
-  ];
-}
-
 /** Bytes of the largest state data the pipeline carries (see cdk/constructs/pipeline.ts). */
-function largestStateBytes(o: CloudJobInput, n: { arraySize: number; blendItems: number }): number {
+function largestStateBytes(
+  o: CloudJobInput,
+  n: { arraySize: number; blendItems: number; rangeStarts: number },
+): number {
   const jobId = 'x'.repeat(80);
   const state = {
     manifest: {
@@ -532,6 +403,14 @@ function largestStateBytes(o: CloudJobInput, n: { arraySize: number; blendItems:
       blendResultsPrefix: `jobs/${jobId}/blend-results/`,
     },
     work: { round: o.knobs.maxRounds, arraySize: n.arraySize },
+    // RangeStarts' States.ArrayRange: the first row of every range.
+    ...(n.rangeStarts > 0
+      ? {
+          planRanges: {
+            starts: Array.from({ length: n.rangeStarts }, (_, i) => i * PLAN_RANGE_ROWS),
+          },
+        }
+      : {}),
     batch: { JobId: 'j'.repeat(36), Status: 'SUCCEEDED' },
     verify: {
       jobId,

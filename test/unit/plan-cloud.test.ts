@@ -140,16 +140,20 @@ describe('cloud figures of a small plan, by hand', () => {
     expect(f.blend.secondsPerItem).toBeCloseTo(itemBytes / 40e6, 12);
     // Per lane: float32 sum (2 channels), Σw, one decoded partial (2 channels), the output.
     expect(f.blend.memoryBytes).toBe(BLEND_LANES * 32 ** 3 * (8 + 4 + 8 + 8));
-    // Rounds: 3 (maxRounds). History: 22 around them + 20 per round; transitions: 6 + 7
-    // per round + 2 for the one blend child.
-    expect(f.stateMachine.historyEvents).toBe(22 + 3 * 20);
-    expect(f.stateMachine.transitions).toBe(6 + 3 * 7 + 2);
+    // Rounds: 3 (maxRounds). History: ExecutionStarted 1, Plan 5, PlanInRanges? 2,
+    // StartRounds 2, HasSeams? 2, Blend 4, Finalize 5, Succeeded 2, ExecutionSucceeded 1
+    // = 24, and per round ChooseQueue 2, ArrayOrSingle 2, Work 5, CountRound 2, Verify 5,
+    // Verified? 2, NextRound 2 = 20. Transitions: the 7 states around the rounds, 7 per
+    // round, 2 for the one blend child.
+    expect(f.stateMachine.historyEvents).toBe(24 + 3 * 20);
+    expect(f.stateMachine.transitions).toBe(7 + 3 * 7 + 2);
+    expect(f.ledger.planning).toMatchObject({ ranges: 0, rangesAtOnce: 1 });
   });
 
   it('dollars: compute, Lambda, requests, storage, ledger', () => {
     expect(f.cost.compute).toBeCloseTo(workerHours * 0.5, 12);
     // $1 per request, per transition, per write unit, per GB-month, per GB-second.
-    expect(f.cost.requests).toBeCloseTo(10 + 4 + (6 + 3 * 7 + 2), 9);
+    expect(f.cost.requests).toBeCloseTo(10 + 4 + (7 + 3 * 7 + 2), 9);
     expect(f.cost.ledger).toBeCloseTo(56, 9);
     expect(f.cost.storage).toBeCloseTo(outputBytes / 1e9 + (partialBytes / 1e9) * (14 / 30), 12);
     // Planner 1769 MiB for 0.002 s; blend 3008 MiB for one item.
@@ -255,15 +259,22 @@ describe('10^12, 10^14 and 10^15 voxels at the defaults', () => {
       if (f.ok) expect(refusal(f)).toBeUndefined();
     });
 
-  it('10^12 fits the stack; 10^14 is refused for planner time (chunkShape); 10^15 for maxChunks', () => {
+  it('10^12 fits the stack; 10^14 plans in ranges; 10^15 is refused for planner time (chunkShape)', () => {
     const [small, mid, large] = jobs.map((j) => job(cube(j.edge)));
     expect(small!.ok).toBe(true);
     expect(small!.limits.filter((l) => l.ok === false)).toEqual([]);
-    // 97³ = 912,673 rows at 1,000 rows/s (one partition) is past 900 s.
-    expect(limitOf(mid!, 'plannerTime')).toMatchObject({ ok: false, knob: 'chunkShape' });
-    expect(limitOf(mid!, 'plannerChunks').ok).toBe(true);
-    expect(limitOf(large!, 'plannerChunks')).toMatchObject({ ok: false, knob: 'maxChunks' });
-    expect(refusal(large!)).toContain('change maxChunks');
+    expect(small!.ledger.planning.ranges).toBe(0);
+    // 97³ = 912,673 rows: 4 ranges of 250,000 at once, on ceil(912,673 / 25,000) = 37
+    // partitions, held to a new table's 4,000 WRU/s ÷ 2 per row = 2,000 rows/s: 500 s each.
+    expect(mid!.ledger.planning).toMatchObject({ ranges: 4, rangesAtOnce: 4, partitions: 37 });
+    expect(mid!.ledger.planning.callSeconds).toBeCloseTo(250_000 / (2000 / 4), 9);
+    expect(limitOf(mid!, 'plannerTime').ok).toBe(true);
+    // 209³ = 9,129,329 rows: 37 ranges, 16 at once, 125 rows/s each: 2,000 s a range.
+    expect(large!.ledger.planning).toMatchObject({ ranges: 37, rangesAtOnce: 16 });
+    expect(limitOf(large!, 'plannerTime')).toMatchObject({ ok: false, knob: 'chunkShape' });
+    expect(limitOf(large!, 'plannerTime').value).toBeCloseTo(250_000 / (2000 / 16), 9);
+    expect(limitOf(large!, 'plannerChunks').ok).toBe(209 ** 3 <= DEFAULT_KNOBS.maxChunks);
+    expect(refusal(large!)).toContain('change chunkShape');
   });
 });
 
@@ -295,15 +306,20 @@ describe('each limit flips when its quantity is pushed over', () => {
       'maxChunks',
     );
     const tiny = cube(10_000, { chunkShape: [96, 96, 96] });
-    expect(tiny.counts.chunks).toBeGreaterThan(1e6);
-    expect(limitOf(job(tiny), 'plannerChunks').ok).toBe(false);
+    expect(tiny.counts.chunks).toBe(104 ** 3);
+    const knobs = knobsFrom([`maxChunks=${104 ** 3 - 1}`]);
+    expect(limitOf(job(tiny, { knobs }), 'plannerChunks').ok).toBe(false);
   });
 
-  it('planner time: more rows than one partition takes in 900 s', () => {
-    flips('plannerTime', job(small), job(cube(46_416)), 'chunkShape');
-    // A ledger spreading rows over partitions (the sharded layout) lifts it.
-    const spread = { ...DYNAMO_LEDGER_WRITES, planPartitions: () => 16 };
-    expect(limitOf(job(cube(46_416), { ledger: spread }), 'plannerTime').ok).toBe(true);
+  it('planner time: ranges that share a new table past 900 s each', () => {
+    flips('plannerTime', job(cube(46_416)), job(cube(100_000)), 'chunkShape');
+  });
+
+  it('plan ranges: more than States.ArrayRange lists', () => {
+    // 1,042³ chunks of one patch each: 1.1·10^9 rows, 4,525 ranges of 250,000.
+    const tiny = cube(100_000, { chunkShape: [96, 96, 96] });
+    expect(tiny.counts.chunks).toBe(1042 ** 3);
+    flips('planRanges', job(small), job(tiny), 'chunkShape');
   });
 
   it('blend items: the ItemReader file and the planner memory, with tiny blocks', () => {

@@ -11,10 +11,11 @@
 //   complete   tenure.ts      RUNNING→DONE: the transaction (2 × 2), the index entry
 //                             REMOVEd (1)                                              = 5
 //
-// Chunk rows of a job share one partition key today (schema.ts: pk = JOB#<jobId>), so the
-// planner's row writes go to one partition.
+// A job's chunk rows are spread over partitionsFor(chunks) partition keys (schema.ts: one
+// per ROWS_PER_PARTITION rows, row i on key i mod P), so planning writes P partitions.
 
 import type { LedgerWriteModel } from '../../../core/pipeline/cloud-figures.ts';
+import { partitionsFor, ROWS_PER_PARTITION } from './schema.ts';
 
 const TRANSACTION_ITEM_WRU = 2;
 const INDEX_MOVE_WRU = 2;
@@ -24,6 +25,6 @@ export const DYNAMO_LEDGER_WRITES: LedgerWriteModel = {
   claim: { requests: 1, units: 2 * TRANSACTION_ITEM_WRU + INDEX_MOVE_WRU },
   heartbeat: { requests: 1, units: 1 + INDEX_MOVE_WRU },
   complete: { requests: 1, units: 2 * TRANSACTION_ITEM_WRU + 1 },
-  planPartitions: () => 1,
-  layout: 'one partition key per job (pk = JOB#<jobId>)',
+  planPartitions: (chunks) => partitionsFor(chunks),
+  layout: `chunk rows on one partition key per ${ROWS_PER_PARTITION.toLocaleString('en-US')} rows`,
 };

@@ -122,6 +122,13 @@ export function normalize(raw: Dense<NumericArray>, o: NormalizeOptions): Normal
   // 8- and 16-bit inputs map through a table of every value, computed by the same
   // expression: identical floats, without a division or conversion per voxel.
   const table = lookupTable(src, f);
+  // The other paths inline mapValue's arithmetic: a call per voxel cost several times the loop.
+  const range = mapping.kind === 'range';
+  const low = range ? mapping.low : 0;
+  const span = range ? mapping.high - mapping.low : 1;
+  const scale = range ? 1 : mapping.scale;
+  const offset = range ? 0 : mapping.offset;
+  const clip = mapping.clip === true;
   const floats = src instanceof Float32Array || src instanceof Float64Array;
   let nanCount = 0;
   const [sz, sy, sx] = raw.box.shape;
@@ -133,17 +140,29 @@ export function normalize(raw: Dense<NumericArray>, o: NormalizeOptions): Normal
           ((c * sz + (z - raw.box.start[0])) * sy + (y - raw.box.start[1])) * sx +
           (inside.start[2] - raw.box.start[2]);
         const end = row + w;
-        if (table) for (let i = row; i < end; i++) out[i] = table[src[i]!]!;
-        else if (!floats) for (let i = row; i < end; i++) out[i] = f(src[i]!);
-        else
-          for (let i = row; i < end; i++) {
-            const v = src[i]!;
-            // NaN stays 0 (the padding's value); out is zero-filled already.
-            if (Number.isNaN(v)) nanCount++;
-            else out[i] = f(v);
-          }
+        if (table) {
+          for (let i = row; i < end; i++) out[i] = table[src[i]!]!;
+          continue;
+        }
+        if (range) for (let i = row; i < end; i++) out[i] = (src[i]! - low) / span;
+        else for (let i = row; i < end; i++) out[i] = src[i]! * scale + offset;
+        // NaN (float inputs only) becomes 0, the padding's value, and is counted.
+        if (floats) nanCount += zeroNaN(out, row, end);
+        if (clip) for (let i = row; i < end; i++) out[i] = Math.min(1, Math.max(0, out[i]!));
       }
   return { box: raw.box, channels: raw.channels, data: out, nanCount };
+}
+
+/** Sets NaN in out[from, to) to 0; returns how many there were. */
+function zeroNaN(out: Float32Array, from: number, to: number): number {
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    if (Number.isNaN(out[i]!)) {
+      out[i] = 0;
+      n++;
+    }
+  }
+  return n;
 }
 
 function lookupTable(src: NumericArray, f: (v: number) => number): Float32Array | undefined {

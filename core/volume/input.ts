@@ -15,8 +15,8 @@ import { isVolumeDtype, VOLUME_DTYPES, type VolumeDtype } from './dtype.ts';
 import { UnsupportedInputError, VolumeFormatError, VolumeNotFoundError } from './errors.ts';
 import { isObject, type JsonObject, readJson } from './json.ts';
 import { isN5Dataset, openN5Input } from './n5.ts';
-import { maybeOpenPrecomputed, type PrecomputedSelection } from './precomputed/input.ts';
 import { axisKindsOf, datasetPaths, voxelSizeOf } from './ome.ts';
+import { maybeOpenPrecomputed, type PrecomputedSelection } from './precomputed/input.ts';
 import { recogniseInput } from './recognise.ts';
 import { type InputSelection, selectedChannels, selectedTime } from './selection.ts';
 import { checkArrayMetadata } from './zarr-meta.ts';
@@ -118,6 +118,8 @@ const isBioformats2rawRoot = (attributes: JsonObject): boolean =>
 
 /** What the OME-Zarr multiscales say of one dataset: its voxel size and axis names/types. */
 interface ImageMetadata {
+  /** True when OME-Zarr multiscales describe the array (their axes may still be absent: OME-Zarr < 0.4). */
+  readonly ome?: boolean;
   readonly voxelSize?: Vec3;
   /** Axis types ('time', 'channel', 'space') or, where a type is missing, names. */
   readonly axes?: readonly string[];
@@ -127,6 +129,7 @@ function imageMetadata(attributes: JsonObject, path: string): ImageMetadata {
   const voxelSize = voxelSizeOf(attributes, path);
   const axes = axisKindsOf(attributes);
   return {
+    ome: datasetPaths(attributes).length > 0,
     ...(voxelSize === undefined ? {} : { voxelSize }),
     ...(axes === undefined ? {} : { axes }),
   };
@@ -184,20 +187,23 @@ async function parentImageMetadata(store: Store, path: string): Promise<ImageMet
 /**
  * Which axis of an array of `rank` dimensions is time, which channels: from the
  * multiscales' axes when they describe `rank` axes, else by rank ([z, y, x],
- * [c, z, y, x], and OME-Zarr's [t, c, z, y, x]). OME-Zarr orders axes time, channel,
- * space, so a time axis is always first and a channel axis next.
+ * [c, z, y, x], and - inside OME-Zarr multiscales, whose versions before 0.4 list no
+ * axes and are always 5-D - [t, c, z, y, x]). OME-Zarr orders axes time, channel,
+ * space, so a time axis is always first and a channel axis next. A bare 5-D array
+ * says nothing of its axes and is refused.
  */
 function axisRoles(
   rank: number,
-  axes: readonly string[] | undefined,
+  image: ImageMetadata,
   refuse: (detail: string) => Error,
 ): { time: boolean; channel: boolean } {
+  const axes = image.axes;
   if (axes === undefined || axes.length !== rank) {
     if (rank === 3) return { time: false, channel: false };
     if (rank === 4) return { time: false, channel: true };
-    if (rank === 5) return { time: true, channel: true };
+    if (rank === 5 && image.ome === true) return { time: true, channel: true };
     throw refuse(
-      `its shape has ${rank} dimensions; Tessera reads [z, y, x] or [c, z, y, x] arrays, and OME-Zarr [t, c, z, y, x] images (input.t, input.channels select from them). Select a 3-D to 5-D array.`,
+      `its shape has ${rank} dimensions${rank === 5 ? ' and no OME-Zarr multiscales say which axis is what' : ''}; Tessera reads [z, y, x] or [c, z, y, x] arrays, and OME-Zarr [t, c, z, y, x] images (input.t, input.channels select from them). Select a 3-D or 4-D array, or give the OME-Zarr image group.`,
     );
   }
   const kinds = [...axes];
@@ -223,7 +229,7 @@ function describeArray(
   const shape = array.shape;
   const roles = axisRoles(
     shape.length,
-    image.axes,
+    image,
     (detail) =>
       new VolumeFormatError(location, arrayPath, 'shape', `[${shape.join(', ')}]: ${detail}`),
   );

@@ -3,7 +3,12 @@
 // input (a file's signature) or from the names of the files in it; only a few bytes and
 // at most LISTED keys are read, so a huge directory costs no more than a small one.
 
-import { type AbsolutePath, describeStore, type Store } from '../store/index.ts';
+import {
+  type AbsolutePath,
+  describeStore,
+  InvalidStoreKeyError,
+  type Store,
+} from '../store/index.ts';
 import { isObject, readJson } from './json.ts';
 import { naturalCompare } from './natural-order.ts';
 
@@ -63,9 +68,15 @@ export async function recogniseInput(store: Store, path: string): Promise<Recogn
 }
 
 async function firstBytes(store: Store, key: AbsolutePath): Promise<Uint8Array | undefined> {
-  return store.getRange
-    ? await store.getRange(key, { offset: 0, length: 16 })
-    : (await store.get(key))?.subarray(0, 16);
+  try {
+    return store.getRange
+      ? await store.getRange(key, { offset: 0, length: 16 })
+      : (await store.get(key))?.subarray(0, 16);
+  } catch (error) {
+    // A prefixed store (S3) refuses its own root '/' as a key: no file is there to tell.
+    if (error instanceof InvalidStoreKeyError) return undefined;
+    throw error;
+  }
 }
 
 function recogniseFile(head: Uint8Array): Recognised {

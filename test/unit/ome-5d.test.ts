@@ -3,7 +3,7 @@
 // channels selected (manifest input.t, input.channels), compared with what the writing
 // script computed of the same selection (test/fixtures/formats/expected.json).
 
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -78,6 +78,25 @@ describe('5-D OME-Zarr input', () => {
       expect((error as InputSelectionError).field).toBe(field);
       expect(String(error)).toMatch(text);
     }
+  });
+
+  it('reads a 5-D image of OME-Zarr before 0.4 (multiscales without axes) as [t, c, z, y, x]; a bare 5-D array is refused', async () => {
+    const dir = join(temp, 'ome03.zarr');
+    cpSync(join(FORMATS_DIR, 'ome5d.zarr'), dir, { recursive: true });
+    const attrsFile = join(dir, '0', '.zattrs');
+    const attrs = JSON.parse(readFileSync(attrsFile, 'utf8'));
+    delete attrs.multiscales[0].axes;
+    attrs.multiscales[0].version = '0.3';
+    writeFileSync(attrsFile, JSON.stringify(attrs));
+    const v = await openInputVolume(new LocalStore(dir), '0', { t: 2, channels: [1] });
+    expect(sha256(await readAll(v))).toBe(expected('ome5d/t2c1').sha256);
+    // The same array without its group's multiscales says nothing of its axes.
+    rmSync(attrsFile);
+    const bare = await openInputVolume(new LocalStore(dir), '0/0', { t: 2 }).catch(
+      (e: unknown) => e,
+    );
+    expect(bare).toBeInstanceOf(VolumeFormatError);
+    expect(String(bare)).toMatch(/5 dimensions and no OME-Zarr multiscales say which axis is what/);
   });
 
   it('takes a 4-D image whose axes say [t, z, y, x] by its time axis, not as channels', async () => {

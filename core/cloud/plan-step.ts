@@ -9,6 +9,7 @@ import type {
   PlanTaskResult,
 } from '../../contracts/cloud.ts';
 import { KEYS } from '../../contracts/cloud.ts';
+import { BLOCKS_PER_BLEND_ITEM } from '../../contracts/stack-sizing.ts';
 import { ManifestError } from '../manifest/index.ts';
 import { checkJobFits, type JobContext } from '../pipeline/index.ts';
 import { CLOUD_WORKER_MEMORY_MIB } from '../pipeline/memory-estimate.ts';
@@ -59,7 +60,7 @@ export async function planFromManifest(
       return s === undefined || s.status === 'SUCCEEDED' || s.status === 'FAILED';
     },
   });
-  const items = blendItems(ctx, deps.blocksPerBlendItem ?? 64);
+  const items = blendItems(ctx, deps.blocksPerBlendItem ?? BLOCKS_PER_BLEND_ITEM);
   await deps.bucketStore.set(key(KEYS.blendItems(jobId)), enc(items));
   const status = await readStatus(deps, jobId);
   if (!status || status.status === 'SUBMITTED') {

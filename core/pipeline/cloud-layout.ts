@@ -124,7 +124,7 @@ function ownedLength(ax: AxisPlan): number {
 
 /**
  * The planner's item count: ceil(seam / perItem) ranges asked for, of ceil(blocks / that)
- * region blocks each (adapters/aws/cloud-steps.ts blendItems), so ceil(blocks / span).
+ * region blocks each (core/cloud/plan-step.ts blendItems), so ceil(blocks / span).
  */
 export function blendItemCount(seamBlocks: number, blocks: number, perItem: number): number {
   if (seamBlocks === 0) return 0;

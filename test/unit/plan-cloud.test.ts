@@ -10,6 +10,8 @@ import { knobsFrom, refusal } from '../../cli/plan-cloud.ts';
 import { planCommand } from '../../cli/plan-command.ts';
 import { CLOUD_PRICES } from '../../cli/prices.ts';
 import { DEFAULT_KNOBS, type Knobs } from '../../contracts/knobs.ts';
+import { blendItems } from '../../core/cloud/plan-step.ts';
+import { encodeJson } from '../../core/cloud/status.ts';
 import { Plan, type PlanInput } from '../../core/geometry/index.ts';
 import { MAX_ERROR_LENGTH } from '../../core/ledger/index.ts';
 import { BLEND_LANES } from '../../core/pipeline/blend-seams.ts';
@@ -21,6 +23,7 @@ import {
   type LedgerWriteModel,
 } from '../../core/pipeline/cloud-figures.ts';
 import { blendItemCount, seamPartialVoxels } from '../../core/pipeline/cloud-layout.ts';
+import type { JobContext } from '../../core/pipeline/index.ts';
 import { FIXTURE_MODELS, tempDir, writeJobDir } from '../helpers/job-dir.ts';
 
 /** Round prices, so that each dollar figure is its quantity. */
@@ -175,6 +178,23 @@ describe('blend items', () => {
     expect(blendItemCount(64, 100, 64)).toBe(1);
     expect(blendItemCount(65, 100, 64)).toBe(2);
     expect(blendItemCount(0, 100, 64)).toBe(0);
+  });
+
+  it("match the planner's own list, and its JSON is no bigger than the estimate", () => {
+    for (const [edge, blockEdge] of [
+      [1000, 128],
+      [777, 40],
+      [2000, 64],
+    ] as const) {
+      const plan = cube(edge, { blockShape: [blockEdge, blockEdge, blockEdge] });
+      const f = job(plan);
+      // The planner Lambda's list (a JobContext of its plan and an 80-character job id).
+      const items = blendItems({ plan, jobId: 'x'.repeat(80) } as JobContext, 64);
+      expect(f.blend.items).toBe(items.length);
+      const bytes = encodeJson(items).byteLength;
+      expect(f.blend.itemsJsonBytes).toBeGreaterThanOrEqual(bytes - 4);
+      expect(f.blend.itemsJsonBytes).toBeLessThan(1.2 * bytes);
+    }
   });
 });
 

@@ -100,9 +100,10 @@ describe('after a run', () => {
 
   it('finalize wrote preview.png, report.html and a pyramid listed in the metadata', () => {
     const png = readFileSync(join(out, 'preview.png'));
-    // IHDR: 3 rows (depths) × 3 columns (input + 2 channels) of 44×40 panels shown 2× (tiny volume).
+    // IHDR: 3 rows (depths) × 3 columns (input + 2 channels) of 44×40 panels shown 2× (tiny volume),
+    // under a caption band (the 7-pixel font and a 4-pixel gap above and below).
     expect(png.readUInt32BE(16)).toBe(3 * 88 + 2 * 4);
-    expect(png.readUInt32BE(20)).toBe(3 * 80 + 2 * 4);
+    expect(png.readUInt32BE(20)).toBe(7 + 2 * 4 + 3 * 80 + 2 * 4);
     const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as RunReport;
     expect(report.files).toEqual({ preview: 'preview.png', html: 'report.html' });
     expect(report.levels?.map((l) => l.shape)).toEqual([

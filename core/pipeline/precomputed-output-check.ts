@@ -3,7 +3,8 @@
 //
 //   out/info                    present, JSON, Tessera's layout          (both scopes)
 //   out/0/<x0>-<x1>_<y0>-…      every block meeting the region ('owned': the blocks
-//                               workers write final), raw: exactly C × voxels × dtype
+//                               workers write final; 'seams': the blended ones), raw:
+//                               exactly C × voxels × dtype
 //                               bytes (edge blocks are cut to the volume, not padded)
 //
 //   'listing'  one listing of out/0/ with sizes: missing, empty and wrong-size files
@@ -32,15 +33,25 @@ export async function checkPrecomputedOutput(
   o: OutputCheckOptions = {},
 ): Promise<OutputCheckResult> {
   const depth: CheckDepth = o.full ? 'decode' : (o.depth ?? 'frames');
-  const scope = o.scope ?? 'all';
+  // A string: scopes other modules add ('seams': the blocks left to blend) are read here too.
+  const scope: string = o.scope ?? 'all';
   const { plan, manifest } = ctx;
   const store = ctx.outputStore;
   const damaged: DamagedObject[] = [];
   const channels = manifest.model.outputChannels;
   const bytesPerVoxel = channels * (manifest.output.dtype === 'float32' ? 4 : 1);
-  const total = 1 + (scope === 'owned' ? plan.counts.ownedBlocks : plan.counts.blocks);
+  const total =
+    1 +
+    (scope === 'owned'
+      ? plan.counts.ownedBlocks
+      : scope === 'seams'
+        ? plan.counts.seamBlocks
+        : plan.counts.blocks);
   let checked = 0;
-  const tick = () => o.onProgress?.(++checked, total);
+  const tick = (): void => {
+    checked++;
+    o.onProgress?.(checked, total);
+  };
 
   const info = await infoProblem(store, ctx);
   if (info) damaged.push({ kind: 'metadata', level: 0, key: INFO, ...info });
@@ -50,7 +61,8 @@ export async function checkPrecomputedOutput(
   const coords = (function* (): Generator<Vec3> {
     for (let i = 0; i < plan.counts.blocks; i++) {
       const c = plan.regionBlockAt(i);
-      if (scope === 'owned' && plan.describeBlock(c).seam) continue;
+      const seam = plan.describeBlock(c).seam;
+      if ((scope === 'owned' && seam) || (scope === 'seams' && !seam)) continue;
       yield c;
     }
   })();

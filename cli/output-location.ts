@@ -27,7 +27,9 @@ import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'nod
 import { fsFaultAdvice } from '../core/ledger/errors.ts';
 import { localPathOf } from '../core/manifest/url.ts';
 import { OutputOwnedError } from '../core/volume/errors.ts';
+import { isObject, type JsonObject } from '../core/volume/json.ts';
 import { ownerOf } from '../core/volume/output-owner.ts';
+import { ownerDocOfInfo } from '../core/volume/precomputed/output.ts';
 
 /** output.url cannot be used; nothing was written. */
 export class OutputLocationError extends Error {
@@ -138,7 +140,9 @@ function checkContents(o: OutputLocationInput, output: string, refuse: Refuse): 
   if (named.length === 0) return;
   // The array's own zarr.json is written first (output.ts), so a run stopped before the
   // group's is still recognised.
-  const owners = [join(output, 'zarr.json'), join(output, '0', 'zarr.json')].map(ownerIn);
+  const owners = [join(output, 'zarr.json'), join(output, '0', 'zarr.json')].map((p) => ownerIn(p));
+  // A precomputed output records its job in its info file (core/volume/precomputed/output.ts).
+  owners.push(ownerIn(join(output, 'info'), ownerDocOfInfo));
   if (owners.includes(o.jobId)) return;
   const other = owners.find((x) => x !== undefined);
   // The same refusal the output's writers make (output-owner.ts), made before any write.
@@ -154,7 +158,7 @@ function checkContents(o: OutputLocationInput, output: string, refuse: Refuse): 
   );
 }
 
-function ownerIn(path: string): string | undefined {
+function ownerIn(path: string, asDoc: (doc: JsonObject) => unknown = (d) => d): string | undefined {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -164,7 +168,8 @@ function ownerIn(path: string): string | undefined {
     throw error;
   }
   try {
-    return ownerOf(JSON.parse(text));
+    const doc: unknown = JSON.parse(text);
+    return isObject(doc) ? ownerOf(asDoc(doc)) : undefined;
   } catch (error) {
     if (error instanceof SyntaxError) return undefined;
     throw error;

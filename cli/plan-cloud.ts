@@ -41,6 +41,7 @@ export function planCloud(ctx: JobContext, knobs: Knobs, cost?: CostEstimate): C
     plan: ctx.plan,
     device: m.compute.device,
     maxWorkers: m.compute.maxWorkers,
+    pyramid: m.output.pyramid ?? 0,
     channels: m.model.outputChannels,
     outputBytesPerValue: new (arrayConstructor(m.output.dtype))(0).BYTES_PER_ELEMENT,
     heartbeatMs: defaultHeartbeatMs(DEFAULT_LEASE_MS),
@@ -95,6 +96,7 @@ export function cloudLines(f: CloudFigures): string[] {
     `fleet      array of ${n(f.fleet.arraySize)} (${n(f.fleet.requested)} asked for); ${n(f.fleet.running)} at once (${f.fleet.maxVcpus} vCPUs, ${f.fleet.vcpusPerWorker} per worker)`,
     `blend      ${n(f.blend.items)} Map items, ${f.blend.concurrency} at once: ${formatBytes(f.blend.bytesPerItem)} and ${seconds(f.blend.secondsPerItem)} each, ` +
       `${formatBytes(f.blend.memoryBytes)} of memory; ${seconds(f.blend.hours * 3600)} in all; items JSON ${formatBytes(f.blend.itemsJsonBytes)}`,
+    `finalize   ${f.finalize.levels} pyramid level(s) in one Lambda: ${formatBytes(f.finalize.bytes)} read and written, ${seconds(f.finalize.seconds)}`,
     `states     ${n(f.stateMachine.historyEvents)} history events, largest state ${formatBytes(f.stateMachine.largestPayloadBytes)}, ${n(f.stateMachine.transitions)} transitions`,
   ];
   if (f.compute && f.hours)

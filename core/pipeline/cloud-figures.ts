@@ -20,6 +20,7 @@ import {
 } from '../../contracts/stack-sizing.ts';
 import type { Plan } from '../geometry/index.ts';
 import { MAX_ERROR_LENGTH } from '../ledger/index.ts';
+import { pyramidLevels } from '../volume/pyramid.ts';
 import { DYNAMO_NEW_TABLE_WRU, DYNAMO_PARTITION_WCU, LAMBDA_MAX_TIMEOUT_S } from './aws-quotas.ts';
 import { type CloudLayout, unshardedLayout } from './cloud-layout.ts';
 import { judge, type Limit } from './cloud-limits.ts';
@@ -67,6 +68,8 @@ export interface CloudJobInput {
   device: 'cpu' | 'gpu';
   /** compute.maxWorkers */
   maxWorkers: number;
+  /** output.pyramid: levels Finalize builds (0: none). */
+  pyramid?: number;
   /** model.outputChannels */
   channels: number;
   /** Bytes of one output value (output.dtype). */
@@ -111,6 +114,7 @@ export const TRANSITIONS = { fixed: 7, perRound: 7, ranged: 3, perRange: 1, perB
 
 /** S3's longest object key, bytes: the manifest key in the state data can be this long. */
 const S3_MAX_KEY_BYTES = 1024;
+const size = (v: readonly number[]): number => v.reduce((p, x) => p * x, 1);
 
 export interface CloudFigures {
   layout: string;
@@ -158,6 +162,8 @@ export interface CloudFigures {
     hours: number;
   };
   stateMachine: { historyEvents: number; largestPayloadBytes: number; transitions: number };
+  /** Finalize: the pyramid levels it builds in one Lambda, the bytes it moves, and how long. */
+  finalize: { levels: number; bytes: number; seconds: number };
   compute?: { workerHours: number; workHours: number; pricePerHour: number; priceBasis: string };
   hours?: { planning: number; work: number; blend: number; total: number };
   cost: {
@@ -241,6 +247,16 @@ export function cloudFigures(o: CloudJobInput): CloudFigures {
   const blendMemory = layout.blendMemoryBytes;
   const itemsJson = layout.blendItemJsonBytes * layout.blendItems;
 
+  // --- finalize -----------------------------------------------------------------------
+  // Each pyramid level is read from the one below it and written (finalize.ts: about one
+  // read of the output and 1/7 of it written), all in the one Finalize Lambda.
+  const pyramid = pyramidLevels(plan.volumeShape, o.pyramid ?? 0);
+  const voxelBytes = o.channels * o.outputBytesPerValue;
+  let finalizeBytes = 0;
+  for (let l = 1; l < pyramid.length; l++)
+    finalizeBytes += voxelBytes * (size(pyramid[l - 1]!.shape) + size(pyramid[l]!.shape));
+  const finalizeSeconds = finalizeBytes / blendRate;
+
   // --- state machine ----------------------------------------------------------------
   const historyEvents =
     HISTORY_EVENTS.fixed +
@@ -293,6 +309,7 @@ export function cloudFigures(o: CloudJobInput): CloudFigures {
     requested,
     planCall,
     blendRate,
+    finalizeSeconds,
     itemsJson,
     blendMemory,
     secondsPerItem,
@@ -352,6 +369,7 @@ export function cloudFigures(o: CloudJobInput): CloudFigures {
       hours: blendHours,
     },
     stateMachine: { historyEvents, largestPayloadBytes: payload, transitions },
+    finalize: { levels: pyramid.length - 1, bytes: finalizeBytes, seconds: finalizeSeconds },
     ...(o.compute && workHours !== undefined
       ? {
           compute: {

@@ -42,6 +42,7 @@ export interface Judged {
   /** The longest planner (or PlanRange) call, its timeout, and the PlanRange calls (0: none). */
   planCall: { ranges: number; inFlight: number; seconds: number; timeoutSeconds: number };
   blendRate: number;
+  finalizeSeconds: number;
   itemsJson: number;
   blendMemory: number;
   secondsPerItem: number;
@@ -149,6 +150,15 @@ export function judge(j: Judged): Limit[] {
       unit: 's',
       knob: 'output.blockShape',
       fix: 'smaller output.blockShape (an item is a fixed number of seam blocks)',
+    }),
+    limit({
+      id: 'finalizeTime',
+      what: `seconds the Finalize Lambda builds the output.pyramid levels at ${j.blendRate} bytes/s against its timeout`,
+      value: j.finalizeSeconds,
+      limit: Math.min(LAMBDA_SIZING.finalize.timeoutSeconds, LAMBDA_MAX_TIMEOUT_S),
+      unit: 's',
+      knob: 'output.pyramid',
+      fix: 'fewer output.pyramid levels, or 0 and build the levels elsewhere (one Lambda builds them all today)',
     }),
     limit({
       id: 'executionHistory',

@@ -151,6 +151,15 @@ describe('cloud figures of a small plan, by hand', () => {
     expect(f.stateMachine.historyEvents).toBe(24 + 3 * 20);
     expect(f.stateMachine.transitions).toBe(7 + 3 * 7 + 2);
     expect(f.ledger.planning).toMatchObject({ ranges: 0, rangesAtOnce: 1 });
+    expect(f.finalize).toEqual({ levels: 0, bytes: 0, seconds: 0 });
+  });
+
+  it('finalize: each pyramid level read from the one below and written, in one Lambda', () => {
+    // Isotropic voxels: level 1 halves z, y and x: 16 × 32 × 48.
+    const p = job(plan, { channels, outputBytesPerValue: 4, pyramid: 1 });
+    const bytes = channels * 4 * (32 * 64 * 96 + 16 * 32 * 48);
+    expect(p.finalize).toMatchObject({ levels: 1, bytes });
+    expect(p.finalize.seconds).toBeCloseTo(bytes / 40e6, 12);
   });
 
   it('dollars: compute, Lambda, requests, storage, ledger', () => {
@@ -353,6 +362,10 @@ describe('each limit flips when its quantity is pushed over', () => {
     const heavy = job(big, { channels: 3, outputBytesPerValue: 4 });
     flips('blendMemory', job(small), heavy, 'output.blockShape');
     flips('blendTime', job(small), heavy, 'output.blockShape');
+  });
+
+  it('finalize time: a pyramid over 10^12 voxels in one Lambda', () => {
+    flips('finalizeTime', job(small), job(small, { pyramid: 4 }), 'output.pyramid');
   });
 
   it('execution history: rounds enough to pass 25,000 events', () => {

@@ -5,9 +5,9 @@
 //   out.zarr/0/zarr.json   array [C, Z, Y, X] of the input's dtype, chunks [C, cz, cy, cx],
 //                          bytes + zstd (the output codecs)
 //
-// Streaming: the volume goes over in bands of one chunk row (cz × cy × the full width),
-// each read from the source and written as whole chunks before the next is read, so
-// memory holds a band, never the file. The group's metadata is written last: an
+// Streaming: the volume goes over in bands of one chunk row (cz × cy × the full width,
+// or whole chunks along x up to DEFAULT_MAX_BAND_BYTES), each read from the source and
+// written as whole chunks before the next is read, so memory holds a band, never the file. The group's metadata is written last: an
 // interrupted conversion leaves no OME-Zarr image that looks complete.
 
 import { open, stat } from 'node:fs/promises';
@@ -16,7 +16,7 @@ import * as zarr from 'zarrita';
 import '../volume/zstd.ts'; // zarrita's zstd codec → the copy-free one
 import type { Vec3 } from '../geometry/index.ts';
 import type { AbsolutePath, Store } from '../store/index.ts';
-import { OUTPUT_CODECS, writeOmeMetadata } from '../volume/index.ts';
+import { arrayConstructor, OUTPUT_CODECS, writeOmeMetadata } from '../volume/index.ts';
 import { ConvertInputError, ConvertOutputExistsError } from './errors.ts';
 import { openHdf5Source } from './hdf5.ts';
 import type { ConvertSource } from './source.ts';
@@ -24,6 +24,12 @@ import { openTiffSource } from './tiff.ts';
 
 /** Chunk shape (z, y, x) when none is given: viewer-friendly and a cheap read for Tessera. */
 export const DEFAULT_CONVERT_CHUNK: Vec3 = [64, 256, 256];
+
+/**
+ * Largest band read at once, bytes. A band spans the full width when that fits: a
+ * stripped TIFF decodes whole rows, so narrower bands would decode each strip again.
+ */
+export const DEFAULT_MAX_BAND_BYTES = 256 * 2 ** 20;
 
 export interface ConvertProgress {
   /** Chunks written so far, of `total`. */
@@ -100,7 +106,13 @@ async function firstBytes(file: string, n: number): Promise<Uint8Array> {
 export async function convertToOmeZarr(
   source: ConvertSource,
   store: Store,
-  o: { chunk?: Vec3; name?: string; onProgress?: (p: ConvertProgress) => void } = {},
+  o: {
+    chunk?: Vec3;
+    name?: string;
+    /** Default DEFAULT_MAX_BAND_BYTES. */
+    maxBandBytes?: number;
+    onProgress?: (p: ConvertProgress) => void;
+  } = {},
 ): Promise<ConvertResult> {
   const location = store.location ?? 'the output';
   for (const key of ['/zarr.json', '/0/zarr.json'] as AbsolutePath[])
@@ -118,6 +130,12 @@ export async function convertToOmeZarr(
   });
   const grid = [Math.ceil(Z / chunk[0]), Math.ceil(Y / chunk[1]), Math.ceil(X / chunk[2])];
   const total = grid[0]! * grid[1]! * grid[2]!;
+  // The full width, unless that makes a band bigger than maxBandBytes: then as many
+  // whole chunks along x as fit (at least one).
+  const itemBytes = new (arrayConstructor(source.dtype))(0).BYTES_PER_ELEMENT;
+  const chunkRowBytes = C * chunk[0] * chunk[1] * chunk[2] * itemBytes;
+  const limit = o.maxBandBytes ?? DEFAULT_MAX_BAND_BYTES;
+  const bandWidth = Math.min(X, chunk[2] * Math.max(1, Math.floor(limit / chunkRowBytes)));
   let done = 0;
   let voxels = 0;
   let bandBytes = 0;
@@ -126,19 +144,21 @@ export async function convertToOmeZarr(
     const z1 = Math.min(Z, z0 + chunk[0]);
     for (let y0 = 0; y0 < Y; y0 += chunk[1]) {
       const y1 = Math.min(Y, y0 + chunk[1]);
-      const data = await source.readBand(z0, z1, y0, y1);
-      bandBytes = Math.max(bandBytes, data.byteLength);
-      const dz = z1 - z0;
-      const dy = y1 - y0;
-      const selection = [null, zarr.slice(z0, z1), zarr.slice(y0, y1), null];
-      await zarr.set(array, selection, {
-        data,
-        shape: [C, dz, dy, X],
-        stride: [dz * dy * X, dy * X, X, 1],
-      } as never);
-      done += grid[2]!;
-      voxels += dz * dy * X;
-      o.onProgress?.({ done, total, voxels });
+      for (let x0 = 0; x0 < X; x0 += bandWidth) {
+        const x1 = Math.min(X, x0 + bandWidth);
+        const data = await source.readBand(z0, z1, y0, y1, x0, x1);
+        bandBytes = Math.max(bandBytes, data.byteLength);
+        const [dz, dy, dx] = [z1 - z0, y1 - y0, x1 - x0];
+        const selection = [null, zarr.slice(z0, z1), zarr.slice(y0, y1), zarr.slice(x0, x1)];
+        await zarr.set(array, selection, {
+          data,
+          shape: [C, dz, dy, dx],
+          stride: [dz * dy * dx, dy * dx, dx, 1],
+        } as never);
+        done += Math.ceil(dx / chunk[2]);
+        voxels += dz * dy * dx;
+        o.onProgress?.({ done, total, voxels });
+      }
     }
   }
   await writeOmeMetadata(store, {

@@ -71,8 +71,8 @@ function describe(file: string, f: H5File, h5: H5, path: string, ds: H5Dataset):
     channels,
     dtype,
     ...(voxelSize === undefined ? {} : { voxelSize }),
-    readBand: async (z0, z1, y0, y1) => {
-      const n = channels * (z1 - z0) * (y1 - y0) * spatial[2];
+    readBand: async (z0, z1, y0, y1, x0, x1) => {
+      const n = channels * (z1 - z0) * (y1 - y0) * (x1 - x0);
       const bytes = n * band.BYTES_PER_ELEMENT;
       if (bytes > capacity) {
         if (ptr !== 0) mod._free(ptr);
@@ -87,7 +87,7 @@ function describe(file: string, f: H5File, h5: H5, path: string, ds: H5Dataset):
         band = new Ctor(n);
       }
       const lead = shape.length === 4 ? [[0, channels]] : [];
-      const ranges = [...lead, [z0, z1], [y0, y1], [0, spatial[2]]];
+      const ranges = [...lead, [z0, z1], [y0, y1], [x0, x1]];
       // h5wasm's own hyperslab read (what Dataset.slice calls), into the reused buffer;
       // values arrive in native byte order whatever the file's.
       mod.get_dataset_data(

@@ -4,6 +4,7 @@ export {
   type ConvertResult,
   convertToOmeZarr,
   DEFAULT_CONVERT_CHUNK,
+  DEFAULT_MAX_BAND_BYTES,
   openConvertSource,
 } from './convert.ts';
 export * from './errors.ts';

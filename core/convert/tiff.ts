@@ -61,11 +61,11 @@ export async function openTiffSource(input: string, isDirectory: boolean): Promi
     shape,
     channels,
     dtype,
-    readBand: async (z0, z1, y0, y1) => {
+    readBand: async (z0, z1, y0, y1, x0, x1) => {
       const slab = pages.slice(z0, z1);
       await closeAll(new Set(slab.map((p) => p.file)));
       const dz = z1 - z0;
-      const plane = (y1 - y0) * width;
+      const plane = (y1 - y0) * (x1 - x0);
       const n = channels * dz * plane;
       if (n > band.length) band = new Ctor(n);
       const out = band.subarray(0, n);
@@ -78,7 +78,7 @@ export async function openTiffSource(input: string, isDirectory: boolean): Promi
         }
         const image = await tiff.getImage(page.index);
         checkPage(input, page, image, width, height, channels, dtype);
-        const rasters = await image.readRasters({ window: [0, y0, width, y1], interleave: false });
+        const rasters = await image.readRasters({ window: [x0, y0, x1, y1], interleave: false });
         for (let c = 0; c < channels; c++) {
           const band = rasters[c] as unknown as NumericArray;
           out.set(band, (c * dz + k) * plane);

@@ -98,6 +98,33 @@ describe('tessera convert', () => {
     },
   );
 
+  it.each([
+    ['multipage.tif', undefined, 'tif/multipage', 2],
+    ['cremi.h5', '/volumes/two_channels', 'h5/volumes/two_channels', 4],
+  ] as const)(
+    'splits a band too wide for maxBandBytes into whole chunks along x (%s)',
+    async (input, dataset, key, bytes) => {
+      const want = expected(key);
+      const out = nextOutput();
+      const source = await openConvertSource(join(FORMATS_DIR, input), dataset);
+      const channels = want.shape.length === 4 ? want.shape[0]! : 1;
+      const chunk: Vec3 = [3, 8, 7];
+      let result: Awaited<ReturnType<typeof convertToOmeZarr>>;
+      try {
+        // Room for two chunks side by side, not three.
+        const maxBandBytes = 2.5 * channels * 3 * 8 * 7 * bytes;
+        result = await convertToOmeZarr(source, new LocalStore(out, { fsync: false }), {
+          chunk,
+          maxBandBytes,
+        });
+      } finally {
+        await source.close();
+      }
+      expect(result.bandBytes).toBe(2 * channels * 3 * 8 * 7 * bytes);
+      expect(sha256((await readBack(out)).data)).toBe(want.sha256);
+    },
+  );
+
   it('writes OME-Zarr 0.5 metadata with [c, z, y, x] axes and the voxel size HDF5 records', async () => {
     const { out } = await convert('cremi.h5', { dataset: '/volumes/raw' });
     const root = (await readJson(new LocalStore(out), '/zarr.json')) as {

@@ -114,3 +114,34 @@ describe('precomputed in the manifest', () => {
     expect(local[0]?.message).toContain('must be an s3:// URL');
   });
 });
+
+describe('neuroglancer links to precomputed volumes', () => {
+  it('names a precomputed input and output as precomputed:// sources', async () => {
+    const { neuroglancerLink } = await import('../../core/pipeline/viewer.ts');
+    const state = (link: string | undefined) =>
+      JSON.parse(decodeURIComponent(link!.slice(link!.indexOf('#!') + 2)));
+    const both = state(
+      neuroglancerLink({
+        name: 'seg',
+        inputUrl: 'precomputed://s3://lab-em/fib25/',
+        outputUrl: 'precomputed://s3://lab-em/outputs/seg',
+      }),
+    );
+    expect(both.layers.map((l: { source: string }) => l.source)).toEqual([
+      'precomputed://s3://lab-em/fib25',
+      'precomputed://s3://lab-em/outputs/seg',
+    ]);
+    const byFormat = state(
+      neuroglancerLink({
+        name: 'seg',
+        outputUrl: 's3://lab-em/outputs/seg',
+        outputFormat: 'precomputed',
+      }),
+    );
+    expect(byFormat.layers[0].source).toBe('precomputed://s3://lab-em/outputs/seg');
+    const zarr = state(
+      neuroglancerLink({ name: 'seg', outputUrl: 's3://lab-em/outputs/seg.zarr' }),
+    );
+    expect(zarr.layers[0].source).toBe('zarr3://s3://lab-em/outputs/seg.zarr');
+  });
+});

@@ -147,6 +147,7 @@ export async function finalizeJob(ctx: JobContext, o: FinalizeOptions): Promise<
     outputUrl: manifest.output.url,
     inputUrl: manifest.input.url,
     dtype: manifest.output.dtype,
+    outputFormat: outputFormat(manifest.output),
     ...(manifest.input.array ? { inputArray: manifest.input.array } : {}),
   });
   const report: RunReport = {

@@ -10,7 +10,7 @@
 //   shows the input beneath when it is served too.
 
 import type { Vec3 } from '../geometry/index.ts';
-import { isS3Url, parseS3Url } from '../manifest/url.ts';
+import { isS3Url, parseS3Url, splitFormatPrefix } from '../manifest/url.ts';
 import type { SpaceUnit } from '../volume/ome.ts';
 
 export const NEUROGLANCER = 'https://neuroglancer-demo.appspot.com/#!';
@@ -23,20 +23,28 @@ export interface ViewerLinkOptions {
   inputArray?: string;
   /** The output's data type: sets the display window (0–1 or 0–255). */
   dtype?: 'float32' | 'uint8';
+  /** output.format; default what outputUrl's `precomputed://` prefix says (else zarr). */
+  outputFormat?: 'zarr' | 'precomputed';
 }
 
 /** The link, or undefined when the output is not on S3 (local outputs: `tessera view`). */
 export function neuroglancerLink(o: ViewerLinkOptions): string | undefined {
-  if (!isS3Url(o.outputUrl)) return undefined;
+  // Neuroglancer's own prefix: precomputed://s3://… is the data source as it is written.
+  const output = splitFormatPrefix(o.outputUrl);
+  const input = o.inputUrl === undefined ? undefined : splitFormatPrefix(o.inputUrl);
+  if (!isS3Url(output.url)) return undefined;
   const layers: Record<string, unknown>[] = [];
-  if (o.inputUrl !== undefined && isS3Url(o.inputUrl)) {
+  if (input?.format === 'precomputed' && isS3Url(input.url)) {
+    layers.push({ type: 'image', source: `precomputed://${s3Source(input.url)}`, name: 'input' });
+  } else if (input !== undefined && isS3Url(input.url)) {
     const array = o.inputArray === undefined ? '' : `/${o.inputArray}`;
     // zarr:// lets neuroglancer detect v2 or v3; inputs come in both.
-    layers.push({ type: 'image', source: `zarr://${s3Source(o.inputUrl)}${array}`, name: 'input' });
+    layers.push({ type: 'image', source: `zarr://${s3Source(input.url)}${array}`, name: 'input' });
   }
+  const precomputedOut = (o.outputFormat ?? output.format) === 'precomputed';
   layers.push({
     type: 'image',
-    source: `zarr3://${s3Source(o.outputUrl)}`,
+    source: `${precomputedOut ? 'precomputed' : 'zarr3'}://${s3Source(output.url)}`,
     name: o.name,
     // Probabilities: the default window would be the data type's whole range.
     shaderControls: { normalized: { range: displayWindow(o.dtype ?? 'float32') } },

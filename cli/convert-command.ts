@@ -21,7 +21,8 @@ Converts a volume Tessera cannot read directly into OME-Zarr 0.5 (Zarr v3):
 
   --chunk Z,Y,X  chunk shape of the output (default ${DEFAULT_CONVERT_CHUNK.join(',')}, clipped to the volume)
 
-Memory holds one band of chunks (Z x Y chunk rows over the full width), not the file.`;
+Memory holds one band of chunks (a Z x Y chunk row over the full width, or whole
+chunks along x when that would pass 256 MiB), not the file.`;
 
 export async function convertCommand(args: string[]): Promise<number> {
   const { values, positionals, help } = parse(

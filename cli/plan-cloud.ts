@@ -6,6 +6,7 @@
 import { DYNAMO_LEDGER_WRITES } from '../adapters/aws/dynamo/write-units.ts';
 import { DEFAULT_KNOBS, type Knobs, parseKnobs } from '../contracts/knobs.ts';
 import { type CloudFigures, cloudFigures, type Limit } from '../core/pipeline/cloud-figures.ts';
+import { cloudLayoutFor } from '../core/pipeline/cloud-layout.ts';
 import type { JobContext } from '../core/pipeline/index.ts';
 import { defaultHeartbeatMs } from '../core/pipeline/lease.ts';
 import { formatBytes } from '../core/pipeline/memory-estimate.ts';
@@ -21,7 +22,7 @@ export function knobsFrom(pairs: readonly string[]): Knobs {
     const at = pair.indexOf('=');
     const name = at < 0 ? '' : pair.slice(0, at);
     if (
-      !(name in DEFAULT_KNOBS) &&
+      !Object.hasOwn(DEFAULT_KNOBS, name) &&
       name !== 'alarmEmail' &&
       name !== 'vpcId' &&
       name !== 'jobTimeoutHours'
@@ -47,6 +48,7 @@ export function planCloud(ctx: JobContext, knobs: Knobs, cost?: CostEstimate): C
     heartbeatMs: defaultHeartbeatMs(DEFAULT_LEASE_MS),
     knobs,
     ledger: DYNAMO_LEDGER_WRITES,
+    layout: cloudLayoutFor(m.output),
     prices: CLOUD_PRICES,
     ...(cost
       ? {

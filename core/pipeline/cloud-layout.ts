@@ -51,6 +51,18 @@ export interface LayoutFigures {
 
 export type CloudLayout = (o: LayoutInput) => LayoutFigures;
 
+/**
+ * The layout the cloud workers write for a job. Today every job's is `unshardedLayout`
+ * (the workers write one object per block, whatever output.shardShape says); the sharded
+ * layout (shards per chunk pitch, band partials, last-contributor blending) returns its
+ * own figures here once the workers write it.
+ */
+export function cloudLayoutFor(_output: {
+  shardShape?: readonly number[] | undefined;
+}): CloudLayout {
+  return unshardedLayout;
+}
+
 export const unshardedLayout: CloudLayout = (o) => {
   const { plan, channels } = o;
   const c = plan.counts;

@@ -494,5 +494,10 @@ describe('tessera plan --cloud --json', () => {
     await expect(planCommand([path, '--cloud', '--knob', 'maxChunk=5'])).rejects.toThrow(
       /stack knob name/,
     );
+    expect(() => knobsFrom(['toString=1'])).toThrow(/stack knob name/);
+    // Checked as cdk checks it: out of range names the knob and its context key.
+    expect(() => knobsFrom(['maxRounds=99'])).toThrow(
+      /"maxRounds" \(context key tessera:maxRounds\)/,
+    );
   });
 });

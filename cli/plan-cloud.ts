@@ -43,6 +43,7 @@ export function planCloud(ctx: JobContext, knobs: Knobs, cost?: CostEstimate): C
     device: m.compute.device,
     maxWorkers: m.compute.maxWorkers,
     pyramid: m.output.pyramid ?? 0,
+    inputChunkShape: ctx.input.chunkShape,
     channels: m.model.outputChannels,
     outputBytesPerValue: new (arrayConstructor(m.output.dtype))(0).BYTES_PER_ELEMENT,
     heartbeatMs: defaultHeartbeatMs(DEFAULT_LEASE_MS),
@@ -86,7 +87,8 @@ export function cloudLines(f: CloudFigures): string[] {
   const lines = [
     `cloud      layout: ${f.layout}; ledger: ${f.ledgerLayout}`,
     `objects    ${n(f.objects.perChunk)} written per chunk (${n(f.puts.perChunk)} PUTs), ${n(f.objects.total)} in all; ` +
-      `${n(f.puts.total)} PUTs with the blend's ${n(f.puts.blend)}; ${n(f.gets.blend)} partial GETs`,
+      `${n(f.puts.total)} PUTs with the blend's ${n(f.puts.blend)}; ${n(f.gets.blend)} partial GETs` +
+      (f.gets.input === undefined ? '' : `, ${n(f.gets.input)} input chunk GETs`),
     `partials   ${n(f.partials.objects)} objects, ${formatBytes(f.partials.bytes)} = ${f.partials.ofOutput.toFixed(2)} of the ${formatBytes(f.outputBytes)} output (uncompressed)`,
     `ledger     ${n(l.writes.perChunk)} writes, ${n(l.writeUnits.perChunk)} WRU per chunk${heartbeats}; ${n(l.writes.total)} writes, ${n(l.writeUnits.total)} WRU in all`,
     `planning   ${n(l.planning.rows)} rows on ${l.planning.partitions} partition(s) at ${n(l.planning.rowsPerSecond)} rows/s: ${seconds(l.planning.seconds)}` +

@@ -70,6 +70,8 @@ export interface CloudJobInput {
   maxWorkers: number;
   /** output.pyramid: levels Finalize builds (0: none). */
   pyramid?: number;
+  /** The input's storage chunk shape: each worker GETs the stored chunks its read box touches. */
+  inputChunkShape?: readonly [number, number, number];
   /** model.outputChannels */
   channels: number;
   /** Bytes of one output value (output.dtype). */
@@ -122,7 +124,8 @@ export interface CloudFigures {
   chunks: number;
   objects: { perChunk: number; total: number };
   puts: { perChunk: number; total: number; workers: number; blend: number };
-  gets: { blend: number };
+  /** Input chunks the workers read (one GET each; unknown without inputChunkShape), partials the blend reads. */
+  gets: { input: number | undefined; blend: number };
   partials: { objects: number; bytes: number; ofOutput: number };
   outputBytes: number;
   ledger: {
@@ -247,6 +250,8 @@ export function cloudFigures(o: CloudJobInput): CloudFigures {
   const blendMemory = layout.blendMemoryBytes;
   const itemsJson = layout.blendItemJsonBytes * layout.blendItems;
 
+  const inputGets = o.inputChunkShape ? inputChunkReads(plan, o.inputChunkShape) : undefined;
+
   // --- finalize -----------------------------------------------------------------------
   // Each pyramid level is read from the one below it and written (finalize.ts: about one
   // read of the output and 1/7 of it written), all in the one Finalize Lambda.
@@ -294,7 +299,7 @@ export function cloudFigures(o: CloudJobInput): CloudFigures {
       prices.lambdaPerMillionRequests;
   const requests =
     (puts / 1000) * prices.s3PutPer1000 +
-    (layout.blendGets / 1000) * prices.s3GetPer1000 +
+    ((layout.blendGets + (inputGets ?? 0)) / 1000) * prices.s3GetPer1000 +
     (transitions / 1000) * prices.sfnPer1000Transitions;
   // The output for a month; the partials at most until the lifecycle rule expires them.
   const storage =
@@ -333,7 +338,7 @@ export function cloudFigures(o: CloudJobInput): CloudFigures {
       workers: layout.putsPerChunk * chunks,
       blend: layout.blendPuts,
     },
-    gets: { blend: layout.blendGets },
+    gets: { input: inputGets, blend: layout.blendGets },
     partials: {
       objects: layout.partialObjects,
       bytes: layout.partialBytes,
@@ -449,4 +454,25 @@ function largestStateBytes(
     },
   };
   return new TextEncoder().encode(JSON.stringify(state)).byteLength;
+}
+
+/**
+ * Stored input chunks read over all chunks: each chunk's read box (halo included, clipped
+ * to the volume) touches a run of input chunks per axis, and the runs multiply.
+ */
+export function inputChunkReads(plan: Plan, chunkShape: readonly [number, number, number]): number {
+  let reads = 1;
+  plan.axes.forEach((ax, a) => {
+    const edge = chunkShape[a]!;
+    const n = plan.volumeShape[a]!;
+    let sum = 0;
+    for (let j = 0; j < ax.chunkCount; j++) {
+      const r = ax.chunkRead(j);
+      const start = Math.max(0, r.start);
+      const stop = Math.min(n, r.stop);
+      if (stop > start) sum += Math.ceil(stop / edge) - Math.floor(start / edge);
+    }
+    reads *= sum;
+  });
+  return reads;
 }

@@ -12,7 +12,7 @@ import { CLOUD_PRICES } from '../../cli/prices.ts';
 import { DEFAULT_KNOBS, type Knobs } from '../../contracts/knobs.ts';
 import { blendItems } from '../../core/cloud/plan-step.ts';
 import { encodeJson } from '../../core/cloud/status.ts';
-import { Plan, type PlanInput } from '../../core/geometry/index.ts';
+import { Box, Plan, type PlanInput } from '../../core/geometry/index.ts';
 import { MAX_ERROR_LENGTH } from '../../core/ledger/index.ts';
 import { BLEND_LANES } from '../../core/pipeline/blend-seams.ts';
 import {
@@ -20,6 +20,7 @@ import {
   type CloudJobInput,
   type CloudPrices,
   cloudFigures,
+  inputChunkReads,
   type LedgerWriteModel,
 } from '../../core/pipeline/cloud-figures.ts';
 import { blendItemCount, seamPartialVoxels } from '../../core/pipeline/cloud-layout.ts';
@@ -154,6 +155,15 @@ describe('cloud figures of a small plan, by hand', () => {
     expect(f.finalize).toEqual({ levels: 0, bytes: 0, seconds: 0 });
   });
 
+  it('input GETs: the stored input chunks each read box touches', () => {
+    // Input chunks of 16 × 32 × 32: z [0,32) 2, y [0,64) 2, x chunk 0 [0,56) 2 and chunk 1
+    // [48,96) 2 (no margin: the read box is the footprint).
+    const p = job(plan, { prices: UNIT_PRICES, inputChunkShape: [16, 32, 32] });
+    expect(p.gets.input).toBe(2 * 2 * (2 + 2));
+    expect(p.cost.requests - f.cost.requests).toBeCloseTo(16, 9);
+    expect(f.gets.input).toBeUndefined();
+  });
+
   it('finalize: each pyramid level read from the one below and written, in one Lambda', () => {
     // Isotropic voxels: level 1 halves z, y and x: 16 × 32 × 48.
     const p = job(plan, { channels, outputBytesPerValue: 4, pyramid: 1 });
@@ -245,6 +255,30 @@ const cube = (edge: number, o: Partial<PlanInput> = {}): Plan =>
     chunkShape: [512, 512, 512],
     ...o,
   });
+
+describe('input chunk reads in closed form', () => {
+  it('equal the stored chunks each read box (halo included, clipped) touches, enumerated', () => {
+    const plan = new Plan({
+      volumeShape: [37, 61, 83],
+      patchShape: [8, 12, 16],
+      overlap: [2, 4, 5],
+      chunkShape: [14, 20, 27],
+      inputMargin: [2, 3, 4],
+    });
+    const stored: [number, number, number] = [7, 9, 11];
+    const volume = Box.ofShape(plan.volumeShape);
+    let reads = 0;
+    for (const chunk of plan.chunks()) {
+      const read = chunk.readBox.intersect(volume);
+      for (let z = 0; z < 37; z += 7)
+        for (let y = 0; y < 61; y += 9)
+          for (let x = 0; x < 83; x += 11)
+            if (!Box.ofShape(stored, [z, y, x]).intersect(read).isEmpty()) reads++;
+    }
+    expect(reads).toBeGreaterThan(plan.counts.chunks);
+    expect(inputChunkReads(plan, stored)).toBe(reads);
+  });
+});
 
 describe('10^12, 10^14 and 10^15 voxels at the defaults', () => {
   const KNOBS = new Set([

@@ -76,7 +76,7 @@ export interface CloudJobInput {
   channels: number;
   /** Bytes of one output value (output.dtype). */
   outputBytesPerValue: number;
-  /** The job's lease and the workers' heartbeat period. */
+  /** The workers' heartbeat period (defaultHeartbeatMs of the job's lease). */
   heartbeatMs: number;
   knobs: Knobs;
   ledger: LedgerWriteModel;

@@ -57,7 +57,8 @@ export const DEFAULT_KNOBS: Knobs = {
   natGateways: 1,
   partialsExpireDays: 14,
   maxRounds: 3,
-  maxChunks: 1_000_000,
+  // 10^7: planned in ranges past PLAN_RANGE_ROWS (contracts/cloud.ts), 40 PlanRange tasks.
+  maxChunks: 10_000_000,
   workerTimeoutHours: 24,
   stallMinutes: 60,
 };

@@ -702,7 +702,17 @@ describe('state machine', () => {
       // KEYS.blendResults(jobId), where the blend Map writes its children's results.
       'blendResultsPrefix.$': "States.Format('jobs/{}/blend-results/', $.jobId)",
     });
-    expect(plan.Next).toBe(STATES.startRounds);
+    // A plan too large for the Plan task alone takes the PlanRanges path first.
+    expect(plan.Next).toBe(STATES.planInRanges);
+    expect(get(STATES.planInRanges)).toMatchObject({
+      Type: 'Choice',
+      Choices: [
+        { Variable: '$.plan.chunks', NumericGreaterThan: 250_000, Next: STATES.rangeStarts },
+      ],
+      Default: STATES.startRounds,
+    });
+    expect(get(STATES.completePlan).Next).toBe(STATES.startRounds);
+    expect(get(STATES.completePlan).Resource).toBe(arnOf(stack.functions.fns.planRange));
   });
 
   it("rounds: $.work = {round, arraySize}; the first round takes the plan's fleet, a re-drive what Verify asks", () => {

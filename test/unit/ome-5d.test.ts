@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Box } from '../../core/geometry/index.ts';
 import { parseManifest } from '../../core/manifest/index.ts';
+import { openJob } from '../../core/pipeline/index.ts';
 import { LocalStore } from '../../core/store/index.ts';
 import {
   InputSelectionError,
@@ -154,6 +155,27 @@ describe('5-D OME-Zarr input', () => {
     const error = await openInputVolume(store).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(VolumeFormatError);
     expect(String(error)).toMatch(/axes are \[space, channel, space, space\]/);
+  });
+});
+
+describe('a job over a 5-D image', () => {
+  it('opens the time point and channels its manifest names (openJob passes input.t and input.channels)', async () => {
+    const manifest = parseManifest({
+      version: 1,
+      name: 'ome5d-job',
+      input: { url: join(FORMATS_DIR, 'ome5d.zarr'), array: '0', t: 2, channels: [1] },
+      output: { url: join(temp, 'job-out.zarr'), dtype: 'float32' },
+      model: { url: 'unused.onnx', patchShape: [2, 4, 4], outputChannels: 1 },
+      overlap: [0, 0, 0],
+      chunkShape: [4, 4, 4],
+    });
+    const ctx = await openJob(manifest, {
+      jobId: 'ome5d-job-0123456789',
+      work: new LocalStore(join(temp, 'work'), { fsync: false }),
+    });
+    expect(ctx.input.channels).toBe(1);
+    expect(ctx.description.input).toMatchObject({ shape: [4, 5, 6], dtype: 'uint16' });
+    expect(sha256(await readAll(ctx.input))).toBe(expected('ome5d/t2c1').sha256);
   });
 });
 

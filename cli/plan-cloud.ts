@@ -105,7 +105,7 @@ export function cloudLines(f: CloudFigures): string[] {
   ];
   if (f.compute && f.hours)
     lines.push(
-      `time       ${n(f.compute.workerHours)} worker-hours on ${n(f.fleet.running)} workers: work ${seconds(f.hours.work * 3600)}, ` +
+      `time       ${n(f.compute.workerHours)} ${f.device.toUpperCase()}-hours on ${n(f.fleet.running)} workers: work ${seconds(f.hours.work * 3600)}, ` +
         `plan ${seconds(f.hours.planning * 3600)}, blend ${seconds(f.hours.blend * 3600)}; ${seconds(f.hours.total * 3600)} in all`,
     );
   const k = f.cost;

@@ -120,6 +120,7 @@ const size = (v: readonly number[]): number => v.reduce((p, x) => p * x, 1);
 
 export interface CloudFigures {
   layout: string;
+  device: 'cpu' | 'gpu';
   ledgerLayout: string;
   chunks: number;
   objects: { perChunk: number; total: number };
@@ -323,12 +324,14 @@ export function cloudFigures(o: CloudJobInput): CloudFigures {
     workHours,
     workWcu,
     totalHours: hours?.total,
+    blendHours,
     running,
     arraySize,
     maxVcpus,
   });
   return {
     layout: layout.layout,
+    device: o.device,
     ledgerLayout: ledger.layout,
     chunks,
     objects: { perChunk: layout.objectsPerChunk, total: layout.objectsPerChunk * chunks },

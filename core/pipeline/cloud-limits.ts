@@ -6,7 +6,7 @@
 
 import { PLAN_RANGE_ROWS } from '../../contracts/cloud.ts';
 import { jobTimeoutHours } from '../../contracts/knobs.ts';
-import { LAMBDA_SIZING } from '../../contracts/stack-sizing.ts';
+import { BLEND_CONCURRENCY, LAMBDA_SIZING } from '../../contracts/stack-sizing.ts';
 import {
   DYNAMO_NEW_TABLE_WRU,
   ITEM_READER_MAX_BYTES,
@@ -51,6 +51,7 @@ export interface Judged {
   workHours: number | undefined;
   workWcu: number | undefined;
   totalHours: number | undefined;
+  blendHours: number;
   running: number;
   arraySize: number;
   maxVcpus: number;
@@ -207,7 +208,11 @@ export function judge(j: Judged): Limit[] {
         limit: jobTimeoutHours(knobs),
         unit: 'h',
         knob: 'jobTimeoutHours',
-        fix: `raise the stack knob jobTimeoutHours, or ${widen}`,
+        // The longer of work and blend is what to shorten.
+        fix:
+          j.blendHours > (j.workHours ?? 0)
+            ? `raise the stack knob jobTimeoutHours; the blend is the longer part (${BLEND_CONCURRENCY} blend Lambdas at once): a larger chunkShape leaves fewer seam blocks`
+            : `raise the stack knob jobTimeoutHours, or ${widen}`,
       },
       j.totalHours,
     ),

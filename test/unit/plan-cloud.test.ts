@@ -439,6 +439,16 @@ describe('each limit flips when its quantity is pushed over', () => {
       job(small, { compute: slow(small, 1e7), knobs: knobsFrom(['jobTimeoutHours=1']) }),
       'jobTimeoutHours',
     );
+    // 10^15 voxels with vCPUs for 10,000 workers: work is 13 h, the blend (4.5 M items, 40
+    // at once) over 1,300 h: the fix names the blend.
+    const peta = cube(100_000);
+    const wide = job(peta, {
+      compute: slow(peta, 5e6),
+      knobs: knobsFrom(['maxGpuVcpus=40000']),
+    });
+    expect(limitOf(wide, 'workerTime').ok).toBe(true);
+    expect(limitOf(wide, 'jobTime').ok).toBe(false);
+    expect(limitOf(wide, 'jobTime').fix).toMatch(/the blend is the longer part/);
   });
 
   it('without a throughput the time limits are not judged', () => {

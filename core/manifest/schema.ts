@@ -115,7 +115,8 @@ const inputSchema = z
       .describe(
         "What NaN input voxels (a float input's NaN, or the NaN fill_value of its unwritten " +
           'chunks) become: "zero" feeds them to the model as 0, the value of the padding ' +
-          'outside the volume; "fail" fails the chunk before inference, naming it. Default "zero".',
+          'outside the volume; "fail" fails the chunk before inference, naming it and this field. ' +
+          'Default "fail": NaN is no data, and a model fed 0 there would output what looks like a prediction.',
       ),
     skipBelow: z
       .number()

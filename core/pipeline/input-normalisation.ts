@@ -29,7 +29,9 @@ export async function planNormalisation(
   o: { budget?: SampleBudget; sample?: InputSample } = {},
 ): Promise<InputNormalisation> {
   const { scale, offset, normalize } = manifest.input;
-  const nan = manifest.input.nan ?? 'zero';
+  // Default "fail": NaN is no data, and a model fed 0 there outputs what looks like a
+  // prediction; the failure names the chunk and input.nan, and plan warns ahead of it.
+  const nan = manifest.input.nan ?? 'fail';
   if (normalize !== undefined) {
     const sample = o.sample ?? (await readInputSample(input, region, o.budget ?? DEFAULT_SAMPLE));
     const [pLow, pHigh] = normalize.percentiles;

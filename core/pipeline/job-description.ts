@@ -115,7 +115,8 @@ export function normalisationOf(
   return {
     rule: 'legacy',
     mapping: legacyMapping(dtype, scale, offset),
-    nan: manifest.input.nan ?? 'zero',
+    // As planNormalisation's default; a version-1 job fed NaN to the model, which failed.
+    nan: manifest.input.nan ?? 'fail',
   };
 }
 

@@ -566,7 +566,8 @@ describe('tessera run (local pipeline)', () => {
     expect(result.report?.failures.map((f) => f.chunkId).sort()).toEqual(poisoned.sort());
     for (const f of result.report?.failures ?? []) {
       expect(f.attempts).toBe(2);
-      expect(f.lastError).toMatch(/NaN or Infinity/);
+      // Found in the chunk's input before inference (input.nan "fail", the default).
+      expect(f.lastError).toMatch(/its input holds \d+ NaN voxel\(s\)/);
     }
     expect(result.report?.chunks.DONE).toBe(plan.counts.chunks - poisoned.length);
   });

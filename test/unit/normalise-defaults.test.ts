@@ -100,16 +100,16 @@ describe('the frozen normalisation', () => {
     expect(d.normalization).toEqual({
       rule: 'dtype',
       mapping: { kind: 'range', low: 0, high: 65535 },
-      nan: 'zero',
+      nan: 'fail',
     });
   });
 
   it('input.scale/offset as written; input.nan recorded', async () => {
-    const ctx = await u16Job({ scale: 0.001, offset: -0.5, nan: 'fail' }).open();
+    const ctx = await u16Job({ scale: 0.001, offset: -0.5, nan: 'zero' }).open();
     expect(ctx.description.normalization).toEqual({
       rule: 'scale-offset',
       mapping: { kind: 'affine', scale: 0.001, offset: -0.5 },
-      nan: 'fail',
+      nan: 'zero',
     });
   });
 
@@ -123,7 +123,7 @@ describe('the frozen normalisation', () => {
     expect(resumed.description.normalization).toEqual({
       rule: 'legacy',
       mapping: { kind: 'affine', scale: 1, offset: 0 },
-      nan: 'zero',
+      nan: 'fail',
     });
   });
 

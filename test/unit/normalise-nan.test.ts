@@ -1,4 +1,4 @@
-// NaN in the input: input.nan "fail" fails each chunk holding NaN when it is read, before
+// NaN in the input: input.nan "fail" (the default) fails each chunk holding NaN when it is read, before
 // inference, naming the chunk, the NaN count and the field to set (the model is never
 // run on it, nor blamed); "zero" feeds NaN as 0 and the output equals the whole-volume
 // reference on the zeroed input. NaN comes two ways: a NaN voxel written into the data,
@@ -97,60 +97,62 @@ async function nanJob(nan: 'zero' | 'fail' | undefined) {
   return { ctx, ledger, output, dir: t.dir };
 }
 
-describe('input.nan "fail"', () => {
-  it('fails each chunk holding NaN before inference, naming chunk, count and field', async () => {
-    const { ctx, ledger, output } = await nanJob('fail');
-    const { model, seen } = watchedModel();
-    // A failed chunk goes back PENDING until its attempts are spent: run until none is left.
-    for (let run = 0; run < 5 && (await ledger.counts(ctx.jobId)).PENDING > 0; run++)
-      await runWorker({ ctx, ledger, output, owner: `w${run}`, model, idlePollMs: NEVER });
-    const values = fixtureValues();
-    let cleanPatches = 0;
-    let failed = 0;
-    for await (const row of ledger.list(ctx.jobId)) {
-      const chunk = ctx.plan.describeChunk(row.chunkId);
-      const nan = nanIn(values, chunk.readBox);
-      if (nan === 0) {
-        expect(row.status, row.chunkId).toBe('DONE');
-        cleanPatches += chunk.patchCount;
-        continue;
+describe('input.nan "fail" (the default)', () => {
+  for (const nan of ['fail', undefined] as const)
+    it(`fails each chunk holding NaN before inference, naming chunk, count and field (${nan ?? 'default'})`, async () => {
+      const { ctx, ledger, output } = await nanJob(nan);
+      const { model, seen } = watchedModel();
+      // A failed chunk goes back PENDING until its attempts are spent: run until none is left.
+      for (let run = 0; run < 5 && (await ledger.counts(ctx.jobId)).PENDING > 0; run++)
+        await runWorker({ ctx, ledger, output, owner: `w${run}`, model, idlePollMs: NEVER });
+      const values = fixtureValues();
+      let cleanPatches = 0;
+      let failed = 0;
+      for await (const row of ledger.list(ctx.jobId)) {
+        const chunk = ctx.plan.describeChunk(row.chunkId);
+        const nan = nanIn(values, chunk.readBox);
+        if (nan === 0) {
+          expect(row.status, row.chunkId).toBe('DONE');
+          cleanPatches += chunk.patchCount;
+          continue;
+        }
+        failed++;
+        expect(row.status, row.chunkId).toBe('FAILED');
+        expect(row.attempts, row.chunkId).toBe(2);
+        expect(row.lastError).toContain(
+          `chunk ${row.chunkId}: its input holds ${nan} NaN voxel(s)`,
+        );
+        expect(row.lastError).toContain('set input.nan: "zero"');
+        expect(row.lastError).not.toContain('the model returned NaN');
       }
-      failed++;
-      expect(row.status, row.chunkId).toBe('FAILED');
-      expect(row.attempts, row.chunkId).toBe(2);
-      expect(row.lastError).toContain(`chunk ${row.chunkId}: its input holds ${nan} NaN voxel(s)`);
-      expect(row.lastError).toContain('set input.nan: "zero"');
-      expect(row.lastError).not.toContain('the model returned NaN');
-    }
-    // Both NaN sources were met: the unwritten chunk (fill_value) and the written NaN voxel.
-    expect(failed).toBeGreaterThanOrEqual(2);
-    // The model ran on the clean chunks only, and never saw NaN.
-    expect(seen.nan).toBe(0);
-    expect(seen.patches).toBe(cleanPatches);
-  });
+      // Both NaN sources were met: the unwritten chunk (fill_value) and the written NaN voxel.
+      expect(failed).toBeGreaterThanOrEqual(2);
+      // The model ran on the clean chunks only, and never saw NaN.
+      expect(seen.nan).toBe(0);
+      expect(seen.patches).toBe(cleanPatches);
+    });
 });
 
-describe('input.nan "zero" (the default)', () => {
-  for (const nan of ['zero', undefined] as const)
-    it(`feeds NaN as 0: every chunk done, output = the reference on the zeroed input (${nan ?? 'default'})`, async () => {
-      const { ctx, ledger, output, dir } = await nanJob(nan);
-      const { model, seen } = watchedModel();
-      const stats = await runWorker({ ctx, ledger, output, owner: 'w1', model, idlePollMs: NEVER });
-      expect(stats.done).toBe(ctx.plan.counts.chunks);
-      expect(seen.nan).toBe(0);
-      await blendSeams(ctx, output);
-      const zeroed = fixtureValues().map((v) => (Number.isNaN(v) ? 0 : v));
-      const reference = await slidingWindowReference({
-        volume: zeroed,
-        volumeShape: SHAPE,
-        inputChannels: 1,
-        patchShape: [4, 8, 8],
-        overlap: [0, 2, 2],
-        blend: 'bump',
-        outputChannels: 2,
-        model: jsModel(1, 2),
-      });
-      const out = await readOutput(dir, Box.ofShape(SHAPE));
-      expect(maxAbsDiff(out, reference)).toBeLessThanOrEqual(1e-5);
+describe('input.nan "zero"', () => {
+  it('feeds NaN as 0: every chunk done, output = the reference on the zeroed input', async () => {
+    const { ctx, ledger, output, dir } = await nanJob('zero');
+    const { model, seen } = watchedModel();
+    const stats = await runWorker({ ctx, ledger, output, owner: 'w1', model, idlePollMs: NEVER });
+    expect(stats.done).toBe(ctx.plan.counts.chunks);
+    expect(seen.nan).toBe(0);
+    await blendSeams(ctx, output);
+    const zeroed = fixtureValues().map((v) => (Number.isNaN(v) ? 0 : v));
+    const reference = await slidingWindowReference({
+      volume: zeroed,
+      volumeShape: SHAPE,
+      inputChannels: 1,
+      patchShape: [4, 8, 8],
+      overlap: [0, 2, 2],
+      blend: 'bump',
+      outputChannels: 2,
+      model: jsModel(1, 2),
     });
+    const out = await readOutput(dir, Box.ofShape(SHAPE));
+    expect(maxAbsDiff(out, reference)).toBeLessThanOrEqual(1e-5);
+  });
 });

@@ -59,7 +59,7 @@ describe('tessera plan: what the model receives', () => {
   it('prints the uint16 default with its scale and warns that 12-bit data sits near 0', async () => {
     const out = await plan([manifest({})]);
     expect(out).toContain(
-      'input      uint16\'s range [0, 65535] onto [0, 1]: x = v / 65535 (scale 0.00001526, offset 0); NaN → 0 (input.nan "zero")',
+      'input      uint16\'s range [0, 65535] onto [0, 1]: x = v / 65535 (scale 0.00001526, offset 0); NaN fails the chunk (input.nan "fail")',
     );
     expect(out).toMatch(
       /model inputs over 36864 voxels of 18 stored chunk\(s\): min 0\.003311, p1 0\.008606, p50 0\.03203, p99 0\.05565, max 0\.06104/,

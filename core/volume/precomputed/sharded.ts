@@ -16,6 +16,8 @@ import { hashedChunkId } from './chunk-id.ts';
 import { PrecomputedChunkError } from './errors.ts';
 import type { ShardingSpec } from './info.ts';
 
+const MAX_CACHED_MINISHARDS = 4096;
+
 interface Minishard {
   /** chunk id → [start, end) in the shard file. */
   readonly chunks: Map<bigint, readonly [number, number]>;
@@ -43,6 +45,8 @@ export class ShardedScale {
     const cacheKey = `${file}#${minishard}`;
     let entry = this.minishards.get(cacheKey);
     if (entry === undefined) {
+      // A worker reads its chunk's region, a few minishards; the cap bounds a long scan.
+      if (this.minishards.size >= MAX_CACHED_MINISHARDS) this.minishards.clear();
       entry = this.readMinishard(file, minishard);
       this.minishards.set(cacheKey, entry);
       // A failed read is not cached: the next chunk of it tries again.

@@ -15,6 +15,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoLedger, JOB_SK, PK, SK } from '../../adapters/aws/dynamo-ledger.ts';
 import type { ChunkRef, ChunkRow, JobSpec } from '../../core/ledger/index.ts';
+import { ledgerContract } from '../contract/ledger-contract.ts';
 import { rangePlanContract } from '../contract/range-plan-contract.ts';
 import { type DynamoUnderTest, startDynamo } from '../helpers/dynamo-emulator.ts';
 
@@ -106,6 +107,16 @@ rangePlanContract('DynamoLedger, 3 rows per partition key', async () => ({
     client: ddb.client,
     table: await ddb.createTable(),
     rowsPerPartition: 3,
+  }),
+}));
+
+// The whole Ledger contract (claims, tenure, status-filtered listing, counts, sweep,
+// rearm…) with every job of more than 2 chunks on several partition keys.
+ledgerContract('DynamoLedger, 2 rows per partition key', async () => ({
+  ledger: new DynamoLedger({
+    client: ddb.client,
+    table: await ddb.createTable(),
+    rowsPerPartition: 2,
   }),
 }));
 

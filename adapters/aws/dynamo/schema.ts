@@ -109,11 +109,12 @@ export const shardsFor = (chunkCount: number, max = DEFAULT_SHARDS): number =>
   Math.max(1, Math.min(max, chunkCount));
 
 /**
- * Chunk rows per partition key. Ranges of PLAN_RANGE_ROWS rows are planned in parallel
- * (adapters/aws/plan-ranges.ts; the state machine's PlanRanges Map), each at R rows/s; with P =
+ * Chunk rows per partition key. Ranges of PLAN_RANGE_ROWS rows (contracts/cloud.ts) are
+ * planned in parallel by the state machine's PlanRanges Map, each at R rows/s; with P =
  * chunkCount / ROWS_PER_PARTITION a key sees about R × ROWS_PER_PARTITION / PLAN_RANGE_ROWS
  * = R / 10 writes/s while the ranges all run at once, and less once the Map's concurrency
- * caps them: far under 1,000 WCU/s for any R a planner reaches (bench: plan-ledger).
+ * caps them: far under 1,000 WCU/s for any R a planner reaches (bench plan-ledger, DynamoDB
+ * Local: 10^6 rows over 40 keys at 3,186 rows/s, 80 writes/s a key).
  */
 export const ROWS_PER_PARTITION = 25_000;
 /** Enough for 2.5·10^7 chunks at ROWS_PER_PARTITION; a listing merges this many streams. */

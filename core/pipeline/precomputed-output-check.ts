@@ -57,52 +57,69 @@ export async function checkPrecomputedOutput(
   if (info) damaged.push({ kind: 'metadata', level: 0, key: INFO, ...info });
   tick();
 
-  const listed = await listSizes(store, `/${PRECOMPUTED_SCALE_KEY}/`);
-  const coords = (function* (): Generator<Vec3> {
-    for (let i = 0; i < plan.counts.blocks; i++) {
-      const c = plan.regionBlockAt(i);
-      const seam = plan.describeBlock(c).seam;
-      if ((scope === 'owned' && seam) || (scope === 'seams' && !seam)) continue;
-      yield c;
-    }
-  })();
-  const lane = async (): Promise<void> => {
-    for (let r = coords.next(); !r.done; r = coords.next()) {
-      const coord = r.value;
-      const box = plan.describeBlock(coord).box;
-      const key = precomputedBlockKey(box);
-      const want = box.size * bytesPerVoxel;
-      let size: number | undefined;
-      if (listed !== undefined && depth === 'listing') size = listed.get(key);
-      else if (depth === 'listing' && store.getRange) {
-        const probe = await store.getRange(key, { offset: 0, length: 1 });
-        size = probe === undefined ? undefined : want; // presence only
-      } else size = (await store.get(key))?.length;
-      if (listed !== undefined && !listed.has(key)) size = undefined;
-      if (size === undefined)
-        damaged.push({
-          kind: 'block',
-          level: 0,
-          coord,
-          key,
-          problem: 'missing',
-          detail: 'no object at this key',
-        });
-      else if (size !== want)
-        damaged.push({
-          kind: 'block',
-          level: 0,
-          coord,
-          key,
-          problem: size < want ? 'truncated' : 'wrong-size',
-          detail: `${size} bytes; a raw block of ${channels} channel(s) × ${box.size} voxels is ${want}`,
-        });
-      tick();
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? 8) }, lane));
+  // One listing per x-slab of blocks (the names start with the x range): memory stays at
+  // one slab's keys whatever the volume.
+  const first = plan.regionBlockAt(0);
+  const last = plan.regionBlockAt(plan.counts.blocks - 1);
+  for (let bx = first[2]; bx <= last[2]; bx++) {
+    const x0 = bx * plan.blockShape[2];
+    const x1 = Math.min(x0 + plan.blockShape[2], plan.volumeShape[2]);
+    const listed = await listSizes(store, `/${PRECOMPUTED_SCALE_KEY}/${x0}-${x1}_`);
+    const coords = (function* (): Generator<Vec3> {
+      for (let bz = first[0]; bz <= last[0]; bz++)
+        for (let by = first[1]; by <= last[1]; by++) {
+          const c: Vec3 = [bz, by, bx];
+          const seam = plan.describeBlock(c).seam;
+          if ((scope === 'owned' && seam) || (scope === 'seams' && !seam)) continue;
+          yield c;
+        }
+    })();
+    const lane = async (): Promise<void> => {
+      for (let r = coords.next(); !r.done; r = coords.next()) {
+        const found = await checkBlock(r.value, listed);
+        if (found) damaged.push(found);
+        tick();
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? 8) }, lane));
+  }
   damaged.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   return { checked, damaged, depth };
+
+  async function checkBlock(
+    coord: Vec3,
+    listed: Map<AbsolutePath, number> | undefined,
+  ): Promise<DamagedObject | undefined> {
+    const box = plan.describeBlock(coord).box;
+    const key = precomputedBlockKey(box);
+    const want = box.size * bytesPerVoxel;
+    let size: number | undefined;
+    if (listed !== undefined && !listed.has(key)) size = undefined;
+    else if (listed !== undefined && depth === 'listing') size = listed.get(key);
+    else if (depth === 'listing' && store.getRange) {
+      const probe = await store.getRange(key, { offset: 0, length: 1 });
+      size = probe === undefined ? undefined : want; // a store that cannot list: presence only
+    } else size = (await store.get(key))?.length;
+    if (size === undefined)
+      return {
+        kind: 'block',
+        level: 0,
+        coord,
+        key,
+        problem: 'missing',
+        detail: 'no object at this key',
+      };
+    if (size !== want)
+      return {
+        kind: 'block',
+        level: 0,
+        coord,
+        key,
+        problem: size < want ? 'truncated' : 'wrong-size',
+        detail: `${size} bytes; a raw block of ${channels} channel(s) × ${box.size} voxels is ${want}`,
+      };
+    return undefined;
+  }
 }
 
 async function infoProblem(

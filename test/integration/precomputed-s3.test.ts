@@ -8,8 +8,11 @@ import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3Store } from '../../adapters/aws/s3-store.ts';
 import { Box } from '../../core/geometry/index.ts';
+import { parseManifest } from '../../core/manifest/index.ts';
+import { planFor } from '../../core/pipeline/context.ts';
+import { checkOutput } from '../../core/pipeline/output-check.ts';
 import type { AbsolutePath, RangeQuery } from '../../core/store/index.ts';
-import { openInputVolume } from '../../core/volume/input.ts';
+import { type InputVolume, openInputVolume } from '../../core/volume/input.ts';
 import { openOutputVolume } from '../../core/volume/output.ts';
 import { createPrecomputedOutput } from '../../core/volume/precomputed/output.ts';
 import { valueAt, WRITTEN_CASES, writeAll } from '../helpers/precomputed-written.ts';
@@ -88,5 +91,41 @@ describe('precomputed on S3', () => {
       for (let y = 0; y < Y; y += 5)
         for (let x = 0; x < X; x += 4)
           expect(got.data[(z * Y + y) * X + x]).toBe(valueAt('uint8', 0, z, y, x));
+  });
+
+  it('the output check lists a precomputed output on S3 slab by slab and names a lost block', async () => {
+    const manifest = parseManifest({
+      version: 1,
+      name: 'check-s3',
+      input: { url: 'precomputed://s3://lab-em/in' },
+      output: { url: 'precomputed://s3://lab-em/out', dtype: 'float32', blockShape: [8, 10, 12] },
+      model: { url: 'm.onnx', patchShape: [8, 12, 12], outputChannels: 2 },
+      overlap: [2, 4, 4],
+      chunkShape: [12, 16, 16],
+    });
+    const store = new S3Store({
+      client: s3.client,
+      bucket,
+      prefix: 'outputs/check',
+      listPageSize: 4,
+    });
+    const out = await createPrecomputedOutput(store, {
+      shape: [20, 24, 28],
+      channels: 2,
+      dtype: 'float32',
+      blockShape: [8, 10, 12],
+    });
+    await writeAll(out, 'float32');
+    const ctx = {
+      plan: planFor(manifest, [20, 24, 28]),
+      manifest,
+      outputStore: store,
+      input: {} as InputVolume,
+    };
+    expect((await checkOutput(ctx, { depth: 'listing' })).damaged).toEqual([]);
+    await store.delete('/0/12-24_10-20_8-16');
+    const r = await checkOutput(ctx, { depth: 'listing' });
+    expect(r.damaged.map((d) => [d.key, d.problem])).toEqual([['/0/12-24_10-20_8-16', 'missing']]);
+    expect(r.checked).toBe(28);
   });
 });

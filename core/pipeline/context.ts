@@ -18,6 +18,7 @@ import {
   openOutputVolume,
   VolumeFormatError,
 } from '../volume/index.ts';
+import { PrecomputedInfoError } from '../volume/precomputed/errors.ts';
 import { outputFormat } from '../volume/precomputed/output.ts';
 import { planNormalisation } from './input-normalisation.ts';
 import {
@@ -241,12 +242,11 @@ export async function ensureOutput(ctx: JobContext): Promise<OutputVolume> {
         format: outputFormat(ctx.manifest.output),
       });
     } catch (error) {
-      if (
-        !(error instanceof VolumeFormatError) ||
-        !(error.cause instanceof SyntaxError) ||
-        attempt >= 5
-      )
-        throw error;
+      // A precomputed output's info half-written by another worker reads the same way.
+      const halfWritten =
+        (error instanceof VolumeFormatError || error instanceof PrecomputedInfoError) &&
+        error.cause instanceof SyntaxError;
+      if (!halfWritten || attempt >= 5) throw error;
       await new Promise((r) => setTimeout(r, 50 * attempt));
     }
   }

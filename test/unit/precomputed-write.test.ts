@@ -147,3 +147,42 @@ describe('precomputed output through the OutputVolume functions', () => {
     ).rejects.toThrow('its box is');
   });
 });
+
+describe('ensureOutput with a precomputed output', () => {
+  it("reads another worker's half-written info again instead of failing", async () => {
+    const { ensureOutput, planFor } = await import('../../core/pipeline/context.ts');
+    const { parseManifest } = await import('../../core/manifest/index.ts');
+    const { MemoryStore } = await import('../../core/store/index.ts');
+    const manifest = parseManifest({
+      version: 1,
+      name: 'race',
+      input: { url: 'in' },
+      output: { url: 'precomputed://out', dtype: 'uint8', blockShape: [8, 8, 8] },
+      model: { url: 'm.onnx', patchShape: [8, 8, 8], outputChannels: 1 },
+      overlap: [0, 0, 0],
+      chunkShape: [8, 8, 8],
+    });
+    const plan = planFor(manifest, [16, 16, 16]);
+    const store = new MemoryStore();
+    await createOutputVolume(store, {
+      shape: [16, 16, 16],
+      channels: 1,
+      dtype: 'uint8',
+      blockShape: [8, 8, 8],
+      owner: 'race-job',
+      format: 'precomputed',
+    });
+    const whole = (await store.get('/info'))!;
+    let reads = 0;
+    const get = store.get.bind(store);
+    // The first read sees the document cut short, as an emulator's non-atomic PUT can show it.
+    store.get = async (key) =>
+      key === '/info' && reads++ === 0 ? whole.subarray(0, 10) : get(key);
+    const ctx = { outputStore: store, plan, manifest, jobId: 'race-job' } as unknown as Parameters<
+      typeof ensureOutput
+    >[0];
+    const out = await ensureOutput(ctx);
+    expect(out.shape).toEqual([16, 16, 16]);
+    expect(reads).toBeGreaterThan(1);
+  });
+});

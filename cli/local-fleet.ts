@@ -38,8 +38,6 @@ export interface LocalFleetOptions {
 }
 
 export class LocalFleet implements Fleet {
-  /** Where a finished chunk is reported: the eager blender, or a repair's own. */
-  onChunkFinished: (chunkId: string) => void = () => {};
   readonly chunkTimings: ChunkTiming[] = [];
   inferred = 0;
   peakRss = 0;
@@ -187,7 +185,6 @@ export class LocalFleet implements Fleet {
           stopAll();
         }
       } else if (e.type === 'done') {
-        this.onChunkFinished(e.chunkId);
         p.done++;
         p.voxels += e.voxels;
         if (!e.skipped) this.inferred++;

@@ -10,13 +10,13 @@
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import type { BlockDescriptor } from '../core/geometry/index.ts';
 import { type Ledger, LocalLedger } from '../core/ledger/index.ts';
 import { ModelRunner } from '../core/model/index.ts';
 import {
   blendSeams,
   deleteSpentPartials,
   describeDamage,
-  EagerBlender,
   ensureOutput,
   finalizeJob,
   isBlended,
@@ -59,10 +59,11 @@ export interface RepairOutputOptions {
   readonly ledger: Ledger;
   readonly damaged: readonly DamagedObject[];
   /**
-   * Runs every PENDING chunk of the job to completion and reports each finished chunk
-   * (runLocal: its worker rounds; verify: one worker in this process).
+   * Runs every PENDING chunk of the job to completion (runLocal: its worker rounds;
+   * verify: one worker in this process). The workers blend the seam blocks they are the
+   * last contributor of, as in any run.
    */
-  readonly runChunks: (onFinished: (chunkId: string) => void) => Promise<void>;
+  readonly runChunks: () => Promise<void>;
   /** The depth the damage was found at; the check after the repair uses it too. */
   readonly depth?: CheckDepth;
   readonly log?: (line: string) => void;
@@ -97,8 +98,10 @@ export async function repairOutput(o: RepairOutputOptions): Promise<RepairOutcom
     log(
       `repair: re-running ${plan.chunkIds.length} chunk(s) (${rearmed} re-armed) for ${o.damaged.filter((d) => d.kind === 'block' && d.level === 0).length} damaged level-0 block(s)`,
     );
-    const eager = new EagerBlender(ctx, output, { only: plan.seamBlocks });
-    await o.runChunks((chunkId) => eager.chunkFinished(chunkId));
+    // Damaged seam blocks go first, so that one still missing after the run is one no
+    // last contributor blended (every contributor of each runs again).
+    await deleteDamagedSeamBlocks(ctx, o.damaged);
+    await o.runChunks();
     const verify = await verifyJob(ledger, ctx.jobId);
     if (verify.status !== 'COMPLETE')
       return {
@@ -109,7 +112,11 @@ export async function repairOutput(o: RepairOutputOptions): Promise<RepairOutcom
         remaining: o.damaged,
         message: `job ${ctx.jobId}: the repair left ${verify.counts.PENDING + verify.counts.RUNNING} chunk(s) unfinished and ${verify.counts.FAILED} FAILED; run \`tessera verify\` again to retry`,
       };
-    const rest = await eager.drain();
+    const rest: BlockDescriptor[] = [];
+    for (const key of plan.seamBlocks) {
+      const block = ctx.plan.describeBlock(key);
+      if (!(await output.blockExists(block.coord))) rest.push(block);
+    }
     blended = plan.seamBlocks.length - rest.length;
     blended += await blendSeams(ctx, output, { blocks: rest });
     await deletePartials(ctx, plan.chunkIds);
@@ -147,6 +154,18 @@ export async function repairOutput(o: RepairOutputOptions): Promise<RepairOutcom
  * the pyramid rebuild and finalize write them again. runLocal takes it before its plan
  * step, whose ensureOutput would refuse a level-0 zarr.json that is not valid JSON.
  */
+/** Deletes the damaged level-0 seam blocks (their contributors re-run and blend them). */
+async function deleteDamagedSeamBlocks(
+  ctx: JobContext,
+  damaged: readonly DamagedObject[],
+): Promise<void> {
+  for (const d of damaged) {
+    if (d.kind !== 'block' || d.level !== 0 || !ctx.plan.describeBlock(d.coord).seam) continue;
+    if (!ctx.outputStore.delete) throw new StoreCapabilityError(ctx.outputStore, 'delete');
+    await ctx.outputStore.delete(d.key);
+  }
+}
+
 export async function clearDamagedMetadata(
   ctx: JobContext,
   damaged: readonly DamagedObject[],
@@ -320,7 +339,7 @@ export async function verifyLocal(
       ledger,
       damaged: check.damaged,
       depth,
-      runChunks: (onFinished) => runInProcess(m, ctx, ledger, onFinished, o),
+      runChunks: () => runInProcess(m, ctx, ledger, o),
       ...(o.log ? { log: o.log } : {}),
     });
     if (repair.status === 'REPAIRED') await deleteSpentPartials(ctx.work, { keepTiles: false });
@@ -335,7 +354,6 @@ async function runInProcess(
   m: LoadedManifest,
   ctx: JobContext,
   ledger: Ledger,
-  onFinished: (chunkId: string) => void,
   o: VerifyLocalOptions,
 ): Promise<void> {
   const path = await checkLocalModelSize(m.manifest.model.url, { baseDir: m.baseDir });
@@ -358,8 +376,7 @@ async function runInProcess(
       idlePollMs: 0,
       onEvent: (e) => {
         o.onWorkerEvent?.(e);
-        if (e.type === 'done') onFinished(e.chunkId);
-        else if (e.type === 'failed')
+        if (e.type === 'failed')
           o.log?.(
             `chunk ${e.chunkId} failed${e.poison ? ' for the last time (poison)' : ', will retry'}: ${e.error}`,
           );

@@ -24,7 +24,6 @@ import {
   DEFAULT_BATCH_SIZE,
   deleteSpentPartials,
   describePoison,
-  EagerBlender,
   ensureOutput,
   finalizeJob,
   type JobContext,
@@ -36,6 +35,7 @@ import {
   type RunReport,
   runWorkRounds,
   timed,
+  unblendedSeamBlocks,
 } from '../core/pipeline/index.ts';
 import { describeNormalisation } from '../core/pipeline/input-normalisation.ts';
 import { type MemoryBudget, WorkerMemoryError } from '../core/pipeline/memory-estimate.ts';
@@ -163,14 +163,8 @@ export async function runLocal(
     // What the model receives, as frozen in the job description (a resumed job's own rule).
     log(`model input: ${describeNormalisation(ctx.description.normalization, ctx.input.dtype)}`);
     if (earlier.kind === 'damaged') return await repairRun(run, fleet, earlier.damaged, workers);
-    // Seam blocks are blended while the job runs, as their contributors finish; chunks
-    // finished by an earlier run count too (their blocks are re-blended: same bytes).
-    const eager = new EagerBlender(ctx, output);
-    fleet.onChunkFinished = (chunkId) => eager.chunkFinished(chunkId);
-    const alreadyBlended = earlier.kind !== 'unfinished';
-    if (!alreadyBlended)
-      for (const status of ['DONE', 'SKIPPED'] as const)
-        for await (const row of ledger.list(m.jobId, status)) eager.chunkFinished(row.chunkId);
+    // Seam blocks are blended by the workers, each by its last contributor
+    // (core/pipeline/seam-handoff.ts); what they left is blended once the work is done.
     // The preview's input column depends on the input alone: draw it now, while the
     // workers start up (a core is free then) and infer, instead of after them.
     const inputPanels: Promise<InputPanels | undefined> = renderInputPanels(
@@ -194,11 +188,7 @@ export async function runLocal(
     const stopped = stopMessage(run, fleet, verdict, o.signal);
     if (stopped !== undefined)
       return run.result({ status: 'INTERRUPTED', ...ran(fleet), message: stopped });
-    return await finishRun(run, fleet, verdict, {
-      blend: verdict.status === 'COMPLETE' && !alreadyBlended ? { eager, output } : undefined,
-      workers,
-      inputPanels,
-    });
+    return await finishRun(run, fleet, verdict, { output, workers, inputPanels });
   } finally {
     await ledger.close();
   }
@@ -329,10 +319,7 @@ async function repairRun(
     log: run.log,
     workers,
     device: fleet.device,
-    runChunks: async (finished) => {
-      fleet.onChunkFinished = finished;
-      await timed(timings, 'work', () => fleet.runRound(1, workers));
-    },
+    runChunks: () => timed(timings, 'work', () => fleet.runRound(1, workers)),
   });
   if (outcome.status === 'REPAIRED') await deleteSpentPartials(ctx.work, { keepTiles: false });
   return run.result({
@@ -368,27 +355,22 @@ function stopMessage(
 }
 
 /**
- * Blends the seam blocks eager blending left (when the job is COMPLETE and not blended
- * before), finalizes (report, preview, pyramid) and deletes the spent partials.
+ * Blends the seam blocks the workers left (a worker that died between completing and
+ * blending; none in the normal path) when the job is COMPLETE, finalizes (report,
+ * preview, pyramid) and deletes the spent partials.
  */
 async function finishRun(
   run: OpenRun,
   fleet: LocalFleet,
   verdict: RoundVerdict,
-  o: {
-    blend: { eager: EagerBlender; output: OutputVolume } | undefined;
-    workers: number;
-    inputPanels: Promise<InputPanels | undefined>;
-  },
+  o: { output: OutputVolume; workers: number; inputPanels: Promise<InputPanels | undefined> },
 ): Promise<LocalRunResult> {
   const { ctx, m, timings, log } = run;
   let cleanup: Promise<unknown> = Promise.resolve();
-  if (o.blend) {
-    const { eager, output } = o.blend;
+  if (verdict.status === 'COMPLETE') {
     await timed(timings, 'blend', async () =>
-      blendSeams(ctx, output, { blocks: await eager.drain() }),
+      blendSeams(ctx, o.output, { blocks: await unblendedSeamBlocks(ctx) }),
     );
-    timings.blendDuringWork = Math.round(eager.seconds * 1000) / 1000;
     await markBlended(ctx.work, new Date());
     // The partials are spent: delete them while finalize runs (other threads, other
     // core), all but the preview tiles finalize reads; those go after it.

@@ -25,9 +25,11 @@ import { modelExpectation, openInBackground, ThreadedModel } from '../core/model
 import { ensureOutput, readModelBytes, runWorker } from '../core/pipeline/index.ts';
 import { intOption, parse } from './args.ts';
 
-const USAGE = `Usage: tessera worker --job <jobId> [--device cpu|gpu] [--threads N] [--batch N]
+const USAGE = `Usage: tessera worker --job <jobId> [--device cpu|gpu] [--threads N] [--batch N] [--no-seam-blend]
 
-Claims and infers chunks of a cloud job until none is left. Reads the table and bucket
+Claims and infers chunks of a cloud job until none is left, and blends each seam block it
+is the last contributor of (--no-seam-blend: writes its partials and leaves every seam
+block to the state machine's Blend step; so does TESSERA_SEAM_BLEND=off). Reads the table and bucket
 from TESSERA_TABLE and TESSERA_BUCKET (set by the stack on Batch; export them to join
 from another machine). AWS_BATCH_JOB_ARRAY_INDEX picks where this worker starts.`;
 
@@ -45,6 +47,7 @@ export async function workerCommand(args: string[]): Promise<number> {
       device: { type: 'string' },
       threads: { type: 'string' },
       batch: { type: 'string' },
+      'no-seam-blend': { type: 'boolean' },
     },
     USAGE,
   );
@@ -140,6 +143,7 @@ async function work(
       model: model.ready,
       startIndex,
       ...(values.batch ? { batchSize: intOption(values.batch, 'batch', 4) } : {}),
+      blendSeams: values['no-seam-blend'] !== true && process.env[ENV.seamBlend] !== 'off',
       signal,
       hardStopMs: 20_000,
       onEvent: (event) =>

@@ -106,14 +106,21 @@ export interface VerifyTaskResult {
   arraySize: number;
   /** Poison chunks, when FAILED: "chunk <id>: failed <n> attempt(s); last error: ..." lines. */
   reason?: string;
+  /**
+   * When COMPLETE: items in the job's blend-items.json now, the seam blocks no worker
+   * blended (their last contributor died between completing and blending); usually 0, and
+   * then the Blend Map is skipped.
+   */
+  blendItemCount?: number;
 }
 
-/** One Distributed Map item: a range of the plan's seam-block enumeration. */
-export interface BlendItem {
-  jobId: string;
-  from: number;
-  to: number;
-}
+/**
+ * One Distributed Map item: a range of the plan's seam-block enumeration (the planner's),
+ * or the keys of seam blocks left unblended (Verify's).
+ */
+export type BlendItem =
+  | { jobId: string; from: number; to: number }
+  | { jobId: string; keys: string[] };
 export interface BlendTaskResult {
   jobId: string;
   blocks: number;
@@ -199,6 +206,11 @@ export const ENV = {
   maxModelBytes: 'TESSERA_MAX_MODEL_BYTES',
   /** Minutes without a finished chunk before the stall watchdog counts a job as stalled. */
   stallMinutes: 'TESSERA_STALL_MINUTES',
+  /**
+   * "off": a worker writes every seam partial and blends none, leaving every seam block
+   * to the Blend step (as if each died between completing and blending); default on.
+   */
+  seamBlend: 'TESSERA_SEAM_BLEND',
 } as const;
 
 /** Lambda entry files, relative to the repo root (the stack bundles these). */

@@ -315,7 +315,8 @@ export class Pipeline extends Construct {
     );
     catchTo(blend, stepFailed).next(finalize);
     const hasSeams = new sfn.Choice(this, STATES.hasSeams)
-      .when(sfn.Condition.numberGreaterThan('$.plan.blendItemCount', 0), blend)
+      // Verify's count: the seam blocks no worker blended (usually none; see seam-handoff.ts).
+      .when(sfn.Condition.numberGreaterThan('$.verify.blendItemCount', 0), blend)
       .otherwise(finalize);
 
     const verified = new sfn.Choice(this, STATES.verified)

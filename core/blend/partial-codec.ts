@@ -23,8 +23,9 @@ export class PartialDecodeError extends Error {
   constructor(
     message: string,
     readonly key: string,
+    options?: { cause: unknown },
   ) {
-    super(message);
+    super(message, options);
   }
 }
 

@@ -10,11 +10,14 @@ import type {
   VerifyTaskEvent,
   VerifyTaskResult,
 } from '../../contracts/cloud.ts';
-import { REPORT_KEY } from '../pipeline/index.ts';
+import { KEYS } from '../../contracts/cloud.ts';
+import { BLOCKS_PER_BLEND_ITEM } from '../../contracts/stack-sizing.ts';
+import type { Manifest } from '../manifest/index.ts';
+import { blendSeams, openJobOutput, REPORT_KEY } from '../pipeline/index.ts';
 import { blendRange, finalizeFinished, verifyRound } from '../pipeline/steps.ts';
 import { type CloudDeps, warn } from './deps.ts';
 import { contextFor, frozenManifest, loadCloudJob } from './manifest-intake.ts';
-import { readStatus, writeStatus } from './status.ts';
+import { bucketKey, encodeJson, readStatus, writeStatus } from './status.ts';
 import { keepFailures, readWorkFailures, summarizeFailures } from './work-failures.ts';
 
 export async function verifyStep(deps: CloudDeps, e: VerifyTaskEvent): Promise<VerifyTaskResult> {
@@ -69,12 +72,55 @@ export async function verifyStep(deps: CloudDeps, e: VerifyTaskEvent): Promise<V
     remaining: verdict.remaining,
     arraySize: verdict.workers,
     ...(reason ? { reason } : {}),
+    ...(verdict.status === 'COMPLETE'
+      ? { blendItemCount: await leftoverBlendItems(deps, e.jobId, manifest) }
+      : {}),
   };
+}
+
+/**
+ * A COMPLETE job's seam blocks that no last contributor blended, as the Blend Map's items
+ * (jobs/<jobId>/blend-items.json rewritten; their count returned). Without the listing
+ * (deps.unblendedSeams absent), the planner's items stay.
+ */
+async function leftoverBlendItems(
+  deps: CloudDeps,
+  jobId: string,
+  manifest: Manifest,
+): Promise<number> {
+  const itemsKey = bucketKey(KEYS.blendItems(jobId));
+  if (!deps.unblendedSeams) {
+    const planned = await deps.bucketStore.get(itemsKey);
+    return planned === undefined
+      ? 0
+      : (JSON.parse(new TextDecoder().decode(planned)) as unknown[]).length;
+  }
+  const left = await deps.unblendedSeams(await contextFor(deps, jobId, manifest));
+  const perItem = deps.blocksPerBlendItem ?? BLOCKS_PER_BLEND_ITEM;
+  const items: BlendItem[] = [];
+  for (let i = 0; i < left.length; i += perItem)
+    items.push({ jobId, keys: left.slice(i, i + perItem).map((b) => b.key) });
+  await deps.bucketStore.set(itemsKey, encodeJson(items));
+  if (items.length > 0)
+    warn(
+      deps,
+      'seam blocks left unblended by their last contributors; the Blend step finishes them',
+      {
+        jobId,
+        blocks: left.length,
+        first: left[0]?.key,
+      },
+    );
+  return items.length;
 }
 
 export async function blendStep(deps: CloudDeps, item: BlendItem): Promise<BlendTaskResult> {
   const ctx = await loadCloudJob(deps, item.jobId);
-  return { jobId: item.jobId, blocks: await blendRange(ctx, item, { concurrency: 8 }) };
+  const blocks =
+    'keys' in item
+      ? await blendSeams(ctx, await openJobOutput(ctx), { keys: item.keys, concurrency: 8 })
+      : await blendRange(ctx, item, { concurrency: 8 });
+  return { jobId: item.jobId, blocks };
 }
 
 export async function finalizeStep(

@@ -6,10 +6,10 @@ import { decodePartial, PartialSum, weightSums } from '../blend/index.ts';
 import type { BlockDescriptor } from '../geometry/index.ts';
 import type { OutputVolume } from '../volume/index.ts';
 import { type JobContext, partialKey } from './context.ts';
-import { outputConverter } from './convert.ts';
+import { outputBlock, outputConverter } from './convert.ts';
 import { MissingPartialError } from './errors.ts';
+import { readPartial } from './partial-store.ts';
 import { writePreviewTiles } from './preview-tiles.ts';
-import { outputBlock } from './worker.ts';
 
 /**
  * Memory one blender reuses from block to block (it blends one block at a time): the
@@ -20,19 +20,30 @@ export interface BlendScratch {
   out?: Float32Array | Uint8Array;
 }
 
+/**
+ * Blends one seam block. `own`, when given, is one contributor's sum still in memory (the
+ * last contributor's, see seam-handoff.ts): it is added in its turn instead of its partial
+ * being read. Its values are the partial's, so the block's bytes are the same either way.
+ */
 export async function blendSeamBlock(
   ctx: JobContext,
   output: OutputVolume,
   block: BlockDescriptor,
   scratch: BlendScratch = {},
+  own?: { chunkId: string; sum: PartialSum },
 ): Promise<void> {
   const channels = ctx.manifest.model.outputChannels;
   const sums = weightSums(ctx.plan, ctx.manifest.blend);
   const sum = new PartialSum(block.box, channels, sums, scratch.sum);
   if (sum.buffer.buffer !== scratch.sum?.buffer) scratch.sum = sum.buffer;
+  // Contributors in the plan's order, whoever blends: float sums in one order, one result.
   for (const chunk of ctx.plan.contributors(block)) {
+    if (own?.chunkId === chunk.id) {
+      sum.addPartial(own.sum);
+      continue;
+    }
     const key = partialKey(block.key, chunk.id);
-    const bytes = await ctx.work.get(key);
+    const bytes = await readPartial(ctx.work, key);
     if (bytes === undefined) throw new MissingPartialError(block.key, chunk.id, key);
     sum.addPartial(decodePartial(bytes, key, sums));
   }

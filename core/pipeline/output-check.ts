@@ -44,6 +44,7 @@ import type { JobContext } from './context.ts';
 import { checkPrecomputedOutput } from './precomputed-output-check.ts';
 
 export type CheckDepth = 'listing' | 'frames' | 'decode';
+export type CheckScope = 'all' | 'owned' | 'seams';
 export type DamageProblem = 'missing' | 'truncated' | 'undecodable' | 'wrong-size';
 
 /** A storage block of level `level` (0: the result, 1..L: the pyramid) that is not whole. */
@@ -74,8 +75,11 @@ export interface OutputCheckOptions {
   readonly full?: boolean;
   /** Levels to check (default: 0 and every pyramid level the manifest asks for). */
   readonly levels?: readonly number[];
-  /** 'owned': level 0's metadata and owned blocks only (the cloud Verify step). Default 'all'. */
-  readonly scope?: 'all' | 'owned';
+  /**
+   * 'owned': level 0's metadata and owned blocks only (the cloud Verify step); 'seams':
+   * level 0's metadata and seam blocks only (what is left to blend). Default 'all'.
+   */
+  readonly scope?: CheckScope;
   /** Blocks read at once (default 8). */
   readonly concurrency?: number;
   /** Called as objects are checked, with the running count and the total. */
@@ -196,8 +200,13 @@ export function expectedLevels(ctx: Pick<OutputCheckContext, 'plan' | 'manifest'
   });
 }
 
-function level0Count(ctx: OutputCheckContext, scope: 'all' | 'owned'): number {
-  return scope === 'owned' ? ctx.plan.counts.ownedBlocks : ctx.plan.counts.blocks;
+function level0Count(ctx: OutputCheckContext, scope: CheckScope): number {
+  const { counts } = ctx.plan;
+  return scope === 'owned'
+    ? counts.ownedBlocks
+    : scope === 'seams'
+      ? counts.seamBlocks
+      : counts.blocks;
 }
 
 interface Slab {
@@ -213,7 +222,7 @@ interface Slab {
 function* blockSlabs(
   ctx: OutputCheckContext,
   level: ExpectedLevel,
-  scope: 'all' | 'owned',
+  scope: CheckScope,
 ): Generator<Slab> {
   const { plan } = ctx;
   let zRange: [number, number];
@@ -235,7 +244,12 @@ function* blockSlabs(
       for (let y = yxRange.start[1]; y < yxRange.stop[1]; y++)
         for (let x = yxRange.start[2]; x < yxRange.stop[2]; x++) {
           const c: Vec3 = [z, y, x];
-          if (level.index === 0 && scope === 'owned' && plan.describeBlock(c).seam) continue;
+          if (
+            level.index === 0 &&
+            scope !== 'all' &&
+            plan.describeBlock(c).seam !== (scope === 'seams')
+          )
+            continue;
           yield c;
         }
     };

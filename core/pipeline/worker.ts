@@ -12,17 +12,23 @@
 //   infer N  ──────────┼──► write N + complete (write-behind, while N+1 infers)
 //                      └──► infer N+1 ...
 
-import { type Dense, fillBox } from '../array/dense.ts';
-import { encodePartial, type PartialSum } from '../blend/index.ts';
-import { Box, type ChunkDescriptor } from '../geometry/index.ts';
+import type { Dense } from '../array/dense.ts';
+import { encodePartial, PartialDecodeError, type PartialSum } from '../blend/index.ts';
+import { type BlockDescriptor, Box, type ChunkDescriptor } from '../geometry/index.ts';
 import { inferChunk } from '../infer/index.ts';
 import type { PatchModel } from '../infer/patch-model.ts';
 import { type Claim, LeaseLostError, type Ledger } from '../ledger/index.ts';
 import { describeStore } from '../store/index.ts';
 import { normalize, type OutputVolume } from '../volume/index.ts';
+import { type BlendScratch, blendSeamBlock } from './blend-seams.ts';
 import { type JobContext, partialKey } from './context.ts';
-import { outputConverter } from './convert.ts';
-import { ChunkFailure, EnvironmentFaultError, NanInputError } from './errors.ts';
+import { outputBlock, outputConverter } from './convert.ts';
+import {
+  ChunkFailure,
+  EnvironmentFaultError,
+  MissingPartialError,
+  NanInputError,
+} from './errors.ts';
 import { classifyFault, type EnvironmentFault, Pause, PauseInterrupted } from './fault.ts';
 import {
   BatchTimes,
@@ -32,7 +38,9 @@ import {
   type Stall,
 } from './hang-watchdog.ts';
 import { defaultHeartbeatMs, LEASE_ENDED, LEASE_LOST, LeaseKeeper } from './lease.ts';
+import { writePartial } from './partial-store.ts';
 import { writePreviewTiles } from './preview-tiles.ts';
+import { blocksOthersFinished } from './seam-handoff.ts';
 
 export interface WorkerOptions {
   ctx: JobContext;
@@ -76,6 +84,14 @@ export interface WorkerOptions {
    * chunk back unspent, stops claiming and returns with `environment` set. Default 30 s.
    */
   pauseMs?: number;
+  /**
+   * Whether this worker blends the seam blocks it is the last contributor of (default
+   * true; see seam-handoff.ts). False: it writes every partial and leaves every seam
+   * block to the Blend step.
+   */
+  blendSeams?: boolean;
+  /** Test hook: runs after a chunk's completion, before its blends after completion. */
+  afterComplete?: (chunkId: string) => Promise<void>;
   onEvent?: (e: WorkerEvent) => void;
 }
 
@@ -113,6 +129,10 @@ export interface WorkerStats {
   released: number;
   leaseLost: number;
   patches: number;
+  /** Seam blocks this worker blended as their last contributor (before or after completing). */
+  blended: number;
+  /** Seam blocks it was last for but could not blend (left to the Blend step; see 'warning' events). */
+  blendsLeft: number;
   /** Set when the hang watchdog abandoned a chunk and the worker stopped (see `hang`). */
   hung?: Stall;
   /** Set when the environment's fault outlasted the pause and the worker stopped (see `pauseMs`). */
@@ -179,6 +199,8 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerStats> {
     released: 0,
     leaseLost: 0,
     patches: 0,
+    blended: 0,
+    blendsLeft: 0,
   };
   // Stops claiming: the caller's abort, or a hung inference (which the caller cannot see).
   const stopping = new AbortController();
@@ -431,6 +453,52 @@ async function workLoop(
     emit({ type: 'hung', ...stall });
   };
 
+  // Seams blended by their last contributor (seam-handoff.ts), unless turned off.
+  const blendScratch: BlendScratch = {};
+  const handoff: SeamHandoff | undefined =
+    o.blendSeams === false
+      ? undefined
+      : {
+          othersFinished: (chunk, blocks) =>
+            pause.run(
+              { what: `reading the contributors of chunk ${chunk.id}'s seams`, place: ledgerPlace },
+              () => blocksOthersFinished(ledger, ctx, chunk, blocks),
+            ),
+          blend: async (block, own) => {
+            await pause.run(
+              { what: `blending seam block ${block.key}`, place: o.output.location },
+              () => blendSeamBlock(ctx, o.output, block, blendScratch, own),
+            );
+            stats.blended++;
+          },
+        };
+  /**
+   * After completing: the seam blocks whose every other contributor is DONE now are this
+   * worker's to blend. A failure leaves the block to the Blend step (Verify lists it).
+   */
+  const blendAfterCompletion = async (
+    chunk: ChunkDescriptor,
+    pending: readonly BlockDescriptor[],
+  ): Promise<void> => {
+    if (!handoff || pending.length === 0) return;
+    let ready: BlockDescriptor[] = [];
+    try {
+      await o.afterComplete?.(chunk.id);
+      ready = await handoff.othersFinished(chunk, pending);
+      for (const block of ready) {
+        await blendIfStillUnblended(handoff, o.output, block);
+        ready = ready.slice(1);
+      }
+    } catch (error) {
+      if (!(error instanceof Error)) throw error;
+      stats.blendsLeft += ready.length;
+      emit({
+        type: 'warning',
+        message: `chunk ${chunk.id} is DONE; ${ready.length} seam block(s) it was the last contributor of are left to the Blend step: ${error.message}`,
+      });
+    }
+  };
+
   // Accumulator memory is recycled: at most two chunks' sums are alive (one inferring,
   // one writing), so two buffers serve the whole run and the GC stays quiet.
   const buffers: Float32Array[] = [];
@@ -506,19 +574,21 @@ async function workLoop(
     await writing;
     writing = (async () => {
       const t0 = performance.now();
+      let pending: BlockDescriptor[] = [];
       try {
         // Fencing for the object store, which cannot check a token itself: each object is
         // written only while the lease is confirmed fresh (a paused stale owner that resumes
         // finds its lease gone before writing, not after).
         // Each store write goes through the pause, its lease check included: a write
         // retried after a pause is still made only inside a lease just confirmed.
-        await writeChunk(
+        pending = await writeChunk(
           ctx,
           o.output,
           cur.chunk,
           acc,
           () => cur.keeper.confirmIfOlder(heartbeatMs),
           pause,
+          handoff,
         );
         buffers.push(acc.buffer);
         held.drop(cur);
@@ -554,7 +624,10 @@ async function workLoop(
         });
       } catch (e) {
         await settle(cur, e);
+        return;
       }
+      // DONE now: what happens here can no longer cost the chunk an attempt.
+      await blendAfterCompletion(cur.chunk, pending);
     })();
   }
   // The chunk before a hung one still completes: its writes do not need the model.
@@ -594,7 +667,23 @@ function allBelow(values: ArrayLike<number>, threshold: number): boolean {
   return true;
 }
 
-/** Writes the chunk's owned blocks final and its seam partials. Idempotent. */
+/** How writeChunk hands its seams off (seam-handoff.ts); absent: partials only. */
+interface SeamHandoff {
+  /** The blocks whose every other contributor is finished (one consistent ledger read). */
+  othersFinished(
+    chunk: ChunkDescriptor,
+    blocks: readonly BlockDescriptor[],
+  ): Promise<BlockDescriptor[]>;
+  /** Blends `block`; `own` is the caller's sum in memory, standing in for its partial. */
+  blend(block: BlockDescriptor, own?: { chunkId: string; sum: PartialSum }): Promise<void>;
+}
+
+/**
+ * Writes the chunk's owned blocks final; then each seam block is blended at once when
+ * every other contributor is finished (this chunk is its last), or gets this chunk's
+ * partial. Returns the seam blocks that got a partial (to blend after completing, when
+ * they became the last). Idempotent.
+ */
 async function writeChunk(
   ctx: JobContext,
   output: OutputVolume,
@@ -602,7 +691,8 @@ async function writeChunk(
   acc: PartialSum,
   guard: () => Promise<void>,
   pause: Pause,
-): Promise<void> {
+  handoff: SeamHandoff | undefined,
+): Promise<BlockDescriptor[]> {
   const work = describeStore(ctx.work);
   const convert = outputConverter(ctx.manifest.output.dtype);
   const channels = ctx.manifest.model.outputChannels;
@@ -623,44 +713,62 @@ async function writeChunk(
         writePreviewTiles(ctx.work, ctx.plan.region, b.coord, block),
       );
   }
+  const seams = [...ctx.plan.seamBlocks(chunk)];
+  const last = new Set(
+    handoff ? (await handoff.othersFinished(chunk, seams)).map((b) => b.key) : [],
+  );
+  const pending: BlockDescriptor[] = [];
   let partialBuffer: Uint8Array | undefined;
-  for (const b of ctx.plan.seamBlocks(chunk)) {
+  for (const b of seams) {
+    if (last.has(b.key) && (await blendedAsLast(handoff!, b, chunk, acc))) continue;
     const bytes = encodePartial(acc, b.box.intersect(chunk.footprint), partialBuffer);
     if (bytes.buffer !== partialBuffer?.buffer) partialBuffer = bytes;
     const key = partialKey(b.key, chunk.id);
     await pause.run({ what: `writing seam partial ${key}`, place: work }, async () => {
       await guard();
-      await ctx.work.set(key, bytes);
+      await writePartial(ctx.work, key, bytes);
     });
+    pending.push(b);
+  }
+  return pending;
+}
+
+/**
+ * Blends a block after completing. A contributor DONE without a partial blended the block
+ * itself before completing (it was the last then, with this chunk's partial in hand): the
+ * block is in the output, and a missing partial is no failure. One missing otherwise is.
+ */
+async function blendIfStillUnblended(
+  handoff: SeamHandoff,
+  output: OutputVolume,
+  block: BlockDescriptor,
+): Promise<void> {
+  try {
+    await handoff.blend(block);
+  } catch (error) {
+    if (!(error instanceof MissingPartialError) || !(await output.blockExists(block.coord)))
+      throw error;
   }
 }
 
 /**
- * A zeroed block of the output's dtype. `reuse`, when it is of that dtype and large
- * enough, provides the memory (a view of its start): the caller must be done with the
- * block it held before.
+ * Blends a block this chunk is the last contributor of, its own sum from memory. A
+ * partial of another contributor that is missing or unreadable (deleted by a repair,
+ * damaged) makes it write its own partial instead (false): the Blend step then names it.
  */
-export function outputBlock(
-  dtype: 'float32' | 'uint8',
-  box: Box,
-  channels: number,
-  reuse?: Float32Array | Uint8Array,
-): Dense<Float32Array | Uint8Array> {
-  const n = channels * box.size;
-  const fits =
-    reuse !== undefined &&
-    reuse.length >= n &&
-    reuse.byteOffset === 0 &&
-    (dtype === 'uint8' ? reuse instanceof Uint8Array : reuse instanceof Float32Array);
-  const data = fits
-    ? reuse.subarray(0, n)
-    : dtype === 'uint8'
-      ? new Uint8Array(n)
-      : new Float32Array(n);
-  const block = { box, channels, data };
-  // Voxels outside the region keep the fill value (0).
-  fillBox(block, box, 0);
-  return block;
+async function blendedAsLast(
+  handoff: SeamHandoff,
+  block: BlockDescriptor,
+  chunk: ChunkDescriptor,
+  sum: PartialSum,
+): Promise<boolean> {
+  try {
+    await handoff.blend(block, { chunkId: chunk.id, sum });
+    return true;
+  } catch (error) {
+    if (error instanceof MissingPartialError || error instanceof PartialDecodeError) return false;
+    throw error;
+  }
 }
 
 /** Stands in for the model on skipped (empty) chunks: output 0, weights as usual. */

@@ -132,6 +132,11 @@ export class BatchService {
   onChildStarted: ((c: RunningChild) => void) | undefined;
   /** Called when an array job's round starts (the seam scenario adds a hybrid worker). */
   onRoundStarted: ((job: BatchJob) => Promise<void>) | undefined;
+  /**
+   * Environment a scenario adds to every child, for a fault it injects (TESSERA_SEAM_BLEND=off:
+   * workers blend no seam block, as if each died between completing and blending).
+   */
+  faultEnv: Record<string, string> | undefined;
   private readonly running = new Set<ChildProcess>();
   private server?: ReturnType<typeof createServer>;
   endpoint = '';
@@ -319,6 +324,7 @@ export class BatchService {
       // No instance metadata service here: the spot-notice watcher stays off.
       AWS_EC2_METADATA_DISABLED: 'true',
       ...this.o.endpointFor(job.component),
+      ...this.faultEnv,
     };
     const [exe, ...args] = [...tree.entrypoint, ...job.command];
     // The image's `node` is Node 22; so is the twin's.

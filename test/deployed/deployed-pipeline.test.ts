@@ -30,7 +30,8 @@ import { join } from 'node:path';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3Store } from '../../adapters/aws/s3-store.ts';
-import type { JobStatusDocument } from '../../contracts/cloud.ts';
+import { ENV, type JobStatusDocument } from '../../contracts/cloud.ts';
+import { BLOCKS_PER_BLEND_ITEM } from '../../contracts/stack-sizing.ts';
 import { Box, Plan, type Vec3 } from '../../core/geometry/index.ts';
 import { openOutputVolume } from '../../core/volume/index.ts';
 import { writeZarrArray } from '../../core/volume/write-array.ts';
@@ -532,7 +533,11 @@ describe('the deployed pipeline: the synthesized assembly, run end to end on loo
       const plan = taskCalls.find((c) => c.execution === run.jobId && c.state === 'Plan')!
         .output as { seamBlocks: number; chunks: number; arraySize: number };
       expect(plan.seamBlocks).toBeGreaterThan(0);
-      expect(statesOf(run.jobId)).toContain('BlendRange');
+      // The workers blended each seam block as its last contributor: Verify left the
+      // Blend Map nothing (the next scenario runs it).
+      const verified = taskCalls.filter((c) => c.execution === run.jobId && c.state === 'Verify');
+      expect(verified.at(-1)?.output).toMatchObject({ status: 'COMPLETE', blendItemCount: 0 });
+      expect(statesOf(run.jobId)).not.toContain('BlendRange');
 
       // The interrupted child: exit 75, and a second attempt by the template's strategy.
       expect(interrupted, 'no array child 1 started').toBeDefined();
@@ -554,6 +559,74 @@ describe('the deployed pipeline: the synthesized assembly, run end to end on loo
       expect(status?.output).toBe(output);
       const out = new S3Store({ client: s3.client, bucket, prefix: 'outputs/cells.zarr' });
       expect(await out.get('/1/zarr.json'), 'pyramid level 1').toBeDefined();
+      const got = await (await openOutputVolume(out)).readBox(Box.ofShape(shape));
+      const expected = await referenceFor({
+        data,
+        shape,
+        model: join(FIXTURE_MODELS, 'realistic.onnx'),
+        patchShape: patch,
+        overlap,
+        blend: 'gaussian',
+        outputChannels: 2,
+      });
+      expect(maxAbsDiff(Float32Array.from(got.data), expected)).toBeLessThanOrEqual(1e-5);
+    },
+    SCENARIO_TIMEOUT_MS,
+  );
+
+  it(
+    'workers that blend no seam (as if each died between completing and blending): Verify hands every seam block to the Blend Map, the output still equals the reference',
+    async () => {
+      const shape: Vec3 = [20, 28, 28];
+      const patch: Vec3 = [8, 12, 12];
+      const overlap: Vec3 = [2, 4, 4];
+      const data = lcgVolume(shape, 5);
+      await writeZarrArray(new S3Store({ client: s3.client, bucket, prefix: 'data/left.zarr' }), {
+        data,
+        shape: [...shape],
+        chunkShape: [10, 14, 14],
+      });
+      const output = `s3://${bucket}/outputs/left.zarr`;
+      batch.faultEnv = { [ENV.seamBlend]: 'off' };
+      let run: Awaited<ReturnType<typeof submit>>;
+      try {
+        run = await submit('manifests/left.json', {
+          version: 1,
+          name: 'left',
+          input: { url: `s3://${bucket}/data/left.zarr` },
+          output: { url: output, dtype: 'float32', blockShape: [6, 10, 9] },
+          model: {
+            url: `s3://${bucket}/models/realistic.onnx`,
+            patchShape: patch,
+            outputChannels: 2,
+          },
+          overlap,
+          blend: 'gaussian',
+          chunkShape: [14, 20, 20],
+          compute: { device: 'cpu', maxWorkers: 2, spot: true },
+        });
+      } finally {
+        batch.faultEnv = undefined;
+      }
+      timings.leftoverScenario = run.seconds;
+      process.stderr.write(
+        `leftover job: ${run.seconds.toFixed(1)} s; ${statesOf(run.jobId).join(' → ')}\n`,
+      );
+      expect(run.execution.status, `${describeRun(run)}\n${workerLogs(run.jobId)}`).toBe(
+        'SUCCEEDED',
+      );
+      const plan = taskCalls.find((c) => c.execution === run.jobId && c.state === 'Plan')!
+        .output as { seamBlocks: number };
+      expect(plan.seamBlocks).toBeGreaterThan(0);
+      const verified = taskCalls.filter((c) => c.execution === run.jobId && c.state === 'Verify');
+      const left = (verified.at(-1)!.output as { blendItemCount: number }).blendItemCount;
+      expect(left).toBe(Math.ceil(plan.seamBlocks / BLOCKS_PER_BLEND_ITEM));
+      const blends = taskCalls.filter((c) => c.execution === run.jobId && c.state === 'BlendRange');
+      expect(blends.length).toBe(left);
+      expect(blends.reduce((n, c) => n + (c.output as { blocks: number }).blocks, 0)).toBe(
+        plan.seamBlocks,
+      );
+      const out = new S3Store({ client: s3.client, bucket, prefix: 'outputs/left.zarr' });
       const got = await (await openOutputVolume(out)).readBox(Box.ofShape(shape));
       const expected = await referenceFor({
         data,

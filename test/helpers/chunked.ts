@@ -1,21 +1,23 @@
 // Runs the real pipeline in memory, for invariance tests: a Zarr input in a MemoryStore,
 // the job opened by openJob (manifest → plan), planned into a MemoryLedger, inferred by
-// one or more runWorker loops (which write owned blocks final and seam partials through
-// the partial codec), seam blocks blended by the EagerBlender and/or blendSeams, and the
-// output read back from its Zarr array. Nothing here re-assembles what the pipeline does.
+// one or more runWorker loops (which write owned blocks final, seam partials through the
+// partial codec and the compressed partial store, and blend the seam blocks they are the
+// last contributor of), what they left blended by blendSeams over unblendedSeamBlocks (the
+// Blend step), and the output read back from its Zarr array. Nothing here re-assembles
+// what the pipeline does.
 
 import type { Vec3 } from '../../core/geometry/index.ts';
 import type { PatchModel } from '../../core/infer/index.ts';
-import { MemoryLedger } from '../../core/ledger/index.ts';
+import { type Ledger, MemoryLedger } from '../../core/ledger/index.ts';
 import { parseManifest } from '../../core/manifest/parse.ts';
 import {
   blendSeams,
-  EagerBlender,
   ensureOutput,
   type JobContext,
   openJob,
   planJob,
   runWorker,
+  unblendedSeamBlocks,
   type WorkerStats,
 } from '../../core/pipeline/index.ts';
 import { MemoryStore, registerStoreScheme, unregisterStoreScheme } from '../../core/store/index.ts';
@@ -44,13 +46,23 @@ export interface PipelineJob {
   /** Concurrent runWorker loops over one ledger, each starting at its own shard. */
   workers?: number;
   batchSize?: number;
-  /** Blend seam blocks as their contributors finish (EagerBlender), then the rest. */
-  eager?: boolean;
   /**
-   * The first N seam-block writes of the eager blender fail as a full disk does (ENOSPC);
-   * the final pass must then blend every block the eager one did not.
+   * Workers blend the seam blocks they are the last contributor of (default true); false:
+   * they write every partial and the final pass (the Blend step) blends every seam block.
    */
-  eagerWriteFailures?: number;
+  handoff?: boolean;
+  /**
+   * The first N completions "die" between completing and blending (the test hook throws
+   * there): the blocks they were last for are left to the final pass.
+   */
+  diesAfterComplete?: number;
+  /**
+   * Workers finishing at once, each "last" for the seams they share: each worker takes one
+   * chunk (workers = chunks), every completion waits until all workers are completing (so
+   * each checks before completing while the others still run, and writes its partial), and
+   * each check after completing waits until every chunk is DONE (so all of them blend).
+   */
+  allLastAtOnce?: boolean;
 }
 
 export interface PipelineResult {
@@ -58,24 +70,74 @@ export interface PipelineResult {
   output: Float32Array;
   ctx: JobContext;
   stats: WorkerStats[];
-  /** Seam blocks blended by the final pass (the rest were blended eagerly). */
+  /** Seam blocks blended by the final pass (the rest were blended by their last contributor). */
   finalPassBlocks: number;
+  /** Blocks the workers wrote more than once, and how many of those got different values. */
+  rewrites: { blocks: number; differing: number };
 }
 
 let runs = 0;
 
-/** `output`, whose first `n` writeBlock calls fail with ENOSPC (as a full disk's would). */
-function failingWrites(output: OutputVolume, n: number): OutputVolume {
-  let left = n;
-  return new Proxy(output, {
+/** `output`, recording what each writeBlock stored, to compare a block written twice. */
+function recordingWrites(output: OutputVolume): {
+  output: OutputVolume;
+  rewrites: () => { blocks: number; differing: number };
+} {
+  const writes = new Map<string, Uint8Array[]>();
+  const recorded = new Proxy(output, {
     get(target, prop) {
       if (prop === 'writeBlock')
         return async (...args: Parameters<OutputVolume['writeBlock']>) => {
-          if (left-- > 0)
-            throw Object.assign(new Error('ENOSPC: no space left on device, write'), {
-              code: 'ENOSPC',
-            });
+          const [coord, data] = args;
+          const key = coord.join('_');
+          const bytes = new Uint8Array(
+            data.data.buffer,
+            data.data.byteOffset,
+            data.data.byteLength,
+          );
+          writes.set(key, [...(writes.get(key) ?? []), bytes.slice()]);
           return target.writeBlock(...args);
+        };
+      const value = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  const same = (a: Uint8Array, b: Uint8Array): boolean =>
+    a.length === b.length && a.every((v, i) => v === b[i]);
+  return {
+    output: recorded,
+    rewrites: () => {
+      const twice = [...writes.values()].filter((w) => w.length > 1);
+      return {
+        blocks: twice.length,
+        differing: twice.filter((w) => w.some((x) => !same(x, w[0]!))).length,
+      };
+    },
+  };
+}
+
+/** See PipelineJob.allLastAtOnce. */
+function oneChunkEachCompletingTogether(ledger: Ledger, workers: number): Ledger {
+  const holders = new Set<string>();
+  let completing = 0;
+  let together: () => void = () => {};
+  const allCompleting = new Promise<void>((resolve) => {
+    together = resolve;
+  });
+  return new Proxy(ledger, {
+    get(target, prop) {
+      if (prop === 'claim')
+        return async (...args: Parameters<Ledger['claim']>) => {
+          if (holders.has(args[1])) return undefined;
+          const claim = await target.claim(...args);
+          if (claim) holders.add(args[1]);
+          return claim;
+        };
+      if (prop === 'complete')
+        return async (...args: Parameters<Ledger['complete']>) => {
+          if (++completing === workers) together();
+          await allCompleting;
+          return target.complete(...args);
         };
       const value = Reflect.get(target, prop, target);
       return typeof value === 'function' ? value.bind(target) : value;
@@ -128,34 +190,51 @@ export async function pipelineInference(o: PipelineJob): Promise<PipelineResult>
       ...(o.region ? { region: o.region } : {}),
     });
     const ctx = await openJob(manifest, { jobId: `invariance-${runs}`, work: new MemoryStore() });
-    const ledger = new MemoryLedger();
-    await planJob(ctx, ledger);
+    const memory = new MemoryLedger();
+    await planJob(ctx, memory);
+    const ledger = o.allLastAtOnce
+      ? oneChunkEachCompletingTogether(memory, o.workers ?? 1)
+      : memory;
     const output = await ensureOutput(ctx);
-    const eager = o.eager
-      ? new EagerBlender(ctx, failingWrites(output, o.eagerWriteFailures ?? 0))
-      : undefined;
+    const recorded = recordingWrites(output);
     const workers = o.workers ?? 1;
+    let deaths = o.diesAfterComplete ?? 0;
+    const afterComplete = async (): Promise<void> => {
+      if (deaths-- > 0) throw new Error('killed between completing and blending (test)');
+      if (!o.allLastAtOnce) return;
+      for (;;) {
+        const c = await ledger.counts(ctx.jobId);
+        if (c.DONE + c.SKIPPED === ctx.plan.counts.chunks) return;
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    };
     const stats = await Promise.all(
       Array.from({ length: workers }, (_, i) =>
         runWorker({
           ctx,
           ledger,
-          output,
+          output: recorded.output,
           owner: `w${i}`,
           model: o.model,
           startIndex: Math.floor((i * ctx.plan.counts.chunks) / workers),
           batchSize: o.batchSize ?? 3,
           idlePollMs: 0,
-          onEvent: (e) => {
-            if (e.type === 'done') eager?.chunkFinished(e.chunkId);
-          },
+          blendSeams: o.handoff !== false,
+          afterComplete,
         }),
       ),
     );
-    const rest = eager ? await eager.drain() : [...ctx.plan.seamBlockList()];
-    const finalPassBlocks = await blendSeams(ctx, output, { blocks: rest });
+    const finalPassBlocks = await blendSeams(ctx, output, {
+      blocks: await unblendedSeamBlocks(ctx),
+    });
     const out = await output.readBox(ctx.plan.region);
-    return { output: Float32Array.from(out.data), ctx, stats, finalPassBlocks };
+    return {
+      output: Float32Array.from(out.data),
+      ctx,
+      stats,
+      finalPassBlocks,
+      rewrites: recorded.rewrites(),
+    };
   } finally {
     unregisterStoreScheme('s3');
   }

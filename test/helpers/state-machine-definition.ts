@@ -77,23 +77,21 @@ export function successors(state: AslState): string[] {
 /**
  * The definition as aws-local-stepfunctions can run it. It has no ItemReader (a
  * Distributed Map reading S3), so each such Map becomes an inline Map over
- * `$.plan.blendItems`, and the Plan task's ResultSelector passes `blendItems` through from
- * the planner's result: a local Plan handler returns the items the real planner writes
- * to jobs/<jobId>/blend-items.json. Token placeholders stay as they are (ARN checks off).
+ * `$.verify.blendItems`: a local Verify handler returns, beside its result, the items the
+ * real Verify writes to jobs/<jobId>/blend-items.json (Verify has no ResultSelector, so
+ * they land in $.verify). Token placeholders stay as they are (ARN checks off).
  */
-export function localDefinition(def: AslDefinition, planState = 'Plan'): AslDefinition {
+export function localDefinition(def: AslDefinition): AslDefinition {
   const copy = structuredClone(def);
   for (const state of Object.values(copy.States)) {
     if (state.Type !== 'Map' || !state.ItemReader) continue;
     delete state.ItemReader;
     delete state.Label;
-    state.ItemsPath = '$.plan.blendItems';
+    state.ItemsPath = '$.verify.blendItems';
     state.ItemProcessor = {
       ...state.ItemProcessor!,
       ProcessorConfig: { Mode: 'INLINE' },
     };
-    const plan = copy.States[planState]!;
-    plan.ResultSelector = { ...plan.ResultSelector, 'blendItems.$': '$.blendItems' };
   }
   return copy;
 }

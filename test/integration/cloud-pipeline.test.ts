@@ -141,8 +141,9 @@ async function upload(key: string, body: unknown): Promise<S3Event> {
 function runWorker(
   jobId: string,
   env: NodeJS.ProcessEnv = workerEnv(),
+  flags: string[] = [],
 ): { done: Promise<number | null>; kill: (s: NodeJS.Signals) => void; lines: string[] } {
-  const child = spawn(process.execPath, [BIN, 'worker', '--job', jobId], {
+  const child = spawn(process.execPath, [BIN, 'worker', '--job', jobId, ...flags], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -193,13 +194,14 @@ describe('cloud pipeline on S3 + DynamoDB', () => {
     const verify = await verifyStep(deps, { jobId, round: 1 });
     expect(verify.status).toBe('COMPLETE');
 
+    // The workers blended every seam block as its last contributor: Verify leaves the
+    // Blend Map nothing (it rewrote the items file with the leftovers: none).
+    expect(outcome.result.seamBlocks).toBeGreaterThan(0);
+    expect(verify.blendItemCount).toBe(0);
     const items = JSON.parse(
       new TextDecoder().decode(await deps.bucketStore.get(`/${outcome.result.blendItemsKey}`)),
     ) as BlendItem[];
-    expect(items.length).toBe(outcome.result.blendItemCount);
-    let blended = 0;
-    for (const item of items) blended += (await blendStep(deps, item)).blocks;
-    expect(blended).toBe(outcome.result.seamBlocks);
+    expect(items).toEqual([]);
     const fin = await finalizeStep(deps, { jobId });
     expect(fin.status).toBe('SUCCEEDED');
     expect((await readStatus(deps, jobId))?.status).toBe('SUCCEEDED');
@@ -261,6 +263,45 @@ describe('cloud pipeline on S3 + DynamoDB', () => {
     expect(await runWorker(jobId).done).toBe(0);
     expect((await verifyStep(deps, { jobId, round: 2 })).status).toBe('COMPLETE');
     expect(Buffer.from((await output.get(key))!).equals(Buffer.from(bytes!))).toBe(true);
+  });
+
+  it('seam blocks no worker blended (--no-seam-blend, as after a death between completing and blending): Verify hands exactly those to Blend, by key', async () => {
+    const event = await upload('manifests/leftover.json', manifest('leftover'));
+    const [loc] = manifestLocations(event);
+    const outcome = await planFromManifest(deps, loc!);
+    if (outcome?.kind !== 'planned') throw new Error(`not planned: ${JSON.stringify(outcome)}`);
+    const { jobId, seamBlocks } = outcome.result;
+    expect(seamBlocks).toBeGreaterThan(0);
+    const workers = [0, 1].map(() => runWorker(jobId, workerEnv(), ['--no-seam-blend']));
+    expect(await Promise.all(workers.map((w) => w.done))).toEqual([0, 0]);
+    const verify = await verifyStep(deps, { jobId, round: 1 });
+    expect(verify.status).toBe('COMPLETE');
+    const items = JSON.parse(
+      new TextDecoder().decode(await deps.bucketStore.get(`/${outcome.result.blendItemsKey}`)),
+    ) as BlendItem[];
+    expect(verify.blendItemCount).toBe(items.length);
+    const keys = items.flatMap((i) => ('keys' in i ? i.keys : []));
+    const ctx = await loadCloudJob(deps, jobId);
+    expect(keys.sort()).toEqual([...ctx.plan.seamBlockList()].map((b) => b.key).sort());
+    let blended = 0;
+    for (const item of items) blended += (await blendStep(deps, item)).blocks;
+    expect(blended).toBe(seamBlocks);
+    // Nothing left now: a second Verify finds every seam block in place.
+    expect((await verifyStep(deps, { jobId, round: 1 })).blendItemCount).toBe(0);
+    const out = await openOutputVolume(
+      new S3Store({ client: s3.client, bucket, prefix: 'outputs/leftover.zarr' }),
+    );
+    const got = await out.readBox(Box.ofShape(SHAPE));
+    const expected = await referenceFor({
+      data,
+      shape: SHAPE,
+      model: join(FIXTURE_MODELS, 'realistic.onnx'),
+      patchShape: PATCH,
+      overlap: OVERLAP,
+      blend: 'gaussian',
+      outputChannels: 2,
+    });
+    expect(maxAbsDiff(Float32Array.from(got.data), expected)).toBeLessThanOrEqual(1e-5);
   });
 
   it('duplicate S3 events (and a replayed event) create one job and one execution name', async () => {

@@ -16,9 +16,10 @@
 //
 // Where the local run differs from AWS, on purpose:
 //   - aws-local-stepfunctions has no ItemReader (Distributed Map reading S3): the Blend
-//     Map is rewritten by localDefinition() into an inline Map over `$.plan.blendItems`,
-//     and the Plan task's local handler supplies those items by reading the very file the
-//     real Map reads (jobs/<jobId>/blend-items.json, written by planFromManifest).
+//     Map is rewritten by localDefinition() into an inline Map over `$.verify.blendItems`,
+//     and the Verify task's local handler supplies those items by reading the very file the
+//     real Map reads (jobs/<jobId>/blend-items.json, rewritten by verifyStep with the seam
+//     blocks no worker blended).
 //   - aws-local-stepfunctions times a Task out after 60 s unless it sets TimeoutSeconds;
 //     AWS waits (the job definition's attempt timeout bounds a worker). Tasks without a
 //     timeout get LOCAL_TASK_TIMEOUT_S here so that a slow machine does not fail the run.
@@ -35,8 +36,8 @@ import { registerS3 } from '../../adapters/aws/clients.ts';
 import { cloudDeps } from '../../adapters/aws/deps.ts';
 import { DynamoLedger } from '../../adapters/aws/dynamo-ledger.ts';
 import { readCloudEnv } from '../../adapters/aws/env.ts';
-import { S3Store } from '../../adapters/aws/s3-store.ts';
 import { planRangeTask } from '../../adapters/aws/plan-ranges.ts';
+import { S3Store } from '../../adapters/aws/s3-store.ts';
 import { PIPELINE_ERROR, STATES } from '../../cdk/constructs/pipeline.ts';
 import { type Knobs, knobContextKey, parseKnobs } from '../../cdk/knobs.ts';
 import { REPO_ROOT } from '../../cdk/paths.ts';
@@ -53,6 +54,7 @@ import type {
   PlanTaskResult,
   VerifyTaskEvent,
 } from '../../contracts/cloud.ts';
+import { KEYS } from '../../contracts/cloud.ts';
 import {
   blendStep,
   type CloudDeps,
@@ -140,7 +142,7 @@ function logicalIdOf(placeholder: unknown): string {
 
 /** The definition as it runs locally (see the header for why each change). */
 function runnableDefinition(def: AslDefinition): AslDefinition {
-  const local = localDefinition(def, STATES.plan);
+  const local = localDefinition(def);
   for (const state of allStates(local).values()) {
     if (state.Type === 'Task' && state.TimeoutSeconds === undefined && !state.TimeoutSecondsPath)
       state.TimeoutSeconds = LOCAL_TASK_TIMEOUT_S;
@@ -212,13 +214,18 @@ const STEPS: Record<string, (deps: CloudDeps, event: never) => Promise<unknown>>
     // As functions/planner.ts: a rejected manifest fails the task (MarkFailed records why).
     const outcome = await planFromManifest(deps, e.manifest);
     if (outcome.kind === 'rejected') throw outcome.error;
-    // For the ItemReader rewrite: the items the real Distributed Map reads from S3.
-    const bytes = await deps.bucketStore.get(`/${outcome.result.blendItemsKey}`);
-    if (!bytes) throw new Error(`${outcome.result.blendItemsKey} was not written`);
-    const blendItems = JSON.parse(new TextDecoder().decode(bytes)) as BlendItem[];
-    return { ...outcome.result, blendItems };
+    return outcome.result;
   },
-  [STATES.verify]: (deps, e: VerifyTaskEvent) => verifyStep(deps, e),
+  [STATES.verify]: async (deps, e: VerifyTaskEvent) => {
+    const result = await verifyStep(deps, e);
+    if (result.status !== 'COMPLETE') return result;
+    // For the ItemReader rewrite: the items the real Distributed Map reads from S3.
+    const key = `/${KEYS.blendItems(e.jobId)}` as const;
+    const bytes = await deps.bucketStore.get(key);
+    if (!bytes) throw new Error(`${key} was not written`);
+    const blendItems = JSON.parse(new TextDecoder().decode(bytes)) as BlendItem[];
+    return { ...result, blendItems };
+  },
   [STATES.blendRange]: (deps, e: BlendItem) => blendStep(deps, e),
   [STATES.finalize]: (deps, e: { jobId: string }) => finalizeStep(deps, e),
   [STATES.markFailed]: (deps, e: MarkFailedEvent) => markFailedStep(deps, e),
@@ -527,14 +534,19 @@ describe('the synthesized state machine, run locally with the real steps and wor
       expect(plan.arraySize).toBe(3);
       expect(plan.seamBlocks).toBeGreaterThan(0);
       expect(plan.blendItemCount).toBeGreaterThan(1);
-      // CPU device, arraySize > 1: the CPU array job, one round; then one Lambda per item.
+      // CPU device, arraySize > 1: the CPU array job, one round. The workers blended every
+      // seam block as its last contributor: Verify finds none left, the Blend Map is skipped.
       expect(stateNames(run.calls)).toEqual([
         STATES.plan,
         STATES.workCpuArray,
         STATES.verify,
-        ...Array<string>(plan.blendItemCount).fill(STATES.blendRange),
         STATES.finalize,
       ]);
+      const verified = run.calls.find((c) => c.state === STATES.verify)!.output as {
+        blendItemCount: number;
+        blendItems: BlendItem[];
+      };
+      expect(verified).toMatchObject({ status: 'COMPLETE', blendItemCount: 0, blendItems: [] });
       const work = run.calls[1]!;
       expect(work.input).toMatchObject({
         JobName: `tessera-${plan.jobId}`,
@@ -542,10 +554,6 @@ describe('the synthesized state machine, run locally with the real steps and wor
         ArrayProperties: { Size: 3 },
       });
       expect(work.output).toMatchObject({ Status: 'SUCCEEDED', ArrayProperties: { Size: 3 } });
-      const blended = run.calls
-        .filter((c) => c.state === STATES.blendRange)
-        .reduce((n, c) => n + (c.output as { blocks: number }).blocks, 0);
-      expect(blended).toBe(plan.seamBlocks);
       // The Succeed state's output is the Finalize result.
       expect(run.output).toMatchObject({
         jobId: plan.jobId,
@@ -632,7 +640,7 @@ describe('the synthesized state machine, run locally with the real steps and wor
       expect(status?.reason).toContain(`${poisoned.length} chunk(s) failed every attempt`);
       for (const id of poisoned)
         expect(status?.reason).toMatch(new RegExp(`chunk ${id}: [^\\n]*\\b2 attempt`));
-      expect(status?.reason).toMatch(/NaN or Infinity/);
+      expect(status?.reason).toMatch(/input holds 1 NaN voxel/);
       const counts = await deps.ledger.counts(plan.jobId);
       expect(counts.FAILED).toBe(poisoned.length);
       expect(counts.DONE).toBe(plan.chunks - poisoned.length);

@@ -825,7 +825,7 @@ describe('state machine', () => {
 
   it('blend: a Distributed Map over jobs/<jobId>/blend-items.json, no tolerated failures', () => {
     expect(get(STATES.hasSeams).Choices).toEqual([
-      { Variable: '$.plan.blendItemCount', NumericGreaterThan: 0, Next: STATES.blend },
+      { Variable: '$.verify.blendItemCount', NumericGreaterThan: 0, Next: STATES.blend },
     ]);
     expect(get(STATES.hasSeams).Default).toBe(STATES.finalize);
     const blend = get(STATES.blend);
@@ -952,8 +952,7 @@ describe('state machine runs (aws-local-stepfunctions, stub handlers)', () => {
   type Handlers = Record<string, (input: never) => unknown>;
   const input = { manifest: { bucket: 'stack-bucket', key: 'manifests/m.json' } };
   const planned =
-    (device: 'cpu' | 'gpu', arraySize: number, items: number) =>
-    (): PlanTaskResult & { blendItems: BlendItem[] } => ({
+    (device: 'cpu' | 'gpu', arraySize: number, items: number) => (): PlanTaskResult => ({
       jobId: 'job-1',
       arraySize,
       chunks: 10,
@@ -961,17 +960,27 @@ describe('state machine runs (aws-local-stepfunctions, stub handlers)', () => {
       blendItemsKey: KEYS.blendItems('job-1'),
       blendItemCount: items,
       device,
-      blendItems: Array.from({ length: items }, (_, i) => ({ jobId: 'job-1', from: i, to: i + 1 })),
     });
+  // A COMPLETE Verify says how many seam blocks the workers left unblended (its items,
+  // which localDefinition's inline Map reads from $.verify.blendItems).
   const verdict =
-    (v: Partial<VerifyTaskResult>) =>
-    (e: VerifyTaskEvent): VerifyTaskResult => ({
+    (v: Partial<VerifyTaskResult>, leftItems = 0) =>
+    (e: VerifyTaskEvent): VerifyTaskResult & { blendItems?: BlendItem[] } => ({
       jobId: 'job-1',
       status: 'COMPLETE',
       round: e.round,
       redrive: false,
       remaining: 0,
       arraySize: 1,
+      ...((v.status ?? 'COMPLETE') === 'COMPLETE'
+        ? {
+            blendItemCount: leftItems,
+            blendItems: Array.from({ length: leftItems }, (_, i) => ({
+              jobId: 'job-1',
+              keys: [`0_0_${i}`],
+            })),
+          }
+        : {}),
       ...v,
     });
   // What submitJob.sync returns: the whole job description (only JobId and Status are kept).
@@ -986,7 +995,10 @@ describe('state machine runs (aws-local-stepfunctions, stub handlers)', () => {
     [STATES.workGpu]: described('batch-gpu'),
     [STATES.workCpuArray]: described('batch-cpu-array'),
     [STATES.workCpu]: described('batch-cpu'),
-    [STATES.blendRange]: (i: BlendItem) => ({ jobId: i.jobId, blocks: i.to - i.from }),
+    [STATES.blendRange]: (i: BlendItem) => ({
+      jobId: i.jobId,
+      blocks: 'keys' in i ? i.keys.length : i.to - i.from,
+    }),
     [STATES.finalize]: (i: { jobId: string }) => ({
       jobId: i.jobId,
       status: 'SUCCEEDED',
@@ -1026,13 +1038,14 @@ describe('state machine runs (aws-local-stepfunctions, stub handlers)', () => {
   }
   const named = (calls: Array<[string, unknown]>) => calls.map(([n]) => n);
 
-  it('re-drives while verify says INCOMPLETE, then blends every item and finalizes', async () => {
+  it('re-drives while verify says INCOMPLETE, then blends the items Verify left and finalizes', async () => {
     let rounds = 0;
     const r = await run({
       [STATES.plan]: planned('gpu', 5, 2),
       [STATES.verify]: (e: VerifyTaskEvent) =>
         verdict(
           ++rounds < 2 ? { status: 'INCOMPLETE', redrive: true, remaining: 2, arraySize: 2 } : {},
+          2,
         )(e),
     });
     expect(r.error).toBeUndefined();

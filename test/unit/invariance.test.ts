@@ -1,7 +1,8 @@
 // The central promise at the core level: the real worker and blend code (runWorker over a
-// MemoryLedger and in-memory stores, seam partials through the partial codec, the eager
-// blender and the final blend pass), for any chunking, block shape, worker count and
-// chunk order, equals whole-volume sliding-window inference for every blend. The oracle
+// MemoryLedger and in-memory stores, seam partials through the partial codec, seam blocks
+// blended by their last contributor and what is left by the final blend pass), for any
+// chunking, block shape, worker count and chunk order, equals whole-volume sliding-window
+// inference for every blend. The oracle
 // (core/reference) shares no code with the pipeline: it computes its weights and its
 // patch grid from the README's definitions, which the first block pins to hand values.
 
@@ -228,8 +229,9 @@ interface Case {
   scale?: number | undefined;
   offset?: number | undefined;
   workers: number;
-  eager: boolean;
-  eagerWriteFailures?: number;
+  handoff: boolean;
+  diesAfterComplete?: number;
+  allLastAtOnce?: boolean;
   batchSize: number;
 }
 
@@ -270,8 +272,9 @@ async function compare(c: Case) {
     offset: c.offset,
     model,
     workers: c.workers,
-    eager: c.eager,
-    eagerWriteFailures: c.eagerWriteFailures,
+    handoff: c.handoff,
+    diesAfterComplete: c.diesAfterComplete,
+    allLastAtOnce: c.allLastAtOnce,
     batchSize: c.batchSize,
   };
   const result = await pipelineInference(job);
@@ -289,7 +292,7 @@ const base = {
   channels: 1,
   seed: 7,
   workers: 2,
-  eager: true,
+  handoff: true,
   batchSize: 3,
 };
 
@@ -302,7 +305,7 @@ const base = {
 // the margins, the channels and the partials, not the weights.
 const cases: [string, Case][] = [
   [
-    'gaussian, small patches overlapping across chunk seams, two workers, eager blend',
+    'gaussian, small patches overlapping across chunk seams, two workers, seams blended by their last contributors',
     {
       ...base,
       vol: [4, 9, 14],
@@ -315,22 +318,37 @@ const cases: [string, Case][] = [
     },
   ],
   [
-    'gaussian, eager blends failing on a full disk: the final pass blends what they did not',
+    'two last contributors, both killed between completing and blending: the final pass blends every seam',
     {
       ...base,
       vol: [4, 9, 14],
       patch: [2, 4, 5],
       overlap: [1, 2, 2],
-      chunkShape: [2, 4, 6],
+      chunkShape: [4, 10, 8],
       block: [2, 3, 4],
       blend: 'gaussian',
       outChannels: 2,
-      workers: 1,
-      eagerWriteFailures: 1,
+      allLastAtOnce: true,
+      diesAfterComplete: 2,
     },
   ],
   [
-    'bump with 8-voxel patches (edge weight 0.22 of the peak), one worker, final blend pass only',
+    'two last contributors, one killed between completing and blending: the other blends every seam',
+    {
+      ...base,
+      vol: [4, 9, 14],
+      patch: [2, 4, 5],
+      overlap: [1, 2, 2],
+      chunkShape: [4, 10, 8],
+      block: [2, 3, 4],
+      blend: 'bump',
+      outChannels: 1,
+      allLastAtOnce: true,
+      diesAfterComplete: 1,
+    },
+  ],
+  [
+    'bump with 8-voxel patches (edge weight 0.22 of the peak), one worker, final blend pass only (no hand-off)',
     {
       ...base,
       vol: [3, 7, 22],
@@ -341,7 +359,7 @@ const cases: [string, Case][] = [
       blend: 'bump',
       outChannels: 1,
       workers: 1,
-      eager: false,
+      handoff: false,
     },
   ],
   [
@@ -364,6 +382,20 @@ const cases: [string, Case][] = [
       batchSize: 2,
     },
   ],
+  [
+    'two last contributors at once: both blend every seam block they share, to the same bytes',
+    {
+      ...base,
+      vol: [4, 9, 14],
+      patch: [2, 4, 5],
+      overlap: [1, 2, 2],
+      chunkShape: [4, 10, 8],
+      block: [2, 3, 4],
+      blend: 'gaussian',
+      outChannels: 2,
+      allLastAtOnce: true,
+    },
+  ],
 ];
 
 describe('chunking invariance: the real worker and blend code against the reference', () => {
@@ -375,8 +407,28 @@ describe('chunking invariance: the real worker and blend code against the refere
     expect(r.diff).toBeLessThanOrEqual(1e-5);
     // No patch inferred twice: the pipeline did exactly the reference's work.
     expect(r.pipelinePatches).toBe(r.referencePatches);
-    // Eager blends that failed left more than the failed block to the final pass.
-    if (c.eagerWriteFailures) expect(r.result.finalPassBlocks).toBeGreaterThan(1);
+    const { seamBlocks } = r.result.ctx.plan.counts;
+    const blended = r.result.stats.map((s) => s.blended);
+    const byWorkers = blended.reduce((a, b) => a + b, 0);
+    if (!c.handoff) {
+      expect(byWorkers).toBe(0);
+      expect(r.result.finalPassBlocks).toBe(seamBlocks);
+    } else if (c.allLastAtOnce) {
+      // Two chunks sharing every seam block, both "last": each survivor blended every one
+      // of them; a "killed" one blended none; the final pass blends only what none did.
+      expect(r.result.ctx.plan.counts.chunks).toBe(2);
+      const dies = c.diesAfterComplete ?? 0;
+      expect([...blended].sort()).toEqual(
+        dies === 0 ? [seamBlocks, seamBlocks] : dies === 1 ? [0, seamBlocks] : [0, 0],
+      );
+      expect(r.result.finalPassBlocks).toBe(dies === 2 ? seamBlocks : 0);
+      // Blended twice, written twice, the same bytes both times.
+      if (dies === 0) expect(r.result.rewrites).toEqual({ blocks: seamBlocks, differing: 0 });
+    } else {
+      // The normal path: every seam block blended by a worker, nothing waits for a Blend step.
+      expect(r.result.finalPassBlocks).toBe(0);
+      expect(byWorkers).toBeGreaterThanOrEqual(seamBlocks);
+    }
   });
 
   it('holds for random volumes, chunk and block shapes, overlaps, blends, workers and orders', async () => {
@@ -400,7 +452,8 @@ describe('chunking invariance: the real worker and blend code against the refere
           // 2D models on anisotropic stacks run with patch z = 1.
           flat: fc.boolean(),
           workers: fc.integer({ min: 1, max: 3 }),
-          eager: fc.boolean(),
+          handoff: fc.boolean(),
+          dies: fc.integer({ min: 0, max: 2 }),
           batchSize: fc.integer({ min: 1, max: 4 }),
           affine: fc.boolean(),
         }),
@@ -430,7 +483,8 @@ describe('chunking invariance: the real worker and blend code against the refere
             scale: r.affine ? 3 : undefined,
             offset: r.affine ? -1 : undefined,
             workers: r.workers,
-            eager: r.eager,
+            handoff: r.handoff,
+            diesAfterComplete: r.dies,
             batchSize: r.batchSize,
           };
           const got = await compare(c);
@@ -438,6 +492,11 @@ describe('chunking invariance: the real worker and blend code against the refere
           expect(got.pipelinePatches).toBe(got.referencePatches);
           const done = got.result.stats.reduce((n, s) => n + s.done, 0);
           expect(done).toBe(got.result.ctx.plan.counts.chunks);
+          // Every seam block blended once at least, by a worker or by the final pass.
+          const blended = got.result.stats.reduce((n, s) => n + s.blended, 0);
+          expect(blended + got.result.finalPassBlocks).toBeGreaterThanOrEqual(
+            got.result.ctx.plan.counts.seamBlocks,
+          );
         },
       ),
       { numRuns: 100 },

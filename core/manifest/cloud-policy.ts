@@ -6,13 +6,7 @@
 
 import { ManifestError, type ManifestIssue, quoteForMessage } from './errors.ts';
 import type { Manifest } from './schema.ts';
-import {
-  isS3Url,
-  parseS3Url,
-  s3UrlIsUnder,
-  splitFormatPrefix,
-  storageUrlProblem,
-} from './url.ts';
+import { isS3Url, parseS3Url, s3UrlIsUnder, splitFormatPrefix, storageUrlProblem } from './url.ts';
 
 export interface CloudPolicy {
   /** The stack's bucket: manifests/ and jobs/ live here and are never job outputs. */

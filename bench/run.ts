@@ -13,9 +13,12 @@
 //   ledger/claims   DynamoDB Local: batched writes of 10^5 rows; 8 concurrent claimers
 //   plan-ledger     DynamoDB Local: 10^6 rows planned in ranges (the PlanRange code), rows/s
 //                   and the write rate each partition key sees against 1,000 WCU/s
+//   seams           at the default layout ÷ 4: PUTs per chunk (target ≤ 10), partial bytes
+//                   ÷ output bytes (target ≤ 0.25), ledger writes per chunk; unsharded and
+//                   with output.shardShape = defaultShardShape (see seams.ts)
 
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -33,6 +36,7 @@ import {
 } from './fixture.ts';
 import { ledgerBench } from './ledger.ts';
 import { planLedgerBench } from './plan-ledger.ts';
+import { type SeamsFigures, seamsBench } from './seams.ts';
 
 const { values } = parseArgs({
   options: {
@@ -43,7 +47,8 @@ const { values } = parseArgs({
     only: { type: 'string' },
   },
 });
-// --only efficiency,framework,longer,scaling,plan,ledger,plan-ledger runs a subset (RESULTS.md is then not rewritten).
+// --only efficiency,framework,longer,scaling,plan,ledger,plan-ledger,seams runs those sections
+// alone (RESULTS.md is then not rewritten, except its Seams table when seams runs).
 const only = values.only?.split(',');
 const want = (section: string): boolean => only === undefined || only.includes(section);
 const device = values.device === 'gpu' ? 'gpu' : 'cpu';
@@ -148,41 +153,43 @@ async function efficiencyRun(shape: Vec3, bracket = false) {
 }
 
 // 1-3: efficiency, redundancy, blend fraction on the main volume.
-log(`efficiency: ${MAIN_SHAPE.join('×')} uint8 → float32, realistic model, ${device}`);
-const { run: main, bare, bareBeforeAfter } = await efficiencyRun(MAIN_SHAPE, true);
-const voxels = main.plan.counts.regionVoxels;
-const t = main.report.timings;
-results.efficiency = {
-  value: round(bare.seconds / main.seconds),
-  tesseraVoxelsPerSecond: Math.round(voxels / main.seconds),
-  bareVoxelsPerSecond: Math.round(voxels / bare.seconds),
-  tesseraSeconds: round(main.seconds),
-  bareSeconds: round(bare.seconds),
-  bareSecondsBeforeAndAfter: bareBeforeAfter?.map(round),
-  patches: bare.patches,
-  device: bare.device,
-  // Where the CPU went (core-seconds). On a machine whose cores inference already fills,
-  // everything beyond bare inference's CPU is time inference waits for.
-  cpuSeconds: {
-    bareInference: round(bare.cpuSeconds),
-    tesseraWorkers: round(main.cpu.workers),
-    tesseraWorkerMainThreads: round(main.cpu.workerMainThreads),
-    tesseraCoordinator: round(main.cpu.coordinator),
-    beyondInference: round(main.cpu.workers + main.cpu.coordinator - bare.cpuSeconds),
-  },
-};
-results.redundancy = {
-  value: main.plan.counts.patchVoxels / slidingWindowPatchVoxels(main.plan),
-  inferredPatches: main.report.patches.inferred,
-  marginCropping: round(
-    main.plan.counts.marginCroppingPatchVoxels / slidingWindowPatchVoxels(main.plan),
-  ),
-};
-results.blend_fraction = {
-  value: round(((t.blend ?? 0) + (t.finalize ?? 0)) / main.seconds),
-  timings: t,
-};
-log(JSON.stringify({ efficiency: results.efficiency, blend_fraction: results.blend_fraction }));
+const voxels = jobPlan(MAIN_SHAPE).counts.regionVoxels;
+if (want('efficiency')) {
+  log(`efficiency: ${MAIN_SHAPE.join('×')} uint8 → float32, realistic model, ${device}`);
+  const { run: main, bare, bareBeforeAfter } = await efficiencyRun(MAIN_SHAPE, true);
+  const t = main.report.timings;
+  results.efficiency = {
+    value: round(bare.seconds / main.seconds),
+    tesseraVoxelsPerSecond: Math.round(voxels / main.seconds),
+    bareVoxelsPerSecond: Math.round(voxels / bare.seconds),
+    tesseraSeconds: round(main.seconds),
+    bareSeconds: round(bare.seconds),
+    bareSecondsBeforeAndAfter: bareBeforeAfter?.map(round),
+    patches: bare.patches,
+    device: bare.device,
+    // Where the CPU went (core-seconds). On a machine whose cores inference already fills,
+    // everything beyond bare inference's CPU is time inference waits for.
+    cpuSeconds: {
+      bareInference: round(bare.cpuSeconds),
+      tesseraWorkers: round(main.cpu.workers),
+      tesseraWorkerMainThreads: round(main.cpu.workerMainThreads),
+      tesseraCoordinator: round(main.cpu.coordinator),
+      beyondInference: round(main.cpu.workers + main.cpu.coordinator - bare.cpuSeconds),
+    },
+  };
+  results.redundancy = {
+    value: main.plan.counts.patchVoxels / slidingWindowPatchVoxels(main.plan),
+    inferredPatches: main.report.patches.inferred,
+    marginCropping: round(
+      main.plan.counts.marginCroppingPatchVoxels / slidingWindowPatchVoxels(main.plan),
+    ),
+  };
+  results.blend_fraction = {
+    value: round(((t.blend ?? 0) + (t.finalize ?? 0)) / main.seconds),
+    timings: t,
+  };
+  log(JSON.stringify({ efficiency: results.efficiency, blend_fraction: results.blend_fraction }));
+}
 
 // Tessera's own cost, measured alone: the same job with a model that does no arithmetic.
 // On a machine whose cores inference fills, this CPU is what efficiency pays for:
@@ -190,8 +197,19 @@ log(JSON.stringify({ efficiency: results.efficiency, blend_fraction: results.ble
 if (want('framework')) {
   const noop = await endToEnd(MAIN_SHAPE, NOOP_MODEL);
   const coreSeconds = noop.cpu.workers + noop.cpu.coordinator;
-  const bareCpu = (results.efficiency as { cpuSeconds: { bareInference: number } }).cpuSeconds
-    .bareInference;
+  // Without the efficiency section, bare inference runs here once for the ceiling's CPU.
+  const measured = results.efficiency as { cpuSeconds: { bareInference: number } } | undefined;
+  const bareCpu =
+    measured?.cpuSeconds.bareInference ??
+    (
+      await bareInference({
+        plan: noop.plan,
+        volume: noop.data,
+        model: REALISTIC_MODEL,
+        batchSize: BATCH,
+        device,
+      })
+    ).cpuSeconds;
   results.framework = {
     seconds: round(noop.seconds),
     coreSeconds: round(coreSeconds),
@@ -245,7 +263,7 @@ if (want('scaling')) {
     log(JSON.stringify(scaling[scaling.length - 1]));
   }
 }
-results.scaling = scaling;
+if (want('scaling')) results.scaling = scaling;
 
 // 5: plan rate.
 if (want('plan')) {
@@ -282,6 +300,78 @@ if (!values['skip-ledger'] && want('ledger')) {
 if (!values['skip-ledger'] && want('plan-ledger')) {
   results.planLedger = await planLedgerBench({ zChunks: quick ? 1 : 100, log });
   log(JSON.stringify(results.planLedger));
+}
+
+// 8: seams at the default layout scaled down (seams.ts), unsharded and sharded.
+if (want('seams')) {
+  const chunksPerAxis = quick ? 2 : 3;
+  const unsharded = await seamsBench({ sharded: false, chunksPerAxis });
+  log(JSON.stringify({ seams: unsharded }));
+  const sharded = await seamsBench({ sharded: true, chunksPerAxis });
+  log(JSON.stringify({ seamsSharded: sharded }));
+  results.seams = seamsResult(unsharded, sharded);
+  if (only !== undefined) writeSeamsTable(results.seams as SeamsResult);
+}
+
+interface SeamsResult {
+  putsPerChunk: number;
+  partialRatio: number;
+  ledgerWritesPerChunk: number;
+  unsharded: SeamsFigures;
+  /** Undefined while the workers do not write output.shardShape yet ("not wired"). */
+  sharded: SeamsFigures | undefined;
+  shardedStatus: 'measured' | 'not wired';
+  /** The sharded run's output.shardShape (defaultShardShape of the plan). */
+  shardShape: number[];
+}
+
+/** The headline figures are the sharded run's once the workers write shards, else unsharded. */
+function seamsResult(unsharded: SeamsFigures, sharded: SeamsFigures): SeamsResult {
+  const wired = sharded.shardedWritten;
+  const head = wired ? sharded : unsharded;
+  return {
+    putsPerChunk: head.putsPerChunk,
+    partialRatio: head.partialRatio,
+    ledgerWritesPerChunk: head.ledgerWritesPerChunk,
+    unsharded,
+    sharded: wired ? sharded : undefined,
+    shardedStatus: wired ? 'measured' : 'not wired',
+    shardShape: [...(sharded.shardShape ?? [])],
+  };
+}
+
+function seamsTable(s: SeamsResult): string {
+  const u = s.unsharded;
+  const row = (name: string, f: SeamsFigures | undefined): string =>
+    f
+      ? `| ${name} | ${f.putsPerChunk} (${f.outputPutsPerChunk} output + ${f.partialPutsPerChunk} partials) | ${f.partialRatio} (${mib(f.partialBytes)} ÷ ${mib(f.outputBytes)} MiB) | ${f.middleChunk.partialPuts}, ${f.middleChunk.partialRatio} | ${f.ledgerWritesPerChunk} (reads ${f.ledgerReadsPerChunk}) | ${f.leftoverSeamBlocks} | ${f.seconds} |`
+      : `| ${name} | not wired (the workers write one object per block whatever output.shardShape says) | | | | | |`;
+  return `<!-- seams -->
+Seams (issue 16): the real pipeline in memory (openJob, planJob, runWorker, the Blend step over what workers left), at the default layout ÷ ${u.layout.scale} (patch ${u.layout.patchShape.join('×')}, overlap ${u.layout.overlap.join('×')}, chunk ${u.layout.chunkShape.join('×')}, block ${u.layout.blockShape.join('×')}), ${u.volumeShape.join('×')} voxels = ${u.chunks} chunks, 1 worker, float32 × 2 channels, a JS model (x, 1 − x). Counted by a Store wrapper (set() calls and bytes by key) and a Ledger wrapper. Sharded: output.shardShape = defaultShardShape = ${s.shardShape.join('×')}.
+
+| output | PUTs per chunk (target ≤ 10) | partial bytes ÷ output bytes (target ≤ 0.25) | middle chunk: partials, their bytes ÷ one pitch's output bytes | ledger writes per chunk | seam blocks left to the Blend step | seconds |
+| --- | --- | --- | --- | --- | --- | --- |
+${row('unsharded', u)}
+${row('sharded', s.sharded)}
+<!-- /seams -->`;
+}
+
+/** `--only seams`: the Seams table of RESULTS.md replaced (or added), the rest left as it is. */
+function writeSeamsTable(s: SeamsResult): void {
+  const path = resultsPath();
+  const old = existsSync(path) ? readFileSync(path, 'utf8') : '';
+  const table = seamsTable(s);
+  const marked = /<!-- seams -->[\s\S]*<!-- \/seams -->/;
+  const text = marked.test(old)
+    ? old.replace(marked, () => table)
+    : old.includes('\nRaw: ')
+      ? old.replace('\nRaw: ', () => `\n${table}\n\nRaw: `)
+      : `${old}\n${table}\n`;
+  writeFileSync(path, text);
+}
+
+function mib(bytes: number): number {
+  return round(bytes / 2 ** 20);
 }
 
 /**
@@ -363,11 +453,15 @@ function frameworkLine(f: Record<string, number> | undefined): string {
   return `${f.seconds} s end to end, ${f.coreSeconds} core-seconds (worker main threads ${f.workerMainThreads}, coordinator ${f.coordinator}), ${f.coreNanosecondsPerVoxel} core-ns per voxel; with inference filling every core, efficiency can be at most ${f.efficiencyCeiling} here`;
 }
 
-function writeResults(r: Record<string, unknown>): void {
-  const path = new URL(
+function resultsPath(): string {
+  return new URL(
     `./RESULTS${device === 'gpu' ? '-gpu' : ''}${quick ? '-quick' : ''}.md`,
     import.meta.url,
   ).pathname;
+}
+
+function writeResults(r: Record<string, unknown>): void {
+  const path = resultsPath();
   const e = r.efficiency as Record<string, number>;
   const text = `# Benchmark results (${device}${quick ? ', quick' : ''})
 
@@ -394,6 +488,8 @@ ${(r.scaling as Record<string, unknown>[]).map((s) => `| ${s.factor}× | ${(s.sh
 Ledger (DynamoDB Local): ${r.ledger ? `\`${JSON.stringify(r.ledger)}\`` : 'skipped'}
 
 Large plan in ranges (DynamoDB Local, plan-ledger): ${r.planLedger ? `\`${JSON.stringify(r.planLedger)}\`` : 'skipped'}
+
+${r.seams ? seamsTable(r.seams as SeamsResult) : 'Seams: not measured'}
 
 Raw: \`${JSON.stringify(r)}\`
 `;

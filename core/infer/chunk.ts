@@ -7,6 +7,7 @@ import { weightSums } from '../blend/weight-sums.ts';
 import { type BlendKind, blendWeights } from '../blend/weights.ts';
 import type { Box, ChunkDescriptor, Plan } from '../geometry/index.ts';
 import type { PatchModel } from './patch-model.ts';
+import { type TtaSpec, ttaTransforms, withTta } from './tta.ts';
 
 export interface InferChunkOptions {
   plan: Plan;
@@ -14,6 +15,11 @@ export interface InferChunkOptions {
   /** Normalised input over chunk.readBox (zeros outside the volume). */
   input: Dense<Float32Array>;
   model: PatchModel;
+  /**
+   * model.tta: each patch's output is the mean over the transforms, before blending (see
+   * tta.ts). The worker passes the manifest's value, so every path that infers chunks gets it.
+   */
+  tta?: TtaSpec | undefined;
   blend: BlendKind;
   outputChannels: number;
   batchSize?: number;
@@ -34,6 +40,7 @@ export async function inferChunk(o: InferChunkOptions): Promise<PartialSum> {
   const inPatch = plan.inputPatchShape;
   const iv = inPatch[0] * inPatch[1] * inPatch[2];
   const cin = input.channels;
+  const model = withTta(o.model, ttaTransforms(o.tta, inPatch, patch));
   const weights = blendWeights(o.blend, patch);
   const acc = new PartialSum(
     chunk.footprint,
@@ -74,14 +81,14 @@ export async function inferChunk(o: InferChunkOptions): Promise<PartialSum> {
     const view = n === batchSize ? buf : buf.subarray(0, n * cin * iv);
     const sent = boxes;
     const slot = fill;
-    const transfer = o.model.runTransfer?.bind(o.model);
+    const transfer = model.runTransfer?.bind(model);
     // A threaded model takes the buffer itself (no copy) and hands it back with the result.
     const next = transfer
       ? transfer(view, n, inPatch, patch).then((r) => {
           buffers[slot] = new Float32Array(r.batch.buffer as ArrayBuffer);
           return { out: r.out, boxes: sent };
         })
-      : o.model.run(view, n, inPatch, patch).then((out) => ({ out, boxes: sent }));
+      : model.run(view, n, inPatch, patch).then((out) => ({ out, boxes: sent }));
     // If accumulating the previous batch throws (abort, lost lease), this one is abandoned:
     // mark its rejection handled so it cannot crash the process.
     next.catch(() => {});

@@ -188,6 +188,43 @@ const outputSchema = z
   })
   .describe('Where and how the result is written.');
 
+// Test-time augmentation (core/infer/tta.ts applies it): each patch's output is the mean
+// of T⁻¹(f(T(x))) over the transforms T, before blending.
+const ttaTransformSchema = z
+  .strictObject({
+    flip: z
+      .array(z.enum(AXES))
+      .optional()
+      .describe('Axes to flip, e.g. ["z", "x"]. Default none.'),
+    rot90: z
+      .int()
+      .min(0)
+      .max(3)
+      .optional()
+      .describe(
+        'Quarter turns in the yx plane after the flips, as numpy.rot90(patch, k, axes=(y, x)). ' +
+          'An odd count needs a square patch in y and x. Default 0.',
+      ),
+  })
+  .describe('One transform: flip the listed axes, then rotate in yx.');
+
+const ttaSchema = z
+  .union([
+    z.boolean(),
+    z
+      .array(z.union([z.enum(['flips', 'rot90']), ttaTransformSchema]))
+      .min(1, { error: 'must list at least one of "flips", "rot90" or a transform' }),
+  ])
+  .describe(
+    'Test-time augmentation: each patch is inferred under several transforms and the ' +
+      'outputs, transformed back, are averaged before blending. true = the 8 flips (z, y, x ' +
+      'each flipped or not). A list combines "flips", "rot90" (the 4 quarter turns in yx; ' +
+      'needs a square patch in y and x) and explicit transforms {flip, rot90}; "flips" and ' +
+      '"rot90" together are the 16 distinct flips and turns. The identity is always included, ' +
+      'duplicates count once. Inference costs as many times more as there are transforms. ' +
+      'Default false.',
+  );
+
 const modelSchema = z
   .strictObject({
     url: storageUrl('The ONNX model file (must end in .onnx)').refine(
@@ -232,6 +269,7 @@ const modelSchema = z
           '"affinities"); `tessera plan` lists the outputs. Required then: Tessera never picks ' +
           'one silently. Omit for a single-output model.',
       ),
+    tta: ttaSchema.optional(),
   })
   .describe('The network to run.');
 
@@ -395,6 +433,21 @@ function crossFieldChecks(raw: unknown, ctx: z.RefinementCtx): void {
       message: `model.channelNames has ${names.length} name(s), model.outputChannels is ${outChannels}: give one name per output channel`,
     });
   }
+
+  // A quarter turn maps y onto x: the patch (input and output) must be square in yx.
+  const tta = field(manifestObject.shape.model.shape.tta, model.tta);
+  const turns =
+    Array.isArray(tta) &&
+    tta.some((t) => t === 'rot90' || (typeof t === 'object' && (t.rot90 ?? 0) % 2 === 1));
+  const notSquare = [inputPatch, outPatch].find((p) => p !== undefined && p[1] !== p[2]);
+  if (turns && notSquare)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['model', 'tta'],
+      message:
+        `quarter turns in yx need a patch square in y and x, but the ${notSquare === outPatch ? 'output ' : ''}patch is ` +
+        `[${notSquare.join(', ')}]: make model.patchShape${outPatch ? ' and model.outputPatchShape' : ''} square in y and x, or drop "rot90" and odd rot90 counts from model.tta`,
+    });
 
   const blockShape = field(manifestObject.shape.output.shape.blockShape, output.blockShape);
   const shardShape = field(manifestObject.shape.output.shape.shardShape, output.shardShape);

@@ -7,6 +7,7 @@ export {
   ModelRunError,
   ModelSignatureError,
 } from './errors.ts';
+export { fromFloat16Bits, toFloat16Bits } from './float16.ts';
 export {
   type Device,
   type GpuOptions,
@@ -25,6 +26,7 @@ export {
   type ReadSignature,
   resolveModelIo,
   signatureOf,
+  type TensorFloat,
   type TensorSignature,
 } from './signature.ts';
 export * from './threaded.ts';

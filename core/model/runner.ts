@@ -5,7 +5,8 @@
  * Tessera relies on: one float32 input [n, inC, z, y, x] and an output
  * [n, outC, z, y, x] with the same z, y, x as the input patch (blending adds
  * outputs voxel-for-voxel onto the input grid, so a model that crops would
- * silently shift every patch).
+ * silently shift every patch). A float16 input or output is converted at the boundary
+ * (float16.ts): the pipeline sees float32 either way.
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -18,11 +19,13 @@ import {
   ModelOutputError,
   ModelRunError,
 } from './errors.ts';
+import { fromFloat16Bits, toFloat16Bits } from './float16.ts';
 import {
   type ModelExpectation,
   type ReadSignature,
   resolveModelIo,
   signatureOf,
+  type TensorFloat,
 } from './signature.ts';
 
 export type ModelSource = { path: string } | { bytes: Uint8Array; name?: string };
@@ -97,6 +100,8 @@ export class ModelRunner {
     readonly outputChannels: number | undefined,
     /** 5: a 3D model; 4: a 2D model, run slice by slice (patchShape z = 1). */
     readonly rank: 4 | 5 = 5,
+    readonly inputType: TensorFloat = 'float32',
+    readonly outputType: TensorFloat = 'float32',
   ) {
     this.session = opened.session;
     this.device = opened.device;
@@ -155,6 +160,8 @@ export class ModelRunner {
         io.inputChannels,
         io.outputChannels,
         io.rank,
+        io.inputType,
+        io.outputType,
       );
     } catch (err) {
       await opened.session.release();
@@ -204,7 +211,12 @@ export class ModelRunner {
 
     let output: unknown;
     try {
-      const feeds = { [this.inputName]: new Tensor('float32', batch, inputDims) };
+      const feeds = {
+        [this.inputName]:
+          this.inputType === 'float16'
+            ? new Tensor('float16', toFloat16Bits(batch), inputDims)
+            : new Tensor('float32', batch, inputDims),
+      };
       const results = await session.run(feeds, [this.outputName]);
       output = results[this.outputName];
     } catch (err) {
@@ -229,18 +241,15 @@ export class ModelRunner {
   private checkOutput(output: unknown, n: number, patch: Patch): Float32Array {
     const spatial = this.rank === 4 ? patch.slice(1) : [...patch];
     const expected: (number | string)[] = [n, this.outputChannels ?? 'C', ...spatial];
-    if (
-      !(output instanceof Tensor) ||
-      output.type !== 'float32' ||
-      !(output.data instanceof Float32Array)
-    ) {
+    const data = output instanceof Tensor ? floatData(output) : undefined;
+    if (!(output instanceof Tensor) || data === undefined) {
       const actualType = output instanceof Tensor ? output.type : typeof output;
       throw new ModelOutputError(
         this.name,
         expected,
         output instanceof Tensor ? output.dims : [],
-        `Output "${this.outputName}" is ${actualType}, not a float32 tensor: export the model ` +
-          'with a float32 output.',
+        `Output "${this.outputName}" is ${actualType}, not a float32 or float16 tensor: export ` +
+          'the model with a float32 (or float16) output.',
       );
     }
     const dims = output.dims;
@@ -262,8 +271,20 @@ export class ModelRunner {
       (this.outputChannels === undefined || dims[1] === this.outputChannels) &&
       spatial.every((v, i) => dims[2 + i] === v);
     if (!ok) throw new ModelOutputError(this.name, expected, dims, fix());
-    return output.data;
+    return data;
   }
+}
+
+/**
+ * A float output's values as float32: float16 bits (a Uint16Array in onnxruntime-node)
+ * widened; undefined for any other type.
+ */
+function floatData(t: Tensor): Float32Array | undefined {
+  if (t.type === 'float32' && t.data instanceof Float32Array) return t.data;
+  if (t.type !== 'float16') return undefined;
+  if (t.data instanceof Uint16Array) return fromFloat16Bits(t.data);
+  // A runtime with Float16Array hands the values themselves.
+  return ArrayBuffer.isView(t.data) ? Float32Array.from(t.data as ArrayLike<number>) : undefined;
 }
 
 async function openCpu(

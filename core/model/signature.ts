@@ -3,8 +3,8 @@
 // every chunk the same way, so it is found once: at plan (`tessera plan`, the run's plan
 // step) and when a worker loads the model, never per chunk.
 //
-//   input  [n, inC, z, y, x]   float32, one of them     (4-D [n, c, y, x]: a 2D model,
-//   output [n, outC, z, y, x]  float32, the chosen one   run slice by slice, patch z = 1)
+//   input  [n, inC, z, y, x]   float32 or float16, one of them   (4-D [n, c, y, x]: a 2D
+//   output [n, outC, z, y, x]  float32 or float16, the chosen one  model, run slice by slice)
 //            │   │    └──────── static sizes = model.patchShape / model.outputPatchShape
 //            │   └───────────── static = the input volume's channels / model.outputChannels
 //            └───────────────── static batch only with batches of exactly that size
@@ -58,11 +58,16 @@ export interface ReadSignature {
   readonly signature: ModelSignature;
 }
 
+/** The element types Tessera feeds and reads; float16 is converted at the boundary (float16.ts). */
+export type TensorFloat = 'float32' | 'float16';
+
 export interface ModelIo {
   /** 5 for a 3D model [n, c, z, y, x]; 4 for a 2D model [n, c, y, x]. */
   readonly rank: 4 | 5;
   readonly inputName: string;
   readonly outputName: string;
+  readonly inputType: TensorFloat;
+  readonly outputType: TensorFloat;
   /** Undefined where the model leaves the dim symbolic. */
   readonly inputChannels: number | undefined;
   readonly outputChannels: number | undefined;
@@ -134,6 +139,8 @@ export function resolveModelIo(
     rank: inRank,
     inputName: input.name,
     outputName: output.name,
+    inputType: input.type as TensorFloat,
+    outputType: output.type as TensorFloat,
     inputChannels: staticDim(input, 1),
     outputChannels: staticDim(output, 1),
   };
@@ -177,11 +184,11 @@ function chooseOutput(
 }
 
 function checkTensor(model: string, role: 'input' | 'output', t: TensorSignature): void {
-  if (!t.isTensor || t.type !== 'float32') {
+  if (!t.isTensor || (t.type !== 'float32' && t.type !== 'float16')) {
     throw new ModelLoadError(
       model,
       `${role} "${t.name}" is ${t.isTensor ? t.type : 'not a tensor'}; Tessera needs a ` +
-        `float32 tensor. Export the model with a float32 ${role}.`,
+        `float32 or float16 tensor. Export the model with a float32 (or float16) ${role}.`,
     );
   }
   // An empty shape means "unknown rank" (taken as 3D); a known rank must be 5, or 4 for

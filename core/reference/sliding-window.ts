@@ -44,7 +44,18 @@ export interface ReferenceInput {
   blend: ReferenceBlend;
   outputChannels: number;
   model: PatchModel;
+  /** model.tta, as the manifest writes it (README, `model.tta`); default none. */
+  tta?: ReferenceTta | undefined;
 }
+
+/** model.tta's forms (the manifest's), restated here so the reference shares no code. */
+export type ReferenceTta =
+  | boolean
+  | readonly (
+      | 'flips'
+      | 'rot90'
+      | { readonly flip?: readonly ('z' | 'y' | 'x')[]; readonly rot90?: number }
+    )[];
 
 /** One axis's weight profile over a patch of length `p`, peak 1, floored (see the header). */
 export function referenceProfile(kind: ReferenceBlend, p: number): Float64Array {
@@ -98,6 +109,7 @@ export async function slidingWindowReference(o: ReferenceInput): Promise<Float32
   const num = new Float64Array(o.outputChannels * rz * ry * rx);
   const den = new Float64Array(rz * ry * rx);
   const input = new Float32Array(o.inputChannels * pz * py * px);
+  const transforms = referenceTransforms(o.tta, o.patchShape, [qz, qy, qx]);
 
   for (const z0 of patchStarts(rs[0], re[0], qz, o.overlap[0]))
     for (const y0 of patchStarts(rs[1], re[1], qy, o.overlap[1]))
@@ -112,7 +124,15 @@ export async function slidingWindowReference(o: ReferenceInput): Promise<Float32
                   input[((c * pz + z) * py + y) * px + x] =
                     o.volume[((c * vz + gz) * vy + gy) * vx + gx]!;
               }
-        const out = await o.model.run(input, 1, o.patchShape, [qz, qy, qx]);
+        const out = await augmented(
+          o.model,
+          input,
+          o.inputChannels,
+          o.outputChannels,
+          o.patchShape,
+          [qz, qy, qx],
+          transforms,
+        );
         for (let z = 0; z < qz; z++)
           for (let y = 0; y < qy; y++)
             for (let x = 0; x < qx; x++) {
@@ -130,4 +150,113 @@ export async function slidingWindowReference(o: ReferenceInput): Promise<Float32
   const n = den.length;
   for (let i = 0; i < num.length; i++) result[i] = num[i]! / den[i % n]!;
   return result;
+}
+
+// ---------------------------------------------------------------------------
+// Test-time augmentation, from the README's words: a transform flips the listed axes,
+// then turns the yx plane k quarter turns as numpy.rot90(patch, k, axes=(y, x)), i.e.
+// one turn of an n×n plane is out[i][j] = in[j][n − 1 − i]. A patch's output is the mean
+// over the distinct transforms T of T⁻¹(f(T(x))).
+
+interface RefTransform {
+  flips: [boolean, boolean, boolean];
+  turns: number;
+}
+
+/**
+ * The distinct transforms of `tta`: the identity, each of the 8 flips ("flips" or true),
+ * each of the 4 turns ("rot90"), each flip followed by each turn (both), and the explicit
+ * ones. Two count as one when they move every voxel of both patches to the same place.
+ */
+export function referenceTransforms(
+  tta: ReferenceTta | undefined,
+  patch: Vec3,
+  outPatch: Vec3,
+): RefTransform[] {
+  const wanted: RefTransform[] = [{ flips: [false, false, false], turns: 0 }];
+  if (tta !== undefined && tta !== false) {
+    const words = tta === true ? ['flips'] : tta;
+    const flipSets = words.includes('flips')
+      ? [false, true].flatMap((z) =>
+          [false, true].flatMap((y) =>
+            [false, true].map((x): [boolean, boolean, boolean] => [z, y, x]),
+          ),
+        )
+      : [[false, false, false] as [boolean, boolean, boolean]];
+    const turnCounts = words.includes('rot90') ? [0, 1, 2, 3] : [0];
+    for (const flips of flipSets) for (const turns of turnCounts) wanted.push({ flips, turns });
+    for (const w of words)
+      if (typeof w === 'object')
+        wanted.push({
+          flips: [
+            w.flip?.includes('z') ?? false,
+            w.flip?.includes('y') ?? false,
+            w.flip?.includes('x') ?? false,
+          ],
+          turns: (w.rot90 ?? 0) % 4,
+        });
+  }
+  const seen = new Set<string>();
+  return wanted.filter((t) => {
+    const key = `${sourcesOf(t, patch).join(',')}|${sourcesOf(t, outPatch).join(',')}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+/**
+ * For each voxel of the transformed patch, the index of the voxel of the original patch
+ * it holds. Turns are undone one at a time, last first (after an odd number of turns the
+ * plane's y and x sizes are swapped), then the flips.
+ */
+function sourcesOf(t: RefTransform, shape: Vec3): number[] {
+  const [nz, ny, nx] = shape;
+  if (t.turns % 2 === 1 && ny !== nx)
+    throw new RangeError(
+      `reference: a quarter turn needs a square yx patch, got ${shape.join('×')}`,
+    );
+  const sources: number[] = [];
+  for (let z = 0; z < nz; z++)
+    for (let y = 0; y < ny; y++)
+      for (let x = 0; x < nx; x++) {
+        let [cy, cx] = [y, x];
+        for (let step = t.turns; step >= 1; step--) {
+          // Before turn `step`, the plane had (step − 1) turns: its x size.
+          const xSize = (step - 1) % 2 === 0 ? nx : ny;
+          [cy, cx] = [cx, xSize - 1 - cy];
+        }
+        const sz = t.flips[0] ? nz - 1 - z : z;
+        const sy = t.flips[1] ? ny - 1 - cy : cy;
+        const sx = t.flips[2] ? nx - 1 - cx : cx;
+        sources.push((sz * ny + sy) * nx + sx);
+      }
+  return sources;
+}
+
+/** One patch through the model under every transform, the outputs put back and averaged. */
+async function augmented(
+  model: PatchModel,
+  input: Float32Array,
+  inChannels: number,
+  outChannels: number,
+  patch: Vec3,
+  outPatch: Vec3,
+  transforms: readonly RefTransform[],
+): Promise<Float32Array> {
+  const iv = patch[0] * patch[1] * patch[2];
+  const qv = outPatch[0] * outPatch[1] * outPatch[2];
+  const sum = new Float64Array(outChannels * qv);
+  for (const t of transforms) {
+    const inSrc = sourcesOf(t, patch);
+    const moved = new Float32Array(input.length);
+    for (let c = 0; c < inChannels; c++)
+      for (let i = 0; i < iv; i++) moved[c * iv + i] = input[c * iv + inSrc[i]!]!;
+    const out = await model.run(moved, 1, patch, outPatch);
+    // Output voxel i of the transformed patch belongs where its source voxel was.
+    const outSrc = sourcesOf(t, outPatch);
+    for (let c = 0; c < outChannels; c++)
+      for (let i = 0; i < qv; i++) sum[c * qv + outSrc[i]!]! += out[c * qv + i]!;
+  }
+  return Float32Array.from(sum, (v) => v / transforms.length);
 }

@@ -1,12 +1,12 @@
 // A large plan's ledger rows written into DynamoDB Local by the code the PlanRange
-// Lambdas run (adapters/aws/plan-ranges.ts planRangeStep over DynamoLedger.planRange),
+// Lambdas run (core/cloud/plan-ranges.ts planRangeStep over DynamoLedger.planRange),
 // the ranges in parallel as the PlanRanges Map runs them, then completePlan. Reports the
 // time, rows/s, and the write rate each partition key sees (rows/s ÷ P) against DynamoDB's
 // 1,000 WCU/s per key; and, for contrast, what the one-key layout would put on its key.
 
 import { DynamoLedger, partitionsFor, shardsFor } from '../adapters/aws/dynamo-ledger.ts';
-import { planRangeItems, planRangeStep } from '../adapters/aws/plan-ranges.ts';
 import { PLAN_RANGE_ROWS, PLAN_RANGES_IN_FLIGHT } from '../contracts/cloud.ts';
+import { planRangeItems, planRangeStep } from '../core/cloud/plan-ranges.ts';
 import { Plan } from '../core/geometry/index.ts';
 import type { JobContext } from '../core/pipeline/index.ts';
 import { startDynamo } from '../test/helpers/dynamo-emulator.ts';

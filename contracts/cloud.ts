@@ -38,6 +38,12 @@ export interface PlanTaskResult {
   blendItemCount: number;
   /** Device the manifest asks for: which Batch queue the Work step uses. */
   device: 'cpu' | 'gpu';
+  /**
+   * Rows per PlanRange task when the Plan task left the job's rows to the PlanRanges Map
+   * (a job of more than PLAN_RANGE_ROWS chunks); 0 when it wrote them itself. The
+   * PlanInRanges? choice and the Map follow it, so the Plan task alone decides.
+   */
+  rangeRows: number;
 }
 
 /**
@@ -171,6 +177,12 @@ export interface JobStatusDocument {
    * execution's start); removed once a chunk finishes.
    */
   stalled?: { since: string; minutes: number };
+  /**
+   * Set by the Plan task for a job whose chunk rows the PlanRanges Map writes: until
+   * CompletePlan runs the ledger has no visible job, and `tessera status` says it is
+   * being planned rather than not found.
+   */
+  plannedInRanges?: { chunks: number; ranges: number; rows: number };
 }
 
 /** One failed Batch worker (an array child, or the single job) of a Work round. */

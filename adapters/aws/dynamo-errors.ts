@@ -90,21 +90,6 @@ export class LedgerItemInvalidError extends LedgerError {
   }
 }
 
-/**
- * A PlanRange or CompletePlan task got a ledger without range planning (a wrapper of the
- * port, e.g. the TESSERA_CLOCK_OFFSET_MS fault hook): the job's rows cannot be written.
- */
-export class LedgerCannotPlanRangesError extends LedgerError {
-  override readonly name = 'LedgerCannotPlanRangesError';
-  constructor(readonly jobId: string) {
-    super(
-      `job "${jobId}": this Lambda's ledger cannot plan in ranges (planRange/completePlan), so the job's ` +
-        'chunk rows were not written; unset TESSERA_CLOCK_OFFSET_MS on the plan-range function (the ' +
-        'only ledger wrapper a deployed stack may add) and re-run the execution',
-    );
-  }
-}
-
 /** A consistent BatchGetItem kept returning UnprocessedKeys (throttling) past the retries. */
 export class BatchGetIncompleteError extends LedgerError {
   override readonly name = 'BatchGetIncompleteError';

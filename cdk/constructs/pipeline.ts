@@ -1,7 +1,7 @@
 // The pipeline state machine (standard). Input: PipelineInput {manifest:{bucket,key,versionId?}}.
 //
-//   Plan ─► PlanInRanges? ─┬─ chunks > PLAN_RANGE_ROWS ─► RangeStarts ─► PlanRanges (Map) ─► CompletePlan ─┐
-//           └──────────────┴─ otherwise ──────────────────────────────────────────────────────────────────┤
+//   Plan ─► PlanInRanges? ─┬─ rangeRows > 0 ─► RangeStarts ─► PlanRanges (Map) ─► CompletePlan ─┐
+//           └──────────────┴─ 0 (Plan wrote the rows) ───────────────────────────────────────────┤
 //   ┌──────────────────────────────────────────────────────────────────────────────────────────────────┘
 //   └► StartRounds ─► ChooseQueue ─┬─ gpu ─► GpuArrayOrSingle ─► WorkGpuArray | WorkGpu ─┐
 //                               ▲       └─ cpu ─► CpuArrayOrSingle ─► WorkCpuArray | WorkCpu ─┤
@@ -30,7 +30,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { KEYS, PLAN_RANGE_ROWS, PLAN_RANGES_IN_FLIGHT } from '../../contracts/cloud.ts';
+import { KEYS, PLAN_RANGES_IN_FLIGHT } from '../../contracts/cloud.ts';
 import { BLEND_CONCURRENCY } from '../../contracts/stack-sizing.ts';
 import { acknowledgeFindings } from '../nag.ts';
 import type { FunctionName } from './functions.ts';
@@ -189,6 +189,8 @@ export class Pipeline extends Construct {
           blendItemsKey: sfn.JsonPath.stringAt('$.blendItemsKey'),
           blendItemCount: sfn.JsonPath.numberAt('$.blendItemCount'),
           device: sfn.JsonPath.stringAt('$.device'),
+          // Rows per PlanRange task, 0 when Plan wrote the rows: the Plan task decides.
+          rangeRows: sfn.JsonPath.numberAt('$.rangeRows'),
           // The blend Map reads its items from here (ItemReader's bucket path).
           bucket: storage.bucket.bucketName,
           // ...and writes its children's results under here (ResultWriter's prefix).
@@ -417,9 +419,11 @@ export class Pipeline extends Construct {
 }
 
 /**
- * A plan too large for the Plan task alone (adapters/aws/plan-ranges.ts): its ledger rows
- * are written by PlanRange tasks over chunk-index ranges, the range starts made here
- * (States.ArrayRange over $.plan.chunks: at most 1,000 items, 2.5·10^8 chunks), then
+ * A plan too large for the Plan task alone (core/cloud/plan-ranges.ts): the Plan task
+ * wrote no row and says how many rows a range holds ($.plan.rangeRows, PLAN_RANGE_ROWS as
+ * deployed; 0: it wrote them all). The rows are written by PlanRange tasks over
+ * chunk-index ranges, the range starts made here (States.ArrayRange over $.plan.chunks
+ * in steps of $.plan.rangeRows: at most 1,000 items, 2.5·10^8 chunks), then
  * CompletePlan makes them claimable. An inline Map: ≤ 1,000 small items, results
  * discarded, so neither the state nor the history comes near its limit.
  */
@@ -434,7 +438,7 @@ function planInRanges(
       starts: sfn.JsonPath.arrayRange(
         0,
         Token.asNumber(sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.plan.chunks'), -1)),
-        PLAN_RANGE_ROWS,
+        Token.asNumber(sfn.JsonPath.numberAt('$.plan.rangeRows')),
       ),
     },
     resultPath: '$.planRanges',
@@ -445,7 +449,7 @@ function planInRanges(
       step: 'range',
       jobId: sfn.JsonPath.stringAt('$.plan.jobId'),
       from: sfn.JsonPath.numberAt('$$.Map.Item.Value'),
-      rows: PLAN_RANGE_ROWS,
+      rows: sfn.JsonPath.numberAt('$.plan.rangeRows'),
     },
     maxConcurrency: PLAN_RANGES_IN_FLIGHT,
     resultPath: sfn.JsonPath.DISCARD,
@@ -471,7 +475,7 @@ function planInRanges(
   complete.addCatch(stepFailed, { errors: [sfn.Errors.ALL], resultPath: '$.error' });
   return new sfn.Choice(scope, STATES.planInRanges)
     .when(
-      sfn.Condition.numberGreaterThan('$.plan.chunks', PLAN_RANGE_ROWS),
+      sfn.Condition.numberGreaterThan('$.plan.rangeRows', 0),
       starts.next(ranges).next(complete).next(next),
     )
     .otherwise(next);

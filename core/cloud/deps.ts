@@ -21,6 +21,11 @@ export interface CloudDeps {
   /** Seam blocks per blend Map item (a range of the region's block grid holds about this many). */
   blocksPerBlendItem?: number;
   /**
+   * Rows one PlanRange task writes (default PLAN_RANGE_ROWS): the Plan task leaves a job
+   * of more chunks to the PlanRanges Map. Tests lower it to take that path on a small job.
+   */
+  planRangeRows?: number;
+  /**
    * Reads a manifest object; `version` is its VersionId (versioned buckets) or ETag. An
    * object over `maxBytes` may come back unread, as its size only (the S3 adapter stops at
    * the response headers); one read whole anyway is refused by size before it is parsed.

@@ -5,6 +5,7 @@ export * from './deps.ts';
 export * from './errors.ts';
 export * from './manifest-intake.ts';
 export * from './mark-failed.ts';
+export * from './plan-ranges.ts';
 export * from './plan-step.ts';
 export * from './status.ts';
 export * from './steps.ts';

@@ -1,6 +1,9 @@
 // The Plan task and the S3 trigger: a manifest object becomes a planned job (the core
 // plan step over the stack's memory budget) with its blend items, and the trigger starts
 // one execution per job (its name is the job id, so duplicate events start nothing).
+// A job of more than PLAN_RANGE_ROWS chunks (deps.planRangeRows) gets its output claim,
+// description, blend items and status here but no chunk row: the Plan task opens a range
+// plan and reports rangeRows, and the PlanRanges Map writes the rows (plan-ranges.ts).
 
 import type {
   BlendItem,
@@ -8,7 +11,7 @@ import type {
   PipelineInput,
   PlanTaskResult,
 } from '../../contracts/cloud.ts';
-import { KEYS } from '../../contracts/cloud.ts';
+import { KEYS, PLAN_RANGE_ROWS } from '../../contracts/cloud.ts';
 import { BLOCKS_PER_BLEND_ITEM } from '../../contracts/stack-sizing.ts';
 import { ManifestError } from '../manifest/index.ts';
 import { checkJobFits, type JobContext } from '../pipeline/index.ts';
@@ -22,13 +25,18 @@ import {
   rejectManifest,
   triggerLocationProblem,
 } from './manifest-intake.ts';
+import { planRangeItems, rangePlannerOf, rangeRowsFor } from './plan-ranges.ts';
 import { encodeJson as enc, bucketKey as key, readStatus, writeStatus } from './status.ts';
 
 export type PlanOutcome =
   | { kind: 'planned'; result: PlanTaskResult; created: boolean }
   | Extract<AcceptOutcome, { kind: 'rejected' }>;
 
-/** The Plan task: accept, then create the ledger rows, output array and blend items (idempotent). */
+/**
+ * The Plan task: accept, then claim the output and create the ledger rows (or, past
+ * planRangeRows chunks, open the range plan the PlanRanges Map fills), the blend items and
+ * the status (idempotent).
+ */
 export async function planFromManifest(
   deps: CloudDeps,
   loc: ManifestLocation,
@@ -49,10 +57,16 @@ export async function planFromManifest(
       source: `the stack's ${device.toUpperCase()} worker job definition (${CLOUD_WORKER_MEMORY_MIB[device]} MiB)`,
     },
   });
+  const chunks = ctx.plan.counts.chunks;
+  const rangeRows = rangeRowsFor(chunks, deps.planRangeRows ?? PLAN_RANGE_ROWS);
+  // Narrowed before anything is written: a ledger that cannot plan in ranges is refused
+  // while the job has no output claim and no rows.
+  const inRanges = rangeRows > 0 ? rangePlannerOf(deps.ledger, jobId) : undefined;
   const { created, workers } = await planStep(ctx, deps.ledger, {
     fit,
     maxWorkers: manifest.compute.maxWorkers,
     leaseMs: deps.leaseMs,
+    ...(inRanges ? { inRanges } : {}),
     // A job holding this output.url may hand it over (once its output is deleted) only
     // when its status says it ended: a planned job's workers may not have started yet.
     isJobOver: async (id) => {
@@ -70,6 +84,15 @@ export async function planFromManifest(
       status: 'PLANNED',
       manifest: accepted.source,
       output: manifest.output.url,
+      ...(rangeRows > 0
+        ? {
+            plannedInRanges: {
+              chunks,
+              ranges: planRangeItems(chunks, rangeRows).length,
+              rows: rangeRows,
+            },
+          }
+        : {}),
     });
   }
   const { plan } = ctx;
@@ -84,6 +107,7 @@ export async function planFromManifest(
       blendItemsKey: KEYS.blendItems(jobId),
       blendItemCount: items.length,
       device: manifest.compute.device,
+      rangeRows,
     },
   };
 }

@@ -253,3 +253,19 @@ export class PlanIncompleteError extends LedgerError {
     );
   }
 }
+
+/**
+ * A planner task (Plan, PlanRange, CompletePlan) got a ledger without range planning (a
+ * wrapper of the port, e.g. the TESSERA_CLOCK_OFFSET_MS fault hook) for a job planned in
+ * ranges: the job's rows cannot be written. Thrown before anything is written.
+ */
+export class LedgerCannotPlanRangesError extends LedgerError {
+  override readonly name = 'LedgerCannotPlanRangesError';
+  constructor(readonly jobId: string) {
+    super(
+      `job "${jobId}": this Lambda's ledger cannot plan in ranges (planRange/completePlan), so the job's ` +
+        'chunk rows were not written; unset TESSERA_CLOCK_OFFSET_MS on the planner and plan-range functions ' +
+        '(the only ledger wrapper a deployed stack may add) and re-run the execution',
+    );
+  }
+}

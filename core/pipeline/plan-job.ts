@@ -1,10 +1,18 @@
 // Plan: check that the job can run at all (checkJobFits: the model's signature against
 // the manifest, each worker's peak memory against the budget; deterministic problems that
 // would otherwise fail every chunk), claim the job's output location, then create the
-// job's chunk rows (both idempotent). The output array is created by the writers
+// job's chunk rows (both idempotent). A job too large for one planner call (the cloud's
+// Plan task past PLAN_RANGE_ROWS chunks) only opens a range plan here: its spec is
+// recorded and no row is written; PlanRange tasks write the rows and completePlan makes
+// them claimable (core/cloud/plan-ranges.ts). The output array is created by the writers
 // (ensureOutput, idempotent), so the planner needs no write access to outputs.
 
-import { type JobSpec, type Ledger, OutputClaimedError } from '../ledger/index.ts';
+import {
+  type JobSpec,
+  type Ledger,
+  OutputClaimedError,
+  type RangePlanner,
+} from '../ledger/index.ts';
 // The pure half of the model module: the planner Lambda imports this file and must not
 // carry the inference runtime (readModelSignature, which opens a session, is the caller's).
 import { checkModelAgainstManifest, type ModelIo, type ReadSignature } from '../model/signature.ts';
@@ -28,33 +36,72 @@ export interface PlanJobOptions {
    * PENDING or RUNNING chunk of it (or no such job).
    */
   isJobOver?: (jobId: string) => Promise<boolean>;
+  /**
+   * Plan in ranges: instead of createJob, only record the job's spec on this RangePlanner
+   * (the ledger itself, narrowed by rangePlannerOf) and write no chunk row. The rows are
+   * the PlanRange tasks' to write (each range with this same spec, jobSpecOf) and the job
+   * is claimable once completePlan has run. Absent: createJob writes every row here.
+   */
+  inRanges?: RangePlanner;
 }
 
 export const DEFAULT_LEASE_MS = 60_000;
 
-export async function planJob(
-  ctx: JobContext,
-  ledger: Ledger,
-  o: PlanJobOptions = {},
-): Promise<{ created: boolean; job: JobSpec }> {
-  const { plan } = ctx;
-  await claimJobOutput(ctx, ledger, o.isJobOver ?? ((id) => ledgerSaysOver(ledger, id)));
-  const spec: JobSpec = {
+export interface PlannedJob {
+  /**
+   * The job's rows were made claimable by this call (false: they existed, the job resumes;
+   * always false in ranges, where completePlan makes them claimable).
+   */
+  created: boolean;
+  /** The spec written (or found, when createJob found the job). */
+  job: JobSpec;
+  /** The rows were left to the PlanRange tasks (inRanges given). */
+  inRanges: boolean;
+}
+
+/**
+ * The ledger spec of a job: the one function both planJob and every PlanRange task
+ * (core/cloud/plan-ranges.ts, as rangeJobSpec) build it with, so the two cannot drift.
+ */
+export function jobSpecOf(
+  ctx: Pick<JobContext, 'jobId' | 'plan' | 'manifest'>,
+  o: Pick<PlanJobOptions, 'leaseMs' | 'now'> = {},
+): JobSpec {
+  return {
     jobId: ctx.jobId,
-    chunkCount: plan.counts.chunks,
+    chunkCount: ctx.plan.counts.chunks,
     maxAttempts: ctx.manifest.maxAttempts,
     leaseMs: o.leaseMs ?? DEFAULT_LEASE_MS,
     createdAt: o.now ?? Date.now(),
     attributes: { name: ctx.manifest.name, output: ctx.manifest.output.url },
   };
+}
+
+/** The empty range a range plan is opened with: it records the spec and writes no row. */
+export const OPENING_RANGE = { from: 0, to: 0 } as const;
+
+export async function planJob(
+  ctx: JobContext,
+  ledger: Ledger,
+  o: PlanJobOptions = {},
+): Promise<PlannedJob> {
+  const { plan } = ctx;
+  await claimJobOutput(ctx, ledger, o.isJobOver ?? ((id) => ledgerSaysOver(ledger, id)));
+  const spec = jobSpecOf(ctx, o);
+  // Frozen before the rows exist: a worker that finds a row finds the description too.
+  await writeJobDescription(ctx.work, ctx.description);
+  if (o.inRanges) {
+    // Idempotent: a retried Plan finds the spec recorded (or the job complete) and the
+    // ranges keep the first spec, so every range adopts one createdAt.
+    await o.inRanges.planRange(spec, OPENING_RANGE, []);
+    return { created: false, job: spec, inRanges: true };
+  }
   const chunks = (function* () {
     for (let i = 0; i < plan.counts.chunks; i++)
       yield { chunkId: plan.chunkId(plan.chunkCoordAt(i)), index: i };
   })();
-  // Frozen before the rows exist: a worker that finds a row finds the description too.
-  await writeJobDescription(ctx.work, ctx.description);
   const { created, job } = await ledger.createJob(spec, chunks);
-  return { created, job };
+  return { created, job, inRanges: false };
 }
 
 /**

@@ -36,7 +36,6 @@ import { registerS3 } from '../../adapters/aws/clients.ts';
 import { cloudDeps } from '../../adapters/aws/deps.ts';
 import { DynamoLedger } from '../../adapters/aws/dynamo-ledger.ts';
 import { readCloudEnv } from '../../adapters/aws/env.ts';
-import { planRangeTask } from '../../adapters/aws/plan-ranges.ts';
 import { S3Store } from '../../adapters/aws/s3-store.ts';
 import { PIPELINE_ERROR, STATES } from '../../cdk/constructs/pipeline.ts';
 import { type Knobs, knobContextKey, parseKnobs } from '../../cdk/knobs.ts';
@@ -61,6 +60,7 @@ import {
   finalizeStep,
   markFailedStep,
   planFromManifest,
+  planRangeTask,
   readStatus,
   verifyStep,
 } from '../../core/cloud/index.ts';

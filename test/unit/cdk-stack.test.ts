@@ -707,7 +707,8 @@ describe('state machine', () => {
     expect(get(STATES.planInRanges)).toMatchObject({
       Type: 'Choice',
       Choices: [
-        { Variable: '$.plan.chunks', NumericGreaterThan: 250_000, Next: STATES.rangeStarts },
+        // The Plan task decides (rangeRows 0: it wrote every row); the choice follows it.
+        { Variable: '$.plan.rangeRows', NumericGreaterThan: 0, Next: STATES.rangeStarts },
       ],
       Default: STATES.startRounds,
     });
@@ -960,6 +961,7 @@ describe('state machine runs (aws-local-stepfunctions, stub handlers)', () => {
       blendItemsKey: KEYS.blendItems('job-1'),
       blendItemCount: items,
       device,
+      rangeRows: 0,
     });
   // A COMPLETE Verify says how many seam blocks the workers left unblended (its items,
   // which localDefinition's inline Map reads from $.verify.blendItems).

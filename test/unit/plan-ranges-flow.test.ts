@@ -1,19 +1,20 @@
 // The synthesized state machine's path for a plan too large for the Plan task alone:
 // PlanInRanges? → RangeStarts → PlanRanges (Map of PlanRange) → CompletePlan → StartRounds,
-// run in aws-local-stepfunctions with stub handlers. The expected range items are written
-// out here from PLAN_RANGE_ROWS, not taken from the definition.
+// run in aws-local-stepfunctions with stub handlers. The Plan stub reports rangeRows as the
+// Plan task does (rangeRowsFor); the expected range items are written out here from
+// PLAN_RANGE_ROWS, not taken from the definition.
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { App } from 'aws-cdk-lib';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { planRangeItems, plansInRanges } from '../../adapters/aws/plan-ranges.ts';
 import { STATES } from '../../cdk/constructs/pipeline.ts';
 import { type Knobs, knobContextKey, parseKnobs } from '../../cdk/knobs.ts';
 import { REPO_ROOT } from '../../cdk/paths.ts';
 import { TesseraStack } from '../../cdk/stack.ts';
 import { PLAN_RANGE_ROWS, PLAN_RANGES_IN_FLIGHT } from '../../contracts/cloud.ts';
+import { planRangeItems, plansInRanges, rangeRowsFor } from '../../core/cloud/plan-ranges.ts';
 import {
   type AslDefinition,
   localDefinition,
@@ -40,6 +41,7 @@ beforeAll(() => {
 async function runPlan(
   chunks: number,
   fail?: string,
+  rangeRows = rangeRowsFor(chunks),
 ): Promise<{ calls: [string, unknown][]; error?: string }> {
   polyfillWithResolvers();
   const def = structuredClone(localDefinition(definition));
@@ -67,6 +69,7 @@ async function runPlan(
             blendItemCount: 0,
             device: 'gpu',
             blendItems: [],
+            rangeRows,
           })),
           [STATES.planRange]: handler(STATES.planRange, (e: { from: number }) => ({
             written: 1,
@@ -124,6 +127,22 @@ describe('the PlanRanges path of the state machine', () => {
     ]);
     expect(calls.at(-1)).toEqual([STATES.completePlan, { step: 'complete', jobId: 'big' }]);
     expect(calls.findIndex(([s]) => s === STATES.completePlan)).toBe(calls.length - 1);
+  });
+
+  it("follows the Plan task's rangeRows, not a number of its own", async () => {
+    // 7 chunks in ranges of 3 (a lowered planRangeRows): items 0, 3, 6 of 3 rows each.
+    const { calls, error } = await runPlan(7, undefined, 3);
+    expect(error).toBeUndefined();
+    const ranges = calls.filter(([s]) => s === STATES.planRange).map(([, i]) => i);
+    expect(new Set(ranges.map((r) => JSON.stringify(r)))).toEqual(
+      new Set(
+        [0, 3, 6].map((from) => JSON.stringify({ step: 'range', jobId: 'big', from, rows: 3 })),
+      ),
+    );
+    expect(calls.at(-1)).toEqual([STATES.completePlan, { step: 'complete', jobId: 'big' }]);
+    // And a job past PLAN_RANGE_ROWS that the Plan task wrote itself (rangeRows 0) goes on.
+    const whole = await runPlan(2 * PLAN_RANGE_ROWS, undefined, 0);
+    expect(whole.calls.map(([s]) => s)).toEqual([STATES.plan]);
   });
 
   it('a failed range fails the job before any round starts, and CompletePlan is not called', async () => {

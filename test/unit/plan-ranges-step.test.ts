@@ -4,7 +4,6 @@
 // the expected side is the existing planner's, not the code under test.
 
 import { afterAll, describe, expect, it } from 'vitest';
-import { LedgerCannotPlanRangesError } from '../../adapters/aws/dynamo-errors.ts';
 import {
   completePlanStep,
   openRangePlan,
@@ -12,8 +11,13 @@ import {
   planRangeStep,
   plansInRanges,
   rangePlannerOf,
-} from '../../adapters/aws/plan-ranges.ts';
-import { type ChunkRow, type Ledger, MemoryLedger } from '../../core/ledger/index.ts';
+} from '../../core/cloud/plan-ranges.ts';
+import {
+  type ChunkRow,
+  type Ledger,
+  LedgerCannotPlanRangesError,
+  MemoryLedger,
+} from '../../core/ledger/index.ts';
 import { planJob } from '../../core/pipeline/index.ts';
 import { openWorkerJob } from '../helpers/worker-job.ts';
 

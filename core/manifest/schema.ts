@@ -192,10 +192,7 @@ const outputSchema = z
 // of T⁻¹(f(T(x))) over the transforms T, before blending.
 const ttaTransformSchema = z
   .strictObject({
-    flip: z
-      .array(z.enum(AXES))
-      .optional()
-      .describe('Axes to flip, e.g. ["z", "x"]. Default none.'),
+    flip: z.array(z.enum(AXES)).optional().describe('Axes to flip, e.g. ["z", "x"]. Default none.'),
     rot90: z
       .int()
       .min(0)

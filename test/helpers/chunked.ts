@@ -43,6 +43,8 @@ export interface PipelineJob {
   scale?: number | undefined;
   offset?: number | undefined;
   model: PatchModel;
+  /** model.tta in the manifest (the workers apply it; the model given is the bare one). */
+  tta?: boolean | ('flips' | 'rot90' | { flip?: ('z' | 'y' | 'x')[]; rot90?: number })[];
   /** Concurrent runWorker loops over one ledger, each starting at its own shard. */
   workers?: number;
   batchSize?: number;
@@ -183,6 +185,7 @@ export async function pipelineInference(o: PipelineJob): Promise<PipelineResult>
         patchShape: o.patchShape,
         ...(o.outputPatchShape ? { outputPatchShape: o.outputPatchShape } : {}),
         outputChannels: o.outputChannels,
+        ...(o.tta === undefined ? {} : { tta: o.tta }),
       },
       overlap: o.overlap,
       blend: o.blend,

@@ -6,7 +6,8 @@
 //   StartExecution {manifest:{bucket,key,versionId?}} (from the trigger or another team's pipeline)
 //     ──► Plan (planner, idempotent) ──► Work (Batch array job, .sync) ──► Verify
 //         Verify INCOMPLETE (rounds left) ──► Work again;  FAILED ──► MarkFailed ──► Fail
-//         COMPLETE ──► Blend (Distributed Map over jobs/<jobId>/blend-items.json) ──► Finalize
+//         COMPLETE ──► Blend (Distributed Map over jobs/<jobId>/blend-items.json) ──► Pyramid
+//         (per level: level task, Map of range tasks) ──► Finalize (metadata and report only)
 //     any error ──► MarkFailed (status.json FAILED with the reason) ──► Fail
 
 import { JOB_ID_SHAPE } from './job-id.ts';
@@ -132,6 +133,41 @@ export interface BlendTaskResult {
   blocks: number;
 }
 
+/**
+ * Pyramid step (pyramid Lambda), after Blend: per level l = 1, 2, ... a `level` call
+ * creates level l's array and returns its tasks' first blocks (computed from the output's
+ * block grid: ≤ PYRAMID_TASKS_PER_LEVEL starts); the PyramidTasks Map runs one `range`
+ * call per start; then the next level. `done` once the pyramid has no level l.
+ */
+export interface PyramidLevelEvent {
+  step: 'level';
+  jobId: string;
+  level: number;
+}
+export interface PyramidLevelResult {
+  jobId: string;
+  level: number;
+  done: boolean;
+  /** Level blocks per range task. */
+  blocksPerTask: number;
+  /** First block of each range task (z-major block index); empty when done. */
+  starts: number[];
+}
+/** One PyramidTasks Map item: level blocks from..from+blocks-1, from level - 1. */
+export interface PyramidRangeEvent {
+  step: 'range';
+  jobId: string;
+  level: number;
+  from: number;
+  blocks: number;
+}
+export interface PyramidRangeResult {
+  jobId: string;
+  level: number;
+  written: number;
+}
+export type PyramidTaskEvent = PyramidLevelEvent | PyramidRangeEvent;
+
 /** Finalize task. */
 export interface FinalizeTaskEvent {
   jobId: string;
@@ -232,6 +268,8 @@ export const HANDLERS = {
   planRange: 'functions/plan-range.ts',
   verify: 'functions/verify.ts',
   blend: 'functions/blend.ts',
+  /** Pyramid level and range tasks (after Blend, before Finalize). */
+  pyramid: 'functions/pyramid.ts',
   finalize: 'functions/finalize.ts',
   markFailed: 'functions/mark-failed.ts',
   /** Scheduled (EventBridge): publishes STALL_METRIC and marks stalled jobs' status. */

@@ -12,6 +12,8 @@ export const LAMBDA_SIZING = {
   verify: { memoryMiB: 512, timeoutSeconds: 5 * 60 },
   // Sums partials of BLOCKS_PER_BLEND_ITEM seam blocks per item; memory is the block buffers.
   blend: { memoryMiB: 3008, timeoutSeconds: 15 * 60 },
+  // ≤ PYRAMID_BLOCKS_PER_TASK level blocks a call (more only past 500 tasks a level), 4 lanes.
+  pyramid: { memoryMiB: 1769, timeoutSeconds: 15 * 60 },
   finalize: { memoryMiB: 1769, timeoutSeconds: 15 * 60 },
   markFailed: { memoryMiB: 256, timeoutSeconds: 60 },
   // Runs every 5 minutes: reads the counts of each running job; done well before the next.
@@ -20,6 +22,9 @@ export const LAMBDA_SIZING = {
 
 /** Blend Lambdas the Distributed Map runs at once. */
 export const BLEND_CONCURRENCY = 40;
+
+/** Pyramid range tasks the PyramidTasks Map runs at once. */
+export const PYRAMID_CONCURRENCY = 40;
 
 /** Seam blocks per blend Map item (the planner's ranges of the block grid hold about this many). */
 export const BLOCKS_PER_BLEND_ITEM = 64;

@@ -8,6 +8,7 @@
 //   verify      ledger rw (expired leases may turn poison), jobs/ rw, batch:ListJobs and
 //               batch:DescribeJobs (the round's failed workers; no resource scope exists)
 //   blend       read partials and output, write outputs/ (stack bucket or allowed buckets)
+//   pyramid     as blend: read the output (and the frozen manifest), write its levels
 //   finalize    as blend, plus the ledger (reads counts, stamps the job row) and jobs/ (status.json)
 //   markFailed  jobs/ rw (status.json); no ledger, no outputs
 //   watchdog    schedule (monitoring.ts): states:ListExecutions on the pipeline, ledger
@@ -121,6 +122,7 @@ const SIZING: Record<FunctionName, Sizing> = {
   planRange: sized(LAMBDA_SIZING.planRange),
   verify: sized(LAMBDA_SIZING.verify),
   blend: sized(LAMBDA_SIZING.blend),
+  pyramid: sized(LAMBDA_SIZING.pyramid),
   finalize: sized(LAMBDA_SIZING.finalize),
   markFailed: sized(LAMBDA_SIZING.markFailed),
   watchdog: sized(LAMBDA_SIZING.watchdog),
@@ -248,6 +250,12 @@ export class Functions extends Construct {
     storage.grantWriteOutputs(blend);
     storage.grantReadAllowedBuckets(blend);
 
+    // The pyramid's levels: reads the frozen manifest and the output, writes outputs/.
+    const pyramid = make('pyramid');
+    storage.grantReadBucket(pyramid);
+    storage.grantWriteOutputs(pyramid);
+    storage.grantReadAllowedBuckets(pyramid);
+
     const finalize = make('finalize');
     storage.grantReadBucket(finalize);
     // status.json SUCCEEDED (outputs/ alone does not cover jobs/).
@@ -275,6 +283,6 @@ export class Functions extends Construct {
       }),
     );
 
-    this.fns = { planner, planRange, verify, blend, finalize, markFailed, watchdog };
+    this.fns = { planner, planRange, verify, blend, pyramid, finalize, markFailed, watchdog };
   }
 }

@@ -12,7 +12,8 @@
 //                                                                            │
 //        FAILED / rounds used up ─► Unfinished ─► MarkFailed ─► Failed       │ COMPLETE
 //        any task error ─► PlanFailed | StepFailed ─┘                        ▼
-//                                          HasSeams? ─► Blend (Distributed Map) ─► Finalize ─► Succeeded
+//                                          HasSeams? ─► Blend (Distributed Map) ─► Pyramid ─► Finalize ─► Succeeded
+//                                              └────────────────────────────────────┘ (no seams left)
 //
 // State data: $.manifest (input), $.plan, $.work {round, arraySize}, $.batch, $.verify,
 // $.error, $.failure, $.result. A round's fleet is $.work.arraySize: the plan's for the
@@ -31,7 +32,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { KEYS, PLAN_RANGES_IN_FLIGHT } from '../../contracts/cloud.ts';
-import { BLEND_CONCURRENCY } from '../../contracts/stack-sizing.ts';
+import { BLEND_CONCURRENCY, PYRAMID_CONCURRENCY } from '../../contracts/stack-sizing.ts';
 import { acknowledgeFindings } from '../nag.ts';
 import type { FunctionName } from './functions.ts';
 import type { Storage } from './storage.ts';
@@ -59,6 +60,12 @@ export const STATES = {
   hasSeams: 'HasSeams?',
   blend: 'Blend',
   blendRange: 'BlendRange',
+  startPyramid: 'StartPyramid',
+  pyramidLevel: 'PyramidLevel',
+  pyramidDone: 'PyramidDone?',
+  pyramidTasks: 'PyramidTasks',
+  pyramidRange: 'PyramidRange',
+  nextPyramidLevel: 'NextPyramidLevel',
   finalize: 'Finalize',
   succeeded: 'Succeeded',
   unfinished: 'Unfinished',
@@ -315,11 +322,13 @@ export class Pipeline extends Construct {
         resultPath: sfn.JsonPath.DISCARD,
       }),
     );
-    catchTo(blend, stepFailed).next(finalize);
+    // The downsampled levels, level by level, before Finalize writes their metadata.
+    const pyramid = pyramidStates(this, fns.pyramid, finalize, stepFailed);
+    catchTo(blend, stepFailed).next(pyramid);
     const hasSeams = new sfn.Choice(this, STATES.hasSeams)
       // Verify's count: the seam blocks no worker blended (usually none; see seam-handoff.ts).
       .when(sfn.Condition.numberGreaterThan('$.verify.blendItemCount', 0), blend)
-      .otherwise(finalize);
+      .otherwise(pyramid);
 
     const verified = new sfn.Choice(this, STATES.verified)
       .when(sfn.Condition.stringEquals('$.verify.status', 'COMPLETE'), hasSeams)
@@ -479,6 +488,70 @@ function planInRanges(
       starts.next(ranges).next(complete).next(next),
     )
     .otherwise(next);
+}
+
+/**
+ * The output pyramid, one level at a time (core/cloud/pyramid-step.ts): PyramidLevel
+ * creates level $.pyramidNext.level and returns its range tasks' first blocks (≤ 500,
+ * computed from the output's block grid), PyramidTasks runs them (an inline Map: small
+ * items, results discarded), NextPyramidLevel counts up; PyramidLevel answers done past
+ * the last level (at once for a job without a pyramid). Level l reads only level l-1,
+ * which the Map before it finished.
+ */
+function pyramidStates(
+  scope: Construct,
+  fn: lambda.IFunction,
+  next: sfn.IChainable,
+  stepFailed: sfn.IChainable,
+): sfn.IChainable {
+  const start = new sfn.Pass(scope, STATES.startPyramid, {
+    parameters: { level: 1 },
+    resultPath: '$.pyramidNext',
+  });
+  const level = lambdaTask(scope, STATES.pyramidLevel, fn, {
+    payload: sfn.TaskInput.fromObject({
+      step: 'level',
+      jobId: sfn.JsonPath.stringAt('$.plan.jobId'),
+      level: sfn.JsonPath.numberAt('$.pyramidNext.level'),
+    }),
+    resultPath: '$.pyramid',
+  });
+  level.addCatch(stepFailed, { errors: [sfn.Errors.ALL], resultPath: '$.error' });
+  const tasks = new sfn.Map(scope, STATES.pyramidTasks, {
+    itemsPath: '$.pyramid.starts',
+    itemSelector: {
+      step: 'range',
+      jobId: sfn.JsonPath.stringAt('$.plan.jobId'),
+      level: sfn.JsonPath.numberAt('$.pyramid.level'),
+      from: sfn.JsonPath.numberAt('$$.Map.Item.Value'),
+      blocks: sfn.JsonPath.numberAt('$.pyramid.blocksPerTask'),
+    },
+    maxConcurrency: PYRAMID_CONCURRENCY,
+    resultPath: sfn.JsonPath.DISCARD,
+  });
+  const range = lambdaTask(scope, STATES.pyramidRange, fn, { resultPath: sfn.JsonPath.DISCARD });
+  // A range rewrites the same bytes: one cut off by the Lambda timeout is run again.
+  range.addRetry({
+    errors: ['Sandbox.Timedout'],
+    interval: Duration.seconds(10),
+    maxAttempts: 2,
+    backoffRate: 2,
+  });
+  tasks.itemProcessor(range);
+  tasks.addCatch(stepFailed, { errors: [sfn.Errors.ALL], resultPath: '$.error' });
+  const nextLevel = new sfn.Pass(scope, STATES.nextPyramidLevel, {
+    parameters: { level: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.pyramid.level'), 1) },
+    resultPath: '$.pyramidNext',
+  });
+  tasks.next(nextLevel);
+  nextLevel.next(level);
+  start.next(level);
+  level.next(
+    new sfn.Choice(scope, STATES.pyramidDone)
+      .when(sfn.Condition.booleanEquals('$.pyramid.done', true), next)
+      .otherwise(tasks),
+  );
+  return start;
 }
 
 interface LambdaTaskOptions {

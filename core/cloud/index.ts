@@ -7,6 +7,7 @@ export * from './manifest-intake.ts';
 export * from './mark-failed.ts';
 export * from './plan-ranges.ts';
 export * from './plan-step.ts';
+export * from './pyramid-step.ts';
 export * from './status.ts';
 export * from './steps.ts';
 export * from './work-failures.ts';

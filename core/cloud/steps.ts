@@ -128,7 +128,11 @@ export async function finalizeStep(
   e: { jobId: string },
 ): Promise<FinalizeTaskResult> {
   const ctx = await loadCloudJob(deps, e.jobId);
-  await finalizeFinished(ctx, deps.ledger, { fleetSize: ctx.manifest.compute.maxWorkers });
+  // The Pyramid step built the levels (core/cloud/pyramid-step.ts): metadata and report only.
+  await finalizeFinished(ctx, deps.ledger, {
+    fleetSize: ctx.manifest.compute.maxWorkers,
+    rebuildPyramid: false,
+  });
   const status = await readStatus(deps, e.jobId);
   await writeStatus(deps, {
     jobId: e.jobId,

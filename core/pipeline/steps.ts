@@ -165,7 +165,7 @@ export async function blendRange(
 export async function finalizeFinished(
   ctx: JobContext,
   ledger: Ledger,
-  o: { fleetSize: number; now?: () => number },
+  o: { fleetSize: number; now?: () => number; rebuildPyramid?: boolean },
 ): Promise<RunReport> {
   const verify = await verifyJob(ledger, ctx.jobId);
   if (verify.status !== 'COMPLETE')
@@ -181,3 +181,4 @@ export async function finalizeFinished(
     now,
   });
 }
+    ...(o.rebuildPyramid === false ? { rebuildPyramid: false } : {}),

@@ -110,54 +110,177 @@ export class LevelStore implements Store {
   }
 }
 
-export interface BuildPyramidOptions {
-  /** Downsampled levels to build (level 0 is the output itself). */
+// Built in tasks, level by level: a task computes a range of level l's blocks (in the
+// block grid's z-major order) from level l-1, which must be final. Tasks of one level are
+// independent (each block is written once, by one task), so a level fans out; the next
+// level waits for the whole level below, as each of its blocks may sit under any task's.
+// A task is bounded: at most `blocksPerTask` blocks written, ≤ 8 parent blocks read per
+// block, memory one parent block plus one block of sums per lane. Re-running a task
+// rewrites the same bytes, so a task killed midway is simply run again.
+
+/** Level blocks per pyramid task, at least (a task reads ≤ 8× as many parent blocks). */
+export const PYRAMID_BLOCKS_PER_TASK = 256;
+/**
+ * Tasks per level, at most: a larger level gets more blocks per task. 500 tasks of 256
+ * blocks of 64³ float32 is 2·10^10 voxels per level; beyond, tasks grow (the Lambda's
+ * 15 minutes hold ~10^4 blocks: 8·10^4 parent reads).
+ */
+export const PYRAMID_TASKS_PER_LEVEL = 500;
+
+export interface PyramidOptions {
+  /** Downsampled levels asked for (output.pyramid); level 0 is the output itself. */
   levels: number;
   /** Level-0 voxel size (z, y, x); decides whether z is halved. Default isotropic. */
   voxelSize?: Vec3;
-  /** Blocks written at once per level. */
+}
+
+/** One level's tasks: blocks from `starts[i]` to `starts[i] + blocksPerTask` (clamped). */
+export interface PyramidLevelPlan {
+  level: PyramidLevel;
+  /** Blocks of the level (its block grid's volume). */
+  blocks: number;
+  blocksPerTask: number;
+  starts: number[];
+}
+
+/** Tasks covering `blocks` blocks: ≥ `perTask` blocks each, ≤ `maxTasks` tasks. */
+export function pyramidTaskStarts(
+  blocks: number,
+  perTask = PYRAMID_BLOCKS_PER_TASK,
+  maxTasks = PYRAMID_TASKS_PER_LEVEL,
+): { blocksPerTask: number; starts: number[] } {
+  const blocksPerTask = Math.max(perTask, Math.ceil(blocks / maxTasks), 1);
+  const starts: number[] = [];
+  for (let s = 0; s < blocks; s += blocksPerTask) starts.push(s);
+  return { blocksPerTask, starts };
+}
+
+/**
+ * Creates level `index`'s array (or checks the one there; same metadata bytes) and
+ * returns its tasks; undefined when the pyramid has no such level (it stopped early or
+ * fewer were asked for). Level `index` - 1 need not be final yet: only metadata is read.
+ */
+export async function preparePyramidLevel(
+  store: Store,
+  index: number,
+  o: PyramidOptions & { blocksPerTask?: number; maxTasks?: number },
+): Promise<PyramidLevelPlan | undefined> {
+  const base = await openOutputVolume(store);
+  const levels = pyramidLevels(base.shape, o.levels, o.voxelSize);
+  const level = levels[index];
+  if (index < 1 || level === undefined) return undefined;
+  const dst = await createLevel(store, base, level, index);
+  const blocks = dst.blockGrid[0] * dst.blockGrid[1] * dst.blockGrid[2];
+  return { level, blocks, ...pyramidTaskStarts(blocks, o.blocksPerTask, o.maxTasks) };
+}
+
+const createLevel = (
+  store: Store,
+  base: OutputVolume,
+  level: PyramidLevel,
+  index: number,
+): Promise<OutputVolume> =>
+  createOutputVolume(new LevelStore(store, index), {
+    shape: level.shape,
+    channels: base.channels,
+    dtype: base.dtype,
+    blockShape: fromFn((a) => Math.min(base.blockShape[a], level.shape[a])),
+    fillValue: base.fillValue,
+  });
+
+export interface PyramidTask extends PyramidOptions {
+  /** The level built (≥ 1); level - 1 must be final. */
+  level: number;
+  /** First block (z-major index in the level's block grid) and how many. */
+  from: number;
+  blocks: number;
+  /** Blocks written at once. */
   concurrency?: number;
+}
+
+export interface PyramidTaskResult {
+  /** Blocks written. */
+  written: number;
+  /** Parent-level block reads (each a part of one parent block). */
+  parentReads: number;
+}
+
+/** Writes blocks from..from+blocks-1 (clamped to the level) of level `t.level`. */
+export async function buildPyramidTask(store: Store, t: PyramidTask): Promise<PyramidTaskResult> {
+  const base = await openOutputVolume(store);
+  const levels = pyramidLevels(base.shape, t.levels, t.voxelSize);
+  const level = levels[t.level];
+  const prev = levels[t.level - 1];
+  if (t.level < 1 || level === undefined || prev === undefined)
+    throw new RangeError(
+      `pyramid level ${t.level} does not exist: the output's pyramid has levels 1..${levels.length - 1}`,
+    );
+  const parent = t.level === 1 ? base : await openOutputVolume(new LevelStore(store, t.level - 1));
+  const dst = await openOutputVolume(new LevelStore(store, t.level));
+  const step = fromFn((a) => level.factor[a] / prev.factor[a]);
+  const [, gy, gx] = dst.blockGrid;
+  const total = dst.blockGrid[0] * gy * gx;
+  const stop = Math.min(total, t.from + t.blocks);
+  let next = Math.max(0, t.from);
+  let written = 0;
+  let parentReads = 0;
+  const lane = async (): Promise<void> => {
+    while (next < stop) {
+      const i = next++;
+      const coord: Vec3 = [Math.floor(i / (gy * gx)), Math.floor(i / gx) % gy, i % gx];
+      const box = dst.blockBox(coord);
+      const under = new Box(
+        fromFn((a) => box.start[a] * step[a]),
+        fromFn((a) => Math.min(box.stop[a] * step[a], parent.shape[a])),
+      );
+      // One parent block at a time: memory is one parent block plus this block's sums.
+      const mean = new MeanAccumulator(box, base.channels, step, parent.shape);
+      const first = fromFn((a) => Math.floor(under.start[a] / parent.blockShape[a]));
+      const last = fromFn((a) => Math.ceil(under.stop[a] / parent.blockShape[a]));
+      for (const pc of gridCoords(new Box(first, last))) {
+        mean.add(await parent.readBox(parent.blockBox(pc).intersect(under)));
+        parentReads++;
+      }
+      await dst.writeBlock(coord, mean.result(base.dtype));
+      written++;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, t.concurrency ?? 4) }, lane));
+  return { written, parentReads };
+}
+
+export interface BuildPyramidOptions extends PyramidOptions {
+  /** Blocks written at once per task. */
+  concurrency?: number;
+  /** Level blocks per task (default PYRAMID_BLOCKS_PER_TASK). */
+  blocksPerTask?: number;
   onLevel?: (level: PyramidLevel, seconds: number) => void;
 }
 
-/** Builds (or rebuilds, byte-identically) levels 1..L of the output in `store`. */
+/**
+ * Builds (or rebuilds, byte-identically) levels 1..L of the output in `store`: each
+ * level's tasks one after another, as the cloud's Pyramid step fans them out.
+ */
 export async function buildPyramid(store: Store, o: BuildPyramidOptions): Promise<PyramidLevel[]> {
   const base = await openOutputVolume(store);
   const levels = pyramidLevels(base.shape, o.levels, o.voxelSize);
-  let src: OutputVolume = base;
+  const opts = { levels: o.levels, ...(o.voxelSize ? { voxelSize: o.voxelSize } : {}) };
   for (let l = 1; l < levels.length; l++) {
     const t0 = performance.now();
-    const level = levels[l]!;
-    const prev = levels[l - 1]!;
-    const step = fromFn((a) => level.factor[a] / prev.factor[a]);
-    const dst = await createOutputVolume(new LevelStore(store, l), {
-      shape: level.shape,
-      channels: base.channels,
-      dtype: base.dtype,
-      blockShape: fromFn((a) => Math.min(base.blockShape[a], level.shape[a])),
-      fillValue: base.fillValue,
+    const plan = await preparePyramidLevel(store, l, {
+      ...opts,
+      ...(o.blocksPerTask ? { blocksPerTask: o.blocksPerTask } : {}),
     });
-    const parent = src;
-    const coords = gridCoords(Box.ofShape(dst.blockGrid));
-    const lane = async (): Promise<void> => {
-      for (let r = coords.next(); !r.done; r = coords.next()) {
-        const box = dst.blockBox(r.value);
-        const under = new Box(
-          fromFn((a) => box.start[a] * step[a]),
-          fromFn((a) => Math.min(box.stop[a] * step[a], parent.shape[a])),
-        );
-        // One parent block at a time: memory is one parent block plus this block's sums.
-        const mean = new MeanAccumulator(box, base.channels, step, parent.shape);
-        const first = fromFn((a) => Math.floor(under.start[a] / parent.blockShape[a]));
-        const last = fromFn((a) => Math.ceil(under.stop[a] / parent.blockShape[a]));
-        for (const pc of gridCoords(new Box(first, last)))
-          mean.add(await parent.readBox(parent.blockBox(pc).intersect(under)));
-        await dst.writeBlock(r.value, mean.result(base.dtype));
-      }
-    };
-    await Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? 4) }, lane));
-    o.onLevel?.(level, (performance.now() - t0) / 1000);
-    src = dst;
+    if (!plan) break;
+    for (const from of plan.starts)
+      await buildPyramidTask(store, {
+        ...opts,
+        level: l,
+        from,
+        blocks: plan.blocksPerTask,
+        ...(o.concurrency ? { concurrency: o.concurrency } : {}),
+      });
+    o.onLevel?.(plan.level, (performance.now() - t0) / 1000);
   }
   return levels;
 }

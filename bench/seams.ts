@@ -54,13 +54,39 @@ export interface Writes {
   bytes: number;
 }
 
-type KeyKind = 'outputBlocks' | 'outputMetadata' | 'partials' | 'workOther';
+type KeyKind = 'outputBlocks' | 'outputMetadata' | 'partials' | 'pieces' | 'workOther';
+
+/**
+ * The bytes of a shard piece (core/pipeline/shard-piece.ts: "TPC1" | u32 n | n × (i32[3] |
+ * u8 kind, 0 final 1 partial | u32 length | bytes)) that are seam partials; undefined for
+ * bytes of another format. Read here, not through the piece codec, so the figure is
+ * the bytes as stored.
+ */
+function partialBytesOfPiece(b: Uint8Array): number | undefined {
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  if (b.byteLength < 8 || view.getUint32(0, true) !== 0x31435054) return undefined;
+  let at = 8;
+  let partial = 0;
+  for (let i = view.getUint32(4, true); i > 0; i--) {
+    if (at + 17 > b.byteLength) return undefined;
+    const length = view.getUint32(at + 13, true);
+    if (view.getUint8(at + 12) === 1) partial += length;
+    at += 17 + length;
+  }
+  return at === b.byteLength ? partial : undefined;
+}
 
 /** A Store that counts every set() by the kind of its key (see `kind`). */
 class CountingStore implements Store {
   readonly writes = new Map<KeyKind, Writes>();
-  /** Partials by the chunk that wrote them (the key's last segment, `<chunk id>.bin`). */
+  /**
+   * Partials and shard pieces by the chunk that wrote them (the key's last segment,
+   * `<chunk id>.bin`).
+   */
   readonly partialsByChunk = new Map<string, Writes>();
+  /** Of the pieces' bytes, those of seam partials (the rest are blocks final already). */
+  piecePartialBytes = 0;
+  unreadablePieces = 0;
   readonly location: string | undefined;
   readonly getRange?: Store['getRange'];
   readonly delete?: Store['delete'];
@@ -91,7 +117,12 @@ class CountingStore implements Store {
     w.puts++;
     w.bytes += value.byteLength;
     this.writes.set(k, w);
-    if (k === 'partials') {
+    if (k === 'pieces') {
+      const partial = partialBytesOfPiece(value);
+      if (partial === undefined) this.unreadablePieces++;
+      else this.piecePartialBytes += partial;
+    }
+    if (k === 'partials' || k === 'pieces') {
       const chunk = key.slice(key.lastIndexOf('/') + 1).replace(/\.bin$/, '');
       const c = this.partialsByChunk.get(chunk) ?? { puts: 0, bytes: 0 };
       c.puts++;
@@ -160,13 +191,23 @@ export interface SeamsFigures {
   shardShape: Vec3 | null;
   /** Whether the output written is sharded (its metadata holds sharding_indexed). */
   shardedWritten: boolean;
-  /** Output objects + partials, per chunk (target ≤ 10). */
+  /** Output objects + partials + shard pieces, per chunk (target ≤ 10). */
   putsPerChunk: number;
   outputPutsPerChunk: number;
+  /** Seam partials (unsharded) and shard pieces (sharded) a chunk leaves for another. */
   partialPutsPerChunk: number;
-  /** Partial bytes written ÷ bytes the output store holds for level 0 (target ≤ 0.25). */
+  /**
+   * Bytes written for another worker to finish (partials, and shard pieces whole: their
+   * final blocks too are written twice) ÷ bytes the output store holds for level 0
+   * (target ≤ 0.25).
+   */
   partialRatio: number;
   partialBytes: number;
+  /** Of partialBytes, the seam partials alone (pieces' final blocks left out). */
+  seamPartialBytes: number;
+  seamPartialRatio: number;
+  /** Pieces whose bytes were not the format read here (0, or seamPartialBytes is short). */
+  unreadablePieces: number;
   outputBytes: number;
   /** Ledger write calls (claim, heartbeat, complete, release, fail) per chunk. */
   ledgerWritesPerChunk: number;
@@ -220,7 +261,7 @@ export async function seamsBench(o: SeamsOptions): Promise<SeamsFigures> {
     key.startsWith(levelZero) && !key.endsWith('zarr.json') ? 'outputBlocks' : 'outputMetadata',
   );
   const work = new CountingStore(new MemoryStore('work'), (key) =>
-    key.startsWith('/partials/') ? 'partials' : 'workOther',
+    key.startsWith('/partials/') ? 'partials' : key.startsWith('/pieces/') ? 'pieces' : 'workOther',
   );
   const input = new MemoryStore(`s3://${bucket}/input.zarr`);
   const stores = new Map<string, Store>([
@@ -286,7 +327,10 @@ export async function seamsBench(o: SeamsOptions): Promise<SeamsFigures> {
     const shardedWritten =
       meta !== undefined && new TextDecoder().decode(meta).includes('"sharding_indexed"');
     const blocks = output.of('outputBlocks');
-    const partials = work.of('partials');
+    const plain = work.of('partials');
+    const pieces = work.of('pieces');
+    const partials = { puts: plain.puts + pieces.puts, bytes: plain.bytes + pieces.bytes };
+    const seamPartialBytes = plain.bytes + work.piecePartialBytes;
     const sum = (names: readonly string[]): number =>
       names.reduce((s, n) => s + (calls.get(n) ?? 0), 0);
     const middleId = ctx.plan.chunkId([Math.floor(k / 2), Math.floor(k / 2), Math.floor(k / 2)]);
@@ -304,6 +348,9 @@ export async function seamsBench(o: SeamsOptions): Promise<SeamsFigures> {
       partialPutsPerChunk: round(partials.puts / chunks),
       partialRatio: round(partials.bytes / outputBytes),
       partialBytes: partials.bytes,
+      seamPartialBytes,
+      seamPartialRatio: round(seamPartialBytes / outputBytes),
+      unreadablePieces: work.unreadablePieces,
       outputBytes,
       ledgerWritesPerChunk: round(sum(LEDGER_WRITES) / chunks),
       ledgerReadsPerChunk: round(sum(LEDGER_READS) / chunks),

@@ -7,6 +7,7 @@
 
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { makeS3Client, registerS3 } from '../adapters/aws/clients.ts';
 import { makeDynamoClient } from '../adapters/aws/dynamo-client.ts';
 import { DynamoLedger } from '../adapters/aws/dynamo-ledger.ts';
@@ -143,7 +144,24 @@ export async function statusCommand(args: string[]): Promise<number> {
         ...(doc?.stalled ? { stalled: doc.stalled } : {}),
       };
     };
-    const first = await snapshot();
+    let first = await snapshot();
+    const planning = first ? undefined : (await source.statusDocument?.())?.plannedInRanges;
+    if (!first && planning) {
+      // Planned in ranges: the ledger shows no job until CompletePlan, yet the job exists.
+      process.stdout.write(
+        `${values.json ? JSON.stringify({ jobId: source.jobId, state: 'PLANNING', plannedInRanges: planning }) : planningLine(source.jobId, planning)}\n`,
+      );
+      if (!values.watch) return 0;
+      while (!first) {
+        await sleep(interval * 1000);
+        first = await snapshot();
+        const doc = first ? undefined : await source.statusDocument?.();
+        if (doc?.status === 'FAILED') {
+          process.stderr.write(`${describeStatus('status.json', doc)}\n`);
+          return 1;
+        }
+      }
+    }
     if (!first) {
       process.stderr.write(
         `job ${source.jobId} is not in ${source.where}${source.note ? `\n${source.note}` : ''}\n`,
@@ -413,6 +431,17 @@ async function cloudSource(jobId: string, values: Record<string, unknown>): Prom
     ...(statusDocument ? { statusDocument } : {}),
     close: () => client.base.destroy(),
   };
+}
+
+/** A job whose chunk rows the PlanRanges Map is still writing (status.json plannedInRanges). */
+export function planningLine(
+  jobId: string,
+  p: NonNullable<JobStatusDocument['plannedInRanges']>,
+): string {
+  return (
+    `job ${jobId} is being planned: its ${p.chunks} chunk rows are written by the PlanRanges map ` +
+    `(${p.ranges} ranges of up to ${p.rows} rows); the counts appear here once CompletePlan has made them claimable`
+  );
 }
 
 function describeStatus(what: string, doc: JobStatusDocument): string {

@@ -49,6 +49,10 @@ import {
   type MarkFailedEvent,
   PARTIAL_TAG,
   type PlanTaskResult,
+  type PyramidLevelEvent,
+  type PyramidLevelResult,
+  type PyramidRangeEvent,
+  type PyramidRangeResult,
   STALL_METRIC,
   type VerifyTaskEvent,
   type VerifyTaskResult,
@@ -567,6 +571,19 @@ describe('iam', () => {
     }
   });
 
+  it('pyramid has no ledger access and writes where blend writes (outputs), nothing under jobs/', () => {
+    const writes = (fn: 'pyramid' | 'blend') =>
+      statementsOf(logicalId(stack.functions.fns[fn].role!))
+        .filter((x) => list(x.Action).includes('s3:PutObject'))
+        .map((x) => x.Resource);
+    const stmts = statementsOf(logicalId(stack.functions.fns.pyramid.role!));
+    expect(actionsOf(stmts).filter((a) => a.startsWith('dynamodb:'))).toEqual([]);
+    expect(writes('pyramid').length).toBeGreaterThan(0);
+    expect(writes('pyramid')).toEqual(writes('blend'));
+    for (const r of writes('pyramid'))
+      expect(JSON.stringify(r)).not.toContain(`/${KEYS.jobsPrefix}`);
+  });
+
   it('the state machine submits to the two queues only', () => {
     const stmts = statementsOf(logicalId(stack.pipeline.stateMachine.role));
     const submit = stmts.filter((s) => list(s.Action).includes('batch:SubmitJob'));
@@ -634,7 +651,14 @@ describe('iam', () => {
     expect(list(batch[0]!.Action).sort()).toEqual(['batch:DescribeJobs', 'batch:ListJobs']);
     expect(BATCH_READ_ACTIONS).toEqual(['batch:ListJobs', 'batch:DescribeJobs']);
     expect(batch[0]!.Resource).toBe('*');
-    for (const fn of ['planner', 'blend', 'finalize', 'markFailed', 'watchdog'] as const) {
+    for (const fn of [
+      'planner',
+      'blend',
+      'pyramid',
+      'finalize',
+      'markFailed',
+      'watchdog',
+    ] as const) {
       const other = statementsOf(logicalId(stack.functions.fns[fn].role!));
       expect(
         actionsOf(other).filter((a) => a.startsWith('batch:')),
@@ -828,7 +852,7 @@ describe('state machine', () => {
     expect(get(STATES.hasSeams).Choices).toEqual([
       { Variable: '$.verify.blendItemCount', NumericGreaterThan: 0, Next: STATES.blend },
     ]);
-    expect(get(STATES.hasSeams).Default).toBe(STATES.finalize);
+    expect(get(STATES.hasSeams).Default).toBe(STATES.startPyramid);
     const blend = get(STATES.blend);
     expect(blend.Type).toBe('Map');
     expect(blend.ItemProcessor!.ProcessorConfig).toMatchObject({ Mode: 'DISTRIBUTED' });
@@ -847,7 +871,7 @@ describe('state machine', () => {
       Resource: 'arn:<Ref:AWS::Partition>:states:::s3:putObject',
       Parameters: { Bucket: ref(stack.storage.bucket), 'Prefix.$': '$.plan.blendResultsPrefix' },
     });
-    expect(blend.Next).toBe(STATES.finalize);
+    expect(blend.Next).toBe(STATES.startPyramid);
     const range = get(STATES.blendRange);
     expect(range.Resource).toBe(arnOf(stack.functions.fns.blend));
     // The item (a BlendItem) is the blend Lambda's event as it is.
@@ -855,6 +879,52 @@ describe('state machine', () => {
     expect(range.InputPath).toBeUndefined();
     expect(blend.ItemProcessor!.StartAt).toBe(STATES.blendRange);
     expect(KEYS.blendItems('j')).toBe('jobs/j/blend-items.json');
+  });
+
+  it('pyramid: level by level, an inline Map of range tasks per level, then Finalize', () => {
+    expect(get(STATES.startPyramid)).toMatchObject({
+      Type: 'Pass',
+      Parameters: { level: 1 },
+      ResultPath: '$.pyramidNext',
+      Next: STATES.pyramidLevel,
+    });
+    const level = get(STATES.pyramidLevel);
+    expect(level.Resource).toBe(arnOf(stack.functions.fns.pyramid));
+    expect(level.Parameters).toEqual({
+      step: 'level',
+      'jobId.$': '$.plan.jobId',
+      'level.$': '$.pyramidNext.level',
+    });
+    expect(level.ResultPath).toBe('$.pyramid');
+    expect(level.Next).toBe(STATES.pyramidDone);
+    expect(get(STATES.pyramidDone).Choices).toEqual([
+      { Variable: '$.pyramid.done', BooleanEquals: true, Next: STATES.finalize },
+    ]);
+    expect(get(STATES.pyramidDone).Default).toBe(STATES.pyramidTasks);
+    const tasks = get(STATES.pyramidTasks);
+    expect(tasks.Type).toBe('Map');
+    expect(tasks.ItemProcessor!.ProcessorConfig?.Mode ?? 'INLINE').toBe('INLINE');
+    expect(tasks.ItemsPath).toBe('$.pyramid.starts');
+    expect(tasks.ItemSelector).toEqual({
+      step: 'range',
+      'jobId.$': '$.plan.jobId',
+      'level.$': '$.pyramid.level',
+      'from.$': '$$.Map.Item.Value',
+      'blocks.$': '$.pyramid.blocksPerTask',
+    });
+    expect(tasks.MaxConcurrency).toBeGreaterThan(0);
+    expect(tasks.ResultPath).toBeNull();
+    expect(tasks.Next).toBe(STATES.nextPyramidLevel);
+    expect(tasks.ItemProcessor!.StartAt).toBe(STATES.pyramidRange);
+    const range = tasks.ItemProcessor!.States[STATES.pyramidRange]!;
+    expect(range.Resource).toBe(arnOf(stack.functions.fns.pyramid));
+    // A range is idempotent: one cut off by the Lambda timeout is retried.
+    expect((range.Retry ?? []).flatMap((r) => r.ErrorEquals)).toContain('Sandbox.Timedout');
+    expect(get(STATES.nextPyramidLevel)).toMatchObject({
+      Parameters: { 'level.$': 'States.MathAdd($.pyramid.level, 1)' },
+      ResultPath: '$.pyramidNext',
+      Next: STATES.pyramidLevel,
+    });
   });
 
   it('finalize ends in Succeed with the finalize result as output', () => {
@@ -1001,6 +1071,14 @@ describe('state machine runs (aws-local-stepfunctions, stub handlers)', () => {
       jobId: i.jobId,
       blocks: 'keys' in i ? i.keys.length : i.to - i.from,
     }),
+    // No pyramid asked for: the first level call answers done.
+    [STATES.pyramidLevel]: (e: PyramidLevelEvent): PyramidLevelResult => ({
+      jobId: e.jobId,
+      level: e.level,
+      done: true,
+      blocksPerTask: 0,
+      starts: [],
+    }),
     [STATES.finalize]: (i: { jobId: string }) => ({
       jobId: i.jobId,
       status: 'SUCCEEDED',
@@ -1060,6 +1138,7 @@ describe('state machine runs (aws-local-stepfunctions, stub handlers)', () => {
       STATES.verify,
       STATES.blendRange,
       STATES.blendRange,
+      STATES.pyramidLevel,
       STATES.finalize,
     ]);
     // The first round starts the plan's fleet; the re-drive only what Verify asked for.
@@ -1092,6 +1171,7 @@ describe('state machine runs (aws-local-stepfunctions, stub handlers)', () => {
       STATES.verify,
       STATES.workCpu,
       STATES.verify,
+      STATES.pyramidLevel,
       STATES.finalize,
     ]);
     expect(r.calls[1]![1]).toMatchObject({ ArrayProperties: { Size: 40 } });
@@ -1105,8 +1185,60 @@ describe('state machine runs (aws-local-stepfunctions, stub handlers)', () => {
   it('one worker on CPU: a non-array job; no seams: straight to Finalize', async () => {
     const r = await run({ [STATES.plan]: planned('cpu', 1, 0), [STATES.verify]: verdict({}) });
     expect(r.error).toBeUndefined();
-    expect(named(r.calls)).toEqual([STATES.plan, STATES.workCpu, STATES.verify, STATES.finalize]);
+    expect(named(r.calls)).toEqual([
+      STATES.plan,
+      STATES.workCpu,
+      STATES.verify,
+      STATES.pyramidLevel,
+      STATES.finalize,
+    ]);
     expect(r.calls[1]![1]).not.toHaveProperty('ArrayProperties');
+  });
+
+  it('a pyramid of 2 levels: the range tasks of each level, then the next level, then Finalize', async () => {
+    // Level 1: 3 tasks of 256 blocks; level 2: 1 task; level 3 does not exist.
+    const starts: Record<number, number[]> = { 1: [0, 256, 512], 2: [0] };
+    const r = await run({
+      [STATES.plan]: planned('cpu', 1, 0),
+      [STATES.verify]: verdict({}),
+      [STATES.pyramidLevel]: (e: PyramidLevelEvent): PyramidLevelResult => ({
+        jobId: e.jobId,
+        level: e.level,
+        done: starts[e.level] === undefined,
+        blocksPerTask: 256,
+        starts: starts[e.level] ?? [],
+      }),
+      [STATES.pyramidRange]: (e: PyramidRangeEvent): PyramidRangeResult => ({
+        jobId: e.jobId,
+        level: e.level,
+        written: e.blocks,
+      }),
+    });
+    expect(r.error).toBeUndefined();
+    expect(named(r.calls)).toEqual([
+      STATES.plan,
+      STATES.workCpu,
+      STATES.verify,
+      STATES.pyramidLevel,
+      STATES.pyramidRange,
+      STATES.pyramidRange,
+      STATES.pyramidRange,
+      STATES.pyramidLevel,
+      STATES.pyramidRange,
+      STATES.pyramidLevel,
+      STATES.finalize,
+    ]);
+    const events = (n: string) => r.calls.filter(([c]) => c === n).map(([, e]) => e);
+    expect(events(STATES.pyramidLevel)).toEqual(
+      [1, 2, 3].map((level) => ({ step: 'level', jobId: 'job-1', level })),
+    );
+    const ranges = events(STATES.pyramidRange) as PyramidRangeEvent[];
+    expect(ranges.sort((a, b) => a.level - b.level || a.from - b.from)).toEqual([
+      { step: 'range', jobId: 'job-1', level: 1, from: 0, blocks: 256 },
+      { step: 'range', jobId: 'job-1', level: 1, from: 256, blocks: 256 },
+      { step: 'range', jobId: 'job-1', level: 1, from: 512, blocks: 256 },
+      { step: 'range', jobId: 'job-1', level: 2, from: 0, blocks: 256 },
+    ]);
   });
 
   it('poison chunks: MarkFailed records the reason and the execution fails with it', async () => {
@@ -1133,7 +1265,13 @@ describe('state machine runs (aws-local-stepfunctions, stub handlers)', () => {
       [STATES.verify]: verdict({}),
     });
     expect(r.error).toBeUndefined();
-    expect(named(r.calls)).toEqual([STATES.plan, STATES.workGpu, STATES.verify, STATES.finalize]);
+    expect(named(r.calls)).toEqual([
+      STATES.plan,
+      STATES.workGpu,
+      STATES.verify,
+      STATES.pyramidLevel,
+      STATES.finalize,
+    ]);
     // The catch output ({Error, Cause}; on AWS, Cause is the job description) reaches Verify.
     expect((r.calls[2]![1] as VerifyTaskEvent).batch).toEqual({
       Error: 'States.TaskFailed',

@@ -19,8 +19,10 @@ import {
   describeDamage,
   ensureOutput,
   finalizeJob,
+  finishLeftovers,
   isBlended,
   type JobContext,
+  leftoverUnits,
   openJob,
   partialKey,
   REPORT_KEY,
@@ -38,6 +40,7 @@ import {
 import { type RepairPlan, repairPlan } from '../core/pipeline/repair.ts';
 import { runWorker } from '../core/pipeline/worker.ts';
 import { type AbsolutePath, LocalStore, StoreCapabilityError } from '../core/store/index.ts';
+import { isShardedOutput } from '../core/volume/index.ts';
 import { checkOwner } from '../core/volume/output-owner.ts';
 import { defaultStateDir, type LoadedManifest, resolveJobId } from './job-files.ts';
 
@@ -112,13 +115,18 @@ export async function repairOutput(o: RepairOutputOptions): Promise<RepairOutcom
         remaining: o.damaged,
         message: `job ${ctx.jobId}: the repair left ${verify.counts.PENDING + verify.counts.RUNNING} chunk(s) unfinished and ${verify.counts.FAILED} FAILED; run \`tessera verify\` again to retry`,
       };
-    const rest: BlockDescriptor[] = [];
-    for (const key of plan.seamBlocks) {
-      const block = ctx.plan.describeBlock(key);
-      if (!(await output.blockExists(block.coord))) rest.push(block);
+    if (isShardedOutput(output)) {
+      // Every contributor of a damaged shard ran again: what no last one assembled is left.
+      blended = await finishLeftovers(ctx, output, await leftoverUnits(ctx, output));
+    } else {
+      const rest: BlockDescriptor[] = [];
+      for (const key of plan.seamBlocks) {
+        const block = ctx.plan.describeBlock(key);
+        if (!(await output.blockExists(block.coord))) rest.push(block);
+      }
+      blended = plan.seamBlocks.length - rest.length;
+      blended += await blendSeams(ctx, output, { blocks: rest });
     }
-    blended = plan.seamBlocks.length - rest.length;
-    blended += await blendSeams(ctx, output, { blocks: rest });
     await deletePartials(ctx, plan.chunkIds);
   }
   if (plan.pyramid) log('repair: rebuilding the pyramid from level 0');

@@ -18,7 +18,6 @@ import { LocalLedger } from '../core/ledger/index.ts';
 import { PausingLedger } from '../core/ledger/pausing.ts';
 import { ModelChecksumError, ModelLoadError, ModelSignatureError } from '../core/model/index.ts';
 import {
-  blendSeams,
   checkJobFits,
   type DamagedObject,
   DEFAULT_BATCH_SIZE,
@@ -26,7 +25,9 @@ import {
   describePoison,
   ensureOutput,
   finalizeJob,
+  finishLeftovers,
   type JobContext,
+  leftoverUnits,
   ModelTooLargeError,
   markBlended,
   openJob,
@@ -35,7 +36,6 @@ import {
   type RunReport,
   runWorkRounds,
   timed,
-  unblendedSeamBlocks,
 } from '../core/pipeline/index.ts';
 import { describeNormalisation } from '../core/pipeline/input-normalisation.ts';
 import { type MemoryBudget, WorkerMemoryError } from '../core/pipeline/memory-estimate.ts';
@@ -369,7 +369,7 @@ async function finishRun(
   let cleanup: Promise<unknown> = Promise.resolve();
   if (verdict.status === 'COMPLETE') {
     await timed(timings, 'blend', async () =>
-      blendSeams(ctx, o.output, { blocks: await unblendedSeamBlocks(ctx) }),
+      finishLeftovers(ctx, o.output, await leftoverUnits(ctx, o.output)),
     );
     await markBlended(ctx.work, new Date());
     // The partials are spent: delete them while finalize runs (other threads, other

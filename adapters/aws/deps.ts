@@ -12,7 +12,7 @@ import {
 } from '../../contracts/cloud.ts';
 import type { CloudDeps, FetchedManifest } from '../../core/cloud/index.ts';
 import type { Ledger } from '../../core/ledger/index.ts';
-import { unblendedSeamBlocks } from '../../core/pipeline/seam-handoff.ts';
+import { jobLeftovers } from '../../core/pipeline/seam-handoff.ts';
 import { missingOwnedBlocks } from '../../core/pipeline/steps.ts';
 import { batchWorkFailures, makeBatchClient } from './batch-failures.ts';
 import { makeS3Client, registerS3 } from './clients.ts';
@@ -58,7 +58,7 @@ export function cloudDeps(e: CloudEnv, clients: CloudClients): CloudDeps {
     maxRounds: e.maxRounds,
     fetchManifest: (loc, o) => fetchObject(s3, loc, o.maxBytes),
     ownedOutputDamage: missingOwnedBlocks,
-    unblendedSeams: unblendedSeamBlocks,
+    leftovers: jobLeftovers,
     ...(batch ? { workFailures: batchWorkFailures(batch) } : {}),
     ...(sfn && e.stateMachineArn
       ? {

@@ -3,7 +3,6 @@
 // adapters/aws/deps.ts builds them from the SDK clients; the tests from emulators.
 
 import type { ManifestLocation, PipelineInput, WorkerFailure } from '../../contracts/cloud.ts';
-import type { BlockDescriptor } from '../geometry/index.ts';
 import type { Ledger } from '../ledger/index.ts';
 import type { CloudPolicy } from '../manifest/index.ts';
 import type { DamagedObject, JobContext, PlanLimits } from '../pipeline/index.ts';
@@ -50,11 +49,11 @@ export interface CloudDeps {
    */
   ownedOutputDamage?(ctx: JobContext): Promise<readonly DamagedObject[]>;
   /**
-   * The seam blocks missing from a job's output (cloudDeps: unblendedSeamBlocks, one
-   * listing): a COMPLETE Verify hands only those to the Blend Map. Absent: the Blend Map
-   * gets the planner's items (every seam block).
+   * The keys of the seam blocks (or shards) no worker finished (cloudDeps: jobLeftovers,
+   * one listing): a COMPLETE Verify hands only those to the Blend Map. Absent: the Blend
+   * Map gets the planner's items (every seam block).
    */
-  unblendedSeams?(ctx: JobContext): Promise<readonly BlockDescriptor[]>;
+  leftovers?(ctx: JobContext): Promise<readonly string[]>;
   /** Operational warnings (a Lambda's log); default: one JSON line on stderr. */
   warn?(message: string, fields: Record<string, unknown>): void;
   now?: () => Date;

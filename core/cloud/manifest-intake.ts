@@ -174,6 +174,9 @@ export function contextFor(
     jobId,
     work: new PrefixedStore(deps.bucketStore, `jobs/${jobId}`),
     ...(deps.limits ? { limits: deps.limits } : {}),
+    // Cloud outputs are sharded at the chunk pitch unless the manifest says otherwise:
+    // a few objects per chunk instead of one per block (see shard-handoff.ts).
+    defaultSharding: true,
   });
 }
 

@@ -13,7 +13,7 @@ import type {
 import { KEYS } from '../../contracts/cloud.ts';
 import { BLOCKS_PER_BLEND_ITEM } from '../../contracts/stack-sizing.ts';
 import type { Manifest } from '../manifest/index.ts';
-import { blendSeams, openJobOutput, REPORT_KEY } from '../pipeline/index.ts';
+import { finishLeftovers, openJobOutput, REPORT_KEY } from '../pipeline/index.ts';
 import { blendRange, finalizeFinished, verifyRound } from '../pipeline/steps.ts';
 import { type CloudDeps, warn } from './deps.ts';
 import { contextFor, frozenManifest, loadCloudJob } from './manifest-intake.ts';
@@ -89,17 +89,17 @@ async function leftoverBlendItems(
   manifest: Manifest,
 ): Promise<number> {
   const itemsKey = bucketKey(KEYS.blendItems(jobId));
-  if (!deps.unblendedSeams) {
+  if (!deps.leftovers) {
     const planned = await deps.bucketStore.get(itemsKey);
     return planned === undefined
       ? 0
       : (JSON.parse(new TextDecoder().decode(planned)) as unknown[]).length;
   }
-  const left = await deps.unblendedSeams(await contextFor(deps, jobId, manifest));
+  const left = await deps.leftovers(await contextFor(deps, jobId, manifest));
   const perItem = deps.blocksPerBlendItem ?? BLOCKS_PER_BLEND_ITEM;
   const items: BlendItem[] = [];
   for (let i = 0; i < left.length; i += perItem)
-    items.push({ jobId, keys: left.slice(i, i + perItem).map((b) => b.key) });
+    items.push({ jobId, keys: left.slice(i, i + perItem) });
   await deps.bucketStore.set(itemsKey, encodeJson(items));
   if (items.length > 0)
     warn(
@@ -108,7 +108,7 @@ async function leftoverBlendItems(
       {
         jobId,
         blocks: left.length,
-        first: left[0]?.key,
+        first: left[0],
       },
     );
   return items.length;
@@ -118,7 +118,7 @@ export async function blendStep(deps: CloudDeps, item: BlendItem): Promise<Blend
   const ctx = await loadCloudJob(deps, item.jobId);
   const blocks =
     'keys' in item
-      ? await blendSeams(ctx, await openJobOutput(ctx), { keys: item.keys, concurrency: 8 })
+      ? await finishLeftovers(ctx, await openJobOutput(ctx), item.keys, { concurrency: 8 })
       : await blendRange(ctx, item, { concurrency: 8 });
   return { jobId: item.jobId, blocks };
 }

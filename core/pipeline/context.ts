@@ -12,6 +12,7 @@ import type { Store } from '../store/index.ts';
 import { openStoreForUrl } from '../store/index.ts';
 import {
   createOutputVolume,
+  defaultShardShape,
   type InputVolume,
   type OutputVolume,
   openInputVolume,
@@ -51,6 +52,11 @@ export interface JobContext {
    * and openJob checks every later opening against that copy.
    */
   readonly description: PlannedDescription;
+  /**
+   * The output's shard shape (output.shardShape, or the chunk pitch's for a job opened
+   * with defaultSharding: cloud jobs); undefined: one object per block.
+   */
+  readonly shardShape?: Vec3;
 }
 
 export interface OpenJobOptions {
@@ -62,6 +68,11 @@ export interface OpenJobOptions {
   limits?: PlanLimits;
   /** See JobContext.previewTiles; local runs set it. */
   previewTiles?: boolean;
+  /**
+   * Shard a Zarr output that names no output.shardShape at the chunk pitch
+   * (defaultShardShape): what every step of a cloud job opens it with.
+   */
+  defaultSharding?: boolean;
 }
 
 export interface PlanLimits {
@@ -146,6 +157,20 @@ export async function openJob(manifest: Manifest, o: OpenJobOptions): Promise<Jo
     work: o.work,
     previewTiles: o.previewTiles === true,
     description,
+    ...shardingOf(manifest, plan, o),
+  };
+}
+
+function shardingOf(manifest: Manifest, plan: Plan, o: OpenJobOptions): { shardShape?: Vec3 } {
+  if (manifest.output.shardShape) return { shardShape: manifest.output.shardShape };
+  if (!o.defaultSharding || outputFormat(manifest.output) !== 'zarr') return {};
+  return {
+    shardShape: defaultShardShape({
+      stride: plan.stride,
+      patchesPerChunk: plan.patchesPerChunk,
+      blockShape: plan.blockShape,
+      volumeShape: plan.volumeShape,
+    }),
   };
 }
 
@@ -240,6 +265,7 @@ export async function ensureOutput(ctx: JobContext): Promise<OutputVolume> {
         blockShape: ctx.plan.blockShape,
         owner: ctx.jobId,
         format: outputFormat(ctx.manifest.output),
+        ...(ctx.shardShape ? { shardShape: ctx.shardShape } : {}),
       });
     } catch (error) {
       // A precomputed output's info half-written by another worker reads the same way.

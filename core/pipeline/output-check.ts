@@ -27,8 +27,9 @@
 
 import * as zarr from 'zarrita';
 import { Box, type Vec3 } from '../geometry/index.ts';
-import type { AbsolutePath, Store } from '../store/index.ts';
+import { type AbsolutePath, describeStore, type Store } from '../store/index.ts';
 import type { CodecSpec } from '../volume/block-codec.ts';
+import { ShardIndexError } from '../volume/errors.ts';
 import { isObject } from '../volume/json.ts';
 import {
   arrayMetadata,
@@ -38,6 +39,7 @@ import {
   sameJson,
 } from '../volume/output-layout.ts';
 import { type PyramidLevel, pyramidLevels } from '../volume/pyramid.ts';
+import { decodeShardIndex, indexByteLength, type ShardIndex } from '../volume/shard.ts';
 import '../volume/zstd.ts'; // the zstd codec zarrita decodes with
 import { outputFormat } from '../volume/precomputed/output.ts';
 import type { JobContext } from './context.ts';
@@ -94,7 +96,10 @@ export interface OutputCheckResult {
 }
 
 /** The part of a job the check needs. */
-export type OutputCheckContext = Pick<JobContext, 'plan' | 'manifest' | 'outputStore' | 'input'>;
+export type OutputCheckContext = Pick<
+  JobContext,
+  'plan' | 'manifest' | 'outputStore' | 'input' | 'shardShape'
+>;
 
 const ROOT_KEY: AbsolutePath = '/zarr.json';
 
@@ -131,6 +136,10 @@ export async function checkOutput(
     const problem = await checkArrayMetadata(store, metaKey, level.options);
     if (problem) damaged.push({ kind: 'metadata', level: level.index, key: metaKey, ...problem });
     tick();
+    if (level.shards) {
+      await checkShards(ctx, level, level.shards, { scope, depth, damaged, tick });
+      continue;
+    }
     const reader = new BlockReader(store, level, depth);
     for (const slab of blockSlabs(ctx, level, scope)) {
       const listed = await listSlab(store, slab.prefix);
@@ -164,10 +173,14 @@ interface ExpectedLevel {
   /** Bytes of one decoded block (edge blocks are padded to the full block). */
   readonly decodedBytes: number;
   key(coord: Vec3): AbsolutePath;
+  /** Level 0 of a sharded output: blocks per shard per axis. */
+  readonly shards?: Vec3;
 }
 
 /** Level 0 and the pyramid levels finalize writes, from the plan and manifest alone. */
-export function expectedLevels(ctx: Pick<OutputCheckContext, 'plan' | 'manifest' | 'input'>) {
+export function expectedLevels(
+  ctx: Pick<OutputCheckContext, 'plan' | 'manifest' | 'input' | 'shardShape'>,
+) {
   const { plan, manifest } = ctx;
   const channels = manifest.model.outputChannels;
   const dtype = manifest.output.dtype;
@@ -181,7 +194,15 @@ export function expectedLevels(ctx: Pick<OutputCheckContext, 'plan' | 'manifest'
     const blockShape = level.shape.map((s, a) =>
       index === 0 ? plan.blockShape[a]! : Math.min(plan.blockShape[a]!, s),
     ) as unknown as Vec3;
-    const options: OutputVolumeOptions = { shape: level.shape, channels, dtype, blockShape };
+    const shardShape = index === 0 ? ctx.shardShape : undefined;
+    const options: OutputVolumeOptions = {
+      shape: level.shape,
+      channels,
+      dtype,
+      blockShape,
+      ...(shardShape ? { shardShape } : {}),
+    };
+    const shards = shardShape?.map((s, a) => s / blockShape[a]!) as Vec3 | undefined;
     const parsed = parseArrayMetadata(arrayMetadata(options));
     if (!parsed.ok) throw new TypeError(`Tessera's own metadata does not parse: ${parsed.detail}`);
     const layout = parsed.layout;
@@ -195,7 +216,9 @@ export function expectedLevels(ctx: Pick<OutputCheckContext, 'plan' | 'manifest'
       blockCount: blockGrid[0] * blockGrid[1] * blockGrid[2],
       decodedBytes:
         channels * blockShape[0] * blockShape[1] * blockShape[2] * (dtype === 'float32' ? 4 : 1),
-      key: (c) => `/${index}/${layout.chunkKey([0, ...c])}` as AbsolutePath,
+      key: (c) =>
+        `/${index}/${layout.chunkKey([0, ...(shards ? c.map((v, a) => Math.floor(v / shards[a]!)) : c)])}` as AbsolutePath,
+      ...(shards ? { shards } : {}),
     };
   });
 }
@@ -254,6 +277,124 @@ function* blockSlabs(
         }
     };
     yield { prefix, coords: coords() };
+  }
+}
+
+/**
+ * Level 0 of a sharded output, shard by shard: each shard the region's blocks fall in
+ * must be there (one listing per z-slab of shards), with an index whose CRC-32C holds
+ * ('frames' and 'decode') and, for each of its region blocks, an entry that is a whole
+ * zstd frame. A damaged shard reports each of its region blocks (same key), so a repair
+ * re-runs the chunks that touch them. Scopes 'owned' and 'seams' (Verify) skip missing
+ * shards: a shard no worker assembled is the Blend step's (leftoverUnits), not damage.
+ */
+async function checkShards(
+  ctx: OutputCheckContext,
+  level: ExpectedLevel,
+  perShard: Vec3,
+  o: {
+    scope: CheckScope;
+    depth: CheckDepth;
+    damaged: DamagedObject[];
+    tick: (n?: number) => void;
+  },
+): Promise<void> {
+  const { plan } = ctx;
+  const store = ctx.outputStore;
+  const first = plan.regionBlockAt(0);
+  const last = plan.regionBlockAt(plan.counts.blocks - 1);
+  const shardOf = (c: Vec3): Vec3 =>
+    c.map((v, a) => Math.floor(v / perShard[a]!)) as unknown as Vec3;
+  const s0 = shardOf(first);
+  const s1 = shardOf(last);
+  const inner = perShard[0] * perShard[1] * perShard[2];
+  const wanted = (b: Vec3): boolean => {
+    const d = plan.describeBlock(b);
+    if (d.chunkRange.size === 0) return false;
+    return o.scope === 'all' || d.seam === (o.scope === 'seams');
+  };
+  for (let z = s0[0]; z <= s1[0]; z++) {
+    const slabKey = level.key([z * perShard[0], first[1], first[2]]);
+    const prefix = slabKey.slice(0, slabKey.lastIndexOf('/', slabKey.lastIndexOf('/') - 1) + 1);
+    const listed = await listSlab(store, prefix);
+    for (let y = s0[1]; y <= s1[1]; y++)
+      for (let x = s0[2]; x <= s1[2]; x++) {
+        const shard: Vec3 = [z, y, x];
+        const blocks: Vec3[] = [];
+        for (let bz = z * perShard[0]; bz < (z + 1) * perShard[0]; bz++)
+          for (let by = y * perShard[1]; by < (y + 1) * perShard[1]; by++)
+            for (let bx = x * perShard[2]; bx < (x + 1) * perShard[2]; bx++)
+              if (bz <= last[0] && by <= last[1] && bx <= last[2] && wanted([bz, by, bx]))
+                blocks.push([bz, by, bx]);
+        if (blocks.length === 0) continue;
+        const key = level.key(blocks[0]!);
+        // A shard is one object: damage to any block of it is a repair of all of them.
+        const found = new Map<string, NonNullable<Finding>>();
+        const report = (coord: Vec3, f: NonNullable<Finding>): void => {
+          found.set(coord.join('_'), f);
+        };
+        const flush = (): void => {
+          const first = found.values().next().value;
+          if (first === undefined) return;
+          for (const coord of blocks)
+            o.damaged.push({
+              kind: 'block',
+              level: level.index,
+              coord,
+              key,
+              ...(found.get(coord.join('_')) ?? {
+                problem: first.problem,
+                detail: `in a damaged shard: ${first.detail}`,
+              }),
+            });
+        };
+        const present =
+          listed !== undefined ? listed.has(key) : (await store.get(key)) !== undefined;
+        if (!present) {
+          if (o.scope === 'all')
+            for (const b of blocks)
+              report(b, { problem: 'missing', detail: 'no shard at this key' });
+          flush();
+          o.tick(blocks.length);
+          continue;
+        }
+        if (o.depth !== 'listing') {
+          const bytes = await store.get(key);
+          const ref = { location: describeStore(store), key };
+          let index: ShardIndex | undefined;
+          try {
+            if (bytes === undefined) throw new TypeError('gone');
+            const tail = bytes.subarray(Math.max(0, bytes.length - indexByteLength(inner)));
+            index = decodeShardIndex(tail, inner, ref, bytes.length);
+          } catch (error) {
+            if (!(error instanceof ShardIndexError || error instanceof TypeError)) throw error;
+            for (const b of blocks)
+              report(b, { problem: 'undecodable', detail: `shard index: ${error.message}` });
+          }
+          if (index && bytes)
+            for (const b of blocks) {
+              const slot =
+                ((b[0] - shard[0] * perShard[0]) * perShard[1] + (b[1] - shard[1] * perShard[1])) *
+                  perShard[2] +
+                (b[2] - shard[2] * perShard[2]);
+              const range = index.range(slot);
+              if (range === undefined) {
+                report(b, {
+                  problem: 'missing',
+                  detail: `shard ${shard.join('_')} holds no block at [${b.join(', ')}]`,
+                });
+                continue;
+              }
+              const frame = zstdFrameProblem(
+                bytes.subarray(range.offset, range.offset + range.length),
+                level.decodedBytes,
+              );
+              if (frame) report(b, frame);
+            }
+        }
+        flush();
+        o.tick(blocks.length);
+      }
   }
 }
 

@@ -13,43 +13,50 @@
 // each checked before the other completed, which the check after completing rules out
 // (the later completer sees the earlier one DONE). A worker that dies between completing
 // and blending leaves the block unblended: Verify lists such blocks (unblendedSeamBlocks)
-// and the Blend step finishes them.
+// and the Blend step finishes them. With sharded output the unit is the shard
+// (shard-handoff.ts); leftoverUnits and finishLeftovers serve both.
 
-import type { BlockDescriptor, ChunkDescriptor, Plan } from '../geometry/index.ts';
+import type { BlockDescriptor, ChunkDescriptor } from '../geometry/index.ts';
 import type { ChunkRef, Ledger } from '../ledger/index.ts';
-import type { JobContext } from './context.ts';
+import { isShardedOutput, type OutputVolume } from '../volume/index.ts';
+import { BLEND_LANES, type BlendScratch, blendSeams } from './blend-seams.ts';
+import { type JobContext, openJobOutput } from './context.ts';
 import { checkOutput } from './output-check.ts';
-
-/** The contributors of `block` other than `chunk`, as ledger refs. */
-function othersOf(plan: Plan, block: BlockDescriptor, chunk: ChunkDescriptor): ChunkRef[] {
-  const refs: ChunkRef[] = [];
-  for (const c of plan.contributors(block))
-    if (c.id !== chunk.id) refs.push({ chunkId: c.id, index: c.index });
-  return refs;
-}
+import { assembleShard, shardUnitOf, unassembledShards } from './shard-handoff.ts';
 
 /**
- * The blocks of `blocks` (seam blocks of `chunk`) whose every other contributor is
- * finished (DONE or SKIPPED): one consistent ledger read for all of them.
+ * For each unit (a seam block's or a shard's contributors), whether every contributor
+ * other than `chunk` is finished (DONE or SKIPPED): one consistent ledger read for all.
  */
+export async function othersFinished(
+  ledger: Pick<Ledger, 'statuses'>,
+  ctx: Pick<JobContext, 'jobId'>,
+  chunk: ChunkDescriptor,
+  units: readonly { readonly contributors: Iterable<ChunkDescriptor> }[],
+): Promise<boolean[]> {
+  const others = units.map((u) => [...u.contributors].filter((c) => c.id !== chunk.id));
+  const unique = new Map<string, ChunkRef>();
+  for (const cs of others) for (const c of cs) unique.set(c.id, { chunkId: c.id, index: c.index });
+  const refs = [...unique.values()];
+  const statuses = refs.length === 0 ? [] : await ledger.statuses(ctx.jobId, refs);
+  const finished = new Set(
+    refs
+      .filter((_, i) => statuses[i] === 'DONE' || statuses[i] === 'SKIPPED')
+      .map((r) => r.chunkId),
+  );
+  return others.map((cs) => cs.every((c) => finished.has(c.id)));
+}
+
+/** The seam blocks of `blocks` whose every other contributor is finished. */
 export async function blocksOthersFinished(
   ledger: Pick<Ledger, 'statuses'>,
   ctx: Pick<JobContext, 'jobId' | 'plan'>,
   chunk: ChunkDescriptor,
   blocks: readonly BlockDescriptor[],
 ): Promise<BlockDescriptor[]> {
-  if (blocks.length === 0) return [];
-  const others = blocks.map((b) => othersOf(ctx.plan, b, chunk));
-  const unique = new Map<string, ChunkRef>();
-  for (const refs of others) for (const r of refs) unique.set(r.chunkId, r);
-  const refs = [...unique.values()];
-  const statuses = await ledger.statuses(ctx.jobId, refs);
-  const finished = new Set(
-    refs
-      .filter((_, i) => statuses[i] === 'DONE' || statuses[i] === 'SKIPPED')
-      .map((r) => r.chunkId),
-  );
-  return blocks.filter((_, i) => others[i]!.every((r) => finished.has(r.chunkId)));
+  const units = blocks.map((b) => ({ contributors: ctx.plan.contributors(b) }));
+  const ready = await othersFinished(ledger, ctx, chunk, units);
+  return blocks.filter((_, i) => ready[i]);
 }
 
 /**
@@ -61,4 +68,39 @@ export async function unblendedSeamBlocks(ctx: JobContext): Promise<BlockDescrip
   const out: BlockDescriptor[] = [];
   for (const d of damaged) if (d.kind === 'block') out.push(ctx.plan.describeBlock(d.coord));
   return out;
+}
+
+/**
+ * The units no worker finished, by key: seam blocks missing from an unsharded output, or
+ * shards missing from a sharded one. What the Blend step (finishLeftovers) is for.
+ */
+export async function leftoverUnits(ctx: JobContext, output: OutputVolume): Promise<string[]> {
+  if (isShardedOutput(output)) return (await unassembledShards(ctx, output)).map((u) => u.key);
+  return (await unblendedSeamBlocks(ctx)).map((b) => b.key);
+}
+
+/** A job's leftover units, its output opened (what the cloud's Verify hands to Blend). */
+export async function jobLeftovers(ctx: JobContext): Promise<string[]> {
+  return leftoverUnits(ctx, await openJobOutput(ctx));
+}
+
+/** Blends (unsharded) or assembles (sharded) the units `keys` name; returns how many. */
+export async function finishLeftovers(
+  ctx: JobContext,
+  output: OutputVolume,
+  keys: readonly string[],
+  o: { concurrency?: number } = {},
+): Promise<number> {
+  if (!isShardedOutput(output)) return blendSeams(ctx, output, { keys, ...o });
+  const queue = keys[Symbol.iterator]();
+  let done = 0;
+  const lane = async (): Promise<void> => {
+    const scratch: BlendScratch = {};
+    for (let r = queue.next(); !r.done; r = queue.next()) {
+      await assembleShard(ctx, output, shardUnitOf(ctx, output, r.value), scratch);
+      done++;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? BLEND_LANES) }, lane));
+  return done;
 }

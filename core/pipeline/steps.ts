@@ -11,6 +11,7 @@
 // other chunks from running (a later --retry-failed then has only the failed ones left).
 
 import type { JobSpec, Ledger } from '../ledger/index.ts';
+import { isShardedOutput } from '../volume/index.ts';
 import { blendSeams } from './blend-seams.ts';
 import { type JobContext, openJobOutput } from './context.ts';
 import { finalizeJob } from './finalize.ts';
@@ -18,6 +19,7 @@ import { checkOutput, type DamagedObject } from './output-check.ts';
 import { type JobFit, type PlanJobOptions, planJob } from './plan-job.ts';
 import { repairPlan } from './repair.ts';
 import type { RunReport } from './report.ts';
+import { lostPieces } from './shard-handoff.ts';
 import { describePoison, type VerifyResult, verifyJob } from './verify.ts';
 
 /** Batch's largest array job: the most workers one round starts. */
@@ -139,9 +141,16 @@ export function verdictOf(
   return { ...base, status: 'COMPLETE', redrive: false };
 }
 
-/** Owned level-0 blocks missing from a job's output: one listing with sizes. */
+/**
+ * Owned level-0 blocks missing from a job's output: one listing with sizes. A sharded
+ * output's owned blocks are in shards, assembled when a shard's last contributor is done:
+ * there, what is lost is a DONE chunk's piece of a shard not assembled yet.
+ */
 export async function missingOwnedBlocks(ctx: JobContext): Promise<readonly DamagedObject[]> {
-  return (await checkOutput(ctx, { scope: 'owned', depth: 'listing' })).damaged;
+  const { damaged } = await checkOutput(ctx, { scope: 'owned', depth: 'listing' });
+  if (!ctx.shardShape) return damaged;
+  const output = await openJobOutput(ctx);
+  return isShardedOutput(output) ? [...damaged, ...(await lostPieces(ctx, output))] : damaged;
 }
 
 /** Blends the seam blocks `from`..`to` of the plan's seam-block enumeration. */
@@ -179,6 +188,6 @@ export async function finalizeFinished(
     fleetSize: o.fleetSize,
     device: ctx.manifest.compute.device,
     now,
+    ...(o.rebuildPyramid === false ? { rebuildPyramid: false } : {}),
   });
 }
-    ...(o.rebuildPyramid === false ? { rebuildPyramid: false } : {}),

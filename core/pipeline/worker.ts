@@ -19,7 +19,12 @@ import { inferChunk } from '../infer/index.ts';
 import type { PatchModel } from '../infer/patch-model.ts';
 import { type Claim, LeaseLostError, type Ledger } from '../ledger/index.ts';
 import { describeStore } from '../store/index.ts';
-import { normalize, type OutputVolume } from '../volume/index.ts';
+import {
+  isShardedOutput,
+  normalize,
+  type OutputVolume,
+  type ShardedOutput,
+} from '../volume/index.ts';
 import { type BlendScratch, blendSeamBlock } from './blend-seams.ts';
 import { type JobContext, partialKey } from './context.ts';
 import { outputBlock, outputConverter } from './convert.ts';
@@ -40,7 +45,16 @@ import {
 import { defaultHeartbeatMs, LEASE_ENDED, LEASE_LOST, LeaseKeeper } from './lease.ts';
 import { writePartial } from './partial-store.ts';
 import { writePreviewTiles } from './preview-tiles.ts';
-import { blocksOthersFinished } from './seam-handoff.ts';
+import { othersFinished } from './seam-handoff.ts';
+import {
+  assembleShard,
+  encodeOwnPiece,
+  type OwnShardData,
+  ownFinals,
+  type ShardUnit,
+  shardsOfChunk,
+} from './shard-handoff.ts';
+import { pieceKey } from './shard-piece.ts';
 
 export interface WorkerOptions {
   ctx: JobContext;
@@ -453,40 +467,49 @@ async function workLoop(
     emit({ type: 'hung', ...stall });
   };
 
-  // Seams blended by their last contributor (seam-handoff.ts), unless turned off.
+  // Seams blended (shards assembled) by their last contributor, unless turned off.
   const blendScratch: BlendScratch = {};
+  const output = o.output;
   const handoff: SeamHandoff | undefined =
     o.blendSeams === false
       ? undefined
       : {
-          othersFinished: (chunk, blocks) =>
+          othersFinished: (chunk, units) =>
             pause.run(
               { what: `reading the contributors of chunk ${chunk.id}'s seams`, place: ledgerPlace },
-              () => blocksOthersFinished(ledger, ctx, chunk, blocks),
+              () => othersFinished(ledger, ctx, chunk, units),
             ),
           blend: async (block, own) => {
             await pause.run(
-              { what: `blending seam block ${block.key}`, place: o.output.location },
-              () => blendSeamBlock(ctx, o.output, block, blendScratch, own),
+              { what: `blending seam block ${block.key}`, place: output.location },
+              () => blendSeamBlock(ctx, output, block, blendScratch, own),
+            );
+            stats.blended++;
+          },
+          assemble: async (unit, own) => {
+            if (!isShardedOutput(output)) throw new TypeError('assemble needs a sharded output');
+            await pause.run({ what: `assembling shard ${unit.key}`, place: output.location }, () =>
+              assembleShard(ctx, output, unit, blendScratch, own),
             );
             stats.blended++;
           },
         };
   /**
-   * After completing: the seam blocks whose every other contributor is DONE now are this
-   * worker's to blend. A failure leaves the block to the Blend step (Verify lists it).
+   * After completing: the units (seam blocks, shards) whose every other contributor is
+   * DONE now are this worker's to finish. A failure leaves them to the Blend step.
    */
-  const blendAfterCompletion = async (
+  const finishAfterCompletion = async (
     chunk: ChunkDescriptor,
-    pending: readonly BlockDescriptor[],
+    pending: readonly PendingUnit[],
   ): Promise<void> => {
     if (!handoff || pending.length === 0) return;
-    let ready: BlockDescriptor[] = [];
+    let ready: PendingUnit[] = [];
     try {
       await o.afterComplete?.(chunk.id);
-      ready = await handoff.othersFinished(chunk, pending);
-      for (const block of ready) {
-        await blendIfStillUnblended(handoff, o.output, block);
+      const finished = await handoff.othersFinished(chunk, pending);
+      ready = pending.filter((_, i) => finished[i]);
+      for (const unit of ready) {
+        await finishIfStillMissing(unit);
         ready = ready.slice(1);
       }
     } catch (error) {
@@ -494,7 +517,7 @@ async function workLoop(
       stats.blendsLeft += ready.length;
       emit({
         type: 'warning',
-        message: `chunk ${chunk.id} is DONE; ${ready.length} seam block(s) it was the last contributor of are left to the Blend step: ${error.message}`,
+        message: `chunk ${chunk.id} is DONE; ${ready.length} seam unit(s) it was the last contributor of (first: ${ready[0]?.label}) are left to the Blend step: ${error.message}`,
       });
     }
   };
@@ -574,7 +597,7 @@ async function workLoop(
     await writing;
     writing = (async () => {
       const t0 = performance.now();
-      let pending: BlockDescriptor[] = [];
+      let pending: PendingUnit[] = [];
       try {
         // Fencing for the object store, which cannot check a token itself: each object is
         // written only while the lease is confirmed fresh (a paused stale owner that resumes
@@ -589,6 +612,7 @@ async function workLoop(
           () => cur.keeper.confirmIfOlder(heartbeatMs),
           pause,
           handoff,
+          blendScratch,
         );
         buffers.push(acc.buffer);
         held.drop(cur);
@@ -627,7 +651,7 @@ async function workLoop(
         return;
       }
       // DONE now: what happens here can no longer cost the chunk an attempt.
-      await blendAfterCompletion(cur.chunk, pending);
+      await finishAfterCompletion(cur.chunk, pending);
     })();
   }
   // The chunk before a hung one still completes: its writes do not need the model.
@@ -669,20 +693,59 @@ function allBelow(values: ArrayLike<number>, threshold: number): boolean {
 
 /** How writeChunk hands its seams off (seam-handoff.ts); absent: partials only. */
 interface SeamHandoff {
-  /** The blocks whose every other contributor is finished (one consistent ledger read). */
+  /** Per unit, whether every other contributor is finished (one consistent ledger read). */
   othersFinished(
     chunk: ChunkDescriptor,
-    blocks: readonly BlockDescriptor[],
-  ): Promise<BlockDescriptor[]>;
+    units: readonly { readonly contributors: Iterable<ChunkDescriptor> }[],
+  ): Promise<boolean[]>;
   /** Blends `block`; `own` is the caller's sum in memory, standing in for its partial. */
   blend(block: BlockDescriptor, own?: { chunkId: string; sum: PartialSum }): Promise<void>;
+  /** Assembles a shard; `own` stands in for the caller's piece. */
+  assemble(unit: ShardUnit, own?: OwnShardData): Promise<void>;
+}
+
+/** A seam block or shard a chunk left its partial or piece of, to finish after completing. */
+interface PendingUnit {
+  readonly label: string;
+  readonly contributors: Iterable<ChunkDescriptor>;
+  /** Blends or assembles it from what is stored. */
+  finish(): Promise<void>;
+  /** Whether it is in the output already. */
+  inOutput(): Promise<boolean>;
 }
 
 /**
- * Writes the chunk's owned blocks final; then each seam block is blended at once when
- * every other contributor is finished (this chunk is its last), or gets this chunk's
- * partial. Returns the seam blocks that got a partial (to blend after completing, when
- * they became the last). Idempotent.
+ * Finishes a unit after completing. A contributor DONE without a partial or piece finished
+ * the unit itself before completing (it was the last then, with this chunk's in hand): the
+ * unit is in the output, and the missing partial is no failure. One missing otherwise is.
+ */
+async function finishIfStillMissing(unit: PendingUnit): Promise<void> {
+  try {
+    await unit.finish();
+  } catch (error) {
+    if (!(error instanceof MissingPartialError) || !(await unit.inOutput())) throw error;
+  }
+}
+
+/**
+ * Finishes a unit this chunk is the last contributor of, its own data from memory. A
+ * partial or piece of another contributor that is missing or unreadable (deleted by a
+ * repair, damaged) makes it store its own instead (false): the Blend step then names it.
+ */
+async function finishedAsLast(finish: () => Promise<void>): Promise<boolean> {
+  try {
+    await finish();
+    return true;
+  } catch (error) {
+    if (error instanceof MissingPartialError || error instanceof PartialDecodeError) return false;
+    throw error;
+  }
+}
+
+/**
+ * Writes the chunk's output: owned blocks final, and each seam block blended at once when
+ * this chunk is its last contributor, else its partial stored (sharded output: the same
+ * per shard, see writeShardsOfChunk). Returns what it left for after completing. Idempotent.
  */
 async function writeChunk(
   ctx: JobContext,
@@ -692,7 +755,10 @@ async function writeChunk(
   guard: () => Promise<void>,
   pause: Pause,
   handoff: SeamHandoff | undefined,
-): Promise<BlockDescriptor[]> {
+  scratch: BlendScratch,
+): Promise<PendingUnit[]> {
+  if (isShardedOutput(output))
+    return writeShardsOfChunk(ctx, output, chunk, acc, guard, pause, handoff, scratch);
   const work = describeStore(ctx.work);
   const convert = outputConverter(ctx.manifest.output.dtype);
   const channels = ctx.manifest.model.outputChannels;
@@ -714,13 +780,17 @@ async function writeChunk(
       );
   }
   const seams = [...ctx.plan.seamBlocks(chunk)];
-  const last = new Set(
-    handoff ? (await handoff.othersFinished(chunk, seams)).map((b) => b.key) : [],
-  );
-  const pending: BlockDescriptor[] = [];
+  const last = handoff
+    ? await handoff.othersFinished(
+        chunk,
+        seams.map((b) => ({ contributors: ctx.plan.contributors(b) })),
+      )
+    : [];
+  const pending: PendingUnit[] = [];
   let partialBuffer: Uint8Array | undefined;
-  for (const b of seams) {
-    if (last.has(b.key) && (await blendedAsLast(handoff!, b, chunk, acc))) continue;
+  for (const [i, b] of seams.entries()) {
+    const own = { chunkId: chunk.id, sum: acc };
+    if (last[i] && (await finishedAsLast(() => handoff!.blend(b, own)))) continue;
     const bytes = encodePartial(acc, b.box.intersect(chunk.footprint), partialBuffer);
     if (bytes.buffer !== partialBuffer?.buffer) partialBuffer = bytes;
     const key = partialKey(b.key, chunk.id);
@@ -728,47 +798,56 @@ async function writeChunk(
       await guard();
       await writePartial(ctx.work, key, bytes);
     });
-    pending.push(b);
+    pending.push({
+      label: `seam block ${b.key}`,
+      contributors: [...ctx.plan.contributors(b)],
+      finish: () => handoff!.blend(b),
+      inOutput: () => output.blockExists(b.coord),
+    });
   }
   return pending;
 }
 
 /**
- * Blends a block after completing. A contributor DONE without a partial blended the block
- * itself before completing (it was the last then, with this chunk's partial in hand): the
- * block is in the output, and a missing partial is no failure. One missing otherwise is.
+ * writeChunk for a sharded output (shard-handoff.ts): per shard the chunk touches, the
+ * shard assembled at once when this chunk is its last contributor, else its piece stored
+ * (one object: its finals and band partials of that shard).
  */
-async function blendIfStillUnblended(
-  handoff: SeamHandoff,
-  output: OutputVolume,
-  block: BlockDescriptor,
-): Promise<void> {
-  try {
-    await handoff.blend(block);
-  } catch (error) {
-    if (!(error instanceof MissingPartialError) || !(await output.blockExists(block.coord)))
-      throw error;
-  }
-}
-
-/**
- * Blends a block this chunk is the last contributor of, its own sum from memory. A
- * partial of another contributor that is missing or unreadable (deleted by a repair,
- * damaged) makes it write its own partial instead (false): the Blend step then names it.
- */
-async function blendedAsLast(
-  handoff: SeamHandoff,
-  block: BlockDescriptor,
+async function writeShardsOfChunk(
+  ctx: JobContext,
+  output: ShardedOutput,
   chunk: ChunkDescriptor,
-  sum: PartialSum,
-): Promise<boolean> {
-  try {
-    await handoff.blend(block, { chunkId: chunk.id, sum });
-    return true;
-  } catch (error) {
-    if (error instanceof MissingPartialError || error instanceof PartialDecodeError) return false;
-    throw error;
+  acc: PartialSum,
+  guard: () => Promise<void>,
+  pause: Pause,
+  handoff: SeamHandoff | undefined,
+  scratch: BlendScratch,
+): Promise<PendingUnit[]> {
+  const work = describeStore(ctx.work);
+  const units = shardsOfChunk(ctx.plan, output, chunk);
+  const last = handoff ? await handoff.othersFinished(chunk, units) : [];
+  const pending: PendingUnit[] = [];
+  for (const [i, unit] of units.entries()) {
+    const finals = await pause.run(
+      { what: `encoding chunk ${chunk.id}'s blocks of shard ${unit.key}`, place: work },
+      () => ownFinals(ctx, output, unit, chunk, acc, scratch),
+    );
+    const own: OwnShardData = { chunkId: chunk.id, finals, sum: acc };
+    if (last[i] && (await finishedAsLast(() => handoff!.assemble(unit, own)))) continue;
+    const bytes = await encodeOwnPiece(unit, chunk, own);
+    const key = pieceKey(unit.key, chunk.id);
+    await pause.run({ what: `writing shard piece ${key}`, place: work }, async () => {
+      await guard();
+      await ctx.work.set(key, bytes);
+    });
+    pending.push({
+      label: `shard ${unit.key}`,
+      contributors: unit.contributors,
+      finish: () => handoff!.assemble(unit),
+      inOutput: async () => (await output.shardIndex(unit.shard)) !== undefined,
+    });
   }
+  return pending;
 }
 
 /** Stands in for the model on skipped (empty) chunks: output 0, weights as usual. */

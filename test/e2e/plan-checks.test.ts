@@ -15,9 +15,10 @@ import { planCommand } from '../../cli/plan-command.ts';
 import { MemoryLedger } from '../../core/ledger/index.ts';
 import { ModelRunner, ModelSignatureError, modelExpectation } from '../../core/model/index.ts';
 import {
-  blendSeams,
   checkJobFits,
   ensureOutput,
+  finishLeftovers,
+  leftoverUnits,
   openJob,
   planJob,
   runWorker,
@@ -186,7 +187,8 @@ describe('model.output picks the output a run writes', () => {
     } finally {
       await runner.close();
     }
-    await blendSeams(ctx, output);
+    // What the worker did not blend as last contributor (nothing, one worker).
+    await finishLeftovers(ctx, output, await leftoverUnits(ctx, output));
     // The model is pointwise (1×1×1 convolutions), so the blended output is the model's
     // output on the whole volume at once: ask onnxruntime for each output by name.
     const volume = Float32Array.from(lcgVolume([...shape], 1), (v) => v / 255);

@@ -11,17 +11,17 @@ import type { PatchModel } from '../../core/infer/index.ts';
 import { type Ledger, MemoryLedger } from '../../core/ledger/index.ts';
 import { parseManifest } from '../../core/manifest/parse.ts';
 import {
-  blendSeams,
   ensureOutput,
+  finishLeftovers,
   type JobContext,
+  leftoverUnits,
   openJob,
   planJob,
   runWorker,
-  unblendedSeamBlocks,
   type WorkerStats,
 } from '../../core/pipeline/index.ts';
 import { MemoryStore, registerStoreScheme, unregisterStoreScheme } from '../../core/store/index.ts';
-import type { OutputVolume } from '../../core/volume/index.ts';
+import { isShardedOutput, type OutputVolume, type ShardedOutput } from '../../core/volume/index.ts';
 import { writeZarrArray } from '../../core/volume/write-array.ts';
 
 export interface PipelineJob {
@@ -38,6 +38,8 @@ export interface PipelineJob {
   overlap: Vec3;
   chunkShape: Vec3;
   blockShape?: Vec3 | undefined;
+  /** output.shardShape: a sharded output, shards assembled by their last contributor. */
+  shardShape?: Vec3 | undefined;
   blend: 'bump' | 'gaussian' | 'constant';
   outputChannels: number;
   scale?: number | undefined;
@@ -80,7 +82,7 @@ export interface PipelineResult {
 
 let runs = 0;
 
-/** `output`, recording what each writeBlock stored, to compare a block written twice. */
+/** `output`, recording what each writeBlock (writeShard) stored, to compare a unit written twice. */
 function recordingWrites(output: OutputVolume): {
   output: OutputVolume;
   rewrites: () => { blocks: number; differing: number };
@@ -99,6 +101,25 @@ function recordingWrites(output: OutputVolume): {
           );
           writes.set(key, [...(writes.get(key) ?? []), bytes.slice()]);
           return target.writeBlock(...args);
+        };
+      if (prop === 'writeShard' && isShardedOutput(target))
+        return async (...args: Parameters<ShardedOutput['writeShard']>) => {
+          const [shard, given, options] = args;
+          const blocks = [...given];
+          const parts = blocks.map((b) =>
+            b.data instanceof Uint8Array
+              ? b.data
+              : new Uint8Array(b.data.data.buffer, b.data.data.byteOffset, b.data.data.byteLength),
+          );
+          const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+          let at = 0;
+          for (const p of parts) {
+            all.set(p, at);
+            at += p.length;
+          }
+          const key = `shard ${shard.join('_')}`;
+          writes.set(key, [...(writes.get(key) ?? []), all]);
+          return target.writeShard(shard, blocks, options);
         };
       const value = Reflect.get(target, prop, target);
       return typeof value === 'function' ? value.bind(target) : value;
@@ -179,6 +200,7 @@ export async function pipelineInference(o: PipelineJob): Promise<PipelineResult>
         url: `s3://${bucket}/outputs/out.zarr`,
         dtype: 'float32',
         ...(o.blockShape ? { blockShape: o.blockShape } : {}),
+        ...(o.shardShape ? { shardShape: o.shardShape } : {}),
       },
       model: {
         url: `s3://${bucket}/model.onnx`,
@@ -227,9 +249,7 @@ export async function pipelineInference(o: PipelineJob): Promise<PipelineResult>
         }),
       ),
     );
-    const finalPassBlocks = await blendSeams(ctx, output, {
-      blocks: await unblendedSeamBlocks(ctx),
-    });
+    const finalPassBlocks = await finishLeftovers(ctx, output, await leftoverUnits(ctx, output));
     const out = await output.readBox(ctx.plan.region);
     return {
       output: Float32Array.from(out.data),

@@ -232,6 +232,8 @@ interface Case {
   handoff: boolean;
   diesAfterComplete?: number;
   allLastAtOnce?: boolean;
+  /** output.shardShape (a multiple of block): shards assembled by their last contributor. */
+  shard?: Vec3;
   batchSize: number;
 }
 
@@ -275,6 +277,7 @@ async function compare(c: Case) {
     handoff: c.handoff,
     diesAfterComplete: c.diesAfterComplete,
     allLastAtOnce: c.allLastAtOnce,
+    shardShape: c.shard,
     batchSize: c.batchSize,
   };
   const result = await pipelineInference(job);
@@ -398,8 +401,36 @@ const cases: [string, Case][] = [
   ],
 ];
 
+/**
+ * Shards (of `shard` voxels) that chunks touch, and those touched by two chunks or more,
+ * counted from the plan's block geometry alone (not from the hand-off's own code).
+ */
+function shardCounts(plan: Plan, shard: Vec3): { all: number; shared: number } {
+  const per = shard.map((s, a) => s / plan.blockShape[a]!);
+  const chunksOf = new Map<string, Set<string>>();
+  for (const b of plan.blocks()) {
+    const key = b.coord.map((c, a) => Math.floor(c / per[a]!)).join('_');
+    const set = chunksOf.get(key) ?? new Set<string>();
+    const r = b.chunkRange;
+    for (let z = r.start[0]; z < r.stop[0]; z++)
+      for (let y = r.start[1]; y < r.stop[1]; y++)
+        for (let x = r.start[2]; x < r.stop[2]; x++) set.add(`${z}_${y}_${x}`);
+    chunksOf.set(key, set);
+  }
+  const sizes = [...chunksOf.values()].map((s) => s.size).filter((n) => n > 0);
+  return { all: sizes.length, shared: sizes.filter((n) => n > 1).length };
+}
+
+// The same cases with a sharded output: the unit handed off is the shard.
+const shardedCases: [string, Case][] = cases
+  .filter(([, c]) => c.handoff || c.allLastAtOnce)
+  .map(([name, c]) => [
+    `sharded (shards of 1×2×2 blocks): ${name}`,
+    { ...c, shard: c.block.map((b, a) => (a === 0 ? b : 2 * b)) as unknown as Vec3 },
+  ]);
+
 describe('chunking invariance: the real worker and blend code against the reference', () => {
-  it.each(cases)('%s', async (_name, c) => {
+  it.each([...cases, ...shardedCases])('%s', async (_name, c) => {
     const r = await compare(c);
     // The case exercises what it is meant to: several chunks, seam partials, overlap.
     expect(r.result.ctx.plan.counts.chunks).toBeGreaterThan(1);
@@ -407,9 +438,25 @@ describe('chunking invariance: the real worker and blend code against the refere
     expect(r.diff).toBeLessThanOrEqual(1e-5);
     // No patch inferred twice: the pipeline did exactly the reference's work.
     expect(r.pipelinePatches).toBe(r.referencePatches);
-    const { seamBlocks } = r.result.ctx.plan.counts;
     const blended = r.result.stats.map((s) => s.blended);
     const byWorkers = blended.reduce((a, b) => a + b, 0);
+    if (c.shard) {
+      // The unit is the shard: one touched by one chunk only is assembled by it at once;
+      // a shared one (two chunks here) by each "last" survivor.
+      const { all, shared } = shardCounts(r.result.ctx.plan, c.shard);
+      expect(shared).toBeGreaterThan(0);
+      const dies = c.diesAfterComplete ?? 0;
+      if (!c.allLastAtOnce) {
+        expect(r.result.finalPassBlocks).toBe(0);
+        expect(byWorkers).toBeGreaterThanOrEqual(all);
+      } else {
+        expect(byWorkers).toBe(all - shared + shared * (2 - dies));
+        expect(r.result.finalPassBlocks).toBe(dies === 2 ? shared : 0);
+        if (dies === 0) expect(r.result.rewrites).toEqual({ blocks: shared, differing: 0 });
+      }
+      return;
+    }
+    const seamBlocks = r.result.ctx.plan.counts.seamBlocks;
     if (!c.handoff) {
       expect(byWorkers).toBe(0);
       expect(r.result.finalPassBlocks).toBe(seamBlocks);
@@ -454,6 +501,8 @@ describe('chunking invariance: the real worker and blend code against the refere
           workers: fc.integer({ min: 1, max: 3 }),
           handoff: fc.boolean(),
           dies: fc.integer({ min: 0, max: 2 }),
+          // A sharded output half the time: shards of 1–3 blocks per axis.
+          shardBlocks: fc.option(vec(1, 3), { nil: undefined }),
           batchSize: fc.integer({ min: 1, max: 4 }),
           affine: fc.boolean(),
         }),
@@ -485,6 +534,11 @@ describe('chunking invariance: the real worker and blend code against the refere
             workers: r.workers,
             handoff: r.handoff,
             diesAfterComplete: r.dies,
+            ...(r.shardBlocks
+              ? {
+                  shard: r.block.map((b, a) => b * r.shardBlocks![a]!) as unknown as Vec3,
+                }
+              : {}),
             batchSize: r.batchSize,
           };
           const got = await compare(c);
@@ -492,11 +546,12 @@ describe('chunking invariance: the real worker and blend code against the refere
           expect(got.pipelinePatches).toBe(got.referencePatches);
           const done = got.result.stats.reduce((n, s) => n + s.done, 0);
           expect(done).toBe(got.result.ctx.plan.counts.chunks);
-          // Every seam block blended once at least, by a worker or by the final pass.
+          // Every seam block (shard) finished once at least, by a worker or by the final pass.
           const blended = got.result.stats.reduce((n, s) => n + s.blended, 0);
-          expect(blended + got.result.finalPassBlocks).toBeGreaterThanOrEqual(
-            got.result.ctx.plan.counts.seamBlocks,
-          );
+          const units = c.shard
+            ? shardCounts(got.result.ctx.plan, c.shard).all
+            : got.result.ctx.plan.counts.seamBlocks;
+          expect(blended + got.result.finalPassBlocks).toBeGreaterThanOrEqual(units);
         },
       ),
       { numRuns: 100 },

@@ -13,8 +13,9 @@ import type { PatchModel } from '../../core/infer/index.ts';
 import { MemoryLedger } from '../../core/ledger/index.ts';
 import { parseManifest } from '../../core/manifest/index.ts';
 import {
-  blendSeams,
   ensureOutput,
+  finishLeftovers,
+  leftoverUnits,
   openJob,
   planJob,
   runWorker,
@@ -140,7 +141,8 @@ describe('input.nan "zero"', () => {
     const stats = await runWorker({ ctx, ledger, output, owner: 'w1', model, idlePollMs: NEVER });
     expect(stats.done).toBe(ctx.plan.counts.chunks);
     expect(seen.nan).toBe(0);
-    await blendSeams(ctx, output);
+    // What the worker did not blend as last contributor (nothing, one worker).
+    await finishLeftovers(ctx, output, await leftoverUnits(ctx, output));
     const zeroed = fixtureValues().map((v) => (Number.isNaN(v) ? 0 : v));
     const reference = await slidingWindowReference({
       volume: zeroed,

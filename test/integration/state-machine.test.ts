@@ -51,6 +51,7 @@ import type {
   PlanRangeTaskEvent,
   PlanTaskEvent,
   PlanTaskResult,
+  PyramidTaskEvent,
   VerifyTaskEvent,
 } from '../../contracts/cloud.ts';
 import { KEYS } from '../../contracts/cloud.ts';
@@ -61,6 +62,7 @@ import {
   markFailedStep,
   planFromManifest,
   planRangeTask,
+  pyramidStep,
   readStatus,
   verifyStep,
 } from '../../core/cloud/index.ts';
@@ -232,6 +234,9 @@ const STEPS: Record<string, (deps: CloudDeps, event: never) => Promise<unknown>>
   // functions/plan-range.ts: both tasks of a plan written in ranges.
   [STATES.planRange]: (deps, e: PlanRangeTaskEvent) => planRangeTask(deps, e),
   [STATES.completePlan]: (deps, e: CompletePlanTaskEvent) => planRangeTask(deps, e),
+  // functions/pyramid.ts: a level's task list, and one PyramidTasks item.
+  [STATES.pyramidLevel]: (deps, e: PyramidTaskEvent) => pyramidStep(deps, e),
+  [STATES.pyramidRange]: (deps, e: PyramidTaskEvent) => pyramidStep(deps, e),
 };
 
 /** lambda:invoke's failure for an unhandled error: Error = errorType, Cause = the payload. */
@@ -241,8 +246,11 @@ function lambdaError(e: unknown): Error {
   return Object.assign(new Error(JSON.stringify(payload)), { name: err.name });
 }
 
+/** What one execution changes in every task's deps (the Plan task alone reads planRangeRows). */
+type DepsOverrides = Pick<CloudDeps, 'planRangeRows'>;
+
 /** CloudDeps as a Lambda of the stack builds them from its environment, over the emulators. */
-function depsForFunction(functionId: string): CloudDeps {
+function depsForFunction(functionId: string, overrides: DepsOverrides = {}): CloudDeps {
   const fn = synth.resources[functionId];
   expect(fn?.Type).toBe('AWS::Lambda::Function');
   const vars = (fn!.Properties.Environment as { Variables: Record<string, CfnValue> }).Variables;
@@ -252,6 +260,7 @@ function depsForFunction(functionId: string): CloudDeps {
     // The one change from the handlers' deps: small blend items, so that the Map has
     // several items on this small volume.
     blocksPerBlendItem: 16,
+    ...overrides,
   };
 }
 
@@ -371,7 +380,11 @@ async function submitJobSync(p: SubmitJob): Promise<BatchJobDescription> {
 }
 
 /** taskResourceLocalHandlers for every Task state, recording each call. */
-function localHandlers(def: AslDefinition, calls: Call[]): Record<string, Handler> {
+function localHandlers(
+  def: AslDefinition,
+  calls: Call[],
+  overrides: DepsOverrides = {},
+): Record<string, Handler> {
   const handlers: Record<string, Handler> = {};
   const record =
     (state: string, fn: Handler): Handler =>
@@ -397,7 +410,7 @@ function localHandlers(def: AslDefinition, calls: Call[]): Record<string, Handle
     }
     const step = STEPS[name];
     if (!step) throw new Error(`no local step for Lambda task state ${name}: add it to STEPS`);
-    const deps = depsForFunction(logicalIdOf(state.Resource));
+    const deps = depsForFunction(logicalIdOf(state.Resource), overrides);
     handlers[name] = record(name, async (input) => {
       try {
         // A Lambda's result crosses the wire as JSON.
@@ -417,7 +430,7 @@ interface Execution {
   seconds: number;
 }
 
-async function execute(input: PipelineInput): Promise<Execution> {
+async function execute(input: PipelineInput, overrides: DepsOverrides = {}): Promise<Execution> {
   const calls: Call[] = [];
   const definition = runnableDefinition(synth.definition);
   const machine = new StateMachine(definition as never, {
@@ -425,7 +438,9 @@ async function execute(input: PipelineInput): Promise<Execution> {
   });
   const t0 = Date.now();
   const run = machine.run(input as never, {
-    overrides: { taskResourceLocalHandlers: localHandlers(definition, calls) as never },
+    overrides: {
+      taskResourceLocalHandlers: localHandlers(definition, calls, overrides) as never,
+    },
   });
   try {
     const output = await run.result;
@@ -581,6 +596,90 @@ describe('the synthesized state machine, run locally with the real steps and wor
       expect(maxAbsDiff(Float32Array.from(got.data), expected)).toBeLessThanOrEqual(1e-5);
       const report = JSON.parse(new TextDecoder().decode(await out.get('/report.json')));
       expect(report.chunks.DONE).toBe(plan.chunks);
+    },
+    SCENARIO_TIMEOUT_MS,
+  );
+
+  it(
+    'a plan past planRangeRows chunks: Plan writes no row, the PlanRanges Map writes them in ranges, CompletePlan, then the rounds → SUCCEEDED, output equals the reference',
+    async () => {
+      const shape: Vec3 = [16, 36, 30];
+      const patch: Vec3 = [8, 12, 12];
+      const overlap: Vec3 = [2, 4, 4];
+      const chunkShape: Vec3 = [14, 20, 20];
+      const data = lcgVolume(shape, 8);
+      await writeZarrArray(new S3Store({ client: s3.client, bucket, prefix: 'data/ranged.zarr' }), {
+        data,
+        shape: [...shape],
+        chunkShape: [8, 16, 16],
+      });
+      const output = `s3://${bucket}/outputs/ranged.zarr`;
+      await uploadManifest('manifests/ranged.json', {
+        version: 1,
+        name: 'ranged',
+        input: { url: `s3://${bucket}/data/ranged.zarr` },
+        output: { url: output, dtype: 'float32', blockShape: [6, 10, 9] },
+        model: {
+          url: `s3://${bucket}/models/realistic.onnx`,
+          patchShape: patch,
+          outputChannels: 2,
+        },
+        overlap,
+        blend: 'gaussian',
+        chunkShape,
+        compute: { device: 'cpu', maxWorkers: 3, spot: true },
+      });
+      // 2×2×2 chunks in ranges of 3 rows: PlanRange items 0, 3, 6.
+      const grid = new Plan({ volumeShape: shape, patchShape: patch, overlap, chunkShape });
+      expect(grid.counts.chunks).toBe(8);
+      const run = await execute(
+        { manifest: { bucket, key: 'manifests/ranged.json' } },
+        { planRangeRows: 3 },
+      );
+      logTimings('execution planned in ranges', run);
+      expect(run.error).toBeUndefined();
+      const plan = planOf(run.calls);
+      expect(plan).toMatchObject({ chunks: 8, rangeRows: 3 });
+      const names = stateNames(run.calls);
+      expect(names.slice(0, 5)).toEqual([
+        STATES.plan,
+        STATES.planRange,
+        STATES.planRange,
+        STATES.planRange,
+        STATES.completePlan,
+      ]);
+      expect(names[5]).toBe(STATES.workCpuArray);
+      const froms = run.calls
+        .filter((c) => c.state === STATES.planRange)
+        .map((c) => (c.input as PlanRangeTaskEvent).from)
+        .sort((a, b) => a - b);
+      expect(froms).toEqual([0, 3, 6]);
+      // The Plan task wrote no row: each range wrote its own (3 + 3 + 2).
+      const written = run.calls
+        .filter((c) => c.state === STATES.planRange)
+        .map((c) => (c.output as { written: number }).written)
+        .sort();
+      expect(written).toEqual([2, 3, 3]);
+      expect(run.calls.find((c) => c.state === STATES.completePlan)?.output).toEqual({
+        jobId: plan.jobId,
+        created: true,
+      });
+      expect(run.output).toMatchObject({ jobId: plan.jobId, status: 'SUCCEEDED', output });
+
+      const deps = depsForFunction(logicalIdOf(synth.definition.States[STATES.finalize]!.Resource));
+      expect((await deps.ledger.counts(plan.jobId)).DONE).toBe(8);
+      const out = new S3Store({ client: s3.client, bucket, prefix: 'outputs/ranged.zarr' });
+      const got = await (await openOutputVolume(out)).readBox(Box.ofShape(shape));
+      const expected = await referenceFor({
+        data,
+        shape,
+        model: join(FIXTURE_MODELS, 'realistic.onnx'),
+        patchShape: patch,
+        overlap,
+        blend: 'gaussian',
+        outputChannels: 2,
+      });
+      expect(maxAbsDiff(Float32Array.from(got.data), expected)).toBeLessThanOrEqual(1e-5);
     },
     SCENARIO_TIMEOUT_MS,
   );

@@ -1,5 +1,6 @@
 // `tessera plan <manifest.json>`: what a run would do and cost, without doing it.
 
+import { ttaFactor } from '../core/infer/tta.ts';
 import { checkJobFits, type JobFit, openJob } from '../core/pipeline/index.ts';
 import {
   CLOUD_WORKER_MEMORY_MIB,
@@ -144,9 +145,12 @@ export async function planCommand(args: string[]): Promise<number> {
     skipped = await scanEmpty(ctx);
   }
   const price = workerPrice(m.compute.device, m.compute.spot, values['price-per-hour']);
+  // model.tta runs the model this many times per patch: the throughput is the bare model's.
+  const transforms = ttaFactor(m.model);
   const cost = throughput
     ? estimateCost(plan, {
         throughput,
+        ttaTransforms: transforms,
         device: m.compute.device,
         price,
         ...(skipped ? { skipped } : {}),
@@ -171,6 +175,7 @@ export async function planCommand(args: string[]): Promise<number> {
     blockShape: plan.blockShape,
     counts: c,
     redundancy: 1,
+    tta: { transforms, modelPatchVoxels: c.patchVoxels * transforms },
     marginCroppingRedundancy: c.marginCroppingPatchVoxels / c.patchVoxels,
     inferenceSavedVsMarginCropping: saved,
     objectsPerChunk: {
@@ -212,6 +217,11 @@ export async function planCommand(args: string[]): Promise<number> {
     `chunks     ${v(plan.chunkGrid)} = ${c.chunks}, ${v(plan.patchesPerChunk)} patches each`,
     `blocks     ${c.blocks} output blocks of ${v(plan.blockShape)}: ${c.ownedBlocks} written by one chunk, ${c.seamBlocks} seam blocks blended`,
     `voxels     ${c.regionVoxels} in the region, ${c.patchVoxels} patch voxels inferred`,
+    ...(summary.tta.transforms > 1
+      ? [
+          `tta        model.tta: each patch inferred ${summary.tta.transforms} times (transformed, averaged before blending): ${summary.tta.modelPatchVoxels} patch voxels through the model, ${summary.tta.transforms}× the inference`,
+        ]
+      : []),
     `savings    margin cropping would infer ${c.marginCroppingPatchVoxels} patch voxels (${summary.marginCroppingRedundancy.toFixed(2)}×); Tessera infers each patch once (${(saved * 100).toFixed(1)}% less)`,
     requestsLine(plan.counts),
     ...fitLines(fit, {
@@ -271,7 +281,12 @@ function requestsLine(c: {
 function costLines(k: CostEstimate): string[] {
   const lines = [
     `throughput ${formatRate(k.throughput.voxelsPerSecond)} per worker (${k.throughput.source})`,
-    `compute    ${k.patchVoxels} patch voxels → ${k.workerHours.toFixed(k.workerHours < 10 ? 3 : 1)} ${k.device.toUpperCase()}-hours ` +
+    ...(k.tta.transforms > 1
+      ? [
+          `tta        model.tta: ${k.tta.transforms} model runs per patch, ${k.patchVoxels} × ${k.tta.transforms} = ${k.tta.modelPatchVoxels} patch voxels through the model (${k.tta.transforms}× the inference)`,
+        ]
+      : []),
+    `compute    ${k.tta.modelPatchVoxels} patch voxels → ${k.workerHours.toFixed(k.workerHours < 10 ? 3 : 1)} ${k.device.toUpperCase()}-hours ` +
       `≈ $${k.dollars.toFixed(k.dollars < 1 ? 4 : 2)} at $${k.pricePerHour}/h (${k.priceBasis}); an estimate`,
     `chunk time ${formatSeconds(k.secondsPerFullChunk)} per full chunk on one worker (the work one interruption can lose)`,
   ];

@@ -37,6 +37,8 @@ export interface CostEstimate {
   device: 'cpu' | 'gpu';
   /** Patch voxels that will be inferred (all of the plan's, less skipped chunks when scanned). */
   patchVoxels: number;
+  /** model.tta: model runs per patch (1 without), and the patch voxels the model sees in all. */
+  tta: { transforms: number; modelPatchVoxels: number };
   skipped?: EmptyScan;
   workerHours: number;
   pricePerHour: number;
@@ -57,11 +59,20 @@ export interface CostEstimate {
 
 export function estimateCost(
   plan: Plan,
-  o: { throughput: Throughput; device: 'cpu' | 'gpu'; price: WorkerPrice; skipped?: EmptyScan },
+  o: {
+    throughput: Throughput;
+    device: 'cpu' | 'gpu';
+    price: WorkerPrice;
+    skipped?: EmptyScan;
+    /** ttaFactor(manifest.model): the throughput is the bare model's, TTA multiplies the work. */
+    ttaTransforms?: number;
+  },
 ): CostEstimate {
   const c = plan.counts;
   const patchVoxels = c.patchVoxels - (o.skipped?.patchVoxels ?? 0);
-  const workerHours = patchVoxels / o.throughput.voxelsPerSecond / 3600;
+  const transforms = o.ttaTransforms ?? 1;
+  const modelPatchVoxels = patchVoxels * transforms;
+  const workerHours = modelPatchVoxels / o.throughput.voxelsPerSecond / 3600;
   const perPatch = plan.patchShape[0] * plan.patchShape[1] * plan.patchShape[2];
   const fullChunk = plan.patchesPerChunk[0] * plan.patchesPerChunk[1] * plan.patchesPerChunk[2];
   // Skipped chunks still write their (zero) blocks: requests do not shrink with skipping.
@@ -72,12 +83,13 @@ export function estimateCost(
     throughput: o.throughput,
     device: o.device,
     patchVoxels,
+    tta: { transforms, modelPatchVoxels },
     ...(o.skipped ? { skipped: o.skipped } : {}),
     workerHours,
     pricePerHour: o.price.perHour,
     priceBasis: o.price.basis,
     dollars: workerHours * o.price.perHour,
-    secondsPerFullChunk: (fullChunk * perPatch) / o.throughput.voxelsPerSecond,
+    secondsPerFullChunk: (fullChunk * perPatch * transforms) / o.throughput.voxelsPerSecond,
     requests: {
       putsPerChunk: workerPuts / c.chunks,
       puts,

@@ -218,3 +218,15 @@ function sourceMap(
   const base = at(0, 0, 0);
   return { base, sz: at(1, 0, 0) - base, sy: at(0, 1, 0) - base, sx: at(0, 0, 1) - base };
 }
+
+/**
+ * How many times over each patch is inferred under model.tta (1 without): the factor on
+ * inference cost that `tessera plan` and report.json state. Throws TtaShapeError where
+ * the transforms cannot apply to the patch.
+ */
+export function ttaFactor(
+  model: Pick<Manifest['model'], 'tta' | 'patchShape' | 'outputPatchShape'>,
+): number {
+  return ttaTransforms(model.tta, model.patchShape, model.outputPatchShape ?? model.patchShape)
+    .length;
+}

@@ -33,6 +33,7 @@ import {
   type RunReport,
   summariseTimings,
   timeline,
+  ttaSection,
 } from './report.ts';
 import { REPORT_HTML_KEY, reportHtml } from './report-html.ts';
 import type { VerifyResult } from './verify.ts';
@@ -172,6 +173,7 @@ export async function finalizeJob(ctx: JobContext, o: FinalizeOptions): Promise<
       patchVoxels: plan.counts.patchVoxels,
       perSecond: seconds > 0 ? Math.round(plan.counts.regionVoxels / seconds) : 0,
     },
+    ...ttaSection(manifest.model, plan.counts.patchVoxels),
     blocks: {
       total: plan.counts.blocks,
       owned: plan.counts.ownedBlocks,

@@ -1,6 +1,7 @@
 // report.json: what a run did, written next to the output by finalize.
 
 import type { Vec3 } from '../geometry/index.ts';
+import { ttaFactor } from '../infer/tta.ts';
 import type { StatusCounts } from '../ledger/index.ts';
 import type { InputNormalisation } from './job-description.ts';
 
@@ -22,6 +23,11 @@ export interface RunReport {
   chunks: StatusCounts & { total: number };
   patches: { inferred: number; total: number; marginCroppingWouldInfer: number };
   voxels: { region: number; patchVoxels: number; perSecond: number };
+  /**
+   * model.tta: model runs per patch (each patch transformed, the outputs averaged before
+   * blending) and the patch voxels the model saw in all (patchVoxels × transforms).
+   */
+  tta?: { transforms: number; modelPatchVoxels: number };
   blocks: { total: number; owned: number; seam: number };
   attempts: { total: number; retriedChunks: number; maxPerChunk: number };
   /** Seconds per step. */
@@ -45,6 +51,15 @@ export interface RunReport {
   files?: { preview?: string; html?: string };
   /** Links to open the output in a viewer (neuroglancer, for outputs on S3). */
   viewer?: { neuroglancer?: string };
+}
+
+/** report.json's `tta` section: present only when model.tta runs the model more than once. */
+export function ttaSection(
+  model: Parameters<typeof ttaFactor>[0],
+  patchVoxels: number,
+): Pick<RunReport, 'tta'> {
+  const transforms = ttaFactor(model);
+  return transforms > 1 ? { tta: { transforms, modelPatchVoxels: patchVoxels * transforms } } : {};
 }
 
 export interface Histogram {

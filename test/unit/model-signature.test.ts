@@ -129,6 +129,8 @@ describe('checks against the manifest', () => {
       rank: 5,
       inputName: 'input',
       outputName: 'output',
+      inputType: 'float32',
+      outputType: 'float32',
       inputChannels: 1,
       outputChannels: 2,
     });

@@ -68,6 +68,7 @@ import {
 } from '../../core/cloud/index.ts';
 import { Box, Plan, type Vec3 } from '../../core/geometry/index.ts';
 import { openOutputVolume } from '../../core/volume/index.ts';
+import { LevelStore } from '../../core/volume/pyramid.ts';
 import { writeZarrArray } from '../../core/volume/write-array.ts';
 import { type DynamoUnderTest, startDynamo } from '../helpers/dynamo-emulator.ts';
 import { FIXTURE_MODELS, lcgVolume, maxAbsDiff, referenceFor } from '../helpers/job-dir.ts';
@@ -512,7 +513,7 @@ afterAll(async () => {
 
 describe('the synthesized state machine, run locally with the real steps and workers', () => {
   it(
-    'a small volume with seams: Plan → Batch array of workers → Verify → Blend Map → Finalize → SUCCEEDED, output equals the reference',
+    'a small volume with seams and a pyramid: Plan → Batch array of workers → Verify → Pyramid level and range tasks → Finalize → SUCCEEDED, output equals the reference',
     async () => {
       const shape: Vec3 = [16, 36, 30];
       const patch: Vec3 = [8, 12, 12];
@@ -529,7 +530,8 @@ describe('the synthesized state machine, run locally with the real steps and wor
         name: 'cells',
         input: { url: `s3://${bucket}/data/cells.zarr` },
         // An odd block shape: blocks straddle chunk footprints, so there are seam blocks.
-        output: { url: output, dtype: 'float32', blockShape: [6, 10, 9] },
+        // One pyramid level: [8, 18, 15], a 2×2×2 grid of blocks, one range task.
+        output: { url: output, dtype: 'float32', blockShape: [6, 10, 9], pyramid: 1 },
         model: {
           url: `s3://${bucket}/models/realistic.onnx`,
           patchShape: patch,
@@ -555,8 +557,18 @@ describe('the synthesized state machine, run locally with the real steps and wor
         STATES.plan,
         STATES.workCpuArray,
         STATES.verify,
+        STATES.pyramidLevel,
+        STATES.pyramidRange,
+        STATES.pyramidLevel,
         STATES.finalize,
       ]);
+      expect(run.calls.find((c) => c.state === STATES.pyramidRange)!.input).toEqual({
+        step: 'range',
+        jobId: plan.jobId,
+        level: 1,
+        from: 0,
+        blocks: 256,
+      });
       const verified = run.calls.find((c) => c.state === STATES.verify)!.output as {
         blendItemCount: number;
         blendItems: BlendItem[];
@@ -596,6 +608,27 @@ describe('the synthesized state machine, run locally with the real steps and wor
       expect(maxAbsDiff(Float32Array.from(got.data), expected)).toBeLessThanOrEqual(1e-5);
       const report = JSON.parse(new TextDecoder().decode(await out.get('/report.json')));
       expect(report.chunks.DONE).toBe(plan.chunks);
+      // Level 1, built by the range task: the 2×2×2 mean of level 0 (16, 36 and 30 are even).
+      const l1 = await openOutputVolume(new LevelStore(out, 1));
+      expect(l1.shape).toEqual([8, 18, 15]);
+      const means = (await l1.readBox(Box.ofShape(l1.shape))).data;
+      let worst = 0;
+      let i = 0;
+      for (let c = 0; c < 2; c++)
+        for (let z = 0; z < 8; z++)
+          for (let y = 0; y < 18; y++)
+            for (let x = 0; x < 15; x++) {
+              let sum = 0;
+              for (let d = 0; d < 8; d++)
+                sum +=
+                  got.data[
+                    ((c * 16 + 2 * z + (d >> 2)) * 36 + 2 * y + ((d >> 1) & 1)) * 30 +
+                      2 * x +
+                      (d & 1)
+                  ]!;
+              worst = Math.max(worst, Math.abs(means[i++]! - sum / 8));
+            }
+      expect(worst).toBeLessThanOrEqual(1e-6);
     },
     SCENARIO_TIMEOUT_MS,
   );

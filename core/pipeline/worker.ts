@@ -559,6 +559,7 @@ async function workLoop(
         chunk: cur.chunk,
         input: input.data,
         model: skip ? zeroModel(ctx.manifest.model.outputChannels) : model,
+        tta: skip ? undefined : ctx.manifest.model.tta,
         blend: ctx.manifest.blend,
         outputChannels: ctx.manifest.model.outputChannels,
         batchSize: o.batchSize,

@@ -49,7 +49,7 @@ export function planCloud(ctx: JobContext, knobs: Knobs, cost?: CostEstimate): C
     heartbeatMs: defaultHeartbeatMs(DEFAULT_LEASE_MS),
     knobs,
     ledger: DYNAMO_LEDGER_WRITES,
-    layout: cloudLayoutFor(m.output),
+    layout: cloudLayoutFor(m.output, ctx.plan),
     prices: CLOUD_PRICES,
     ...(cost
       ? {

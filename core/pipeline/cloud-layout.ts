@@ -2,7 +2,7 @@
 // their bytes, and the blend Map's items. One function per layout; `tessera plan --cloud`
 // reports which one it used. Closed form: per-axis sums, never a list of chunks or blocks.
 //
-// Today's layout (`unshardedLayout`): one object per output block. A block inside one
+// Unsharded (`unshardedLayout`, precomputed outputs): one object per output block. A block inside one
 // chunk's footprint is written final by that chunk; a seam block gets one partial per
 // contributing chunk (Σw·f over block ∩ footprint, float32 per channel, uncompressed) and
 // is blended by the Blend Map, one item per BLOCKS_PER_BLEND_ITEM seam blocks:
@@ -12,7 +12,8 @@
 //   blocks        | q-1 |  q  | q+1 |      q is a seam block: 2 partials, 1 blend PUT
 
 import { PARTIAL_HEADER_BYTES } from '../blend/partial-codec.ts';
-import type { AxisPlan, Plan } from '../geometry/index.ts';
+import type { AxisPlan, Plan, Vec3 } from '../geometry/index.ts';
+import { defaultShardShape } from '../volume/output-layout.ts';
 import { BLEND_LANES } from './blend-seams.ts';
 
 export interface LayoutInput {
@@ -52,15 +53,72 @@ export interface LayoutFigures {
 export type CloudLayout = (o: LayoutInput) => LayoutFigures;
 
 /**
- * The layout the cloud workers write for a job. Today every job's is `unshardedLayout`
- * (the workers write one object per block, whatever output.shardShape says); the sharded
- * layout (shards per chunk pitch, band partials, last-contributor blending) returns its
- * own figures here once the workers write it.
+ * The layout the cloud workers write for a job: sharded (output.shardShape, or the chunk
+ * pitch's shard, as every cloud step opens a Zarr output: core/cloud/manifest-intake.ts),
+ * or one object per block for a precomputed output.
  */
-export function cloudLayoutFor(_output: {
-  shardShape?: readonly number[] | undefined;
-}): CloudLayout {
-  return unshardedLayout;
+export function cloudLayoutFor(
+  output: { shardShape?: readonly number[] | undefined; format?: string | undefined },
+  plan: Plan,
+): CloudLayout {
+  if (output.format === 'precomputed') return unshardedLayout;
+  const shard =
+    (output.shardShape as Vec3 | undefined) ??
+    defaultShardShape({
+      stride: plan.stride,
+      patchesPerChunk: plan.patchesPerChunk,
+      blockShape: plan.blockShape,
+      volumeShape: plan.volumeShape,
+    });
+  return shardedLayout(shard);
+}
+
+/**
+ * Sharded output with last-contributor assembly (core/pipeline/shard-handoff.ts): per
+ * shard, each contributor but the last stores one piece (its final blocks of the shard and
+ * its band partials), the last assembles it: one shard PUT. So the job's PUTs are the
+ * (chunk, shard) incidences, whose count factors per axis (a chunk touches a box of
+ * shards), and nothing waits for a Blend Map. Partial bytes: the band partials, float32
+ * uncompressed (stored zstd-compressed, and the last contributor stores none: an upper
+ * bound).
+ */
+export function shardedLayout(shard: Vec3): CloudLayout {
+  return (o) => {
+    const { plan, channels } = o;
+    const c = plan.counts;
+    let incidences = 1;
+    let shards = 1;
+    plan.axes.forEach((ax, a) => {
+      const per = Math.max(1, Math.round(shard[a]! / ax.block));
+      const touched = new Set<number>();
+      let sum = 0;
+      for (let j = 0; j < ax.chunkCount; j++) {
+        const r = ax.chunkBlockRange(j);
+        const first = Math.floor(r.start / per);
+        const last = Math.floor((r.stop - 1) / per);
+        sum += last - first + 1;
+        for (let s = first; s <= last; s++) touched.add(s);
+      }
+      incidences *= sum;
+      shards *= touched.size;
+    });
+    const partialBytes =
+      PARTIAL_HEADER_BYTES * c.seamPartials + 4 * channels * seamPartialVoxels(plan);
+    return {
+      layout: `sharded output (shards [${shard.join(', ')}]); shards assembled by their last contributing worker from the others' pieces (finals + band partials, zstd); no Blend Map in the normal path`,
+      objectsPerChunk: incidences / c.chunks,
+      putsPerChunk: incidences / c.chunks,
+      blendPuts: 0,
+      blendGets: incidences - shards,
+      partialObjects: incidences - shards,
+      partialBytes,
+      outputBytes: c.regionVoxels * channels * o.outputBytesPerValue,
+      blendItems: 0,
+      blendItemBytes: 0,
+      blendMemoryBytes: 0,
+      blendItemJsonBytes: 0,
+    };
+  };
 }
 
 export const unshardedLayout: CloudLayout = (o) => {

@@ -23,7 +23,7 @@ import { MissingPartialError } from './errors.ts';
 import type { DamagedBlock } from './output-check.ts';
 import { compressPartial, decompressPartial } from './partial-store.ts';
 import { writePreviewTiles } from './preview-tiles.ts';
-import { decodePiece, encodePiece, type PieceEntry, pieceKey } from './shard-piece.ts';
+import { decodePiece, encodePiece, type PieceEntry, pieceKey, piecePrefix } from './shard-piece.ts';
 
 export interface ShardUnit {
   readonly shard: Vec3;
@@ -234,7 +234,7 @@ export function shardUnitOf(ctx: JobContext, output: ShardedOutput, key: string)
 export async function lostPieces(ctx: JobContext, output: ShardedOutput): Promise<DamagedBlock[]> {
   const lost: DamagedBlock[] = [];
   for (const unit of await unassembledShards(ctx, output)) {
-    const prefix = `/pieces/${unit.key}/`;
+    const prefix = piecePrefix(unit.key);
     const there = new Set<string>();
     if (ctx.work.list) for await (const k of ctx.work.list(prefix)) there.add(k);
     for (const c of unit.contributors) {

@@ -4,7 +4,7 @@
 // object per chunk and shard, so a chunk writes as many pieces as shards it touches, and
 // the shard's last contributor reads one object per other contributor.
 //
-//   <work>/pieces/<shard key>/<chunk id>.bin
+//   <work>/partials/shards/<shard key>/<chunk id>.bin
 //   "TPC1" | u32 n | n × ( i32 block[3] | u8 kind (0 final, 1 partial) | u32 length | bytes )
 
 import { PartialDecodeError } from '../blend/index.ts';
@@ -15,8 +15,10 @@ const ENTRY_HEADER = 17;
 
 export type PieceEntry = { kind: 'final' | 'partial'; bytes: Uint8Array };
 
+/** Under partials/ like the unsharded partials: the same grants, lifecycle tag and cleanup. */
+export const piecePrefix = (shardKey: string): `/${string}` => `/partials/shards/${shardKey}/`;
 export const pieceKey = (shardKey: string, chunkId: string): `/${string}` =>
-  `/pieces/${shardKey}/${chunkId}.bin`;
+  `${piecePrefix(shardKey)}${chunkId}.bin`;
 
 export function encodePiece(
   entries: ReadonlyMap<string, PieceEntry & { coord: Vec3 }>,

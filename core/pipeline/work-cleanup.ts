@@ -7,9 +7,8 @@
 import type { Store } from '../store/index.ts';
 import { TILE_PREFIX } from './preview-tiles.ts';
 
+/** Seam partials, and shard pieces (shard-piece.ts) under partials/shards/. */
 const PARTIALS_PREFIX = '/partials/';
-/** Shard pieces (shard-piece.ts): a sharded output's partials. */
-const PIECES_PREFIX = '/pieces/';
 
 /**
  * Set in the work store once every seam block is blended (and the partials may go):
@@ -34,11 +33,10 @@ export async function isBlended(work: Store): Promise<boolean> {
 export async function deleteSpentPartials(work: Store, o: { keepTiles: boolean }): Promise<number> {
   if (!work.list || !work.delete) return 0;
   const keys: string[] = [];
-  for (const prefix of [PARTIALS_PREFIX, PIECES_PREFIX])
-    for await (const key of work.list(prefix)) {
-      if (o.keepTiles && key.startsWith(`${TILE_PREFIX}/`)) continue;
-      keys.push(key);
-    }
+  for await (const key of work.list(PARTIALS_PREFIX)) {
+    if (o.keepTiles && key.startsWith(`${TILE_PREFIX}/`)) continue;
+    keys.push(key);
+  }
   for (const key of keys) await work.delete(key as `/${string}`);
   return keys.length;
 }

@@ -23,7 +23,11 @@ import {
   inputChunkReads,
   type LedgerWriteModel,
 } from '../../core/pipeline/cloud-figures.ts';
-import { blendItemCount, seamPartialVoxels } from '../../core/pipeline/cloud-layout.ts';
+import {
+  blendItemCount,
+  seamPartialVoxels,
+  shardedLayout,
+} from '../../core/pipeline/cloud-layout.ts';
 import type { JobContext } from '../../core/pipeline/index.ts';
 import { FIXTURE_MODELS, tempDir, writeJobDir } from '../helpers/job-dir.ts';
 
@@ -58,6 +62,45 @@ const job = (plan: Plan, o: Partial<CloudJobInput> = {}): CloudFigures =>
     prices: CLOUD_PRICES,
     ...o,
   });
+
+describe('the sharded cloud layout', () => {
+  it('PUTs are the (chunk, shard) incidences, counted here by listing every chunk and block', () => {
+    const plan = new Plan({
+      volumeShape: [20, 70, 90],
+      patchShape: [6, 10, 10],
+      overlap: [2, 2, 4],
+      chunkShape: [10, 26, 30],
+      blockShape: [4, 8, 8],
+    });
+    const shard = [8, 16, 24] as const;
+    const per = [2, 2, 3];
+    let incidences = 0;
+    const shards = new Set<string>();
+    for (const chunk of plan.chunks()) {
+      const mine = new Set<string>();
+      const r = chunk.blockRange;
+      for (let z = r.start[0]; z < r.stop[0]; z++)
+        for (let y = r.start[1]; y < r.stop[1]; y++)
+          for (let x = r.start[2]; x < r.stop[2]; x++)
+            mine.add(
+              [Math.floor(z / per[0]!), Math.floor(y / per[1]!), Math.floor(x / per[2]!)].join('_'),
+            );
+      incidences += mine.size;
+      for (const s of mine) shards.add(s);
+    }
+    const f = shardedLayout([...shard])({
+      plan,
+      channels: 2,
+      outputBytesPerValue: 4,
+      blocksPerBlendItem: 64,
+    });
+    expect(f.putsPerChunk * plan.counts.chunks).toBeCloseTo(incidences, 9);
+    // Every shard but one contributor's share is a piece; the last contributor's is the shard.
+    expect(f.partialObjects).toBe(incidences - shards.size);
+    expect(f.blendItems).toBe(0);
+    expect(f.blendPuts).toBe(0);
+  });
+});
 
 describe('cloud figures of a small plan, by hand', () => {
   // z: one patch, one chunk, one block. y: 2 patches of 32 (stride 32), one chunk of 2,
@@ -508,9 +551,12 @@ describe('tessera plan --cloud --json', () => {
     expect(code).toBe(0);
     const p = JSON.parse(out);
     const c = p.counts;
-    expect(p.cloud.layout).toMatch(/^unsharded blocks/);
+    // A cloud job's output is sharded at the chunk pitch: 10 × 20 × 24 rounds to one block
+    // per shard here, so each (chunk, block) incidence is one PUT (a piece, or, for the last
+    // contributor, the shard itself) and no Blend Map PUT follows.
+    expect(p.cloud.layout).toMatch(/^sharded output \(shards \[10, 20, 22\]\)/);
     expect(p.cloud.chunks).toBe(c.chunks);
-    expect(p.cloud.puts.total).toBe(c.ownedBlocks + c.seamPartials + c.seamBlocks);
+    expect(p.cloud.puts.total).toBe(c.ownedBlocks + c.seamPartials);
     expect(p.cloud.objects.perChunk).toBe((c.ownedBlocks + c.seamPartials) / c.chunks);
     // float32, 2 channels over the region.
     expect(p.cloud.outputBytes).toBe(c.regionVoxels * 2 * 4);

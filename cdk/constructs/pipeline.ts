@@ -16,8 +16,10 @@
 //                                              └────────────────────────────────────┘ (no seams left)
 //
 // State data: $.manifest (input), $.plan, $.work {round, arraySize}, $.batch, $.verify,
-// $.error, $.failure, $.result. A round's fleet is $.work.arraySize: the plan's for the
-// first round, then what Verify asks for (at most the unfinished chunks), set by NextRound.
+// $.error, $.failure, $.result, and the pyramid's $.pyramidNext {level} and $.pyramid
+// (PyramidLevel's result: its tasks' first blocks, ≤ 500 numbers). A round's fleet is
+// $.work.arraySize: the plan's for the first round, then what Verify asks for (at most the
+// unfinished chunks), set by NextRound.
 // The Batch task keeps only {JobId, Status} of its job description (which can exceed the
 // 256 KiB state limit), or on failure {Error, Cause}: Verify looks up the failed children.
 // The blend Map's child results go to S3 (ResultWriter), not into the state. The

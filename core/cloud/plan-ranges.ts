@@ -2,7 +2,8 @@
 // PlanRange tasks, one index range each, then made visible by CompletePlan (the ledger's
 // RangePlanner). The Plan task (plan-step.ts) decides, with plansInRanges, and does
 // everything else (output claim, frozen description, blend items, status); for such a
-// job it only opens the plan (planJob with inRanges: the spec recorded, no row written)
+// job it only opens the plan (planJob with inRanges: the spec recorded with an empty
+// range, OPENING_RANGE, and no row written)
 // and tells the state machine the rows per range ($.plan.rangeRows), which the
 // PlanInRanges? choice and the PlanRanges Map follow:
 //
@@ -31,7 +32,7 @@ import {
   type RangePlanner,
 } from '../ledger/index.ts';
 import type { JobContext } from '../pipeline/index.ts';
-import { jobSpecOf, OPENING_RANGE, type PlanJobOptions } from '../pipeline/plan-job.ts';
+import { jobSpecOf, type PlanJobOptions } from '../pipeline/plan-job.ts';
 import type { CloudDeps } from './deps.ts';
 import { loadCloudJob } from './manifest-intake.ts';
 
@@ -59,19 +60,6 @@ export type RangePlanOptions = Pick<PlanJobOptions, 'leaseMs' | 'now'>;
 
 /** The spec of a range-planned job: planJob's own (jobSpecOf), so the two cannot drift. */
 export const rangeJobSpec = jobSpecOf;
-
-/**
- * What planJob does for a job that plansInRanges, in place of createJob (after the output
- * claim and the frozen description): records the job's spec, so every range adopts one
- * createdAt, and writes no row.
- */
-export async function openRangePlan(
-  ledger: RangePlanner,
-  ctx: Pick<JobContext, 'jobId' | 'plan' | 'manifest'>,
-  o: RangePlanOptions = {},
-): Promise<void> {
-  await ledger.planRange(rangeJobSpec(ctx, o), OPENING_RANGE, []);
-}
 
 /**
  * One PlanRange task: the rows of [from, from + rows) ∩ the job, their chunk ids made

@@ -6,7 +6,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   completePlanStep,
-  openRangePlan,
   planRangeItems,
   planRangeStep,
   plansInRanges,
@@ -42,7 +41,11 @@ describe('planRangeStep', () => {
     await planJob(ctx, whole, { leaseMs: 60_000, now: 1 });
 
     const ranged = new MemoryLedger();
-    await openRangePlan(ranged, ctx, { leaseMs: 60_000, now: 1 });
+    // The Plan task's part: planJob opens the range plan and writes no row.
+    const opened = await planJob(ctx, ranged, { leaseMs: 60_000, now: 1, inRanges: ranged });
+    expect(opened).toMatchObject({ created: false, inRanges: true });
+    expect(opened.job).toEqual(await whole.getJob(ctx.jobId));
+    expect(await ranged.getJob(ctx.jobId)).toBeUndefined();
     // The Map's items run in any order; run them backwards.
     const items = planRangeItems(n, 3).reverse();
     expect(items).toHaveLength(Math.ceil(n / 3));

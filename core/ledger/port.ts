@@ -178,7 +178,10 @@ export interface IndexRange {
  * time limit (the state machine's PlanRanges Map: one Lambda a range). The rows of a job
  * planned this way stay invisible, as a half-written createJob's do, until completePlan.
  * Implemented by MemoryLedger, LocalLedger and DynamoLedger; wrappers of the port
- * (PausingLedger, the IPC client) do not carry it: only the planner plans in ranges.
+ * (PausingLedger, the IPC client, the clock-offset fault hook) do not carry it: only the
+ * cloud's planner tasks plan in ranges (the Plan task opens the plan through planJob's
+ * inRanges, PlanRange/CompletePlan fill and close it), each narrowing the ledger it was
+ * given with rangePlannerOf (core/cloud/plan-ranges.ts), which refuses a wrapper by name.
  */
 export interface RangePlanner {
   /**

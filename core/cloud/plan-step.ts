@@ -40,6 +40,13 @@ export type PlanOutcome =
 export async function planFromManifest(
   deps: CloudDeps,
   loc: ManifestLocation,
+  o: {
+    /**
+     * No state machine follows this plan (the trigger's inline plan on a bare data plane):
+     * write every row here, whatever the chunk count, as nothing would run the ranges.
+     */
+    inline?: boolean;
+  } = {},
 ): Promise<PlanOutcome> {
   const accepted = await acceptManifest(deps, loc);
   if (accepted.kind === 'rejected') return accepted;
@@ -58,7 +65,7 @@ export async function planFromManifest(
     },
   });
   const chunks = ctx.plan.counts.chunks;
-  const rangeRows = rangeRowsFor(chunks, deps.planRangeRows ?? PLAN_RANGE_ROWS);
+  const rangeRows = o.inline ? 0 : rangeRowsFor(chunks, deps.planRangeRows ?? PLAN_RANGE_ROWS);
   // Narrowed before anything is written: a ledger that cannot plan in ranges is refused
   // while the job has no output claim and no rows.
   const inRanges = rangeRows > 0 ? rangePlannerOf(deps.ledger, jobId) : undefined;
@@ -150,7 +157,7 @@ export async function handleManifestCreated(
       continue;
     }
     if (!deps.startExecution) {
-      outcomes.push(await planFromManifest(deps, loc));
+      outcomes.push(await planFromManifest(deps, loc, { inline: true }));
       continue;
     }
     const accepted = await acceptManifest(deps, loc);

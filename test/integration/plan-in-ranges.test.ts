@@ -19,6 +19,7 @@ import { S3Store } from '../../adapters/aws/s3-store.ts';
 import type { PlanTaskResult } from '../../contracts/cloud.ts';
 import {
   type CloudDeps,
+  handleManifestCreated,
   type PlanOutcome,
   planFromManifest,
   planRangeTask,
@@ -199,6 +200,16 @@ describe('the Plan task past planRangeRows chunks', () => {
     expect(after.code, after.stderr).toBe(0);
     expect(JSON.parse(after.stdout).chunks).toMatchObject({ PENDING: n, total: n });
   }, 120_000);
+
+  it('without a state machine (the trigger plans inline) every row is written by the Plan itself', async () => {
+    const { deps, plain, chunkRows, loc } = await setup('inline');
+    expect(deps.startExecution).toBeUndefined();
+    const [outcome] = await handleManifestCreated(deps, [loc]);
+    const result = planned(outcome as PlanOutcome);
+    expect(result).toMatchObject({ chunks: chunkIds.length, rangeRows: 0 });
+    expect(await chunkRows()).toBe(chunkIds.length);
+    expect((await plain.counts(result.jobId)).PENDING).toBe(chunkIds.length);
+  });
 
   it('a ledger that cannot plan in ranges is refused before the output is claimed or a row written', async () => {
     const { deps, items, loc } = await setup('unranged', { wrapLedger: true });

@@ -228,6 +228,9 @@ export interface SeamsFigures {
   seconds: number;
 }
 
+/** Where shard pieces live in the work store (core/pipeline/shard-piece.ts). */
+const PIECES = '/partials/shards/';
+
 let runs = 0;
 
 export async function seamsBench(o: SeamsOptions): Promise<SeamsFigures> {
@@ -261,7 +264,7 @@ export async function seamsBench(o: SeamsOptions): Promise<SeamsFigures> {
     key.startsWith(levelZero) && !key.endsWith('zarr.json') ? 'outputBlocks' : 'outputMetadata',
   );
   const work = new CountingStore(new MemoryStore('work'), (key) =>
-    key.startsWith('/partials/') ? 'partials' : key.startsWith('/pieces/') ? 'pieces' : 'workOther',
+    key.startsWith(PIECES) ? 'pieces' : key.startsWith('/partials/') ? 'partials' : 'workOther',
   );
   const input = new MemoryStore(`s3://${bucket}/input.zarr`);
   const stores = new Map<string, Store>([

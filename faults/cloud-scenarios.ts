@@ -15,15 +15,14 @@ import { dynamoClientConfig } from '../adapters/aws/dynamo-client.ts';
 import { DynamoLedger } from '../adapters/aws/dynamo-ledger.ts';
 import { manifestLocations } from '../adapters/aws/s3-events.ts';
 import { S3Store } from '../adapters/aws/s3-store.ts';
-import { type ManifestLocation, type PipelineInput, WORKER_EXIT } from '../contracts/cloud.ts';
+import { ENV, type ManifestLocation, type PipelineInput, WORKER_EXIT } from '../contracts/cloud.ts';
 import {
   type CloudDeps,
   handleManifestCreated,
-  loadCloudJob,
   planFromManifest,
+  verifyStep,
 } from '../core/cloud/index.ts';
 import { type ChunkRow, OutputClaimedError } from '../core/ledger/index.ts';
-import { openOutputVolume } from '../core/volume/index.ts';
 import { EMULATOR_CREDENTIALS } from '../test/helpers/s3-emulator.ts';
 import {
   type CloudLab,
@@ -892,10 +891,18 @@ export async function prepareStepsJob(c: CloudContext): Promise<StepsJob> {
       pyramid: 1,
     },
   });
+  // Workers that assemble no shard (as if each died between completing and assembling),
+  // so that every shard is the Blend step's: the tail these trials break.
   const ws = await Promise.all(
-    [1, 2].map((i) => spawnWorker(c.lab, job.jobId, { name: `st-${i}` })),
+    [1, 2].map((i) =>
+      spawnWorker(c.lab, job.jobId, { name: `st-${i}`, env: { [ENV.seamBlend]: 'off' } }),
+    ),
   );
   await reap(ws, 120_000);
+  // Verify writes the leftover shards as the Blend Map's items.
+  const verified = await verifyStep(c.lab.deps, { jobId: job.jobId, round: 1 });
+  if (verified.status !== 'COMPLETE' || !verified.blendItemCount)
+    throw new Error(`steps job: verify left nothing to blend (${JSON.stringify(verified)})`);
   const blend = await runStepChild(c, ['blend', job.blendItemsKey], undefined);
   const fin = await runStepChild(c, ['finalize', job.jobId], undefined);
   return {
@@ -931,16 +938,17 @@ export async function stepKilled(
   const rng = Rng.for(c.seed, 'steps', step, trial);
   const t0 = Date.now();
   const { job } = prepared;
-  const ctx = await loadCloudJob(c.lab.deps, job.jobId);
   const store = new S3Store({
     client: c.lab.s3.client,
     bucket: c.lab.bucket,
     prefix: `outputs/${job.name}.zarr`,
   });
-  const output = await openOutputVolume(store);
   if (step === 'blend') {
-    // Back to "workers done, nothing blended": every seam block is gone.
-    for (const b of ctx.plan.seamBlockList()) await store.delete(output.blockKey(b.coord));
+    // Back to "workers done, nothing blended": every level-0 object is a shard the Blend
+    // step assembled (the workers assembled none), so all of them go.
+    const level0: string[] = [];
+    for await (const key of store.list('/0/c/')) level0.push(key);
+    for (const key of level0) await store.delete(key as `/${string}`);
   }
   const total = step === 'blend' ? prepared.blendPuts : prepared.finalizePuts;
   // The last PUTs may vary between runs (finalize writes what changed); aim inside them.

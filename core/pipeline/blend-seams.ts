@@ -31,6 +31,8 @@ export async function blendSeamBlock(
   block: BlockDescriptor,
   scratch: BlendScratch = {},
   own?: { chunkId: string; sum: PartialSum },
+  /** Runs just before the block is stored (a worker's lease check: fencing). */
+  beforeStore?: () => Promise<void>,
 ): Promise<void> {
   const channels = ctx.manifest.model.outputChannels;
   const sums = weightSums(ctx.plan, ctx.manifest.blend);
@@ -50,7 +52,7 @@ export async function blendSeamBlock(
   const out = outputBlock(ctx.manifest.output.dtype, block.box, channels, scratch.out);
   if (out.data.buffer !== scratch.out?.buffer) scratch.out = out.data;
   sum.normalizeInto(out, block.regionBox, outputConverter(ctx.manifest.output.dtype));
-  await output.writeBlock(block.coord, out);
+  await output.writeBlock(block.coord, out, beforeStore ? { beforeStore } : {});
   if (ctx.previewTiles) await writePreviewTiles(ctx.work, ctx.plan.region, block.coord, out);
 }
 

@@ -134,6 +134,8 @@ export async function assembleShard(
   unit: ShardUnit,
   scratch: BlendScratch = {},
   own?: OwnShardData,
+  /** Runs just before the shard is stored (a worker's lease check: fencing). */
+  beforeStore?: () => Promise<void>,
 ): Promise<void> {
   const channels = ctx.manifest.model.outputChannels;
   const sums = weightSums(ctx.plan, ctx.manifest.blend);
@@ -178,7 +180,7 @@ export async function assembleShard(
     blocks.push({ coord: b.coord, data: await output.encodeBlock(b.coord, out) });
     if (ctx.previewTiles) await writePreviewTiles(ctx.work, ctx.plan.region, b.coord, out);
   }
-  await output.writeShard(unit.shard, blocks);
+  await output.writeShard(unit.shard, blocks, beforeStore ? { beforeStore } : {});
 }
 
 /** The shards over the region's blocks, as a box of the shard grid. */

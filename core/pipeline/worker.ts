@@ -479,10 +479,10 @@ async function workLoop(
               { what: `reading the contributors of chunk ${chunk.id}'s seams`, place: ledgerPlace },
               () => othersFinished(ledger, ctx, chunk, units),
             ),
-          blend: async (block, own) => {
+          blend: async (block, own, guard) => {
             await pause.run(
               { what: `blending seam block ${block.key}`, place: output.location },
-              () => blendSeamBlock(ctx, output, block, blendScratch, own),
+              () => blendSeamBlock(ctx, output, block, blendScratch, own, guard),
             );
             stats.blended++;
           },
@@ -699,10 +699,17 @@ interface SeamHandoff {
     chunk: ChunkDescriptor,
     units: readonly { readonly contributors: Iterable<ChunkDescriptor> }[],
   ): Promise<boolean[]>;
-  /** Blends `block`; `own` is the caller's sum in memory, standing in for its partial. */
-  blend(block: BlockDescriptor, own?: { chunkId: string; sum: PartialSum }): Promise<void>;
-  /** Assembles a shard; `own` stands in for the caller's piece. */
-  assemble(unit: ShardUnit, own?: OwnShardData): Promise<void>;
+  /**
+   * Blends `block`; `own` is the caller's sum in memory, standing in for its partial, and
+   * `guard` its lease check before the store (a chunk not completed yet is fenced).
+   */
+  blend(
+    block: BlockDescriptor,
+    own?: { chunkId: string; sum: PartialSum },
+    guard?: () => Promise<void>,
+  ): Promise<void>;
+  /** Assembles a shard; `own` stands in for the caller's piece; `guard` as for blend. */
+  assemble(unit: ShardUnit, own?: OwnShardData, guard?: () => Promise<void>): Promise<void>;
 }
 
 /** A seam block or shard a chunk left its partial or piece of, to finish after completing. */
@@ -791,7 +798,7 @@ async function writeChunk(
   let partialBuffer: Uint8Array | undefined;
   for (const [i, b] of seams.entries()) {
     const own = { chunkId: chunk.id, sum: acc };
-    if (last[i] && (await finishedAsLast(() => handoff!.blend(b, own)))) continue;
+    if (last[i] && (await finishedAsLast(() => handoff!.blend(b, own, guard)))) continue;
     const bytes = encodePartial(acc, b.box.intersect(chunk.footprint), partialBuffer);
     if (bytes.buffer !== partialBuffer?.buffer) partialBuffer = bytes;
     const key = partialKey(b.key, chunk.id);
@@ -834,7 +841,7 @@ async function writeShardsOfChunk(
       () => ownFinals(ctx, output, unit, chunk, acc, scratch),
     );
     const own: OwnShardData = { chunkId: chunk.id, finals, sum: acc };
-    if (last[i] && (await finishedAsLast(() => handoff!.assemble(unit, own)))) continue;
+    if (last[i] && (await finishedAsLast(() => handoff!.assemble(unit, own, guard)))) continue;
     const bytes = await encodeOwnPiece(unit, chunk, own);
     const key = pieceKey(unit.key, chunk.id);
     await pause.run({ what: `writing shard piece ${key}`, place: work }, async () => {

@@ -182,6 +182,8 @@ export interface SeamsOptions {
   /** Write output.shardShape = defaultShardShape of the plan. */
   sharded: boolean;
   workers?: number;
+  /** Another output block than the default ÷ scale (to try a block that divides the pitch). */
+  blockShape?: Vec3;
 }
 
 export interface SeamsFigures {
@@ -241,7 +243,7 @@ export async function seamsBench(o: SeamsOptions): Promise<SeamsFigures> {
     patchShape: div(DEFAULT_LAYOUT.patchShape),
     overlap: div(DEFAULT_LAYOUT.overlap),
     chunkShape: div(DEFAULT_LAYOUT.chunkShape),
-    blockShape: div(DEFAULT_LAYOUT.blockShape),
+    blockShape: o.blockShape ?? div(DEFAULT_LAYOUT.blockShape),
   };
   const stride = layout.patchShape.map((p, a) => p - layout.overlap[a]!);
   const perChunk = layout.chunkShape.map((c, a) =>

@@ -100,7 +100,7 @@ export function cloudLines(f: CloudFigures): string[] {
     `fleet      array of ${n(f.fleet.arraySize)} (${n(f.fleet.requested)} asked for); ${n(f.fleet.running)} at once (${f.fleet.maxVcpus} vCPUs, ${f.fleet.vcpusPerWorker} per worker)`,
     `blend      ${n(f.blend.items)} Map items, ${f.blend.concurrency} at once: ${formatBytes(f.blend.bytesPerItem)} and ${seconds(f.blend.secondsPerItem)} each, ` +
       `${formatBytes(f.blend.memoryBytes)} of memory; ${seconds(f.blend.hours * 3600)} in all; items JSON ${formatBytes(f.blend.itemsJsonBytes)}`,
-    `finalize   ${f.finalize.levels} pyramid level(s) in one Lambda: ${formatBytes(f.finalize.bytes)} read and written, ${seconds(f.finalize.seconds)}`,
+    `pyramid    ${f.finalize.levels} level(s) in bounded tasks: ${formatBytes(f.finalize.bytes)} read and written in all, the longest task ${seconds(f.finalize.seconds)}`,
     `states     ${n(f.stateMachine.historyEvents)} history events, largest state ${formatBytes(f.stateMachine.largestPayloadBytes)}, ${n(f.stateMachine.transitions)} transitions`,
   ];
   if (f.compute && f.hours)

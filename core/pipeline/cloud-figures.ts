@@ -20,7 +20,11 @@ import {
 } from '../../contracts/stack-sizing.ts';
 import type { Plan } from '../geometry/index.ts';
 import { MAX_ERROR_LENGTH } from '../ledger/index.ts';
-import { pyramidLevels } from '../volume/pyramid.ts';
+import {
+  PYRAMID_BLOCKS_PER_TASK,
+  PYRAMID_TASKS_PER_LEVEL,
+  pyramidLevels,
+} from '../volume/pyramid.ts';
 import { DYNAMO_NEW_TABLE_WRU, DYNAMO_PARTITION_WCU, LAMBDA_MAX_TIMEOUT_S } from './aws-quotas.ts';
 import { type CloudLayout, unshardedLayout } from './cloud-layout.ts';
 import { judge, type Limit } from './cloud-limits.ts';
@@ -254,14 +258,27 @@ export function cloudFigures(o: CloudJobInput): CloudFigures {
   const inputGets = o.inputChunkShape ? inputChunkReads(plan, o.inputChunkShape) : undefined;
 
   // --- finalize -----------------------------------------------------------------------
-  // Each pyramid level is read from the one below it and written (finalize.ts: about one
-  // read of the output and 1/7 of it written), all in the one Finalize Lambda.
+  // Each pyramid level is read from the one below it and written (about one read of the
+  // output and 1/7 of it written in all), in bounded tasks of one level each (the Pyramid
+  // step: core/volume/pyramid.ts): a task writes up to blocksPerTask blocks, each from at
+  // most 8 parent blocks. The limit that matters is the longest task against its Lambda.
   const pyramid = pyramidLevels(plan.volumeShape, o.pyramid ?? 0);
   const voxelBytes = o.channels * o.outputBytesPerValue;
   let finalizeBytes = 0;
-  for (let l = 1; l < pyramid.length; l++)
-    finalizeBytes += voxelBytes * (size(pyramid[l - 1]!.shape) + size(pyramid[l]!.shape));
-  const finalizeSeconds = finalizeBytes / blendRate;
+  let longestTaskBytes = 0;
+  for (let l = 1; l < pyramid.length; l++) {
+    const shape = pyramid[l]!.shape;
+    finalizeBytes += voxelBytes * (size(pyramid[l - 1]!.shape) + size(shape));
+    const block = shape.map((s, a) => Math.min(plan.blockShape[a]!, s));
+    const blocks = shape.reduce((n, s, a) => n * Math.ceil(s / block[a]!), 1);
+    const perTask = Math.min(
+      blocks,
+      Math.max(PYRAMID_BLOCKS_PER_TASK, Math.ceil(blocks / PYRAMID_TASKS_PER_LEVEL)),
+    );
+    const blockBytes = voxelBytes * block.reduce((n, b) => n * b, 1);
+    longestTaskBytes = Math.max(longestTaskBytes, perTask * 9 * blockBytes);
+  }
+  const finalizeSeconds = longestTaskBytes / blendRate;
 
   // --- state machine ----------------------------------------------------------------
   const historyEvents =

@@ -154,12 +154,12 @@ export function judge(j: Judged): Limit[] {
     }),
     limit({
       id: 'finalizeTime',
-      what: `seconds the Finalize Lambda builds the output.pyramid levels at ${j.blendRate} bytes/s against its timeout`,
+      what: `seconds the longest Pyramid task (one Lambda: up to its blocks of one level, 8 parent blocks read per block) takes at ${j.blendRate} bytes/s against its timeout`,
       value: j.finalizeSeconds,
-      limit: Math.min(LAMBDA_SIZING.finalize.timeoutSeconds, LAMBDA_MAX_TIMEOUT_S),
+      limit: Math.min(LAMBDA_SIZING.pyramid.timeoutSeconds, LAMBDA_MAX_TIMEOUT_S),
       unit: 's',
-      knob: 'output.pyramid',
-      fix: 'fewer output.pyramid levels, or 0 and build the levels elsewhere (one Lambda builds them all today)',
+      knob: 'output.blockShape',
+      fix: 'smaller output.blockShape (a task holds at most PYRAMID_BLOCKS_PER_TASK blocks until a level has more than 128,000 of them), or fewer output.pyramid levels',
     }),
     limit({
       id: 'executionHistory',

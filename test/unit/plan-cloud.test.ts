@@ -207,12 +207,15 @@ describe('cloud figures of a small plan, by hand', () => {
     expect(f.gets.input).toBeUndefined();
   });
 
-  it('finalize: each pyramid level read from the one below and written, in one Lambda', () => {
+  it('pyramid: each level read from the one below and written, in bounded tasks; the longest task against its Lambda', () => {
     // Isotropic voxels: level 1 halves z, y and x: 16 × 32 × 48.
     const p = job(plan, { channels, outputBytesPerValue: 4, pyramid: 1 });
     const bytes = channels * 4 * (32 * 64 * 96 + 16 * 32 * 48);
     expect(p.finalize).toMatchObject({ levels: 1, bytes });
-    expect(p.finalize.seconds).toBeCloseTo(bytes / 40e6, 12);
+    // Level 1's blocks are [16, 32, 32] (clipped to the level): 1 × 1 × 2 of them, one task
+    // of both (fewer than 256), each block written and its ≤ 8 parents read: 9 blocks' bytes.
+    const task = 2 * 9 * (16 * 32 * 32) * channels * 4;
+    expect(p.finalize.seconds).toBeCloseTo(task / 40e6, 12);
   });
 
   it('dollars: compute, Lambda, requests, storage, ledger', () => {
@@ -441,8 +444,14 @@ describe('each limit flips when its quantity is pushed over', () => {
     flips('blendTime', job(small), heavy, 'output.blockShape');
   });
 
-  it('finalize time: a pyramid over 10^12 voxels in one Lambda', () => {
-    flips('finalizeTime', job(small), job(small, { pyramid: 4 }), 'output.pyramid');
+  it('pyramid task time: 10^12 voxels fit (tasks of 256 blocks); a level of millions of blocks in 500 tasks does not', () => {
+    // 4·10^13 voxels: level 1 is 20,000³ in 157³ blocks of 128³, 7,740 blocks a task.
+    flips(
+      'finalizeTime',
+      job(small, { pyramid: 4 }),
+      job(cube(40_000), { pyramid: 1 }),
+      'output.blockShape',
+    );
   });
 
   it('execution history: rounds enough to pass 25,000 events', () => {

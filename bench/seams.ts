@@ -20,12 +20,12 @@ import type { PatchModel } from '../core/infer/index.ts';
 import { type Ledger, MemoryLedger } from '../core/ledger/index.ts';
 import { parseManifest } from '../core/manifest/parse.ts';
 import {
-  blendSeams,
   ensureOutput,
+  finishLeftovers,
+  leftoverUnits,
   openJob,
   planJob,
   runWorker,
-  unblendedSeamBlocks,
 } from '../core/pipeline/index.ts';
 import {
   type AbsolutePath,
@@ -321,8 +321,9 @@ export async function seamsBench(o: SeamsOptions): Promise<SeamsFigures> {
         }),
       ),
     );
-    const leftovers = await unblendedSeamBlocks(ctx);
-    await blendSeams(ctx, volume, { blocks: leftovers });
+    // The Blend step: what no worker finished (seam blocks, or shards when sharded).
+    const leftovers = await leftoverUnits(ctx, volume);
+    await finishLeftovers(ctx, volume, leftovers);
     const seconds = (performance.now() - t0) / 1000;
 
     let outputBytes = 0;

@@ -350,7 +350,7 @@ async function planOf(
 ): Promise<Plan> {
   const frozen = await readJobDescription(work);
   if (frozen) {
-    const plan = planFor(manifest, frozen.input.shape, { jobId });
+    const plan = planFor(manifest, frozen.input.shape, { jobId, blockShape: frozen.plan.block });
     checkPlanAgainst(frozen, describeJob(jobId, manifest, frozen.input, plan));
     return plan;
   }

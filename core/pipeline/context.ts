@@ -137,7 +137,11 @@ export async function openJob(manifest: Manifest, o: OpenJobOptions): Promise<Jo
   checkManifestAgainstVolume(manifest, input.shape);
   // Metadata that misdescribes the chunks fails every chunk alike: once, here, before any claim.
   await input.checkStoredChunk();
-  const plan = planFor(manifest, input.shape, { jobId: o.jobId, limits: o.limits });
+  const plan = planFor(manifest, input.shape, {
+    jobId: o.jobId,
+    limits: o.limits,
+    blockShape: frozen?.plan.block,
+  });
   // Decided once, at plan time (percentiles: from a sample of the input), and frozen:
   // every later opening applies the frozen one, a version-1 job its legacy rule.
   const normalization = frozen
@@ -184,7 +188,16 @@ function shardingOf(manifest: Manifest, plan: Plan, o: OpenJobOptions): { shardS
 export function planFor(
   manifest: Manifest,
   volumeShape: Vec3,
-  o: { jobId?: string | undefined; limits?: PlanLimits | undefined } = {},
+  o: {
+    jobId?: string | undefined;
+    limits?: PlanLimits | undefined;
+    /**
+     * The block a planned job was planned with (its frozen description's), for a manifest
+     * that names no output.blockShape: a default that changes between releases must not
+     * re-plan a job under way.
+     */
+    blockShape?: Vec3 | undefined;
+  } = {},
 ): Plan {
   const input = manifest.model.patchShape;
   const output = manifest.model.outputPatchShape ?? input;
@@ -195,7 +208,7 @@ export function planFor(
     inputMargin: [0, 1, 2].map((a) => (input[a]! - output[a]!) / 2) as unknown as Vec3,
     overlap: manifest.overlap,
     chunkShape: manifest.chunkShape,
-    blockShape: manifest.output.blockShape,
+    blockShape: manifest.output.blockShape ?? o.blockShape,
   };
   const limits: Required<PlanLimits> = {
     maxChunks: o.limits?.maxChunks ?? DEFAULT_LIMITS.maxChunks,

@@ -272,3 +272,43 @@ describe('chunk plan', () => {
     expect(plan.counts.patchVoxels).toBeLessThan(plan.counts.marginCroppingPatchVoxels);
   });
 });
+
+describe('the default block shape', () => {
+  const plan = (o: Partial<ConstructorParameters<typeof Plan>[0]> = {}) =>
+    new Plan({
+      volumeShape: [4096, 4096, 4096],
+      patchShape: [128, 128, 128],
+      overlap: [32, 32, 32],
+      chunkShape: [512, 512, 512],
+      ...o,
+    });
+
+  it('divides the chunk pitch when the pitch is longer than 128: 480 → 120 at the defaults', () => {
+    // stride 96, floor((512 − 128) / 96) + 1 = 5 patches a chunk: pitch 480 = 4 × 120.
+    expect(plan().blockShape).toEqual([120, 120, 120]);
+    // Footprints then start on block boundaries: chunk j's at 480·j − (the patch's margin 0).
+    const p = plan();
+    expect(p.describeChunk([0, 0, 1]).footprint.start[2]! % 120).toBe(0);
+  });
+
+  it('is the largest divisor above half the edge: pitch 224 → 112, pitch 512 → 128', () => {
+    const p = plan({ patchShape: [32, 64, 64], overlap: [0, 0, 0], chunkShape: [224, 512, 512] });
+    expect(p.blockShape).toEqual([112, 128, 128]);
+  });
+
+  it('stays 128 when no divisor lies in (64, 128], and follows smaller chunks as before', () => {
+    // Pitch 131 · 1 (patch 131, overlap 0, chunk 200): 131 is prime.
+    const prime = plan({
+      patchShape: [131, 131, 131],
+      overlap: [0, 0, 0],
+      chunkShape: [200, 200, 200],
+    });
+    expect(prime.blockShape).toEqual([128, 128, 128]);
+    const small = plan({ patchShape: [16, 16, 16], overlap: [4, 4, 4], chunkShape: [40, 60, 100] });
+    expect(small.blockShape).toEqual([40, 60, 100]);
+  });
+
+  it('an explicit output.blockShape wins', () => {
+    expect(plan({ blockShape: [128, 128, 128] }).blockShape).toEqual([128, 128, 128]);
+  });
+});

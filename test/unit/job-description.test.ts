@@ -107,6 +107,16 @@ describe('the frozen job description', () => {
     await expect(j.open()).rejects.toBeInstanceOf(PlanChangedError);
   });
 
+  it("keeps the block a job was planned with when the manifest names none (a release's new default does not re-plan it)", async () => {
+    const j = await plannedJob();
+    const path = join(j.workDir, 'job.json');
+    const d = JSON.parse(readFileSync(path, 'utf8'));
+    // As if an earlier release's default block had been [4, 6, 6].
+    writeFileSync(path, JSON.stringify({ ...d, plan: { ...d.plan, block: [4, 6, 6] } }));
+    const ctx = await j.open();
+    expect(ctx.plan.blockShape).toEqual([4, 6, 6]);
+  });
+
   it('names a description that cannot be read, and where it is', async () => {
     const j = await plannedJob();
     writeFileSync(join(j.workDir, 'job.json'), '{"version": 1, "jobId": ');

@@ -18,12 +18,12 @@ const MiB = 2 ** 20;
 const GiB = 2 ** 30;
 
 // One chunk of 224×512×512 uint8 voxels, stored as one storage chunk; patch 32×64×64, no
-// overlap, 2 output channels, float32 output, default 128³ blocks, batch 4.
+// overlap, 2 output channels, float32 output, 128³ blocks, batch 4.
 const manifest = parseManifest({
   version: 1,
   name: 'two-gigs',
   input: { url: 'in.zarr' },
-  output: { url: 'out.zarr', dtype: 'float32' },
+  output: { url: 'out.zarr', dtype: 'float32', blockShape: [128, 128, 128] },
   model: { url: 'm.onnx', patchShape: [32, 64, 64], outputChannels: 2 },
   overlap: [0, 0, 0],
   chunkShape: [224, 512, 512],

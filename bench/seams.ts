@@ -7,15 +7,15 @@
 // that counts each call by what it does. Nothing here re-derives what the pipeline
 // writes: every figure is a count of calls the pipeline made.
 //
-//   defaults   patch 128  overlap 32  chunk 512  block 128   (pitch 480 = 5 patches × 96)
-//   ÷ scale 4  patch  32  overlap  8  chunk 128  block  32   (pitch 120 = 5 patches × 24)
+//   defaults   patch 128  overlap 32  chunk 512  block 120   (pitch 480 = 5 patches × 96 = 4 blocks)
+//   ÷ scale 4  patch  32  overlap  8  chunk 128  block  30   (pitch 120 = 5 patches × 24 = 4 blocks)
 //
 // Every ratio the figures depend on (pitch ÷ block, band ÷ block, chunk ÷ pitch) is the
 // defaults', so PUTs per chunk and partial bytes ÷ output bytes are those of the default
 // layout; only the chunk count is small. The volume is k chunks per axis, each full-size:
 // k × pitch + overlap.
 
-import type { Vec3 } from '../core/geometry/index.ts';
+import { Plan, type Vec3 } from '../core/geometry/index.ts';
 import type { PatchModel } from '../core/infer/index.ts';
 import { type Ledger, MemoryLedger } from '../core/ledger/index.ts';
 import { parseManifest } from '../core/manifest/parse.ts';
@@ -41,11 +41,15 @@ import { writeZarrArray } from '../core/volume/write-array.ts';
 import { benchVolume } from './fixture.ts';
 
 /** The manifest's default layout (README, "The manifest (v1)"). */
-export const DEFAULT_LAYOUT = {
+const DEFAULT_GRID = {
   patchShape: [128, 128, 128] as Vec3,
   overlap: [32, 32, 32] as Vec3,
   chunkShape: [512, 512, 512] as Vec3,
-  blockShape: [128, 128, 128] as Vec3,
+};
+export const DEFAULT_LAYOUT = {
+  ...DEFAULT_GRID,
+  // The block the planner picks for it when the manifest names none (the pitch's divisor).
+  blockShape: new Plan({ volumeShape: [4096, 4096, 4096], ...DEFAULT_GRID }).blockShape,
 };
 
 /** What one kind of key received: set() calls and their bytes. */

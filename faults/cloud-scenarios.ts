@@ -580,7 +580,7 @@ export async function staleOwner(c: CloudContext, trial: number): Promise<Trial>
   // further write means the owner wrote after it could have known its lease was gone.
   if (lateWrites.length > 1)
     violations.push(
-      `the stale owner started ${lateWrites.length} write(s) after its lease was taken over (identical bytes, but unfenced)`,
+      `the stale owner started ${lateWrites.length} write(s) after its lease was taken over (identical bytes, but unfenced): ${lateWrites.slice(0, 4).join(', ')}`,
     );
   return {
     ...row,

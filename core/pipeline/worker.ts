@@ -486,10 +486,10 @@ async function workLoop(
             );
             stats.blended++;
           },
-          assemble: async (unit, own) => {
+          assemble: async (unit, own, guard) => {
             if (!isShardedOutput(output)) throw new TypeError('assemble needs a sharded output');
             await pause.run({ what: `assembling shard ${unit.key}`, place: output.location }, () =>
-              assembleShard(ctx, output, unit, blendScratch, own),
+              assembleShard(ctx, output, unit, blendScratch, own, guard),
             );
             stats.blended++;
           },

@@ -17,6 +17,7 @@ import { copyBox, type Dense } from '../array/dense.ts';
 import { Box, fromFn, type Vec3 } from '../geometry/index.ts';
 import { type AbsolutePath, describeStore, type Store } from '../store/index.ts';
 import { BlockEncoder } from './block-codec.ts';
+import { checkBlockCoord, storeHas } from './block-grid.ts';
 import {
   InvalidBlockError,
   OutputMismatchError,
@@ -283,22 +284,11 @@ class ZarrOutputVolume implements OutputVolume {
 
   async blockExists(coord: Vec3): Promise<boolean> {
     this.checkCoord(coord);
-    const key = this.blockKey(coord);
-    // One byte is enough to know: no need to download a whole block to test for it.
-    const probe = this.store.getRange
-      ? await this.store.getRange(key, { offset: 0, length: 1 })
-      : await this.store.get(key);
-    return probe !== undefined;
+    return storeHas(this.store, this.blockKey(coord));
   }
 
   private checkCoord(coord: Vec3): void {
-    const inGrid = coord.every((v, a) => Number.isInteger(v) && v >= 0 && v < this.blockGrid[a]!);
-    if (!inGrid)
-      throw new InvalidBlockError(
-        this.location,
-        coord,
-        `the block grid is [${this.blockGrid.join(', ')}]`,
-      );
+    checkBlockCoord(this.location, coord, this.blockGrid);
   }
 }
 

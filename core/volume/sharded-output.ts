@@ -23,6 +23,7 @@ import { copyBox, type Dense, fillBox } from '../array/dense.ts';
 import { Box, fromFn, type Vec3 } from '../geometry/index.ts';
 import type { AbsolutePath, Store } from '../store/index.ts';
 import { BlockEncoder } from './block-codec.ts';
+import { checkBlockCoord, inGrid } from './block-grid.ts';
 import {
   InvalidBlockError,
   ShardedWriteError,
@@ -410,12 +411,7 @@ export class ShardedOutputVolume implements ShardedOutput {
   }
 
   private checkCoord(coord: Vec3): void {
-    if (!inGrid(coord, this.blockGrid))
-      throw new InvalidBlockError(
-        this.location,
-        coord,
-        `the block grid is [${this.blockGrid.join(', ')}]`,
-      );
+    checkBlockCoord(this.location, coord, this.blockGrid);
   }
 
   private checkShard(shard: Vec3): void {
@@ -435,9 +431,6 @@ class BlockSizeError extends Error {
     super(`block [${coord.join(', ')}] decodes to ${bytes} bytes, ${expected} expected`);
   }
 }
-
-const inGrid = (coord: Vec3, grid: Vec3): boolean =>
-  coord.length === 3 && coord.every((v, a) => Number.isInteger(v) && v >= 0 && v < grid[a]!);
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 

@@ -19,6 +19,7 @@ import { gzipSync } from 'node:zlib';
 import type { Dense } from '../../array/dense.ts';
 import { Box, fromFn, type Vec3 } from '../../geometry/index.ts';
 import { type AbsolutePath, describeStore, type Store } from '../../store/index.ts';
+import { checkBlockCoord, storeHas } from '../block-grid.ts';
 import {
   InvalidBlockError,
   OutputMismatchError,
@@ -252,21 +253,11 @@ class PrecomputedOutput implements OutputVolume {
 
   async blockExists(coord: Vec3): Promise<boolean> {
     this.checkCoord(coord);
-    const key = this.blockKey(coord);
-    const probe = this.store.getRange
-      ? await this.store.getRange(key, { offset: 0, length: 1 })
-      : await this.store.get(key);
-    return probe !== undefined;
+    return storeHas(this.store, this.blockKey(coord));
   }
 
   private checkCoord(coord: Vec3): void {
-    const inGrid = coord.every((v, a) => Number.isInteger(v) && v >= 0 && v < this.blockGrid[a]!);
-    if (!inGrid)
-      throw new InvalidBlockError(
-        this.location,
-        coord,
-        `the block grid is [${this.blockGrid.join(', ')}]`,
-      );
+    checkBlockCoord(this.location, coord, this.blockGrid);
   }
 }
 

@@ -17,9 +17,8 @@ import { copyBox, type Dense } from '../array/dense.ts';
 import { Box, fromFn, type Vec3 } from '../geometry/index.ts';
 import { type AbsolutePath, describeStore, type Store } from '../store/index.ts';
 import { BlockEncoder } from './block-codec.ts';
-import { checkBlockCoord, storeHas } from './block-grid.ts';
+import { checkBlockCoord, checkBlockData, storeHas } from './block-grid.ts';
 import {
-  InvalidBlockError,
   OutputMismatchError,
   VolumeFormatError,
   VolumeNotFoundError,
@@ -217,17 +216,7 @@ class ZarrOutputVolume implements OutputVolume {
   ): Promise<void> {
     this.checkCoord(coord);
     const box = this.blockBox(coord);
-    const fail = (detail: string) => new InvalidBlockError(this.location, coord, detail);
-    if (!data.box.equals(box)) throw fail(`its box is ${data.box}, the block is ${box}`);
-    if (data.channels !== this.channels)
-      throw fail(`it has ${data.channels} channels, the output has ${this.channels}`);
-    if (data.data.length !== this.channels * box.size)
-      throw fail(`it holds ${data.data.length} values, ${this.channels} × ${box.size} expected`);
-    const wantFloat = this.dtype === 'float32';
-    if (wantFloat !== data.data instanceof Float32Array)
-      throw fail(
-        `its values are a ${data.data.constructor.name}, the output is ${this.dtype}; convert before writing`,
-      );
+    checkBlockData(this.location, coord, box, data, this);
 
     const key = this.blockKey(coord);
     let bytes: Uint8Array;

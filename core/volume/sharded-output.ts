@@ -23,7 +23,7 @@ import { copyBox, type Dense, fillBox } from '../array/dense.ts';
 import { Box, fromFn, type Vec3 } from '../geometry/index.ts';
 import type { AbsolutePath, Store } from '../store/index.ts';
 import { BlockEncoder } from './block-codec.ts';
-import { checkBlockCoord, inGrid } from './block-grid.ts';
+import { checkBlockCoord, checkBlockData, inGrid } from './block-grid.ts';
 import {
   InvalidBlockError,
   ShardedWriteError,
@@ -398,16 +398,7 @@ export class ShardedOutputVolume implements ShardedOutput {
   }
 
   private checkData(coord: Vec3, box: Box, data: Dense<OutputData>): void {
-    const fail = (detail: string) => new InvalidBlockError(this.location, coord, detail);
-    if (!data.box.equals(box)) throw fail(`its box is ${data.box}, the block is ${box}`);
-    if (data.channels !== this.channels)
-      throw fail(`it has ${data.channels} channels, the output has ${this.channels}`);
-    if (data.data.length !== this.channels * box.size)
-      throw fail(`it holds ${data.data.length} values, ${this.channels} × ${box.size} expected`);
-    if ((this.dtype === 'float32') !== data.data instanceof Float32Array)
-      throw fail(
-        `its values are a ${data.data.constructor.name}, the output is ${this.dtype}; convert before writing`,
-      );
+    checkBlockData(this.location, coord, box, data, this);
   }
 
   private checkCoord(coord: Vec3): void {

@@ -19,13 +19,8 @@ import { gzipSync } from 'node:zlib';
 import type { Dense } from '../../array/dense.ts';
 import { Box, fromFn, type Vec3 } from '../../geometry/index.ts';
 import { type AbsolutePath, describeStore, type Store } from '../../store/index.ts';
-import { checkBlockCoord, storeHas } from '../block-grid.ts';
-import {
-  InvalidBlockError,
-  OutputMismatchError,
-  VolumeNotFoundError,
-  VolumeWriteError,
-} from '../errors.ts';
+import { checkBlockCoord, checkBlockData, storeHas } from '../block-grid.ts';
+import { OutputMismatchError, VolumeNotFoundError, VolumeWriteError } from '../errors.ts';
 import { isObject, type JsonObject, readJson, writeJson } from '../json.ts';
 import type { OutputVolume } from '../output.ts';
 import type { OutputData, OutputDtype, OutputVolumeOptions } from '../output-layout.ts';
@@ -213,16 +208,7 @@ class PrecomputedOutput implements OutputVolume {
   ): Promise<void> {
     this.checkCoord(coord);
     const box = this.blockBox(coord);
-    const fail = (detail: string) => new InvalidBlockError(this.location, coord, detail);
-    if (!data.box.equals(box)) throw fail(`its box is ${data.box}, the block is ${box}`);
-    if (data.channels !== this.channels)
-      throw fail(`it has ${data.channels} channels, the output has ${this.channels}`);
-    if (data.data.length !== this.channels * box.size)
-      throw fail(`it holds ${data.data.length} values, ${this.channels} × ${box.size} expected`);
-    if ((this.dtype === 'float32') !== data.data instanceof Float32Array)
-      throw fail(
-        `its values are a ${data.data.constructor.name}, the output is ${this.dtype}; convert before writing`,
-      );
+    checkBlockData(this.location, coord, box, data, this);
     // [c][z][y][x] with x fastest is the spec's [x, y, z, c] Fortran order: the bytes as they are.
     const raw = littleEndianBytes(data.data);
     const bytes = this.compression === 'gzip' ? gzipSync(raw, { level: 6 }) : raw;

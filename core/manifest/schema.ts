@@ -185,6 +185,18 @@ const outputSchema = z
           'l - 1 (and z while that keeps voxels near isotropic), each voxel the mean of the ' +
           'ones below it. Built by finalize, block by block. Default 0 (none).',
       ),
+    transform: z
+      .union([
+        z.enum(['argmax', 'sigmoid', 'softmax']),
+        z.strictObject({ threshold: z.number().finite() }),
+      ])
+      .optional()
+      .describe(
+        'Applied to the blended values of each voxel when its block becomes final: "argmax" ' +
+          '(one channel of labels, the lowest channel index wins ties; output.dtype "uint8" ' +
+          'for up to 256 channels), {"threshold": t} (per channel, 1 where the value > t, ' +
+          'else 0), "sigmoid" or "softmax" (across channels). Default none (blended values).',
+      ),
   })
   .describe('Where and how the result is written.');
 
@@ -489,6 +501,25 @@ function crossFieldChecks(raw: unknown, ctx: z.RefinementCtx): void {
       path: ['output', 'shardShape'],
       message:
         'is for Zarr outputs; a precomputed output is written unsharded (one file per block): remove it',
+    });
+  const transform = field(manifestObject.shape.output.shape.transform, output.transform);
+  const labels = transform === 'argmax' || (typeof transform === 'object' && transform !== null);
+  if (labels && typeof output.pyramid === 'number' && output.pyramid > 0)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['output', 'pyramid'],
+      message:
+        `is not yet built for label outputs (output.transform ${JSON.stringify(transform)}): the ` +
+        'pyramid averages voxels, which would invent labels; set output.pyramid to 0',
+    });
+  if (transform === 'argmax' && outChannels !== undefined && outChannels > 256)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['output', 'transform'],
+      message:
+        `"argmax" over model.outputChannels = ${outChannels} needs labels up to ${outChannels - 1}, ` +
+        'more than output.dtype "uint8" holds (0..255) and uint16 outputs are not supported yet: ' +
+        'use fewer channels, or drop output.transform',
     });
 
   const inputUrl = field(manifestObject.shape.input.shape.url, input.url);

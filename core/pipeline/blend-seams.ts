@@ -6,7 +6,7 @@ import { decodePartial, PartialSum, weightSums } from '../blend/index.ts';
 import type { BlockDescriptor } from '../geometry/index.ts';
 import type { OutputVolume } from '../volume/index.ts';
 import { type JobContext, partialKey } from './context.ts';
-import { outputBlock, outputConverter } from './convert.ts';
+import { finalBlock, storedOutput } from './convert.ts';
 import { MissingPartialError } from './errors.ts';
 import { readPartial } from './partial-store.ts';
 import { writePreviewTiles } from './preview-tiles.ts';
@@ -49,9 +49,7 @@ export async function blendSeamBlock(
     if (bytes === undefined) throw new MissingPartialError(block.key, chunk.id, key);
     sum.addPartial(decodePartial(bytes, key, sums));
   }
-  const out = outputBlock(ctx.manifest.output.dtype, block.box, channels, scratch.out);
-  if (out.data.buffer !== scratch.out?.buffer) scratch.out = out.data;
-  sum.normalizeInto(out, block.regionBox, outputConverter(ctx.manifest.output.dtype));
+  const out = finalBlock(storedOutput(ctx.manifest), sum, block.box, block.regionBox, scratch);
   await output.writeBlock(block.coord, out, beforeStore ? { beforeStore } : {});
   if (ctx.previewTiles) await writePreviewTiles(ctx.work, ctx.plan.region, block.coord, out);
 }

@@ -21,6 +21,7 @@ import {
 } from '../volume/index.ts';
 import { PrecomputedInfoError } from '../volume/precomputed/errors.ts';
 import { outputFormat } from '../volume/precomputed/output.ts';
+import { storedOutput } from './convert.ts';
 import { planNormalisation } from './input-normalisation.ts';
 import {
   checkInputAgainst,
@@ -273,7 +274,7 @@ export async function ensureOutput(ctx: JobContext): Promise<OutputVolume> {
     try {
       return await createOutputVolume(ctx.outputStore, {
         shape: ctx.plan.volumeShape,
-        channels: ctx.manifest.model.outputChannels,
+        channels: storedOutput(ctx.manifest).channels,
         dtype: ctx.manifest.output.dtype,
         blockShape: ctx.plan.blockShape,
         owner: ctx.jobId,

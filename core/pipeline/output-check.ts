@@ -43,6 +43,7 @@ import { decodeShardIndex, indexByteLength, type ShardIndex } from '../volume/sh
 import '../volume/zstd.ts'; // the zstd codec zarrita decodes with
 import { outputFormat } from '../volume/precomputed/output.ts';
 import type { JobContext } from './context.ts';
+import { storedOutput } from './convert.ts';
 import { checkPrecomputedOutput } from './precomputed-output-check.ts';
 
 export type CheckDepth = 'listing' | 'frames' | 'decode';
@@ -182,7 +183,7 @@ export function expectedLevels(
   ctx: Pick<OutputCheckContext, 'plan' | 'manifest' | 'input' | 'shardShape'>,
 ) {
   const { plan, manifest } = ctx;
-  const channels = manifest.model.outputChannels;
+  const channels = storedOutput(manifest).channels;
   const dtype = manifest.output.dtype;
   const levels = pyramidLevels(
     plan.volumeShape,

@@ -18,7 +18,7 @@ import type { BlockDescriptor, ChunkDescriptor, Plan, Vec3 } from '../geometry/i
 import type { ShardBlock, ShardedOutput } from '../volume/index.ts';
 import type { BlendScratch } from './blend-seams.ts';
 import type { JobContext } from './context.ts';
-import { outputBlock, outputConverter } from './convert.ts';
+import { finalBlock, storedOutput } from './convert.ts';
 import { MissingPartialError } from './errors.ts';
 import type { DamagedBlock } from './output-check.ts';
 import { compressPartial, decompressPartial } from './partial-store.ts';
@@ -90,14 +90,11 @@ export async function ownFinals(
   sum: PartialSum,
   scratch: BlendScratch,
 ): Promise<Map<string, Uint8Array>> {
-  const channels = ctx.manifest.model.outputChannels;
-  const convert = outputConverter(ctx.manifest.output.dtype);
+  const stored = storedOutput(ctx.manifest);
   const finals = new Map<string, Uint8Array>();
   for (const b of unit.blocks) {
     if (b.seam || !touches(chunk, b)) continue;
-    const block = outputBlock(ctx.manifest.output.dtype, b.box, channels, scratch.out);
-    if (block.data.buffer !== scratch.out?.buffer) scratch.out = block.data;
-    sum.normalizeInto(block, b.regionBox, convert);
+    const block = finalBlock(stored, sum, b.box, b.regionBox, scratch);
     finals.set(b.key, await output.encodeBlock(b.coord, block));
     if (ctx.previewTiles) await writePreviewTiles(ctx.work, ctx.plan.region, b.coord, block);
   }
@@ -139,7 +136,7 @@ export async function assembleShard(
 ): Promise<void> {
   const channels = ctx.manifest.model.outputChannels;
   const sums = weightSums(ctx.plan, ctx.manifest.blend);
-  const convert = outputConverter(ctx.manifest.output.dtype);
+  const stored = storedOutput(ctx.manifest);
   const pieces = new Map<string, Map<string, PieceEntry>>();
   const entryOf = async (c: ChunkDescriptor, b: BlockDescriptor): Promise<PieceEntry> => {
     const key = pieceKey(unit.key, c.id);
@@ -174,9 +171,7 @@ export async function assembleShard(
       const band = await decompressPartial((await entryOf(c, b)).bytes, key);
       sum.addPartial(decodePartial(band, key, sums));
     }
-    const out = outputBlock(ctx.manifest.output.dtype, b.box, channels, scratch.out);
-    if (out.data.buffer !== scratch.out?.buffer) scratch.out = out.data;
-    sum.normalizeInto(out, b.regionBox, convert);
+    const out = finalBlock(stored, sum, b.box, b.regionBox, scratch);
     blocks.push({ coord: b.coord, data: await output.encodeBlock(b.coord, out) });
     if (ctx.previewTiles) await writePreviewTiles(ctx.work, ctx.plan.region, b.coord, out);
   }

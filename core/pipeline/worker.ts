@@ -27,7 +27,7 @@ import {
 } from '../volume/index.ts';
 import { type BlendScratch, blendSeamBlock } from './blend-seams.ts';
 import { type JobContext, partialKey } from './context.ts';
-import { outputBlock, outputConverter } from './convert.ts';
+import { finalBlock, storedOutput } from './convert.ts';
 import {
   ChunkFailure,
   EnvironmentFaultError,
@@ -768,16 +768,13 @@ async function writeChunk(
   if (isShardedOutput(output))
     return writeShardsOfChunk(ctx, output, chunk, acc, guard, pause, handoff, scratch);
   const work = describeStore(ctx.work);
-  const convert = outputConverter(ctx.manifest.output.dtype);
-  const channels = ctx.manifest.model.outputChannels;
+  const stored = storedOutput(ctx.manifest);
   // Objects are stored one at a time and each store call has consumed its bytes when it
   // returns, so one block buffer and one partial buffer serve the whole chunk (10^8-byte
   // churn per chunk otherwise, and the garbage collector runs that the churn triggers).
-  let blockBuffer: Float32Array | Uint8Array | undefined;
+  const blockBuffers = {};
   for (const b of ctx.plan.ownedBlocks(chunk)) {
-    const block = outputBlock(ctx.manifest.output.dtype, b.box, channels, blockBuffer);
-    if (block.data.buffer !== blockBuffer?.buffer) blockBuffer = block.data;
-    acc.normalizeInto(block, b.regionBox, convert);
+    const block = finalBlock(stored, acc, b.box, b.regionBox, blockBuffers);
     const key = output.blockKey(b.coord);
     await pause.run({ what: `writing output block ${key}`, place: output.location }, () =>
       output.writeBlock(b.coord, block, { beforeStore: guard }),

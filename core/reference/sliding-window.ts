@@ -46,7 +46,16 @@ export interface ReferenceInput {
   model: PatchModel;
   /** model.tta, as the manifest writes it (README, `model.tta`); default none. */
   tta?: ReferenceTta | undefined;
+  /** output.transform (README, `output.transform`), applied to the blended result. */
+  transform?: ReferenceOutputTransform | undefined;
 }
+
+/** output.transform's forms, restated here so the reference shares no code. */
+export type ReferenceOutputTransform =
+  | 'argmax'
+  | 'sigmoid'
+  | 'softmax'
+  | { readonly threshold: number };
 
 /** model.tta's forms (the manifest's), restated here so the reference shares no code. */
 export type ReferenceTta =
@@ -149,7 +158,46 @@ export async function slidingWindowReference(o: ReferenceInput): Promise<Float32
   const result = new Float32Array(num.length);
   const n = den.length;
   for (let i = 0; i < num.length; i++) result[i] = num[i]! / den[i % n]!;
-  return result;
+  return o.transform === undefined
+    ? result
+    : referenceTransform(o.transform, result, o.outputChannels, n);
+}
+
+/**
+ * output.transform from the README's words, over [C][n] values (the blended float32 ones):
+ * argmax → [1][n], the first channel holding the maximum; {threshold: t} → 1 where the
+ * value exceeds t, else 0; sigmoid 1/(1 + e^−v); softmax e^v / Σ_c e^v (shifted by the
+ * maximum, which leaves it unchanged).
+ */
+export function referenceTransform(
+  t: ReferenceOutputTransform,
+  values: Float32Array,
+  channels: number,
+  n: number,
+): Float32Array {
+  const at = (c: number, i: number): number => values[c * n + i]!;
+  if (t === 'argmax') {
+    const labels = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      let best = 0;
+      for (let c = 0; c < channels; c++) if (at(c, i) > at(best, i)) best = c;
+      labels[i] = best;
+    }
+    return labels;
+  }
+  const out = new Float32Array(values.length);
+  for (let i = 0; i < n; i++) {
+    if (t === 'softmax') {
+      const top = Math.max(...Array.from({ length: channels }, (_, c) => at(c, i)));
+      const e = Array.from({ length: channels }, (_, c) => Math.exp(at(c, i) - top));
+      const total = e.reduce((a, b) => a + b, 0);
+      for (let c = 0; c < channels; c++) out[c * n + i] = e[c]! / total;
+    } else
+      for (let c = 0; c < channels; c++)
+        out[c * n + i] =
+          t === 'sigmoid' ? 1 / (1 + Math.exp(-at(c, i))) : at(c, i) > t.threshold ? 1 : 0;
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------

@@ -49,6 +49,9 @@ export interface PipelineJob {
   tta?: boolean | ('flips' | 'rot90' | { flip?: ('z' | 'y' | 'x')[]; rot90?: number })[];
   /** Concurrent runWorker loops over one ledger, each starting at its own shard. */
   workers?: number;
+  /** output.dtype (default float32) and output.transform. */
+  dtype?: 'float32' | 'uint8';
+  transform?: 'argmax' | 'sigmoid' | 'softmax' | { threshold: number };
   batchSize?: number;
   /**
    * Workers blend the seam blocks they are the last contributor of (default true); false:
@@ -198,7 +201,8 @@ export async function pipelineInference(o: PipelineJob): Promise<PipelineResult>
       },
       output: {
         url: `s3://${bucket}/outputs/out.zarr`,
-        dtype: 'float32',
+        dtype: o.dtype ?? 'float32',
+        ...(o.transform ? { transform: o.transform } : {}),
         ...(o.blockShape ? { blockShape: o.blockShape } : {}),
         ...(o.shardShape ? { shardShape: o.shardShape } : {}),
       },

@@ -26,6 +26,7 @@ import {
 } from '../volume/precomputed/output.ts';
 import { buildPyramid, type PyramidLevel, pyramidLevels } from '../volume/pyramid.ts';
 import type { JobContext } from './context.ts';
+import { isLabelOutput } from './convert.ts';
 import { type InputPanels, PREVIEW_KEY, type Preview, renderPreview } from './preview.ts';
 import {
   type ChunkTiming,
@@ -105,16 +106,22 @@ export async function finalizeJob(ctx: JobContext, o: FinalizeOptions): Promise<
     } else
       await writeOmeMetadata(ctx.outputStore, {
         name: manifest.name,
-        channels: channelNames(manifest),
+        channels: storedChannelNames(manifest),
         ...(voxelSize ? { voxelSize } : {}),
         ...placement,
         datasets: levels.map((l) => ({ path: l.path, factor: l.factor })),
+        ...(isLabelOutput(manifest.output.transform)
+          ? {
+              imageLabel:
+                manifest.output.transform === 'argmax' ? { names: channelNames(manifest) } : {},
+            }
+          : {}),
       });
     if (o.preview !== false) {
       preview = await renderPreview(ctx.input, ctx.outputStore, plan.region, levels, {
         ...(ctx.previewTiles ? { tiles: ctx.work } : {}),
         ...(o.inputPanels ? { inputPanels: o.inputPanels } : {}),
-        channelNames: channelNames(manifest),
+        channelNames: storedChannelNames(manifest),
       });
       await ctx.outputStore.set(PREVIEW_KEY, preview.png);
     }
@@ -207,6 +214,11 @@ export function channelNames(manifest: JobContext['manifest']): string[] {
   return names
     ? [...names]
     : Array.from({ length: manifest.model.outputChannels }, (_, i) => `channel ${i}`);
+}
+
+/** The stored channels' names: "label" for argmax's one channel, else channelNames. */
+export function storedChannelNames(manifest: JobContext['manifest']): string[] {
+  return manifest.output.transform === 'argmax' ? ['label'] : channelNames(manifest);
 }
 
 /** Work seconds from the ledger: the job's creation to its last chunk finished. */

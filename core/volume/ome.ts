@@ -4,7 +4,11 @@
 // Written as OME-Zarr 0.5: in the root group's zarr.json, under attributes.ome:
 //   { version: "0.5", multiscales: [{ name, axes: [c, z, y, x], datasets: [
 //       { path: "0", coordinateTransformations: [{scale}, {translation}?] }, ...] }],
-//     omero: { channels: [{ label, ... }] } }
+//     omero: { channels: [{ label, ... }] },
+//     "image-label": { properties: [{ "label-value", name }] }? }
+// A label output (output.transform argmax or threshold) is itself a label image: NGFF
+// 0.5's `image-label` sits beside its multiscales (napari-ome-zarr opens such a group as
+// a labels layer). It has no `source`: the image it was computed from lives elsewhere.
 // Read from 0.5 (attributes.ome.multiscales) and 0.4 (attributes.multiscales, in
 // .zattrs for Zarr v2 groups; zarrita presents both as group attributes).
 
@@ -33,6 +37,8 @@ export interface OmeOptions {
    * overrides `levels` (a pyramid that keeps z on anisotropic data halves only y, x).
    */
   readonly datasets?: readonly { readonly path: string; readonly factor: Vec3 }[];
+  /** Marks the output as a label image; `names[v]` names label value v (argmax). */
+  readonly imageLabel?: { readonly names?: readonly string[] } | undefined;
 }
 
 const ROOT: AbsolutePath = '/zarr.json';
@@ -58,12 +64,15 @@ export async function writeOmeMetadata(store: Store, o: OmeOptions): Promise<voi
     throw new OutputMismatchError(location, 'channel count', labels.length, shape[0]);
   const dtype = isObject(level0) ? level0.data_type : undefined;
 
-  const previousOme = isObject(attributes.ome) ? attributes.ome : {};
+  const { 'image-label': _previousLabel, ...previousOme } = isObject(attributes.ome)
+    ? attributes.ome
+    : {};
   const ome: JsonObject = {
     ...previousOme,
     version: '0.5',
     multiscales: [multiscale(o)],
     omero: { channels: labels.map((label) => channel(label, dtype)) },
+    ...(o.imageLabel ? { 'image-label': imageLabel(o.imageLabel) } : {}),
   };
   await writeJson(store, ROOT, { ...group, attributes: { ...attributes, ome } });
 }
@@ -94,6 +103,20 @@ function multiscale(o: OmeOptions): JsonObject {
     axes: [{ name: 'c', type: 'channel' }, space('z'), space('y'), space('x')],
     datasets,
   };
+}
+
+function imageLabel(o: NonNullable<OmeOptions['imageLabel']>): JsonObject {
+  return o.names
+    ? { properties: o.names.map((name, value) => ({ 'label-value': value, name })) }
+    : {};
+}
+
+/** The `image-label` attributes of a group (OME-Zarr 0.5 or 0.4), when it is a label image. */
+export function imageLabelOf(attributes: JsonObject): JsonObject | undefined {
+  const label = isObject(attributes.ome)
+    ? attributes.ome['image-label']
+    : attributes['image-label'];
+  return isObject(label) ? label : undefined;
 }
 
 function channel(label: string, dtype: unknown): JsonObject {

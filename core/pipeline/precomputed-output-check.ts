@@ -18,6 +18,7 @@ import type { Vec3 } from '../geometry/index.ts';
 import type { AbsolutePath, Store } from '../store/index.ts';
 import { readJson } from '../volume/json.ts';
 import { PRECOMPUTED_SCALE_KEY, precomputedBlockKey } from '../volume/precomputed/output.ts';
+import { storedOutput } from './convert.ts';
 import type {
   CheckDepth,
   DamagedObject,
@@ -38,7 +39,7 @@ export async function checkPrecomputedOutput(
   const { plan, manifest } = ctx;
   const store = ctx.outputStore;
   const damaged: DamagedObject[] = [];
-  const channels = manifest.model.outputChannels;
+  const channels = storedOutput(manifest).channels;
   const bytesPerVoxel = channels * (manifest.output.dtype === 'float32' ? 4 : 1);
   const total =
     1 +
@@ -142,7 +143,7 @@ async function infoProblem(
   const wrong =
     d.data_type !== ctx.manifest.output.dtype
       ? 'data_type'
-      : d.num_channels !== ctx.manifest.model.outputChannels
+      : d.num_channels !== storedOutput(ctx.manifest).channels
         ? 'num_channels'
         : !same(scale?.size, [x, y, z])
           ? 'scales[0].size'

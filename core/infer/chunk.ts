@@ -29,6 +29,11 @@ export interface InferChunkOptions {
   onNonFinite?: () => void;
   /** Reused accumulator memory (see PartialSum). */
   buffer?: Float32Array;
+  /**
+   * input.mask: true for a patch (given its input box) not to infer. It adds nothing; the
+   * weight sums are geometry's, so it counts as 0 with its usual weight.
+   */
+  skipPatch?: ((inputBox: Box) => boolean) | undefined;
 }
 
 export async function inferChunk(o: InferChunkOptions): Promise<PartialSum> {
@@ -99,7 +104,9 @@ export async function inferChunk(o: InferChunkOptions): Promise<PartialSum> {
   };
 
   for (const box of plan.patches(chunk)) {
-    gatherPatch(input, plan.inputBox(box), buffers[fill]!, boxes.length * cin * iv);
+    const inBox = plan.inputBox(box);
+    if (o.skipPatch?.(inBox)) continue;
+    gatherPatch(input, inBox, buffers[fill]!, boxes.length * cin * iv);
     boxes.push(box);
     if (boxes.length === batchSize) await dispatch();
   }

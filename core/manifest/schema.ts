@@ -125,6 +125,30 @@ const inputSchema = z
         'Chunks whose input voxels (as stored, before scale and offset) are all below this ' +
           'value are skipped, not inferred. Saves compute on empty background and padding.',
       ),
+    mask: z
+      .strictObject({
+        url: storageUrl('The mask volume (a Zarr array or OME-Zarr image, one channel)'),
+        array: z
+          .string()
+          .regex(/^[^/]+(\/[^/]+)*$/, {
+            error: 'must be a path inside the Zarr group such as "mask" or "4"',
+          })
+          .optional()
+          .describe('Path of the mask array inside the Zarr group at `url`.'),
+        factor: positiveTriple(
+          'Input voxels per mask voxel, [z, y, x], positive integers (e.g. [16, 16, 16] for ' +
+            'a mip-4 mask). Default: the ratio of the OME-Zarr voxel sizes of mask and input.',
+        ).optional(),
+        threshold: z
+          .number()
+          .optional()
+          .describe('Mask voxels above this value are tissue. Default 0.'),
+      })
+      .optional()
+      .describe(
+        'A coarse mask: patches whose input box holds no mask voxel above the threshold ' +
+          'are not inferred; they contribute 0 with their usual blend weight.',
+      ),
     t: z
       .int()
       .min(0)

@@ -19,6 +19,8 @@ import {
   openOutputVolume,
   VolumeFormatError,
 } from '../volume/index.ts';
+import type { MaskVolume } from '../volume/mask.ts';
+import { openMask } from '../volume/mask-open.ts';
 import { PrecomputedInfoError } from '../volume/precomputed/errors.ts';
 import { outputFormat } from '../volume/precomputed/output.ts';
 import { storedOutput } from './convert.ts';
@@ -58,6 +60,8 @@ export interface JobContext {
    * with defaultSharding: cloud jobs); undefined: one object per block.
    */
   readonly shardShape?: Vec3;
+  /** input.mask, opened and checked against the input (core/volume/mask.ts). */
+  readonly mask?: MaskVolume;
 }
 
 export interface OpenJobOptions {
@@ -163,6 +167,7 @@ export async function openJob(manifest: Manifest, o: OpenJobOptions): Promise<Jo
     previewTiles: o.previewTiles === true,
     description,
     ...shardingOf(manifest, plan, o),
+    ...(manifest.input.mask ? { mask: await openMask(manifest.input.mask, input, storeOpts) } : {}),
   };
 }
 

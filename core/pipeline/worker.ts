@@ -12,7 +12,7 @@
 //   infer N  ──────────┼──► write N + complete (write-behind, while N+1 infers)
 //                      └──► infer N+1 ...
 
-import type { Dense } from '../array/dense.ts';
+import { type Dense, dense } from '../array/dense.ts';
 import { encodePartial, PartialDecodeError, type PartialSum } from '../blend/index.ts';
 import { type BlockDescriptor, Box, type ChunkDescriptor } from '../geometry/index.ts';
 import { inferChunk } from '../infer/index.ts';
@@ -25,6 +25,7 @@ import {
   type OutputVolume,
   type ShardedOutput,
 } from '../volume/index.ts';
+import { type ChunkMask, maskedPatches } from '../volume/mask.ts';
 import { type BlendScratch, blendSeamBlock } from './blend-seams.ts';
 import { type JobContext, partialKey } from './context.ts';
 import { finalBlock, storedOutput } from './convert.ts';
@@ -157,7 +158,7 @@ interface Work {
   claim: Claim;
   keeper: LeaseKeeper;
   chunk: ChunkDescriptor;
-  input: Promise<{ data: Dense<Float32Array>; skip: boolean; ms: number }>;
+  input: Promise<{ data: Dense<Float32Array>; skip: boolean; ms: number; mask?: ChunkMask }>;
 }
 
 /**
@@ -578,6 +579,7 @@ async function workLoop(
           );
         },
         buffer: buffers.pop(),
+        skipPatch: input.mask && ((box) => input.mask!.empty(box)),
       });
       acc = await (stalled ? Promise.race([inference, stalled]) : inference);
       times = { read: input.ms, infer: performance.now() - t0 };
@@ -667,8 +669,16 @@ async function readInput(
   ctx: JobContext,
   chunk: ChunkDescriptor,
   reuse?: Float32Array,
-): Promise<{ data: Dense<Float32Array>; skip: boolean; ms: number }> {
+): Promise<{ data: Dense<Float32Array>; skip: boolean; ms: number; mask?: ChunkMask }> {
   const t0 = performance.now();
+  // input.mask: one small read at mask scale. Every patch masked: the input is not read.
+  const mask = ctx.mask ? await ctx.mask.forReadBox(chunk.readBox) : undefined;
+  if (mask && maskedPatches(ctx.plan, chunk, mask) === chunk.patchCount)
+    return {
+      data: dense(chunk.readBox, ctx.input.channels),
+      skip: true,
+      ms: performance.now() - t0,
+    };
   const raw = await ctx.input.readBox(chunk.readBox);
   const valid = Box.ofShape(ctx.plan.volumeShape);
   const { skipBelow } = ctx.manifest.input;
@@ -684,7 +694,7 @@ async function readInput(
   // Before inference: the model never sees (nor is blamed for) a NaN input.
   if (data.nanCount > 0 && nan === 'fail')
     throw new NanInputError(chunk.id, data.nanCount, raw.box.intersect(valid).size * raw.channels);
-  return { data, skip, ms: performance.now() - t0 };
+  return { data, skip, ms: performance.now() - t0, ...(mask ? { mask } : {}) };
 }
 
 function allBelow(values: ArrayLike<number>, threshold: number): boolean {

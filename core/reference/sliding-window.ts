@@ -48,6 +48,31 @@ export interface ReferenceInput {
   tta?: ReferenceTta | undefined;
   /** output.transform (README, `output.transform`), applied to the blended result. */
   transform?: ReferenceOutputTransform | undefined;
+  /** input.mask (README, `input.mask`): patches with no tissue under their input box output 0. */
+  mask?: ReferenceMask | undefined;
+}
+
+/** input.mask, restated: [z][y][x] values, input voxel i in mask voxel floor(i / factor). */
+export interface ReferenceMask {
+  data: ArrayLike<number>;
+  shape: Vec3;
+  factor: Vec3;
+  /** Tissue above it; default 0. */
+  threshold?: number | undefined;
+}
+
+/** Whether any mask voxel under the input box [lo, lo + size) (per axis) is tissue. */
+function referenceHasTissue(m: ReferenceMask, lo: Vec3, size: Vec3): boolean {
+  const t = m.threshold ?? 0;
+  const from = [0, 1, 2].map((a) => Math.max(0, Math.floor(lo[a]! / m.factor[a]!)));
+  const to = [0, 1, 2].map((a) =>
+    Math.min(m.shape[a]!, Math.ceil((lo[a]! + size[a]!) / m.factor[a]!)),
+  );
+  for (let z = from[0]!; z < to[0]!; z++)
+    for (let y = from[1]!; y < to[1]!; y++)
+      for (let x = from[2]!; x < to[2]!; x++)
+        if (m.data[(z * m.shape[1] + y) * m.shape[2] + x]! > t) return true;
+  return false;
 }
 
 /** output.transform's forms, restated here so the reference shares no code. */
@@ -133,15 +158,20 @@ export async function slidingWindowReference(o: ReferenceInput): Promise<Float32
                   input[((c * pz + z) * py + y) * px + x] =
                     o.volume[((c * vz + gz) * vy + gy) * vx + gx]!;
               }
-        const out = await augmented(
-          o.model,
-          input,
-          o.inputChannels,
-          o.outputChannels,
-          o.patchShape,
-          [qz, qy, qx],
-          transforms,
-        );
+        const masked =
+          o.mask !== undefined &&
+          !referenceHasTissue(o.mask, [z0 - mz, y0 - my, x0 - mx], o.patchShape);
+        const out = masked
+          ? new Float32Array(o.outputChannels * qv)
+          : await augmented(
+              o.model,
+              input,
+              o.inputChannels,
+              o.outputChannels,
+              o.patchShape,
+              [qz, qy, qx],
+              transforms,
+            );
         for (let z = 0; z < qz; z++)
           for (let y = 0; y < qy; y++)
             for (let x = 0; x < qx; x++) {

@@ -24,6 +24,7 @@ import {
 } from './plan-cost.ts';
 import { type ModelSides, modelLines } from './plan-model.ts';
 import { normalisationLines, sampleModelInputs } from './plan-normalisation.ts';
+import { calibrateRun, type RunPrediction, runLines } from './plan-predict.ts';
 import { S3_PUT_PER_1000, workerPrice } from './prices.ts';
 import { formatRate, formatSeconds } from './progress.ts';
 
@@ -66,6 +67,8 @@ Requests: objects each chunk writes (owned blocks + seam partials) and the S3 PU
 ($${S3_PUT_PER_1000} per 1,000) are printed always.`;
 
 export async function planCommand(args: string[]): Promise<number> {
+  // How long this process took to start (node, the loader, the modules): a run pays it too.
+  const cliStartSeconds = process.uptime();
   const { values, positionals, help } = parse(
     args,
     {
@@ -126,6 +129,7 @@ export async function planCommand(args: string[]): Promise<number> {
   const inputs = await sampleModelInputs(ctx);
 
   let throughput: Throughput | undefined;
+  let prediction: RunPrediction | undefined;
   if (values.throughput !== undefined) {
     const v = Number(values.throughput);
     if (!Number.isFinite(v) || v <= 0)
@@ -136,6 +140,13 @@ export async function planCommand(args: string[]): Promise<number> {
   } else if (values.calibrate) {
     log('calibrating: running the model on patches of the input…');
     throughput = await calibrate(ctx, loaded.baseDir, { batchSize, log });
+    log('calibrating: two sample runs of the job at the middle of the input…');
+    prediction = await calibrateRun(loaded, plan, {
+      workers: fit.workers,
+      batchSize,
+      cliStartSeconds,
+      log,
+    });
   }
   let skipped: EmptyScan | undefined;
   if (values['scan-empty']) {
@@ -203,6 +214,7 @@ export async function planCommand(args: string[]): Promise<number> {
     input: inputs,
     ...(skipped ? { empty: skipped } : {}),
     ...(cost ? { cost } : {}),
+    ...(prediction ? { run: prediction } : {}),
     ...(cloud ? { cloud } : {}),
   };
   if (values.json) {
@@ -242,6 +254,7 @@ export async function planCommand(args: string[]): Promise<number> {
       `empty      input.skipBelow is ${m.input.skipBelow}: add --scan-empty to count the chunks it skips (reads the whole input)`,
     );
   if (cost) lines.push(...costLines(cost));
+  if (prediction) lines.push(...runLines(prediction));
   else
     lines.push(
       'cost       add --throughput VOXELS_PER_S or --calibrate for worker-hours and dollars',

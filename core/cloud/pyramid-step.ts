@@ -15,6 +15,7 @@ import type {
   PyramidTaskEvent,
 } from '../../contracts/cloud.ts';
 import type { JobContext } from '../pipeline/context.ts';
+import { isLabelOutput } from '../pipeline/convert.ts';
 import { checkOutputOwner } from '../volume/index.ts';
 import { buildPyramidTask, type PyramidOptions, preparePyramidLevel } from '../volume/pyramid.ts';
 import type { CloudDeps } from './deps.ts';
@@ -31,7 +32,11 @@ export async function pyramidStep(
 /** What the manifest asks of the pyramid. */
 export function pyramidOptions(ctx: JobContext): PyramidOptions {
   const voxelSize = ctx.input.voxelSize;
-  return { levels: ctx.manifest.output.pyramid ?? 0, ...(voxelSize ? { voxelSize } : {}) };
+  return {
+    levels: ctx.manifest.output.pyramid ?? 0,
+    ...(voxelSize ? { voxelSize } : {}),
+    ...(isLabelOutput(ctx.manifest.output.transform) ? { sampling: 'nearest' as const } : {}),
+  };
 }
 
 /** Creates level `level` and lists its tasks; done when the pyramid has no such level. */

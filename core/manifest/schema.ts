@@ -527,15 +527,6 @@ function crossFieldChecks(raw: unknown, ctx: z.RefinementCtx): void {
         'is for Zarr outputs; a precomputed output is written unsharded (one file per block): remove it',
     });
   const transform = field(manifestObject.shape.output.shape.transform, output.transform);
-  const labels = transform === 'argmax' || (typeof transform === 'object' && transform !== null);
-  if (labels && typeof output.pyramid === 'number' && output.pyramid > 0)
-    ctx.addIssue({
-      code: 'custom',
-      path: ['output', 'pyramid'],
-      message:
-        `is not yet built for label outputs (output.transform ${JSON.stringify(transform)}): the ` +
-        'pyramid averages voxels, which would invent labels; set output.pyramid to 0',
-    });
   if (transform === 'argmax' && outChannels !== undefined && outChannels > 256)
     ctx.addIssue({
       code: 'custom',

@@ -92,6 +92,7 @@ export async function finalizeJob(ctx: JobContext, o: FinalizeOptions): Promise<
         ? await buildPyramid(ctx.outputStore, {
             levels: wanted,
             ...(voxelSize ? { voxelSize } : {}),
+            ...(isLabelOutput(manifest.output.transform) ? { sampling: 'nearest' as const } : {}),
             onLevel: (l, s) =>
               log(`pyramid level ${l.path}: ${l.shape.join('×')} in ${s.toFixed(1)}s`),
           })

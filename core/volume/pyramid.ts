@@ -132,6 +132,13 @@ export interface PyramidOptions {
   levels: number;
   /** Level-0 voxel size (z, y, x); decides whether z is halved. Default isotropic. */
   voxelSize?: Vec3;
+  /**
+   * "mean" (default) for intensities; "nearest" for labels and masks: each voxel is the
+   * parent voxel at the start of its window, so a level holds only values level 0 has.
+   * (Nearest, not the mode: a window may straddle parent blocks, which are read one at a
+   * time, and the first voxel of a window is known from any one of them.)
+   */
+  sampling?: 'mean' | 'nearest';
 }
 
 /** One level's tasks: blocks from `starts[i]` to `starts[i] + blocksPerTask` (clamped). */
@@ -234,7 +241,10 @@ export async function buildPyramidTask(store: Store, t: PyramidTask): Promise<Py
         fromFn((a) => Math.min(box.stop[a] * step[a], parent.shape[a])),
       );
       // One parent block at a time: memory is one parent block plus this block's sums.
-      const mean = new MeanAccumulator(box, base.channels, step, parent.shape);
+      const mean =
+        t.sampling === 'nearest'
+          ? new NearestSampler(box, base.channels, step)
+          : new MeanAccumulator(box, base.channels, step, parent.shape);
       const first = fromFn((a) => Math.floor(under.start[a] / parent.blockShape[a]));
       const last = fromFn((a) => Math.ceil(under.stop[a] / parent.blockShape[a]));
       for (const pc of gridCoords(new Box(first, last))) {
@@ -264,7 +274,11 @@ export interface BuildPyramidOptions extends PyramidOptions {
 export async function buildPyramid(store: Store, o: BuildPyramidOptions): Promise<PyramidLevel[]> {
   const base = await openOutputVolume(store);
   const levels = pyramidLevels(base.shape, o.levels, o.voxelSize);
-  const opts = { levels: o.levels, ...(o.voxelSize ? { voxelSize: o.voxelSize } : {}) };
+  const opts = {
+    levels: o.levels,
+    ...(o.voxelSize ? { voxelSize: o.voxelSize } : {}),
+    ...(o.sampling ? { sampling: o.sampling } : {}),
+  };
   for (let l = 1; l < levels.length; l++) {
     const t0 = performance.now();
     const plan = await preparePyramidLevel(store, l, {
@@ -350,6 +364,46 @@ export class MeanAccumulator {
           }
         }
       }
+    return { box, channels, data };
+  }
+}
+
+/**
+ * Each voxel of `box` (this level's coordinates) is the parent voxel at the start of its
+ * `step` window, g · step per axis, which always exists; fed piece by piece like
+ * MeanAccumulator, so a pyramid task reads the same parent blocks either way.
+ */
+export class NearestSampler {
+  private readonly values: Float64Array;
+
+  constructor(
+    private readonly box: Box,
+    private readonly channels: number,
+    private readonly step: Vec3,
+  ) {
+    this.values = new Float64Array(channels * box.size);
+  }
+
+  /** Takes the window-start voxels of `piece`; `piece` must lie under `box`. */
+  add(piece: Dense<OutputData>): void {
+    const p = piece.box;
+    const [tz, ty, tx] = this.step;
+    for (let c = 0; c < this.channels; c++)
+      for (let z = p.start[0]; z < p.stop[0]; z++) {
+        if (z % tz !== 0) continue;
+        for (let y = p.start[1]; y < p.stop[1]; y++) {
+          if (y % ty !== 0) continue;
+          for (let x = p.start[2]; x < p.stop[2]; x++)
+            if (x % tx === 0)
+              this.values[offsetOf(this.box, c, z / tz, y / ty, x / tx)] =
+                piece.data[offsetOf(p, c, z, y, x)]!;
+        }
+      }
+  }
+
+  result(dtype: 'float32' | 'uint8'): Dense<OutputData> {
+    const { box, channels } = this;
+    const data = dtype === 'uint8' ? Uint8Array.from(this.values) : Float32Array.from(this.values);
     return { box, channels, data };
   }
 }

@@ -10,6 +10,9 @@ import { loadManifest } from '../../cli/job-files.ts';
 import { runLocal } from '../../cli/local-run.ts';
 import { Box, type Vec3 } from '../../core/geometry/index.ts';
 import { referenceTransform } from '../../core/reference/index.ts';
+import { LocalStore } from '../../core/store/index.ts';
+import { openOutputVolume } from '../../core/volume/index.ts';
+import { LevelStore } from '../../core/volume/pyramid.ts';
 import {
   FIXTURE_MODELS,
   lcgVolume,
@@ -22,7 +25,7 @@ import {
 const t = tempDir();
 afterAll(() => t.cleanup());
 
-it('argmax labels equal the reference and carry image-label metadata', async () => {
+it('argmax labels equal the reference and carry image-label metadata; the pyramid samples them', async () => {
   const shape: Vec3 = [14, 22, 20];
   const data = lcgVolume(shape, 5);
   const model = join(FIXTURE_MODELS, 'realistic.onnx');
@@ -32,7 +35,13 @@ it('argmax labels equal the reference and carry image-label metadata', async () 
     data,
     manifest: {
       model: { url: model, patchShape: common.patchShape, outputChannels: 2 },
-      output: { url: 'output.zarr', dtype: 'uint8', blockShape: [7, 11, 10], transform: 'argmax' },
+      output: {
+        url: 'output.zarr',
+        dtype: 'uint8',
+        blockShape: [7, 11, 10],
+        transform: 'argmax',
+        pyramid: 1,
+      },
       overlap: common.overlap,
       chunkShape: [8, 12, 12],
       blend: 'bump',
@@ -64,6 +73,19 @@ it('argmax labels equal the reference and carry image-label metadata', async () 
       { 'label-value': 1, name: 'channel 1' },
     ],
   });
+  // Level 1 (halved in z, y, x: isotropic voxels) is level 0 sampled at even coordinates.
+  const level1 = await openOutputVolume(
+    new LevelStore(new LocalStore(join(t.dir, 'output.zarr')), 1),
+  );
+  const half = level1.shape;
+  const got = (await level1.readBox(Box.ofShape(half))).data;
+  const sampled: number[] = [];
+  for (let z = 0; z < half[0]; z++)
+    for (let y = 0; y < half[1]; y++)
+      for (let x = 0; x < half[2]; x++)
+        sampled.push(expected[(2 * z * shape[1] + 2 * y) * shape[2] + 2 * x]!);
+  expect(half).toEqual([7, 11, 10]);
+  expect(Array.from(got)).toEqual(sampled);
   expect(root.attributes.ome.omero.channels.map((c: { label: string }) => c.label)).toEqual([
     'label',
   ]);

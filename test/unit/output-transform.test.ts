@@ -1,8 +1,8 @@
 // output.transform: the per-voxel transform against hand-computed values, the final block
 // it makes (voxels outside the region stay 0), the manifest's refusals, and chunked runs
-// (several chunkings, sharded and unsharded, seams blended by last contributors) equal to
-// the whole-volume reference with the same transform applied to its blended result:
-// labels and masks exactly, softmax within 1e-5. The reference (core/reference) applies
+// (several chunkings, sharded and unsharded, seams blended by last contributors or by the
+// final pass) equal to the whole-volume reference with the same transform applied to its
+// blended result: labels and masks exactly, softmax within 1e-5. The reference (core/reference) applies
 // the transform from the README's words and shares no code with core/pipeline/convert.ts.
 
 import { describe, expect, it } from 'vitest';
@@ -146,9 +146,11 @@ describe('chunked runs with output.transform equal the reference', () => {
       return s / 2 ** 32;
     });
   })();
-  const chunkings: { chunk: Vec3; block: Vec3; shard?: Vec3 }[] = [
+  const chunkings: { chunk: Vec3; block: Vec3; shard?: Vec3; handoff?: boolean }[] = [
     { chunk: [9, 10, 11], block: [3, 4, 4] },
     { chunk: [3, 3, 4], block: [3, 3, 4] },
+    // every seam block left to the final blend pass (blendSeams), none to the workers
+    { chunk: [3, 5, 4], block: [3, 5, 2], handoff: false },
     { chunk: [6, 6, 8], block: [2, 3, 4] },
     { chunk: [3, 6, 4], block: [3, 3, 2], shard: [3, 6, 4] },
     { chunk: [6, 3, 8], block: [2, 3, 4], shard: [6, 6, 8] },
@@ -191,10 +193,12 @@ describe('chunked runs with output.transform equal the reference', () => {
           outputChannels: outChannels,
           model: labelModel(outChannels),
           workers: 2,
+          handoff: k.handoff !== false,
           dtype: c.dtype,
           transform: c.transform,
         });
         expect(result.output.length, JSON.stringify(k)).toBe(expected.length);
+        if (k.handoff === false) expect(result.finalPassBlocks).toBeGreaterThan(0);
         if (c.exact)
           expect(Array.from(result.output), JSON.stringify(k)).toEqual(Array.from(expected));
         else {

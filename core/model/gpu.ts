@@ -130,3 +130,26 @@ export function tensorrtEnv(o: { fp16: boolean; engineCacheDir: string }): Recor
     ORT_TENSORRT_CACHE_PATH: o.engineCacheDir,
   };
 }
+
+/**
+ * A GPU was asked for and cannot be used, where falling back to CPU is not allowed (a
+ * cloud worker without compute.allowCpuFallback). The machine is at fault, not the chunk:
+ * the fault classifier must count it as an environment fault (it must not spend a chunk's
+ * attempts).
+ */
+export class GpuFallbackError extends Error {
+  override readonly name = 'GpuFallbackError';
+  constructor(
+    readonly model: string,
+    readonly provider: string,
+    readonly detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `model ${model}: compute.provider "${provider}" is not usable on this machine (${detail}) ` +
+        'and falling back to CPU is not allowed here. Run on a GPU instance with the CUDA ' +
+        'build of onnxruntime (bench/gpu-prep.sh), or set compute.allowCpuFallback: true.',
+      options,
+    );
+  }
+}

@@ -20,6 +20,7 @@ import {
   ModelRunError,
 } from './errors.ts';
 import { fromFloat16Bits, toFloat16Bits } from './float16.ts';
+import { GpuFallbackError, tensorrtEnv } from './gpu.ts';
 import {
   type ModelExpectation,
   type ReadSignature,
@@ -32,8 +33,16 @@ export type ModelSource = { path: string } | { bytes: Uint8Array; name?: string 
 
 export type Device = 'cpu' | 'gpu';
 
+export type Provider = 'cpu' | 'cuda' | 'tensorrt';
+
 export interface GpuOptions {
   deviceId?: number;
+  /** Default 'cuda'. 'tensorrt' runs TensorRT first, then CUDA, then CPU for what neither takes. */
+  provider?: 'cuda' | 'tensorrt';
+  /** Default true: a GPU that cannot be used is a loud fallback to CPU; false throws GpuFallbackError. */
+  allowCpuFallback?: boolean;
+  /** TensorRT: fp16 (default true) and the engine cache directory (one per engineCacheKey). */
+  tensorrt?: { fp16?: boolean; engineCacheDir?: string };
   memoryLimitBytes?: number;
   arenaExtendStrategy?: 'kNextPowerOfTwo' | 'kSameAsRequested';
 }
@@ -78,12 +87,16 @@ interface Opened {
   session: InferenceSession;
   device: Device;
   providers: string[];
+  /** Why a GPU that was asked for is not used: set only after a fallback to CPU. */
+  fallback?: string;
 }
 
 export class ModelRunner {
   /** What actually runs: 'cpu' after a GPU fallback. */
   readonly device: Device;
   readonly providers: string[];
+  /** Set when a GPU was asked for and the runner fell back to CPU: the cause. */
+  readonly fallback: string | undefined;
   /** Undefined once closed. */
   private session: InferenceSession | undefined;
 
@@ -106,6 +119,7 @@ export class ModelRunner {
     this.session = opened.session;
     this.device = opened.device;
     this.providers = opened.providers;
+    this.fallback = opened.fallback;
   }
 
   static async open(source: ModelSource, options: ModelRunnerOptions = {}): Promise<ModelRunner> {
@@ -307,6 +321,21 @@ async function openGpu(
   log: (msg: string) => void,
 ): Promise<Opened> {
   const cuda: CudaProviderEntry = { name: 'cuda', deviceId: gpu.deviceId ?? 0 };
+  const provider = gpu.provider ?? 'cuda';
+  // onnxruntime-node 1.30 reads only deviceId from a provider entry
+  // (js/node/src/session_options_helper.cc); TensorRT's fp16 and engine cache reach it
+  // through the environment variables it reads when the session is created.
+  if (provider === 'tensorrt') {
+    const env = tensorrtEnv({
+      fp16: gpu.tensorrt?.fp16 ?? true,
+      engineCacheDir: gpu.tensorrt?.engineCacheDir ?? 'tensorrt-cache',
+    });
+    for (const [k, v] of Object.entries(env)) process.env[k] = v;
+  }
+  const chain: InferenceSession.ExecutionProviderConfig[] =
+    provider === 'tensorrt'
+      ? [{ name: 'tensorrt', deviceId: gpu.deviceId ?? 0 }, cuda, 'cpu']
+      : [cuda, 'cpu'];
   // The binding tests for presence, so absent knobs must be absent, not undefined.
   if (gpu.memoryLimitBytes !== undefined) cuda.gpuMemLimit = gpu.memoryLimitBytes;
   if (gpu.arenaExtendStrategy !== undefined) cuda.arenaExtendStrategy = gpu.arenaExtendStrategy;
@@ -314,20 +343,26 @@ async function openGpu(
   try {
     const session = await InferenceSession.create(bytes, {
       ...options,
-      executionProviders: [cuda, 'cpu'],
+      executionProviders: chain,
     });
-    return { session, device: 'gpu', providers: ['cuda', 'cpu'] };
+    const providers = provider === 'tensorrt' ? ['tensorrt', 'cuda', 'cpu'] : ['cuda', 'cpu'];
+    return { session, device: 'gpu', providers };
   } catch (err) {
     cudaError = err;
   }
   // onnxruntime's errors carry no code, so CUDA trouble is told apart from a bad
   // model by retrying on CPU: a model that loads there failed only because of CUDA.
   const session = await openCpu(name, bytes, options);
+  const cause = errorText(cudaError);
+  if (gpu.allowCpuFallback === false) {
+    await session.release();
+    throw new GpuFallbackError(name, provider, cause, { cause: cudaError });
+  }
   log(
     `model ${name}: CUDA is not usable here (${errorText(cudaError)}); running on CPU. ` +
       'Install the CUDA build of onnxruntime and its CUDA/cuDNN libraries, or ask for device "cpu".',
   );
-  return { session, device: 'cpu', providers: ['cpu'] };
+  return { session, device: 'cpu', providers: ['cpu'], fallback: `${provider}: ${cause}` };
 }
 
 function errorText(err: unknown): string {

@@ -21,6 +21,7 @@ async function start(): Promise<void> {
       type: 'ready',
       device: runner.device,
       providers: runner.providers,
+      fallback: runner.fallback,
       sha256: runner.sha256,
       inputChannels: runner.inputChannels,
       outputChannels: runner.outputChannels,

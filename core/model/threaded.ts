@@ -21,6 +21,8 @@ export type ThreadReply =
       type: 'ready';
       device: Device;
       providers: string[];
+      /** Set when a GPU was asked for and the model runs on CPU: the cause. */
+      fallback?: string | undefined;
       sha256: string;
       inputChannels: number | undefined;
       outputChannels: number | undefined;

@@ -27,6 +27,7 @@ import { runLocal } from '../cli/local-run.ts';
 import { Plan, type Vec3 } from '../core/geometry/index.ts';
 import { patchStarts } from '../core/reference/index.ts';
 import { bareInference } from './baseline.ts';
+import { costsBench, costsTable } from './costs.ts';
 import {
   type BenchManifestOptions,
   benchVolume,
@@ -47,8 +48,8 @@ const { values } = parseArgs({
     only: { type: 'string' },
   },
 });
-// --only efficiency,framework,longer,scaling,plan,ledger,plan-ledger,seams runs those sections
-// alone (RESULTS.md is then not rewritten, except its Seams table when seams runs).
+// --only efficiency,framework,longer,scaling,plan,ledger,plan-ledger,seams,costs runs those sections
+// alone (RESULTS.md is then not rewritten, except its Seams and costs tables when those run).
 const only = values.only?.split(',');
 const want = (section: string): boolean => only === undefined || only.includes(section);
 const device = values.device === 'gpu' ? 'gpu' : 'cpu';
@@ -311,6 +312,27 @@ if (want('seams')) {
   log(JSON.stringify({ seamsSharded: sharded }));
   results.seams = seamsResult(unsharded, sharded);
   if (only !== undefined) writeSeamsTable(results.seams as SeamsResult);
+}
+
+// 9: per-stage costs in core-ns per voxel beside their floors (costs.ts).
+if (want('costs')) {
+  const rows = await costsBench({ chunkShape: JOB.chunkShape, volumeVoxels: voxels });
+  log(JSON.stringify({ costs: rows }));
+  results.costs = rows;
+  if (only !== undefined) writeCostsTable(costsTable(rows, new Date().toISOString()));
+}
+
+/** `--only costs`: the costs table of RESULTS.md replaced (or added), the rest left as it is. */
+function writeCostsTable(table: string): void {
+  const path = resultsPath();
+  const old = existsSync(path) ? readFileSync(path, 'utf8') : '';
+  const marked = /<!-- costs -->[\s\S]*<!-- \/costs -->/;
+  const text = marked.test(old)
+    ? old.replace(marked, () => table)
+    : old.includes('\nRaw: ')
+      ? old.replace('\nRaw: ', () => `\n${table}\n\nRaw: `)
+      : `${old}\n${table}\n`;
+  writeFileSync(path, text);
 }
 
 interface SeamsResult {

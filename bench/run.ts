@@ -303,6 +303,7 @@ if (!values['skip-ledger'] && want('plan-ledger')) {
   log(JSON.stringify(results.planLedger));
 }
 
+if (want('calibrate')) results.calibrate = await (await import('./calibrate.ts')).calibrateBench();
 // 8: seams at the default layout scaled down (seams.ts), unsharded and sharded.
 if (want('seams')) {
   const chunksPerAxis = quick ? 2 : 3;

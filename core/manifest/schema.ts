@@ -391,6 +391,14 @@ const manifestObject = z.strictObject({
     .max(100)
     .default(3)
     .describe('Attempts per chunk before it is marked failed and the job stops. Default 3.'),
+  then: z
+    .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
+    .optional()
+    .describe(
+      'Next stage(s) of a two-stage (recursive) pipeline: the path or URL of a manifest (or ' +
+        'a list) run once this job SUCCEEDS, never after a failure. A relative path resolves ' +
+        "against this manifest's directory. The next manifest's input is usually this job's output.",
+    ),
 });
 
 // Cross-field rules read fields that may themselves be invalid (`when` below runs them

@@ -1,4 +1,4 @@
-// Two-stage (recursive) pipelines: a manifest's `then` names the manifest(s) to run once
+// Two-stage (recursive) pipelines: a manifest's `next` names the manifest(s) to run once
 // its job SUCCEEDS. Each stage is an ordinary job (its own content-addressed id and state
 // directory), so rerunning the first manifest skips the stages already finished (runLocal
 // reports "already succeeded") and resumes the first unfinished one. A stage that does not
@@ -17,14 +17,14 @@ export interface ChainStage {
   result: LocalRunResult;
 }
 
-/** The `then` entries of a loaded manifest, as absolute paths (relative to its directory). */
+/** The `next` entries of a loaded manifest, as absolute paths (relative to its directory). */
 export function nextStagePaths(m: LoadedManifest): string[] {
-  const then = m.manifest.then;
+  const then = m.manifest.next;
   const list = then === undefined ? [] : typeof then === 'string' ? [then] : [...then];
   return list.map((p) => {
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(p) && !p.startsWith('file://'))
       throw new ChainError(
-        `${m.path}: then "${p}" is not a local manifest; a local run chains local files only (use a path relative to this manifest)`,
+        `${m.path}: next "${p}" is not a local manifest; a local run chains local files only (use a path relative to this manifest)`,
       );
     const local = p.startsWith('file://') ? new URL(p).pathname : p;
     return isAbsolute(local) ? local : resolve(dirname(m.path), local);
@@ -32,7 +32,7 @@ export function nextStagePaths(m: LoadedManifest): string[] {
 }
 
 /**
- * Runs `first`, then (depth first) every stage its `then` names, each after its parent
+ * Runs `first`, then (depth first) every stage its `next` names, each after its parent
  * SUCCEEDED. Returns every stage run, in order; the last one's status is the chain's.
  */
 export async function runChain(
@@ -44,7 +44,7 @@ export async function runChain(
   const visit = async (m: LoadedManifest): Promise<boolean> => {
     if (seen.has(m.path))
       throw new ChainError(
-        `${m.path}: the chain of "then" manifests comes back to this manifest; remove the cycle`,
+        `${m.path}: the chain of "next" manifests comes back to this manifest; remove the cycle`,
       );
     seen.add(m.path);
     const result = await runStage(m);

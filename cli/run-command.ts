@@ -2,9 +2,10 @@
 
 import { parseMemorySize } from '../core/pipeline/memory-estimate.ts';
 import { intOption, parse } from './args.ts';
-import { loadManifest } from './job-files.ts';
-import { runLocal } from './local-run.ts';
+import { type LoadedManifest, loadManifest } from './job-files.ts';
+import { type LocalRunResult, runLocal } from './local-run.ts';
 import { Progress } from './progress.ts';
+import { runChain } from './run-chain.ts';
 
 const USAGE = `Usage: tessera run <manifest.json> [--workers N] [--state DIR] [--json] [--lease-seconds S] [--batch N] [--retry-failed] [--memory SIZE]
 
@@ -49,10 +50,12 @@ export async function runCommand(args: string[]): Promise<number> {
   const log = (line: string): void => {
     process.stderr.write(`${line}\n`);
   };
-  try {
-    const result = await runLocal(loaded, {
-      workers: intOption(values.workers, 'workers', loaded.manifest.compute.maxWorkers),
-      stateDir: values.state as string | undefined,
+  // A manifest's `then` (two-stage pipelines) runs the next stage once this one succeeded;
+  // --state names the first stage's state directory, later stages take their defaults.
+  const runStage = (m: LoadedManifest): Promise<LocalRunResult> =>
+    runLocal(m, {
+      workers: intOption(values.workers, 'workers', m.manifest.compute.maxWorkers),
+      stateDir: m === loaded ? (values.state as string | undefined) : undefined,
       leaseMs: intOption(values['lease-seconds'], 'lease-seconds', 60) * 1000,
       batchSize: intOption(values.batch, 'batch', 4),
       retryFailed: values['retry-failed'] === true,
@@ -60,9 +63,16 @@ export async function runCommand(args: string[]): Promise<number> {
         ? { memory: { bytes: parseMemorySize(values.memory), source: `--memory ${values.memory}` } }
         : {}),
       log,
-      progress: new Progress(process.stderr, loaded.manifest.name),
+      progress: new Progress(process.stderr, m.manifest.name),
       signal: controller.signal,
     });
+  try {
+    const stages = await runChain(loaded, runStage);
+    const result = stages[stages.length - 1]!.result;
+    if (stages.length > 1)
+      process.stderr.write(
+        `${stages.map((s, i) => `stage ${i + 1} ${s.result.status}: ${s.path}`).join('\n')}\n`,
+      );
     if (result.message) process.stderr.write(`${result.message}\n`);
     if (result.status === 'SUCCEEDED') {
       process.stderr.write(

@@ -391,7 +391,7 @@ const manifestObject = z.strictObject({
     .max(100)
     .default(3)
     .describe('Attempts per chunk before it is marked failed and the job stops. Default 3.'),
-  then: z
+  next: z
     .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
     .optional()
     .describe(

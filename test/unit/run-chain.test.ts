@@ -1,4 +1,4 @@
-// `then` chaining of local runs: order, relative paths, and that a failed stage starts
+// `next` chaining of local runs: order, relative paths, and that a failed stage starts
 // nothing after it (cli/run-chain.ts). Stage runs are stubbed; the manifests are real files.
 
 import { writeFileSync } from 'node:fs';
@@ -24,7 +24,7 @@ function manifest(name: string, input: string, output: string, then?: unknown): 
       model: { url: 'm.onnx', patchShape: [4, 4, 4], outputChannels: 1 },
       overlap: [0, 0, 0],
       chunkShape: [4, 4, 4],
-      ...(then === undefined ? {} : { then }),
+      ...(then === undefined ? {} : { next: then }),
     }),
   );
   return path;
@@ -41,7 +41,7 @@ const ok = (jobId: string, status: LocalRunResult['status'] = 'SUCCEEDED'): Loca
 });
 
 describe('runChain', () => {
-  it('runs stage 1, then the stage its relative `then` names', async () => {
+  it('runs stage 1, then the stage its relative `next` names', async () => {
     manifest('stage-two', 'one.zarr', 'two.zarr');
     const first = await loadManifest(
       manifest('stage-one', 'raw.zarr', 'one.zarr', 'stage-two.json'),
@@ -68,7 +68,7 @@ describe('runChain', () => {
     expect(ran).toEqual(['fail-one']);
   });
 
-  it('refuses a cycle of `then` manifests', async () => {
+  it('refuses a cycle of `next` manifests', async () => {
     manifest('loop-two', 'one.zarr', 'two.zarr', 'loop-one.json');
     const first = await loadManifest(manifest('loop-one', 'raw.zarr', 'one.zarr', 'loop-two.json'));
     await expect(runChain(first, async (m) => ok(m.jobId))).rejects.toBeInstanceOf(ChainError);
